@@ -1,0 +1,6 @@
+//! Everything that knows containerd's layout: the content store and `meta.db` schema
+//! (`store`), its configuration file (`config`) and the offline audit (`verify`).
+
+pub mod config;
+pub mod store;
+pub mod verify;

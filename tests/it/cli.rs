@@ -1,0 +1,39 @@
+//! The command-line contract: help, version, usage errors and their exit codes.
+
+use crate::harness::*;
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["build", "image", "import", "configure", "verify", "bake"] {
+        let out = run_ok(pausebake().args([sub, "--help"]));
+        assert!(stdout(&out).contains("Usage: pausebake"), "{sub}");
+    }
+}
+
+#[test]
+fn unknown_arch_is_a_usage_error() {
+    let out = run_any(pausebake().args(["build", "--arch", "mips"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "unknown architecture \"mips\"; expected one of: amd64, arm64, arm, ppc64le, s390x, riscv64"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_source_date_epoch_is_a_usage_error() {
+    let out = run_any(
+        pausebake()
+            .args(["image", "--output", "/nonexistent/x.tar"])
+            .env("SOURCE_DATE_EPOCH", "yesterday"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SOURCE_DATE_EPOCH"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,112 @@
+//! Shared test machinery: the binary under test, probes for external programs, and running
+//! commands with failures that show what went wrong.
+
+#![allow(dead_code)] // each test module uses a different part
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// The pausebake binary cargo built for these tests.
+pub const PAUSEBAKE: &str = env!("CARGO_BIN_EXE_pausebake");
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True under CI, where a missing program is a failure rather than a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether `program` is on PATH (memoised). When it is not, says so loudly; under
+/// `CI=true` that is a test failure, so CI cannot pass by skipping.
+pub fn have(program: &str) -> bool {
+    static SEEN: Mutex<Option<HashMap<String, bool>>> = Mutex::new(None);
+    let found = *SEEN
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .entry(program.to_string())
+        .or_insert_with(|| which(program).is_some());
+    if !found {
+        skip(&format!("{program} not found"));
+    }
+    found
+}
+
+/// Whether the tests run as root (containerd, unshare and chroot need it).
+pub fn is_root() -> bool {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("running id -u");
+    String::from_utf8_lossy(&out.stdout).trim() == "0"
+}
+
+/// Reports a skipped check; under CI a skip is a failure.
+pub fn skip(why: &str) {
+    if in_ci() {
+        panic!("cannot skip under CI=true: {why}");
+    }
+    eprintln!("\n!!!! skipping: {why} !!!!\n");
+}
+
+/// The full path of `program` on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A `Command` for the binary under test.
+pub fn pausebake() -> Command {
+    Command::new(PAUSEBAKE)
+}
+
+/// Runs `cmd`, panicking with its command line, status, stdout and stderr unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = run_any(cmd);
+    if !out.status.success() {
+        panic!("{}", describe(cmd, &out));
+    }
+    out
+}
+
+/// Runs `cmd` and returns its output whatever the exit status.
+pub fn run_any(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {:?}: {e}", cmd))
+}
+
+/// Command line, status and both streams, for assertion messages.
+pub fn describe(cmd: &Command, out: &Output) -> String {
+    format!(
+        "{:?}\n--- status: {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        cmd,
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// stdout as a string.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stderr as a string.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("pausebake-test-")
+        .tempdir()
+        .expect("creating a temporary directory")
+}

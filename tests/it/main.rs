@@ -1,0 +1,6 @@
+//! The integration tests: the real `pausebake` binary against the real programs it must
+//! satisfy (compilers, qemu-user, skopeo, umoci, Go's bbolt, containerd, runc, packer).
+//! One test binary, so the harness links once.
+
+mod cli;
+mod harness;
