@@ -3,11 +3,13 @@
 
 mod archive;
 mod bake;
+#[allow(dead_code)] // until the store writer uses it
 mod bolt;
 mod cli;
 mod containerd;
 #[allow(dead_code)]
 mod exec;
+#[allow(dead_code)] // until `image` assembles it
 mod image;
 #[allow(dead_code)] // until `build` and `image` use every mapping
 mod pause;

@@ -6,11 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Result};
 
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, CompileArgs};
 use crate::platform::{Arch, Endian};
 
 /// `pausebake build`.
 pub fn build(_args: &BuildArgs) -> Result<ExitCode> {
+    bail!("not implemented yet")
+}
+
+/// Compiles pause for every architecture `args` asks for (the host's by default) and
+/// returns each checked static ELF, in the order asked.
+pub fn compile_all(_args: &CompileArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
     bail!("not implemented yet")
 }
 
