@@ -15,6 +15,7 @@ mod image;
 mod pause;
 #[allow(dead_code)]
 mod platform;
+#[allow(dead_code)] // until the store writer uses it
 mod rootfs;
 
 use std::process::ExitCode;
