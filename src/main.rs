@@ -3,7 +3,6 @@
 
 mod archive;
 mod bake;
-#[allow(dead_code)] // until the store writer uses it
 mod bolt;
 mod cli;
 mod containerd;
@@ -15,7 +14,6 @@ mod image;
 mod pause;
 #[allow(dead_code)]
 mod platform;
-#[allow(dead_code)] // until the store writer uses it
 mod rootfs;
 
 use std::process::ExitCode;

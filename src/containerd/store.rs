@@ -46,9 +46,6 @@
 //! Not written: ingests, leases, snapshots (CRI unpacks the one pause layer on first use,
 //! §7.3), CRI's `sha256:<config>` twin record (CRI adds it at startup, §11.9).
 
-// Until `import` reads archives (archive::read) and `bake` calls `install`.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{ErrorKind, Read};
