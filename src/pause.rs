@@ -498,6 +498,130 @@ pub fn check_elf(elf: &[u8], arch: Arch, what: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// A PATH of one directory holding symlinks `(name, program)` to real programs found on
+    /// the test's PATH. None (skipped loudly, failing under CI) when one is not installed.
+    fn fake_path(links: &[(&str, &str)]) -> Option<(tempfile::TempDir, OsString)> {
+        let real_path = std::env::var_os("PATH").unwrap_or_default();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, target) in links {
+            let Some(real) = which(target, &real_path) else {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{target} not found"
+                );
+                eprintln!("!!!! skipping: {target} not found !!!!");
+                return None;
+            };
+            std::os::unix::fs::symlink(real, dir.path().join(name)).unwrap();
+        }
+        let path = dir.path().as_os_str().to_owned();
+        Some((dir, path))
+    }
+
+    #[test]
+    fn clang_with_lld_comes_first_but_s390x_needs_gnu_ld() {
+        let Some((dir, path)) = fake_path(&[
+            ("clang", "clang"),
+            ("ld.lld", "ld.lld"),
+            ("s390x-linux-gnu-gcc", "s390x-linux-gnu-gcc"),
+        ]) else {
+            return;
+        };
+        let tc = find_toolchain(Arch::Arm64, None, &path, Some(Arch::Amd64)).unwrap();
+        assert_eq!(tc.driver, Driver::Clang);
+        assert_eq!(tc.cc, dir.path().join("clang"));
+        assert_eq!(tc.ld, Some(dir.path().join("ld.lld")));
+        // lld cannot link s390x; without GNU ld for it the cross gcc is next.
+        let tc = find_toolchain(Arch::S390x, None, &path, Some(Arch::Amd64)).unwrap();
+        assert_eq!(tc.driver, Driver::Gcc);
+        assert_eq!(tc.cc, dir.path().join("s390x-linux-gnu-gcc"));
+        assert_eq!(tc.ld, None);
+    }
+
+    #[test]
+    fn host_cc_only_serves_the_host() {
+        let Some((dir, path)) = fake_path(&[("cc", "cc")]) else {
+            return;
+        };
+        let tc = find_toolchain(Arch::Riscv64, None, &path, Some(Arch::Riscv64)).unwrap();
+        assert_eq!((tc.driver, tc.cc), (Driver::Gcc, dir.path().join("cc")));
+        let err = find_toolchain(Arch::Arm, None, &path, Some(Arch::Amd64))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "finding a C compiler for arm: none of clang with ld.lld, arm-linux-gnueabihf-gcc \
+             found on PATH; install the Debian packages clang and lld, or \
+             gcc-arm-linux-gnueabihf (or give one with --cc)"
+        );
+    }
+
+    #[test]
+    fn cc_option_is_looked_up_and_probed() {
+        let Some((dir, path)) = fake_path(&[("clang", "clang"), ("gcc", "gcc")]) else {
+            return;
+        };
+        let tc = find_toolchain(Arch::Arm64, Some(Path::new("gcc")), &path, None).unwrap();
+        assert_eq!((tc.driver, tc.cc), (Driver::Gcc, dir.path().join("gcc")));
+        // clang given with --cc still needs its linker.
+        let err = find_toolchain(Arch::Arm64, Some(Path::new("clang")), &path, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "finding a linker for clang ({}) for arm64: ld.lld not found on PATH \
+                 (Debian packages: clang and lld, or gcc-aarch64-linux-gnu)",
+                dir.path().join("clang").display()
+            )
+        );
+    }
+
+    #[test]
+    fn version_becomes_a_c_string_literal() {
+        assert_eq!(c_string_literal("v3.10").unwrap(), r#""v3.10""#);
+        assert_eq!(
+            c_string_literal("a\"b\\c\nd\u{7f}é").unwrap(),
+            r#""a\"b\\c\012d\177é""#
+        );
+        assert!(c_string_literal("a\0b").is_err());
+    }
+
+    #[test]
+    fn flags_are_the_same_for_every_directory_but_the_prefix_map() {
+        let tc = Toolchain {
+            arch: Arch::Arm,
+            driver: Driver::Clang,
+            cc: PathBuf::from("/usr/bin/clang"),
+            ld: Some(PathBuf::from("/usr/bin/ld.lld")),
+        };
+        let a = compile_args(&tc, Path::new("/tmp/a"), "\"v\"");
+        let b = compile_args(&tc, Path::new("/tmp/b"), "\"v\"");
+        let differ: Vec<_> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+        assert_eq!(
+            differ,
+            [(
+                &OsString::from("-ffile-prefix-map=/tmp/a=."),
+                &OsString::from("-ffile-prefix-map=/tmp/b=.")
+            )]
+        );
+        for flag in [
+            "--target=armv7a-linux-gnueabihf",
+            "-mthumb",
+            "-DVERSION=\"v\"",
+        ] {
+            assert!(a.contains(&OsString::from(flag)), "{flag}");
+        }
+    }
+
+    #[test]
+    fn sha256_is_lower_hex() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
     #[test]
     fn host_dynamic_binary_is_refused() {
         let sh = std::fs::read("/bin/sh").unwrap();
