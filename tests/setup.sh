@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 packages=(
   # compilers for the freestanding pause: clang + lld link every architecture but s390x,
-  # which needs GNU ld from the cross binutils; gcc is the host fallback
-  clang lld llvm gcc binutils-s390x-linux-gnu
+  # which needs GNU ld from the cross binutils; gcc is the host fallback, and with
+  # libc6-dev builds the static glibc pause the bench compares against
+  clang lld llvm gcc binutils-s390x-linux-gnu libc6-dev
   # run foreign-architecture binaries in the behaviour suite
   qemu-user-static
   # the real programs the tests check pausebake against
