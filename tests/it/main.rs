@@ -3,4 +3,6 @@
 //! One test binary, so the harness links once.
 
 mod cli;
+mod containerd;
+mod cri;
 mod harness;
