@@ -38,3 +38,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 else
   echo "setup: not root or not Debian; not installing packages (tests skip what is missing)" >&2
 fi
+
+# containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under .cache/containerd
+tests/fetch-containerd.sh
