@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the containerd builds the tests run besides the system one (1.6 on bookworm):
 # 1.7 from Debian trixie and 2.x from Debian sid, as .deb packages unpacked under
-# $PAUSEBAKE_CACHE (default: <repo>/.cache/containerd)/containerd-<debian version>/.
+# $PAUSEBAKE_CACHE (default: ~/.cache/pausebake)/containerd/containerd-<debian version>/.
 #
 # It uses apt's own tools on a private apt directory (its own sources list, lists, cache and
 # status), so the system's apt state is never touched, and it reuses the Debian mirror the
@@ -13,7 +13,7 @@
 # need no network. Prints one line per build: "<suite> <debian version> <dir>".
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-cache="${PAUSEBAKE_CACHE:-$repo/.cache/containerd}"
+cache="${PAUSEBAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pausebake}/containerd"
 suites=(trixie sid)
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 

@@ -39,5 +39,5 @@ else
   echo "setup: not root or not Debian; not installing packages (tests skip what is missing)" >&2
 fi
 
-# containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under .cache/containerd
+# containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh

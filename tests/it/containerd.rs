@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use toml_edit::{value, DocumentMut, Item, Table};
 
 use crate::cri::Cri;
-use crate::harness::{describe, have, is_root, repo, run_any, skip, tempdir};
+use crate::harness::{describe, have, is_root, run_any, skip, tempdir};
 
 /// How long containerd may take to answer CRI after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -41,9 +41,7 @@ pub struct Containerd {
 
 /// Where `tests/fetch-containerd.sh` unpacks the 1.7 and 2.x packages.
 pub fn cache_dir() -> PathBuf {
-    std::env::var_os("PAUSEBAKE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".cache/containerd"))
+    crate::harness::cache_dir().join("containerd")
 }
 
 /// Every containerd build available, oldest first: the system one (`/usr/bin/containerd`,
