@@ -134,8 +134,15 @@ static long sc(long n, long a, long b, long c, long d)
 	return r0;
 }
 
-/* EABI wants an 8-aligned sp at calls; the kernel only promises 4. bl to a Thumb
- * pause_main is turned into blx by the linker. */
+/* The instruction set the compiler is emitting, to switch back to after _start. */
+#ifdef __thumb__
+#define ISA_OF_C ".thumb\n"
+#else
+#define ISA_OF_C ".arm\n"
+#endif
+
+/* The kernel enters in ARM state. EABI wants an 8-aligned sp at calls; the kernel only
+ * promises 4. bl to a Thumb pause_main is turned into blx by the linker. */
 __asm__(".text\n"
 	".arm\n"
 	".globl _start\n"
@@ -145,7 +152,8 @@ __asm__(".text\n"
 	"	mov lr, #0\n"
 	"	mov r0, sp\n"
 	"	bic sp, sp, #7\n"
-	"	bl pause_main\n");
+	"	bl pause_main\n"
+	ISA_OF_C);
 
 #elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
 #define NR_write 4

@@ -313,46 +313,97 @@ fn build_reports_size_and_sha256_as_json() {
     }
 }
 
+/// `-v`/`-V` anywhere in argv: the version line on stdout, nothing on stderr, exit 0.
+fn check_version_flag(dir: &Path, arch: &str, version: &str) {
+    let cases: [&[&str]; 5] = [
+        &["-v"],
+        &["-V"],
+        &["x", "-v"],
+        &["--", "a", "-V", "b"],
+        &["-vx", "-v"],
+    ];
+    for args in cases {
+        let what = format!("pause {args:?}");
+        let out = spawn(&mut pause_cmd(dir, arch, args)).finish(&what);
+        assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
+        assert_eq!(stdout(&out), format!("pause.c {version}\n"), "{what}");
+        // -v is checked before the PID-1 warning.
+        assert_eq!(stderr(&out), "", "{what}");
+    }
+}
+
+/// SIGTERM and SIGINT: the warning (not PID 1 here), the exact shutdown line, exit 0.
+fn check_shutdown_signals(dir: &Path, arch: &str) {
+    for (signal, line) in [("TERM", TERMINATED), ("INT", INTERRUPT)] {
+        // None of these is -v: `pause` must ignore them and keep running.
+        let args = ["-vv", "v", "--version", "-"];
+        let child = spawn(&mut pause_cmd(dir, arch, &args));
+        let pid = child.id();
+        wait_until_sleeping(pid, &comm(arch));
+        kill(pid, signal);
+        let out = child.finish(&format!("pause after SIG{signal}"));
+        assert_eq!(out.status.code(), Some(0), "SIG{signal}: {out:?}");
+        assert_eq!(stdout(&out), "", "SIG{signal}");
+        assert_eq!(stderr(&out), format!("{WARNING}{line}"), "SIG{signal}");
+    }
+}
+
 #[test]
 fn version_flag_in_any_position_prints_version_and_exits_0() {
     let Some(dir) = binaries() else { return };
-    each_arch(|arch| {
-        let cases: [&[&str]; 5] = [
-            &["-v"],
-            &["-V"],
-            &["x", "-v"],
-            &["--", "a", "-V", "b"],
-            &["-vx", "-v"],
-        ];
-        for args in cases {
-            let what = format!("pause {args:?}");
-            let out = spawn(&mut pause_cmd(dir, arch, args)).finish(&what);
-            assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
-            assert_eq!(stdout(&out), format!("pause.c {VERSION}\n"), "{what}");
-            // -v is checked before the PID-1 warning.
-            assert_eq!(stderr(&out), "", "{what}");
-        }
-    });
+    each_arch(|arch| check_version_flag(dir, arch, VERSION));
 }
 
 #[test]
 fn sigterm_and_sigint_print_the_signal_and_exit_0() {
     let Some(dir) = binaries() else { return };
-    each_arch(|arch| {
-        for (signal, line) in [("TERM", TERMINATED), ("INT", INTERRUPT)] {
-            // None of these is -v: `pause` must ignore them and keep running.
-            let args = ["-vv", "v", "--version", "-"];
-            let child = spawn(&mut pause_cmd(dir, arch, &args));
-            let pid = child.id();
-            wait_until_sleeping(pid, &comm(arch));
-            kill(pid, signal);
-            let out = child.finish(&format!("pause after SIG{signal}"));
-            assert_eq!(out.status.code(), Some(0), "SIG{signal}: {out:?}");
-            assert_eq!(stdout(&out), "", "SIG{signal}");
-            // Not PID 1 here, so the warning comes first.
-            assert_eq!(stderr(&out), format!("{WARNING}{line}"), "SIG{signal}");
-        }
-    });
+    each_arch(|arch| check_shutdown_signals(dir, arch));
+}
+
+/// Without clang on PATH, `<triple>-gcc` builds the foreign architecture and `cc` the
+/// host's; both binaries behave, and an awkward version string prints back exactly.
+#[test]
+fn gcc_fallback_builds_working_binaries() {
+    let foreign = "s390x";
+    let gcc = "s390x-linux-gnu-gcc";
+    if !have(gcc) || !have("gcc") || !have("as") || !have("ld") || !have(&qemu(foreign)) {
+        return;
+    }
+    let bin = tempdir();
+    // The host gcc runs `as` and `ld` from PATH; the cross gcc finds its own.
+    for (name, program) in [(gcc, gcc), ("cc", "gcc"), ("as", "as"), ("ld", "ld")] {
+        std::os::unix::fs::symlink(which(program).unwrap(), bin.path().join(name)).unwrap();
+    }
+    let out_dir = tempdir();
+    let version = r#"v1 "quoted" back\slash ??/ trigraph"#;
+    let arches = format!("{},{foreign}", host_arch());
+    let out = run_ok(
+        pausebake()
+            .env("PATH", bin.path())
+            .args([
+                "build",
+                "--arch",
+                &arches,
+                "--pause-version",
+                version,
+                "--out",
+            ])
+            .arg(out_dir.path()),
+    );
+    for arch in [host_arch(), foreign] {
+        let line = stdout(&out)
+            .lines()
+            .find(|l| l.starts_with(&format!("{arch} ")))
+            .map(str::to_string)
+            .unwrap_or_default();
+        assert!(
+            line.ends_with(&format!("pause-linux-{arch}")),
+            "{arch} not reported: {}",
+            stdout(&out)
+        );
+        check_version_flag(out_dir.path(), arch, version);
+        check_shutdown_signals(out_dir.path(), arch);
+    }
 }
 
 #[test]
