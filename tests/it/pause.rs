@@ -475,6 +475,97 @@ fn as_pid_1_no_warning_and_every_orphan_is_reaped() {
     });
 }
 
+/// A seccomp launcher for the cases a healthy kernel never produces: `refuse SYSCALL ARG0
+/// -- PROGRAM ARGS...` runs PROGRAM with SYSCALL (`rt_sigaction`, or `sleep` for the host's
+/// pause or ppoll) failing with ENOSYS when its first argument is ARG0, or always for -1.
+const REFUSE_C: &str = r#"/* refuse SYSCALL ARG0 -- PROGRAM ARGS...: runs PROGRAM with a seccomp filter under which the
+ * system call SYSCALL ("rt_sigaction" or "sleep", the host's pause or ppoll) fails with
+ * ENOSYS when its first argument is ARG0 (-1: whatever it is). */
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	if (argc < 5 || strcmp(argv[3], "--") != 0) {
+		fprintf(stderr, "usage: refuse rt_sigaction|sleep ARG0 -- PROGRAM...\n");
+		return 100;
+	}
+	long nr;
+	if (strcmp(argv[1], "rt_sigaction") == 0)
+		nr = SYS_rt_sigaction;
+	else
+#ifdef SYS_pause
+		nr = SYS_pause;
+#else
+		nr = SYS_ppoll;
+#endif
+	long arg = atol(argv[2]);
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)arg, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, arg == -1 ? SECCOMP_RET_ERRNO | ENOSYS : SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) {
+		perror("refuse: installing the seccomp filter");
+		return 101;
+	}
+	execv(argv[4], argv + 4);
+	perror("refuse: exec");
+	return 102;
+}
+"#;
+
+/// Upstream's exits for a handler that cannot be installed (1, 2, 3 for SIGINT, SIGTERM,
+/// SIGCHLD) and for the end of the sleep loop (42), made real with seccomp, on the host's
+/// binary (under qemu the filter would see qemu's system calls, not pause's).
+#[test]
+fn refused_system_calls_give_upstreams_exit_codes() {
+    let Some(dir) = binaries() else { return };
+    if !have("cc") {
+        return;
+    }
+    let work = tempdir();
+    let refuse = work.path().join("refuse");
+    fs::write(work.path().join("refuse.c"), REFUSE_C).unwrap();
+    run_ok(
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-O2", "-o"])
+            .arg(&refuse)
+            .arg(work.path().join("refuse.c")),
+    );
+    let pause = dir.join(format!("pause-linux-{}", host_arch()));
+    for (syscall, arg, code, expected) in [
+        ("rt_sigaction", "2", 1, WARNING.to_string()),
+        ("rt_sigaction", "15", 2, WARNING.to_string()),
+        ("rt_sigaction", "17", 3, WARNING.to_string()),
+        (
+            "sleep",
+            "-1",
+            42,
+            format!("{WARNING}Error: infinite loop terminated\n"),
+        ),
+    ] {
+        let what = format!("pause with {syscall}({arg}) refused");
+        let out = spawn(Command::new(&refuse).args([syscall, arg, "--"]).arg(&pause)).finish(&what);
+        assert_eq!(out.status.code(), Some(code), "{what}: {out:?}");
+        assert_eq!(stderr(&out), expected, "{what}");
+        assert_eq!(stdout(&out), "", "{what}");
+    }
+}
+
 #[test]
 fn missing_compiler_names_the_debian_packages() {
     let out_dir = tempdir();
