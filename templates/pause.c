@@ -14,7 +14,8 @@
  *    pause fail with something other than EINTR); upstream would spin on one CPU there,
  *    this prints "Error: infinite loop terminated" and exits 42, upstream's unreachable end.
  *
- * VERSION is a C string literal given on the command line: -DVERSION="\"v3.10\"".
+ * VERSION is a C string literal from the command line: pausebake passes the single
+ * argument -DVERSION="v3.10" (no shell involved), quotes and backslashes escaped.
  */
 
 #ifndef VERSION
