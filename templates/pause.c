@@ -135,7 +135,8 @@ static long sc(long n, long a, long b, long c, long d)
 	return r0;
 }
 
-/* The instruction set the compiler is emitting, to switch back to after _start. */
+/* The instruction set the compiler is emitting, to switch back to after _start (clang and
+ * gcc both re-announce it before each function today; this does not rely on that). */
 #ifdef __thumb__
 #define ISA_OF_C ".thumb\n"
 #else

@@ -96,8 +96,13 @@ fn pause_cmd(dir: &Path, arch: &str, args: &[&str]) -> Command {
 /// Runs `check(arch)` for every architecture in its own thread and reports every failure,
 /// not just the first.
 fn each_arch(check: impl Fn(&str) + Sync) {
+    in_parallel(&ARCHES, check);
+}
+
+/// Runs `check(arch)` for each of `arches` in its own thread and reports every failure.
+fn in_parallel(arches: &[&str], check: impl Fn(&str) + Sync) {
     let failures: Vec<String> = thread::scope(|s| {
-        let handles: Vec<_> = ARCHES
+        let handles: Vec<_> = arches
             .iter()
             .map(|arch| (arch, s.spawn(|| check(arch))))
             .collect();
@@ -360,119 +365,150 @@ fn sigterm_and_sigint_print_the_signal_and_exit_0() {
     each_arch(|arch| check_shutdown_signals(dir, arch));
 }
 
-/// Without clang on PATH, `<triple>-gcc` builds the foreign architecture and `cc` the
-/// host's; both binaries behave, and an awkward version string prints back exactly.
+/// Without clang on PATH, `<triple>-gcc` builds each foreign architecture and `cc` the
+/// host's; every binary passes the same checks (arm is the one whose gcc emits Thumb code
+/// without re-announcing it), and an awkward version string prints back exactly.
 #[test]
 fn gcc_fallback_builds_working_binaries() {
-    let foreign = "s390x";
-    let gcc = "s390x-linux-gnu-gcc";
-    if !have(gcc) || !have("gcc") || !have("as") || !have("ld") || !have(&qemu(foreign)) {
+    let cross = [
+        ("s390x", "s390x-linux-gnu-gcc"),
+        ("arm", "arm-linux-gnueabihf-gcc"),
+        ("arm64", "aarch64-linux-gnu-gcc"),
+    ];
+    let cross: Vec<_> = cross
+        .into_iter()
+        .filter(|(a, _)| *a != host_arch())
+        .collect();
+    let tools_present = cross
+        .iter()
+        .all(|(arch, gcc)| have(gcc) && have(&qemu(arch)))
+        && have("gcc")
+        && have("as")
+        && have("ld");
+    if !tools_present {
         return;
     }
     let bin = tempdir();
-    // The host gcc runs `as` and `ld` from PATH; the cross gcc finds its own.
-    for (name, program) in [(gcc, gcc), ("cc", "gcc"), ("as", "as"), ("ld", "ld")] {
+    // The host gcc runs `as` and `ld` from PATH; the cross gccs find their own.
+    let links = cross.iter().map(|(_, gcc)| (*gcc, *gcc)).chain([
+        ("cc", "gcc"),
+        ("as", "as"),
+        ("ld", "ld"),
+    ]);
+    for (name, program) in links {
         std::os::unix::fs::symlink(which(program).unwrap(), bin.path().join(name)).unwrap();
     }
     let out_dir = tempdir();
     let version = r#"v1 "quoted" back\slash ??/ trigraph"#;
-    let arches = format!("{},{foreign}", host_arch());
+    let arches: Vec<&str> = std::iter::once(host_arch())
+        .chain(cross.iter().map(|(a, _)| *a))
+        .collect();
     let out = run_ok(
         pausebake()
             .env("PATH", bin.path())
             .args([
                 "build",
                 "--arch",
-                &arches,
+                &arches.join(","),
                 "--pause-version",
                 version,
-                "--out",
             ])
+            .arg("--out")
             .arg(out_dir.path()),
     );
-    for arch in [host_arch(), foreign] {
-        let line = stdout(&out)
-            .lines()
-            .find(|l| l.starts_with(&format!("{arch} ")))
-            .map(str::to_string)
-            .unwrap_or_default();
-        assert!(
-            line.ends_with(&format!("pause-linux-{arch}")),
-            "{arch} not reported: {}",
-            stdout(&out)
-        );
+    let run_pid_1 = can_run_as_pid_1();
+    in_parallel(&arches, |arch| {
+        let reported = stdout(&out).lines().any(|l| {
+            l.starts_with(&format!("{arch} ")) && l.ends_with(&format!("pause-linux-{arch}"))
+        });
+        assert!(reported, "{arch} not reported: {}", stdout(&out));
         check_version_flag(out_dir.path(), arch, version);
         check_shutdown_signals(out_dir.path(), arch);
+        if run_pid_1 {
+            check_pid_1(out_dir.path(), arch);
+        }
+    });
+}
+
+/// Whether the PID-1 checks can run here (unshare --pid needs root).
+fn can_run_as_pid_1() -> bool {
+    if !have("unshare") || !have("nsenter") {
+        return false;
     }
+    if !is_root() {
+        skip("not root: unshare --pid needs it");
+        return false;
+    }
+    true
+}
+
+/// As PID 1 of a new PID namespace: no warning; 20 orphans exiting together are all
+/// adopted and reaped, none left in state Z; SIGTERM still ends it with exit 0.
+fn check_pid_1(dir: &Path, arch: &str) {
+    const ORPHANS: usize = 20;
+    let pause = pause_cmd(dir, arch, &[]);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(pause.get_program())
+        .args(pause.get_args());
+    let mut child = spawn(&mut cmd);
+    let unshare = child.id();
+    let comm = comm(arch);
+    // unshare forks, then execs pause as PID 1 of the new namespace.
+    let pid = wait_for("pause to start under unshare", || {
+        children(unshare)
+            .into_iter()
+            .find(|(_, (c, _))| *c == comm)
+            .map(|(pid, _)| pid)
+    });
+    child.inner = Some(pid);
+    wait_until_sleeping(pid, &comm);
+
+    // A shell inside the namespace starts the orphans and exits at once, so the kernel
+    // hands them to the namespace's init: pause. They all exit together a second later.
+    run_ok(
+        Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--pid", "--", "sh", "-c"])
+            // Without the redirections the orphans would hold nsenter's output pipes open.
+            .arg(format!(
+                "for i in $(seq {ORPHANS}); do sleep 1 </dev/null >/dev/null 2>&1 & done"
+            )),
+    );
+    // Each orphan shows up as a child of pause once it has exec'd sleep.
+    wait_for(
+        &format!("pause (pid {pid}) to adopt {ORPHANS} orphans"),
+        || {
+            let sleepers = children(pid).values().filter(|(c, _)| c == "sleep").count();
+            (sleepers == ORPHANS).then_some(())
+        },
+    );
+    let start = Instant::now();
+    loop {
+        let left = children(pid);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "orphans not reaped by pause (pid {pid}): {left:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    kill(pid, "TERM");
+    let out = child.finish("unshare running pause");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // PID 1: no warning, just the shutdown line.
+    assert_eq!(stderr(&out), TERMINATED);
 }
 
 #[test]
 fn as_pid_1_no_warning_and_every_orphan_is_reaped() {
     let Some(dir) = binaries() else { return };
-    if !have("unshare") || !have("nsenter") {
+    if !can_run_as_pid_1() {
         return;
     }
-    if !is_root() {
-        skip("not root: unshare --pid needs it");
-        return;
-    }
-    const ORPHANS: usize = 20;
-    each_arch(|arch| {
-        let pause = pause_cmd(dir, arch, &[]);
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc"])
-            .arg(pause.get_program())
-            .args(pause.get_args());
-        let mut child = spawn(&mut cmd);
-        let unshare = child.id();
-        let comm = comm(arch);
-        // unshare forks, then execs pause as PID 1 of the new namespace.
-        let pid = wait_for("pause to start under unshare", || {
-            children(unshare)
-                .into_iter()
-                .find(|(_, (c, _))| *c == comm)
-                .map(|(pid, _)| pid)
-        });
-        child.inner = Some(pid);
-        wait_until_sleeping(pid, &comm);
-
-        // A shell inside the namespace starts the orphans and exits at once, so the kernel
-        // hands them to the namespace's init: pause. They all exit together a second later.
-        run_ok(
-            Command::new("nsenter")
-                .args(["--target", &pid.to_string(), "--pid", "--", "sh", "-c"])
-                // Without the redirections the orphans would hold nsenter's output pipes open.
-                .arg(format!(
-                    "for i in $(seq {ORPHANS}); do sleep 1 </dev/null >/dev/null 2>&1 & done"
-                )),
-        );
-        // Each orphan shows up as a child of pause once it has exec'd sleep.
-        wait_for(
-            &format!("pause (pid {pid}) to adopt {ORPHANS} orphans"),
-            || {
-                let sleepers = children(pid).values().filter(|(c, _)| c == "sleep").count();
-                (sleepers == ORPHANS).then_some(())
-            },
-        );
-        let start = Instant::now();
-        loop {
-            let left = children(pid);
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "orphans not reaped by pause (pid {pid}): {left:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-
-        kill(pid, "TERM");
-        let out = child.finish("unshare running pause");
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        // PID 1: no warning, just the shutdown line.
-        assert_eq!(stderr(&out), TERMINATED);
-    });
+    each_arch(|arch| check_pid_1(dir, arch));
 }
 
 /// A seccomp launcher for the cases a healthy kernel never produces: `refuse SYSCALL ARG0
