@@ -315,8 +315,9 @@ fn compile(tc: &Toolchain, version: &str) -> Result<Vec<u8>> {
     Ok(elf)
 }
 
-/// `s` as a C string literal for `-DVERSION=`: quotes and backslashes escaped, control
-/// characters as octal escapes, so any version string prints back exactly.
+/// `s` as a C string literal for `-DVERSION=`: quotes and backslashes escaped, `?` too
+/// (under -std=c11 `??/` would be a trigraph), control characters as octal escapes, so any
+/// version string prints back exactly.
 fn c_string_literal(s: &str) -> Result<String> {
     ensure!(
         !s.contains('\0'),
@@ -325,7 +326,7 @@ fn c_string_literal(s: &str) -> Result<String> {
     let mut lit = String::from("\"");
     for c in s.chars() {
         match c {
-            '"' | '\\' => {
+            '"' | '\\' | '?' => {
                 lit.push('\\');
                 lit.push(c);
             }
@@ -586,8 +587,8 @@ mod tests {
     fn version_becomes_a_c_string_literal() {
         assert_eq!(c_string_literal("v3.10").unwrap(), r#""v3.10""#);
         assert_eq!(
-            c_string_literal("a\"b\\c\nd\u{7f}é").unwrap(),
-            r#""a\"b\\c\012d\177é""#
+            c_string_literal("a\"b\\c\nd\u{7f}é??/").unwrap(),
+            r#""a\"b\\c\012d\177é\?\?/""#
         );
         assert!(c_string_literal("a\0b").is_err());
     }

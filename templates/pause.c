@@ -14,7 +14,8 @@
  *    pause fail with something other than EINTR); upstream would spin on one CPU there,
  *    this prints "Error: infinite loop terminated" and exits 42, upstream's unreachable end.
  *
- * VERSION is a C string literal given on the command line: -DVERSION="\"v3.10\"".
+ * VERSION is a C string literal from the command line: pausebake passes the single
+ * argument -DVERSION="v3.10" (no shell involved), quotes and backslashes escaped.
  */
 
 #ifndef VERSION
@@ -134,8 +135,16 @@ static long sc(long n, long a, long b, long c, long d)
 	return r0;
 }
 
-/* EABI wants an 8-aligned sp at calls; the kernel only promises 4. bl to a Thumb
- * pause_main is turned into blx by the linker. */
+/* The instruction set the compiler is emitting, to switch back to after _start (clang and
+ * gcc both re-announce it before each function today; this does not rely on that). */
+#ifdef __thumb__
+#define ISA_OF_C ".thumb\n"
+#else
+#define ISA_OF_C ".arm\n"
+#endif
+
+/* The kernel enters in ARM state. EABI wants an 8-aligned sp at calls; the kernel only
+ * promises 4. bl to a Thumb pause_main is turned into blx by the linker. */
 __asm__(".text\n"
 	".arm\n"
 	".globl _start\n"
@@ -145,7 +154,8 @@ __asm__(".text\n"
 	"	mov lr, #0\n"
 	"	mov r0, sp\n"
 	"	bic sp, sp, #7\n"
-	"	bl pause_main\n");
+	"	bl pause_main\n"
+	ISA_OF_C);
 
 #elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
 #define NR_write 4

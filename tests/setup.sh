@@ -10,6 +10,8 @@ packages=(
   # which needs GNU ld from the cross binutils; gcc is the host fallback, and with
   # libc6-dev builds the static glibc pause the bench compares against
   clang lld llvm gcc binutils-s390x-linux-gnu libc6-dev
+  # the <triple>-gcc fallback, tested for s390x, arm and arm64
+  gcc-s390x-linux-gnu gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu
   # run foreign-architecture binaries in the behaviour suite
   qemu-user-static
   # the real programs the tests check pausebake against

@@ -96,8 +96,13 @@ fn pause_cmd(dir: &Path, arch: &str, args: &[&str]) -> Command {
 /// Runs `check(arch)` for every architecture in its own thread and reports every failure,
 /// not just the first.
 fn each_arch(check: impl Fn(&str) + Sync) {
+    in_parallel(&ARCHES, check);
+}
+
+/// Runs `check(arch)` for each of `arches` in its own thread and reports every failure.
+fn in_parallel(arches: &[&str], check: impl Fn(&str) + Sync) {
     let failures: Vec<String> = thread::scope(|s| {
-        let handles: Vec<_> = ARCHES
+        let handles: Vec<_> = arches
             .iter()
             .map(|arch| (arch, s.spawn(|| check(arch))))
             .collect();
@@ -313,115 +318,288 @@ fn build_reports_size_and_sha256_as_json() {
     }
 }
 
+/// `-v`/`-V` anywhere in argv: the version line on stdout, nothing on stderr, exit 0.
+fn check_version_flag(dir: &Path, arch: &str, version: &str) {
+    let cases: [&[&str]; 5] = [
+        &["-v"],
+        &["-V"],
+        &["x", "-v"],
+        &["--", "a", "-V", "b"],
+        &["-vx", "-v"],
+    ];
+    for args in cases {
+        let what = format!("pause {args:?}");
+        let out = spawn(&mut pause_cmd(dir, arch, args)).finish(&what);
+        assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
+        assert_eq!(stdout(&out), format!("pause.c {version}\n"), "{what}");
+        // -v is checked before the PID-1 warning.
+        assert_eq!(stderr(&out), "", "{what}");
+    }
+}
+
+/// SIGTERM and SIGINT: the warning (not PID 1 here), the exact shutdown line, exit 0.
+fn check_shutdown_signals(dir: &Path, arch: &str) {
+    for (signal, line) in [("TERM", TERMINATED), ("INT", INTERRUPT)] {
+        // None of these is -v: `pause` must ignore them and keep running.
+        let args = ["-vv", "v", "--version", "-"];
+        let child = spawn(&mut pause_cmd(dir, arch, &args));
+        let pid = child.id();
+        wait_until_sleeping(pid, &comm(arch));
+        kill(pid, signal);
+        let out = child.finish(&format!("pause after SIG{signal}"));
+        assert_eq!(out.status.code(), Some(0), "SIG{signal}: {out:?}");
+        assert_eq!(stdout(&out), "", "SIG{signal}");
+        assert_eq!(stderr(&out), format!("{WARNING}{line}"), "SIG{signal}");
+    }
+}
+
 #[test]
 fn version_flag_in_any_position_prints_version_and_exits_0() {
     let Some(dir) = binaries() else { return };
-    each_arch(|arch| {
-        let cases: [&[&str]; 5] = [
-            &["-v"],
-            &["-V"],
-            &["x", "-v"],
-            &["--", "a", "-V", "b"],
-            &["-vx", "-v"],
-        ];
-        for args in cases {
-            let what = format!("pause {args:?}");
-            let out = spawn(&mut pause_cmd(dir, arch, args)).finish(&what);
-            assert_eq!(out.status.code(), Some(0), "{what}: {out:?}");
-            assert_eq!(stdout(&out), format!("pause.c {VERSION}\n"), "{what}");
-            // -v is checked before the PID-1 warning.
-            assert_eq!(stderr(&out), "", "{what}");
-        }
-    });
+    each_arch(|arch| check_version_flag(dir, arch, VERSION));
 }
 
 #[test]
 fn sigterm_and_sigint_print_the_signal_and_exit_0() {
     let Some(dir) = binaries() else { return };
-    each_arch(|arch| {
-        for (signal, line) in [("TERM", TERMINATED), ("INT", INTERRUPT)] {
-            // None of these is -v: `pause` must ignore them and keep running.
-            let args = ["-vv", "v", "--version", "-"];
-            let child = spawn(&mut pause_cmd(dir, arch, &args));
-            let pid = child.id();
-            wait_until_sleeping(pid, &comm(arch));
-            kill(pid, signal);
-            let out = child.finish(&format!("pause after SIG{signal}"));
-            assert_eq!(out.status.code(), Some(0), "SIG{signal}: {out:?}");
-            assert_eq!(stdout(&out), "", "SIG{signal}");
-            // Not PID 1 here, so the warning comes first.
-            assert_eq!(stderr(&out), format!("{WARNING}{line}"), "SIG{signal}");
+    each_arch(|arch| check_shutdown_signals(dir, arch));
+}
+
+/// Without clang on PATH, `<triple>-gcc` builds each foreign architecture and `cc` the
+/// host's; every binary passes the same checks (arm is the one whose gcc emits Thumb code
+/// without re-announcing it), and an awkward version string prints back exactly.
+#[test]
+fn gcc_fallback_builds_working_binaries() {
+    let cross = [
+        ("s390x", "s390x-linux-gnu-gcc"),
+        ("arm", "arm-linux-gnueabihf-gcc"),
+        ("arm64", "aarch64-linux-gnu-gcc"),
+    ];
+    let cross: Vec<_> = cross
+        .into_iter()
+        .filter(|(a, _)| *a != host_arch())
+        .collect();
+    let tools_present = cross
+        .iter()
+        .all(|(arch, gcc)| have(gcc) && have(&qemu(arch)))
+        && have("gcc")
+        && have("as")
+        && have("ld");
+    if !tools_present {
+        return;
+    }
+    let bin = tempdir();
+    // The host gcc runs `as` and `ld` from PATH; the cross gccs find their own.
+    let links = cross.iter().map(|(_, gcc)| (*gcc, *gcc)).chain([
+        ("cc", "gcc"),
+        ("as", "as"),
+        ("ld", "ld"),
+    ]);
+    for (name, program) in links {
+        std::os::unix::fs::symlink(which(program).unwrap(), bin.path().join(name)).unwrap();
+    }
+    let out_dir = tempdir();
+    let version = r#"v1 "quoted" back\slash ??/ trigraph"#;
+    let arches: Vec<&str> = std::iter::once(host_arch())
+        .chain(cross.iter().map(|(a, _)| *a))
+        .collect();
+    let out = run_ok(
+        pausebake()
+            .env("PATH", bin.path())
+            .args([
+                "build",
+                "--arch",
+                &arches.join(","),
+                "--pause-version",
+                version,
+            ])
+            .arg("--out")
+            .arg(out_dir.path()),
+    );
+    let run_pid_1 = can_run_as_pid_1();
+    in_parallel(&arches, |arch| {
+        let reported = stdout(&out).lines().any(|l| {
+            l.starts_with(&format!("{arch} ")) && l.ends_with(&format!("pause-linux-{arch}"))
+        });
+        assert!(reported, "{arch} not reported: {}", stdout(&out));
+        check_version_flag(out_dir.path(), arch, version);
+        check_shutdown_signals(out_dir.path(), arch);
+        if run_pid_1 {
+            check_pid_1(out_dir.path(), arch);
         }
     });
+}
+
+/// Whether the PID-1 checks can run here (unshare --pid needs root).
+fn can_run_as_pid_1() -> bool {
+    if !have("unshare") || !have("nsenter") {
+        return false;
+    }
+    if !is_root() {
+        skip("not root: unshare --pid needs it");
+        return false;
+    }
+    true
+}
+
+/// As PID 1 of a new PID namespace: no warning; 20 orphans exiting together are all
+/// adopted and reaped, none left in state Z; SIGTERM still ends it with exit 0.
+fn check_pid_1(dir: &Path, arch: &str) {
+    const ORPHANS: usize = 20;
+    let pause = pause_cmd(dir, arch, &[]);
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(pause.get_program())
+        .args(pause.get_args());
+    let mut child = spawn(&mut cmd);
+    let unshare = child.id();
+    let comm = comm(arch);
+    // unshare forks, then execs pause as PID 1 of the new namespace.
+    let pid = wait_for("pause to start under unshare", || {
+        children(unshare)
+            .into_iter()
+            .find(|(_, (c, _))| *c == comm)
+            .map(|(pid, _)| pid)
+    });
+    child.inner = Some(pid);
+    wait_until_sleeping(pid, &comm);
+
+    // A shell inside the namespace starts the orphans and exits at once, so the kernel
+    // hands them to the namespace's init: pause. They all exit together a second later.
+    run_ok(
+        Command::new("nsenter")
+            .args(["--target", &pid.to_string(), "--pid", "--", "sh", "-c"])
+            // Without the redirections the orphans would hold nsenter's output pipes open.
+            .arg(format!(
+                "for i in $(seq {ORPHANS}); do sleep 1 </dev/null >/dev/null 2>&1 & done"
+            )),
+    );
+    // Each orphan shows up as a child of pause once it has exec'd sleep.
+    wait_for(
+        &format!("pause (pid {pid}) to adopt {ORPHANS} orphans"),
+        || {
+            let sleepers = children(pid).values().filter(|(c, _)| c == "sleep").count();
+            (sleepers == ORPHANS).then_some(())
+        },
+    );
+    let start = Instant::now();
+    loop {
+        let left = children(pid);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "orphans not reaped by pause (pid {pid}): {left:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    kill(pid, "TERM");
+    let out = child.finish("unshare running pause");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // PID 1: no warning, just the shutdown line.
+    assert_eq!(stderr(&out), TERMINATED);
 }
 
 #[test]
 fn as_pid_1_no_warning_and_every_orphan_is_reaped() {
     let Some(dir) = binaries() else { return };
-    if !have("unshare") || !have("nsenter") {
+    if !can_run_as_pid_1() {
         return;
     }
-    if !is_root() {
-        skip("not root: unshare --pid needs it");
+    each_arch(|arch| check_pid_1(dir, arch));
+}
+
+/// A seccomp launcher for the cases a healthy kernel never produces: `refuse SYSCALL ARG0
+/// -- PROGRAM ARGS...` runs PROGRAM with SYSCALL (`rt_sigaction`, or `sleep` for the host's
+/// pause or ppoll) failing with ENOSYS when its first argument is ARG0, or always for -1.
+const REFUSE_C: &str = r#"/* refuse SYSCALL ARG0 -- PROGRAM ARGS...: runs PROGRAM with a seccomp filter under which the
+ * system call SYSCALL ("rt_sigaction" or "sleep", the host's pause or ppoll) fails with
+ * ENOSYS when its first argument is ARG0 (-1: whatever it is). */
+#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	if (argc < 5 || strcmp(argv[3], "--") != 0) {
+		fprintf(stderr, "usage: refuse rt_sigaction|sleep ARG0 -- PROGRAM...\n");
+		return 100;
+	}
+	long nr;
+	if (strcmp(argv[1], "rt_sigaction") == 0)
+		nr = SYS_rt_sigaction;
+	else
+#ifdef SYS_pause
+		nr = SYS_pause;
+#else
+		nr = SYS_ppoll;
+#endif
+	long arg = atol(argv[2]);
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)arg, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, arg == -1 ? SECCOMP_RET_ERRNO | ENOSYS : SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) {
+		perror("refuse: installing the seccomp filter");
+		return 101;
+	}
+	execv(argv[4], argv + 4);
+	perror("refuse: exec");
+	return 102;
+}
+"#;
+
+/// Upstream's exits for a handler that cannot be installed (1, 2, 3 for SIGINT, SIGTERM,
+/// SIGCHLD) and for the end of the sleep loop (42), made real with seccomp, on the host's
+/// binary (under qemu the filter would see qemu's system calls, not pause's).
+#[test]
+fn refused_system_calls_give_upstreams_exit_codes() {
+    let Some(dir) = binaries() else { return };
+    if !have("cc") {
         return;
     }
-    const ORPHANS: usize = 20;
-    each_arch(|arch| {
-        let pause = pause_cmd(dir, arch, &[]);
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc"])
-            .arg(pause.get_program())
-            .args(pause.get_args());
-        let mut child = spawn(&mut cmd);
-        let unshare = child.id();
-        let comm = comm(arch);
-        // unshare forks, then execs pause as PID 1 of the new namespace.
-        let pid = wait_for("pause to start under unshare", || {
-            children(unshare)
-                .into_iter()
-                .find(|(_, (c, _))| *c == comm)
-                .map(|(pid, _)| pid)
-        });
-        child.inner = Some(pid);
-        wait_until_sleeping(pid, &comm);
-
-        // A shell inside the namespace starts the orphans and exits at once, so the kernel
-        // hands them to the namespace's init: pause. They all exit together a second later.
-        run_ok(
-            Command::new("nsenter")
-                .args(["--target", &pid.to_string(), "--pid", "--", "sh", "-c"])
-                // Without the redirections the orphans would hold nsenter's output pipes open.
-                .arg(format!(
-                    "for i in $(seq {ORPHANS}); do sleep 1 </dev/null >/dev/null 2>&1 & done"
-                )),
-        );
-        // Each orphan shows up as a child of pause once it has exec'd sleep.
-        wait_for(
-            &format!("pause (pid {pid}) to adopt {ORPHANS} orphans"),
-            || {
-                let sleepers = children(pid).values().filter(|(c, _)| c == "sleep").count();
-                (sleepers == ORPHANS).then_some(())
-            },
-        );
-        let start = Instant::now();
-        loop {
-            let left = children(pid);
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "orphans not reaped by pause (pid {pid}): {left:?}"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-
-        kill(pid, "TERM");
-        let out = child.finish("unshare running pause");
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        // PID 1: no warning, just the shutdown line.
-        assert_eq!(stderr(&out), TERMINATED);
-    });
+    let work = tempdir();
+    let refuse = work.path().join("refuse");
+    fs::write(work.path().join("refuse.c"), REFUSE_C).unwrap();
+    run_ok(
+        Command::new("cc")
+            .args(["-Wall", "-Werror", "-O2", "-o"])
+            .arg(&refuse)
+            .arg(work.path().join("refuse.c")),
+    );
+    let pause = dir.join(format!("pause-linux-{}", host_arch()));
+    for (syscall, arg, code, expected) in [
+        ("rt_sigaction", "2", 1, WARNING.to_string()),
+        ("rt_sigaction", "15", 2, WARNING.to_string()),
+        ("rt_sigaction", "17", 3, WARNING.to_string()),
+        (
+            "sleep",
+            "-1",
+            42,
+            format!("{WARNING}Error: infinite loop terminated\n"),
+        ),
+    ] {
+        let what = format!("pause with {syscall}({arg}) refused");
+        let out = spawn(Command::new(&refuse).args([syscall, arg, "--"]).arg(&pause)).finish(&what);
+        assert_eq!(out.status.code(), Some(code), "{what}: {out:?}");
+        assert_eq!(stderr(&out), expected, "{what}");
+        assert_eq!(stdout(&out), "", "{what}");
+    }
 }
 
 #[test]
