@@ -5,7 +5,7 @@
 #
 #   tests/debian-root.sh            -> prints the cached tarball's path, building it if needed
 set -euo pipefail
-cache=${PAUSEBAKE_CACHE:-$(cd "$(dirname "$0")/.." && pwd)/.cache}
+cache=${PAUSEBAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pausebake}
 tarball="$cache/debian-bookworm-containerd.tar"
 if [ -s "$tarball" ]; then
   echo "$tarball"

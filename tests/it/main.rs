@@ -3,5 +3,8 @@
 //! One test binary, so the harness links once.
 
 mod cli;
+mod containerd;
+mod cri;
 mod harness;
 mod packer;
+mod pause;
