@@ -9,7 +9,6 @@
 //!   or found in the root), else the default of that containerd. The config gets that name
 //!   byte for byte, so CRI finds it (and 2.x pins it).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -18,7 +17,7 @@ use crate::cli::{BakeArgs, CompileArgs};
 use crate::containerd::store::{self, Spec, Time};
 use crate::containerd::verify::{self, Found, Version};
 use crate::image::Image;
-use crate::platform::{Arch, Platform};
+use crate::platform::Platform;
 use crate::rootfs::Root;
 
 /// Everything `bake` did, for the summary and `--json`.
@@ -154,7 +153,7 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
             cc: args.compile.cc.clone(),
             pause_version: args.compile.pause_version.clone(),
         };
-        let built = deps::compile_all(&compile)?;
+        let built = crate::pause::compile_all(&compile)?;
         let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
         (built.clone(), format!("compiled for {}", archs.join(", ")))
     } else {
@@ -336,8 +335,8 @@ fn print(s: &Summary, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Until `pause::compile_all`, `image::assemble` and `archive::read` land on main: the same
-/// signatures, refusing to run.
+/// Until `image::assemble` and `archive::read` land on main: the same signatures,
+/// refusing to run.
 mod deps {
     use super::*;
 
@@ -348,15 +347,14 @@ mod deps {
         pub compression: crate::cli::Compression,
     }
 
-    pub fn compile_all(_args: &CompileArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
-        crate::pause::compile_all(_args)
-    }
-
-    pub fn assemble(_binaries: &[(Arch, Vec<u8>)], _spec: &ImageSpec) -> Result<Image> {
+    pub fn assemble(
+        _binaries: &[(crate::platform::Arch, Vec<u8>)],
+        _spec: &ImageSpec,
+    ) -> Result<Image> {
         bail!("image::assemble is not merged yet")
     }
 
-    pub fn read_archive(_path: &Path) -> Result<Image> {
+    pub fn read_archive(_path: &std::path::Path) -> Result<Image> {
         bail!("archive::read is not merged yet")
     }
 }

@@ -182,6 +182,15 @@ impl Root {
 
 /// [`Root::write_atomic`] on an already resolved host path.
 pub fn write_atomic_host(host: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    replace_file(host, bytes, mode)?;
+    let dir = host.parent().expect("replace_file() checked there is one");
+    sync_dir(dir)
+}
+
+/// Temp file in the same directory, fsync, rename over `host`, keeping an existing file's
+/// mode and owner; the directory is *not* synced, so that a caller writing many files into
+/// one directory syncs it once ([`sync_dir`]) before relying on the names.
+pub fn replace_file(host: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let (dir, name) = match (host.parent(), host.file_name()) {
         (Some(dir), Some(name)) => (dir, name),
         _ => bail!("writing {}: not a file path", host.display()),
@@ -222,7 +231,7 @@ pub fn write_atomic_host(host: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         return Err(e).with_context(|| format!("writing {}", host.display()));
     }
-    sync_dir(dir)
+    Ok(())
 }
 
 /// fsyncs a directory so that a rename inside it survives a crash.

@@ -49,7 +49,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -832,9 +832,9 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
 
     // Open first: a locked or unreadable meta.db must stop us before any blob is written.
     let existing = match fs::metadata(&meta_host) {
-        Ok(m) if m.len() > 0 => Some(
-            db::Db::open(&meta_host).with_context(|| format!("opening {}", meta_host.display()))?,
-        ),
+        Ok(m) if m.len() > 0 => {
+            Some(Db::open(&meta_host).with_context(|| format!("opening {}", meta_host.display()))?)
+        }
         Ok(_) => None,
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
@@ -868,12 +868,18 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         }
-        // Mode 0444 as containerd's ingest leaves committed blobs.
-        rootfs::write_atomic_host(&path, bytes, 0o444)
+        // Mode 0444 as containerd's ingest leaves committed blobs (a damaged file being
+        // replaced may have had another).
+        rootfs::replace_file(&path, bytes, 0o444)
             .with_context(|| format!("writing blob {digest}"))?;
         fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444))
             .with_context(|| format!("setting mode of {}", path.display()))?;
         written.push(digest.clone());
+    }
+    // One directory sync for every rename: the names must be durable before meta.db
+    // points at them.
+    if !written.is_empty() {
+        rootfs::sync_dir(&blob_dir)?;
     }
 
     if !changes.is_empty() {
@@ -881,7 +887,7 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
             Some(db) => db,
             None => {
                 root.create_dir_all(&meta_dir, 0o711)?;
-                db::Db::create(&meta_host)
+                Db::create(&meta_host)
                     .with_context(|| format!("creating {}", meta_host.display()))?
             }
         };
@@ -911,36 +917,96 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     })
 }
 
-/// Until `bolt::Db` lands on main: the same signatures, refusing to run.
-mod db {
-    use super::*;
-
-    pub struct Db {
-        root: Bucket,
+/// `pausebake import`.
+pub fn import(args: &ImportArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.target.root)?;
+    // Everything is validated while reading, before the root is touched.
+    let image = read_archive(&args.archive)?;
+    let mut names = Vec::new();
+    for n in image.names.iter().chain(&args.names) {
+        let n = normalize_ref(n)?;
+        if !names.contains(&n) {
+            names.push(n);
+        }
     }
+    let (platform, platform_source) = if args.all_platforms {
+        (None, "--all-platforms".to_string())
+    } else {
+        let (p, source) = crate::containerd::verify::resolve_platform(&root, args.target.platform)?;
+        (Some(p), source)
+    };
+    let spec = Spec {
+        names,
+        namespace: args.target.namespace.clone(),
+        platform,
+        pin: !args.no_pin,
+        time: Time::for_records(args.epoch.source_date_epoch),
+    };
+    let report = install(&image, &root, &spec)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &platform_source);
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
-    impl Db {
-        pub fn open(_path: &Path) -> Result<Db> {
-            bail!("the meta.db writer (bolt::Db) is not merged yet")
-        }
-        pub fn create(_path: &Path) -> Result<Db> {
-            bail!("the meta.db writer (bolt::Db) is not merged yet")
-        }
-        pub fn root(&self) -> &Bucket {
-            &self.root
-        }
-        pub fn root_mut(&mut self) -> &mut Bucket {
-            &mut self.root
-        }
-        pub fn commit(&mut self) -> Result<()> {
-            bail!("the meta.db writer (bolt::Db) is not merged yet")
-        }
+/// The text form of a [`Report`].
+pub fn print_report(r: &Report, platform_source: &str) {
+    println!(
+        "import: {} {} into {}",
+        r.target_media_type, r.target, r.meta_db
+    );
+    for m in &r.manifests {
+        println!("  manifest {m} (platform: {platform_source})");
+    }
+    for n in &r.names {
+        println!(
+            "  image {n} in {}{}",
+            r.namespace,
+            if r.pinned { ", pinned" } else { "" }
+        );
+    }
+    if r.unchanged {
+        println!("  unchanged: every blob and record was already there");
+        return;
+    }
+    println!(
+        "  {} blobs written, {} already present",
+        r.blobs_written.len(),
+        r.blobs_present
+    );
+    for c in &r.records_changed {
+        println!("  {c}");
     }
 }
 
-/// `pausebake import`.
-pub fn import(_args: &ImportArgs) -> Result<ExitCode> {
-    bail!("not implemented yet: needs archive::read")
+/// Until `bolt::Db` lands on main: the same signatures, refusing to run.
+struct Db {
+    root: Bucket,
+}
+
+impl Db {
+    fn open(_path: &std::path::Path) -> Result<Db> {
+        bail!("the meta.db writer (bolt::Db) is not merged yet")
+    }
+    fn create(_path: &std::path::Path) -> Result<Db> {
+        bail!("the meta.db writer (bolt::Db) is not merged yet")
+    }
+    fn root(&self) -> &Bucket {
+        &self.root
+    }
+    fn root_mut(&mut self) -> &mut Bucket {
+        &mut self.root
+    }
+    fn commit(&mut self) -> Result<()> {
+        bail!("the meta.db writer (bolt::Db) is not merged yet")
+    }
+}
+
+/// Until `archive::read` lands on main.
+fn read_archive(_path: &std::path::Path) -> Result<Image> {
+    bail!("archive::read is not merged yet")
 }
 
 #[cfg(test)]
