@@ -369,6 +369,7 @@ impl Image {
 
     /// The manifest descriptor for `platform` (target itself when it is a manifest whose
     /// config matches).
+    #[allow(dead_code)] // for `import` (containerd/store.rs), which picks the root's platform
     pub fn manifest_for(&self, platform: Platform) -> Result<Descriptor> {
         let all = self.manifests()?;
         if let Some((desc, _)) = all.iter().find(|(_, p)| *p == Some(platform)) {
@@ -390,6 +391,7 @@ impl Image {
     }
 
     /// Platforms this image provides.
+    #[allow(dead_code)] // for `import` and `verify`
     pub fn platforms(&self) -> Result<Vec<Platform>> {
         let mut out: Vec<Platform> = self.manifests()?.into_iter().filter_map(|m| m.1).collect();
         out.sort();

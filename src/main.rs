@@ -9,7 +9,6 @@ mod cli;
 mod containerd;
 #[allow(dead_code)]
 mod exec;
-#[allow(dead_code)] // until `image` assembles it
 mod image;
 #[allow(dead_code)] // until `build` and `image` use every mapping
 mod pause;
