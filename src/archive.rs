@@ -1299,4 +1299,113 @@ mod tests {
         let err = err_of(&tar_bytes(&docker).unwrap());
         assert!(err.contains("layer layer.tar is corrupt"), "{err}");
     }
+
+    // ---- read-back of what real clients write ----
+
+    /// Whether skopeo is installed; a skip is loud, and a failure under CI=true.
+    fn have_skopeo() -> bool {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("skopeo").is_file()));
+        if !found {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot skip under CI=true: skopeo not found"
+            );
+            eprintln!("\n!!!! skipping: skopeo not found !!!!\n");
+        }
+        found
+    }
+
+    fn skopeo_copy(args: &[&str]) {
+        let out = std::process::Command::new("skopeo")
+            .arg("copy")
+            .arg("--insecure-policy")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Each of our formats, and skopeo's re-copy of it as an OCI layout and an OCI archive,
+    /// reads back as the same blobs (skopeo's copy of a docker archive gets its own
+    /// manifest, but the same config and layer).
+    #[test]
+    fn skopeo_recopies_read_back_the_same() {
+        if !have_skopeo() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n).display().to_string();
+        for (arches, name) in [
+            (&[Arch::Amd64][..], "one"),
+            (&[Arch::Amd64, Arch::Arm][..], "multi"),
+        ] {
+            let image = sample(arches, Compression::Gzip);
+            write(&image, Format::OciArchive, Path::new(&p(name))).unwrap();
+            assert_eq!(read(Path::new(&p(name))).unwrap(), image);
+            let all = if arches.len() > 1 {
+                vec!["--all"]
+            } else {
+                vec![]
+            };
+            for dest in ["oci", "oci-archive"] {
+                let copy = p(&format!("{name}-{dest}"));
+                let mut args = all.clone();
+                let (src, dst) = (
+                    format!("oci-archive:{}", p(name)),
+                    format!("{dest}:{copy}:3.10"),
+                );
+                args.extend([src.as_str(), dst.as_str()]);
+                skopeo_copy(&args);
+                let back = read(Path::new(&copy)).unwrap();
+                assert_eq!(back.blobs, image.blobs, "{name} via {dest}");
+                // skopeo drops the platform from index.json's entry; the digest is what counts.
+                assert_eq!(
+                    back.target.digest(),
+                    image.target.digest(),
+                    "{name} via {dest}"
+                );
+                // skopeo names it by the bare tag only: no full reference to keep.
+                assert!(back.names.is_empty());
+            }
+        }
+        let image = sample(&[Arch::Arm64], Compression::Gzip);
+        write(&image, Format::DockerArchive, Path::new(&p("docker"))).unwrap();
+        assert_eq!(read(Path::new(&p("docker"))).unwrap(), image);
+        skopeo_copy(&[
+            &format!("docker-archive:{}", p("docker")),
+            &format!("oci:{}:x", p("docker-oci")),
+        ]);
+        let back = read(Path::new(&p("docker-oci"))).unwrap();
+        let (ours, theirs) = (
+            image.children(&image.target).unwrap(),
+            back.children(&back.target).unwrap(),
+        );
+        // skopeo re-serializes the config when it converts to OCI: compare what it says.
+        let config = |i: &Image, d: &Descriptor| -> ImageConfiguration {
+            serde_json::from_slice(i.blob(d).unwrap()).unwrap()
+        };
+        assert_eq!(
+            config(&image, &ours[0]),
+            config(&back, &theirs[0]),
+            "config"
+        );
+        // It also recompresses the layer; the uncompressed tar must be ours byte for byte.
+        let gunzip = |b: &[u8]| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(b)
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        };
+        assert_eq!(
+            gunzip(back.blob(&theirs[1]).unwrap()),
+            gunzip(image.blob(&ours[1]).unwrap()),
+            "layer"
+        );
+    }
 }
