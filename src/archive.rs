@@ -1278,6 +1278,60 @@ mod tests {
     }
 
     #[test]
+    fn symlinks_in_a_layout_directory_are_refused() {
+        let image = sample(&[Arch::Amd64], Compression::Gzip);
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        write(&image, Format::OciDir, &layout).unwrap();
+        // A blob replaced by a symlink to an identical copy outside the layout.
+        let config = image.children(&image.target).unwrap()[0]
+            .digest()
+            .to_string();
+        let blob = layout.join(blob_path(&config).unwrap());
+        let outside = dir.path().join("outside");
+        fs::copy(&blob, &outside).unwrap();
+        fs::remove_file(&blob).unwrap();
+        std::os::unix::fs::symlink(&outside, &blob).unwrap();
+        let err = format!("{:#}", read(&layout).unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "refusing {}: it is a symbolic link",
+                blob.display()
+            )),
+            "{err}"
+        );
+        // The blobs directory itself as a symlink.
+        let blobs = layout.join("blobs");
+        fs::rename(&blobs, dir.path().join("blobs-elsewhere")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("blobs-elsewhere"), &blobs).unwrap();
+        let err = format!("{:#}", read(&layout).unwrap_err());
+        assert!(err.contains("it is a symbolic link"), "{err}");
+        // And the writer refuses to replace a directory that is not a layout.
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("precious"), b"x").unwrap();
+        let err = format!("{:#}", write(&image, Format::OciDir, &other).unwrap_err());
+        assert!(err.contains("refusing to replace"), "{err}");
+        assert!(other.join("precious").exists());
+    }
+
+    #[test]
+    fn docker_paths_outside_the_archive_are_refused() {
+        let image = sample(&[Arch::Amd64], Compression::Gzip);
+        let files = layout_files(&image, true).unwrap();
+        let mut docker: BTreeMap<String, Cow<'_, [u8]>> = files
+            .into_iter()
+            .filter(|(k, _)| k != "oci-layout" && k != "index.json")
+            .collect();
+        let mj = String::from_utf8(docker["manifest.json"].to_vec()).unwrap();
+        let evil = mj.replacen("blobs/sha256/", "../../etc/", 1);
+        docker.insert("manifest.json".into(), Cow::Owned(evil.into_bytes()));
+        let err = err_of(&tar_bytes(&docker).unwrap());
+        assert!(err.contains("refusing config path \"../../etc/"), "{err}");
+        assert!(err.contains("its path contains '..'"), "{err}");
+    }
+
+    #[test]
     fn docker_layer_must_match_diff_id() {
         let image = sample(&[Arch::Amd64], Compression::None);
         let layer = image.children(&image.target).unwrap()[1]

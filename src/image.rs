@@ -90,6 +90,9 @@ pub fn assemble(binaries: &[(Arch, Vec<u8>)], spec: &ImageSpec) -> Result<Image>
             "assembling the image: two pause binaries for {arch}; give one per architecture"
         );
     }
+    for name in &spec.names {
+        check_reference(name)?;
+    }
     let created = rfc3339(spec.epoch)?;
     let mut blobs = BTreeMap::new();
     let mut manifests = Vec::new();
@@ -275,6 +278,24 @@ pub fn rfc3339(epoch: u64) -> Result<String> {
         secs / 60 % 60,
         secs % 60
     ))
+}
+
+/// Refuses a name CRI would not find: containerd's importer records `io.containerd.image.name`
+/// verbatim, while CRI looks images up by the normalized reference, so `pause:3.10` would be
+/// stored as written and never match `docker.io/library/pause:3.10`.
+pub fn check_reference(name: &str) -> Result<()> {
+    let domain = name.split('/').next().unwrap_or_default();
+    let qualified = name.contains('/') && (domain.contains(['.', ':']) || domain == "localhost");
+    ensure!(
+        qualified && !name.contains(char::is_whitespace),
+        "image name {name:?} is not a fully qualified reference; give one with a registry, \
+         like registry.k8s.io/pause:3.10"
+    );
+    ensure!(
+        ref_tag(name).is_some() || name.contains('@'),
+        "image name {name:?} has no tag; give one, like registry.k8s.io/pause:3.10"
+    );
+    Ok(())
 }
 
 /// `names` without repeats, first occurrence kept.
@@ -551,6 +572,29 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(253_402_300_799).unwrap(), "9999-12-31T23:59:59Z");
         assert!(rfc3339(253_402_300_800).is_err());
+    }
+
+    #[test]
+    fn names_must_be_full_references() {
+        check_reference("registry.k8s.io/pause:3.10").unwrap();
+        check_reference("localhost/pause:1").unwrap();
+        check_reference("localhost:5000/pause:1").unwrap();
+        let err = check_reference("pause:3.10").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "image name \"pause:3.10\" is not a fully qualified reference; give one with a \
+             registry, like registry.k8s.io/pause:3.10"
+        );
+        let err = check_reference("registry.k8s.io/pause")
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("has no tag; give one, like registry.k8s.io/pause:3.10"));
+        let bins = [fake(Arch::Amd64)];
+        let bad = ImageSpec {
+            names: vec!["me/pause:1".into()],
+            ..spec(Compression::Gzip)
+        };
+        assert!(assemble(&bins, &bad).is_err());
     }
 
     #[test]

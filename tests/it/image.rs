@@ -160,6 +160,30 @@ fn output_is_byte_identical_across_runs() {
     assert_eq!(names, ["docker-archive", "oci-archive", "oci-dir"]);
 }
 
+/// An architecture given by --binary is not compiled, even when --arch names it too.
+#[test]
+fn binary_replaces_compiling_that_arch() {
+    let dir = tempdir();
+    let out = run_ok(
+        image_cmd(false)
+            .args(["--arch", "amd64", "--output"])
+            .arg(dir.path().join("x.tar")),
+    );
+    assert_eq!(first_line(&out), AMD64_GZIP);
+    // A name CRI could not match is refused before anything is written.
+    let out = run_any(
+        image_cmd(false)
+            .args(["--name", "pause:3.10", "--output"])
+            .arg(dir.path().join("y.tar")),
+    );
+    assert_eq!(
+        stderr(&out),
+        "pausebake: error: image name \"pause:3.10\" is not a fully qualified reference; give \
+         one with a registry, like registry.k8s.io/pause:3.10\n"
+    );
+    assert!(!dir.path().join("y.tar").exists());
+}
+
 #[test]
 fn dynamic_binary_is_refused() {
     let dir = tempdir();
