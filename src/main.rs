@@ -7,12 +7,9 @@ mod bake;
 mod bolt;
 mod cli;
 mod containerd;
-#[allow(dead_code)]
 mod exec;
 mod image;
-#[allow(dead_code)] // until `build` and `image` use every mapping
 mod pause;
-#[allow(dead_code)]
 mod platform;
 mod rootfs;
 

@@ -365,3 +365,128 @@ fn umoci_unpacks_the_layout() {
     assert_eq!(process["user"]["gid"], 65535);
     assert_eq!(process["cwd"], "/");
 }
+
+/// `ctr -n k8s.io images import` of the OCI archive, the docker archive and a two-platform
+/// OCI archive into a test containerd of every available version (1.6, 1.7, 2.x) names the
+/// image exactly as pausebake printed it (digest included); `ctr run` starts the compiled
+/// pause from it, pause keeps running, and exits 0 on SIGTERM (`ctr run` in the foreground
+/// exits with the task's status).
+#[test]
+fn ctr_imports_runs_and_stops_the_image() {
+    let versions = crate::containerd::versions();
+    if versions.is_empty() {
+        return;
+    }
+    let work = tempdir();
+    let name = "registry.k8s.io/pause:3.10";
+    let mut archives = Vec::new();
+    // The host's pause, compiled by pausebake, alone and in a two-platform index (where ctr
+    // picks the host's manifest).
+    let host = std::env::consts::ARCH;
+    let other = if host == "aarch64" { "amd64" } else { "arm64" };
+    let both = format!(
+        "--arch={},{other}",
+        if host == "aarch64" { "arm64" } else { "amd64" }
+    );
+    for (format, what, extra) in [
+        ("oci-archive", "oci-archive", None),
+        ("docker-archive", "docker-archive", None),
+        (
+            "oci-archive",
+            "two-platform oci-archive",
+            Some(both.as_str()),
+        ),
+    ] {
+        let path = work.path().join(what.replace(' ', "-"));
+        let out = run_ok(
+            pausebake()
+                .env_remove("SOURCE_DATE_EPOCH")
+                .args(["image", "--name", name, "--format", format, "--output"])
+                .arg(&path)
+                .args(extra),
+        );
+        archives.push((what, path, first_line(&out)));
+    }
+    for c in &versions {
+        for (format, archive, digest) in &archives {
+            let root = tempdir();
+            let mut running = c.start(
+                root.path(),
+                crate::containerd::StartOpts {
+                    no_network: true,
+                    ..Default::default()
+                },
+            );
+            let what = format!("containerd {} {format}", c.version);
+            running.ctr_ok(&[
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                &archive.display().to_string(),
+            ]);
+            let ls = stdout(&running.ctr_ok(&["-n", "k8s.io", "images", "ls"]));
+            let line = ls
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("{what}: {name} not imported:\n{ls}"));
+            assert!(line.contains(digest.as_str()), "{what}: {line}");
+
+            // In the foreground, `ctr run` exits with the task's exit status.
+            let id = "pausebake-test";
+            let mut ctr_run = running
+                .ctr_command(&["-n", "k8s.io", "run", "--rm", name, id])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawning ctr run");
+            let start = std::time::Instant::now();
+            loop {
+                let ls = stdout(&running.ctr(&["-n", "k8s.io", "task", "ls"]));
+                let running_now = ls
+                    .lines()
+                    .any(|l| l.starts_with(id) && l.trim_end().ends_with("RUNNING"));
+                if running_now {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = ctr_run.kill();
+                    panic!("{what}: pause did not start:\n{ls}\n{}", running.log());
+                }
+                sleep(Duration::from_millis(100));
+            }
+            // Still running a moment later: pause waits, it does not exit on its own.
+            sleep(Duration::from_millis(300));
+            if let Some(st) = ctr_run.try_wait().unwrap() {
+                let out = ctr_run.wait_with_output().unwrap();
+                panic!(
+                    "{what}: pause exited by itself: {st}\n{}\n{}\n{}",
+                    stdout(&out),
+                    stderr(&out),
+                    running.log()
+                );
+            }
+            running.ctr_ok(&["-n", "k8s.io", "task", "kill", "--signal", "SIGTERM", id]);
+            let start = std::time::Instant::now();
+            let status = loop {
+                if let Some(status) = ctr_run.try_wait().unwrap() {
+                    break status;
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = ctr_run.kill();
+                    panic!("{what}: pause ignored SIGTERM for 10 s");
+                }
+                sleep(Duration::from_millis(50));
+            };
+            let out = ctr_run.wait_with_output().unwrap();
+            assert!(
+                status.success(),
+                "{what}: pause did not exit 0 on SIGTERM: {status}\n{}",
+                stderr(&out)
+            );
+            running.stop();
+            assert!(running.processes().is_empty(), "{what}");
+            eprintln!("{what}: imported {digest}, ran, stopped on SIGTERM");
+        }
+    }
+}

@@ -3,5 +3,9 @@
 //! One test binary, so the harness links once.
 
 mod cli;
+mod containerd;
+mod cri;
 mod harness;
 mod image;
+mod packer;
+mod pause;
