@@ -1,10 +1,10 @@
 //! `pausebake image`: pinned digests from committed fake binaries, byte-identical output
 //! across runs, refusal of non-static binaries, and the real clients that must accept the
-//! output (skopeo, umoci).
+//! output (skopeo, umoci, and ctr on every containerd the harness provides).
 //!
 //! The fixtures in tests/fixtures are tiny hand-made ELF headers written once by
-//! `make-fake-elf.py`: static-looking to pausebake's check, not runnable. Images that run
-//! need a compiled pause (the containerd tests).
+//! `make-fake-elf.py`: static-looking to pausebake's check, not runnable. The image that
+//! `ctr run` starts is built from a pause that pausebake compiles for the host.
 
 use std::fs;
 use std::path::{Path, PathBuf};
