@@ -250,6 +250,22 @@ pub enum BoltCommand {
         #[arg(long, value_name = "N")]
         stop_after_writes: Option<u64>,
     },
+    /// Apply seeded random changes in COMMITS transactions (creates the file if missing)
+    Random {
+        /// bbolt file
+        file: PathBuf,
+        /// Seed of the changes
+        #[arg(long)]
+        seed: u64,
+        /// Number of transactions
+        #[arg(long, default_value_t = 1)]
+        commits: u32,
+    },
+    /// Rewrite every page of the tree in one transaction (no page is kept)
+    Rewrite {
+        /// bbolt file
+        file: PathBuf,
+    },
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {

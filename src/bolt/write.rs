@@ -350,15 +350,17 @@ impl Encoder {
     }
 }
 
-/// Splits elements of the given sizes into pages: as many as fit in one page each (a single
-/// element may need overflow pages), never `0xFFFF` or more, at least one group even when
-/// there are no elements (an empty bucket's empty leaf), and no lone element in a last group
-/// when its neighbour can spare one (Go merges pages with fewer than two keys).
+/// Splits elements of the given sizes into pages: as many as fit in one page each, but at
+/// least two per page as Go's `node.split` keeps (`minKeysPerPage`; a page too small for them
+/// gets overflow pages), which also makes every branch level smaller than the one below it.
+/// Never `0xFFFF` elements or more on a page; one empty group when there are no elements (an
+/// empty bucket's empty leaf).
 fn pack(sizes: impl Iterator<Item = usize>, page: usize) -> Vec<Range<usize>> {
+    const MIN_KEYS: usize = 2;
     let mut groups = Vec::new();
     let (mut start, mut fill, mut i) = (0, PAGE_HEADER, 0);
     for size in sizes {
-        if i > start && (fill + size > page || i - start >= MAX_ELEMENTS) {
+        if i - start >= MIN_KEYS && (fill + size > page || i - start >= MAX_ELEMENTS) {
             groups.push(start..i);
             start = i;
             fill = PAGE_HEADER;
@@ -368,9 +370,13 @@ fn pack(sizes: impl Iterator<Item = usize>, page: usize) -> Vec<Range<usize>> {
     }
     groups.push(start..i);
     let n = groups.len();
-    if n >= 2 && groups[n - 1].len() == 1 && groups[n - 2].len() > 2 {
-        groups[n - 2].end -= 1;
-        groups[n - 1].start -= 1;
+    if n >= 2 && groups[n - 1].len() < MIN_KEYS {
+        if groups[n - 2].len() > MIN_KEYS {
+            groups[n - 2].end -= 1;
+            groups[n - 1].start -= 1;
+        } else if let Some(last) = groups.pop() {
+            groups[n - 2].end = last.end;
+        }
     }
     groups
 }
@@ -394,11 +400,10 @@ mod tests {
         // 16 + 40 * 100 fits, the 41st does not; the lone last one borrows a neighbour.
         assert_eq!(pack([100; 41].into_iter(), 4096), vec![0..39, 39..41]);
         assert_eq!(pack([100; 80].into_iter(), 4096), vec![0..40, 40..80]);
-        // An oversized element gets its own group (and overflow pages).
-        assert_eq!(
-            pack([10, 9000, 10].into_iter(), 4096),
-            vec![0..1, 1..2, 2..3]
-        );
+        // Oversized elements still pair up (the page gets overflow pages).
+        assert_eq!(pack([10, 9000, 10].into_iter(), 4096), vec![0..3]);
+        assert_eq!(pack([9000; 5].into_iter(), 4096), vec![0..2, 2..5]);
+        assert_eq!(pack([9000; 1].into_iter(), 4096), vec![0..1]);
     }
 
     #[test]
