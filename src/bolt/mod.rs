@@ -396,6 +396,9 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             };
             let mut rng = random::Rng::new(*seed);
             for _ in 0..*commits {
+                if db.root().entries.is_empty() {
+                    *db.root_mut() = random::tree(&mut rng);
+                }
                 random::change(&mut rng, db.root_mut());
                 db.commit()?;
             }

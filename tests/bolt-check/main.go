@@ -4,6 +4,7 @@
 //	bolt-check generate FILE SEED [nosync]   a new file holding a random tree
 //	bolt-check mutate FILE SEED [nosync]     random changes in Go transactions on an existing file
 //	bolt-check images FILE N                 a containerd-shaped meta.db with N images
+//	bolt-check set FILE A/B/C KEY VALUE      one Put in one transaction (NoFreelistSync)
 //
 // The dump is the contract with src/bolt: one line per bucket and per value, depth first in
 // key order, every key and value in lower-case hex, so both sides compare byte for byte:
@@ -28,6 +29,7 @@ import (
 	"math/rand"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,6 +53,11 @@ func main() {
 			usage()
 		}
 		err = images(os.Args[2], n)
+	case "set":
+		if len(os.Args) != 6 {
+			usage()
+		}
+		err = set(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	default:
 		usage()
 	}
@@ -61,7 +68,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bolt-check dump FILE | generate FILE SEED [nosync] | mutate FILE SEED [nosync] | images FILE N")
+	fmt.Fprintln(os.Stderr, "usage: bolt-check dump FILE | generate FILE SEED [nosync] | mutate FILE SEED [nosync] | images FILE N | set FILE A/B/C KEY VALUE")
 	os.Exit(2)
 }
 
@@ -484,4 +491,26 @@ func images(path string, n int) error {
 		}
 	}
 	return nil
+}
+
+// set puts one key, creating the buckets on the way, as containerd >= 1.7 would commit it.
+func set(path, buckets, key, value string) error {
+	db, err := openRW(path, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		names := strings.Split(strings.Trim(buckets, "/"), "/")
+		b, err := tx.CreateBucketIfNotExists([]byte(names[0]))
+		if err != nil {
+			return err
+		}
+		for _, name := range names[1:] {
+			if b, err = b.CreateBucketIfNotExists([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return b.Put([]byte(key), []byte(value))
+	})
 }

@@ -2,5 +2,6 @@
 //! satisfy (compilers, qemu-user, skopeo, umoci, Go's bbolt, containerd, runc, packer).
 //! One test binary, so the harness links once.
 
+mod bolt;
 mod cli;
 mod harness;
