@@ -144,7 +144,8 @@ impl Db {
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         lock(&file, path)?;
-        let mut bytes = Vec::new();
+        let len = file.metadata().map_or(0, |m| m.len());
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or_default());
         file.read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;
         if bytes.is_empty() {
@@ -230,10 +231,15 @@ impl Db {
             extra: &enc.pages,
             size,
         };
-        let check = read::load_with(enc.meta, &pages)
+        let check = read::load_with(enc.meta, &pages, Some(&enc.shape))
             .with_context(|| format!("verifying the transaction for {path} before writing it"))?;
-        if check.tree != self.root || !check.leaked.is_empty() {
-            bail!("verifying the transaction for {path}: re-reading the new pages gives a different tree or leaks pages {:?}; nothing written", check.leaked);
+        if !read::same_tree(&check.tree, &check.shape, &self.root, base) || !check.leaked.is_empty()
+        {
+            bail!(
+                "verifying the transaction for {path}: re-reading the new pages gives a \
+                 different tree or leaks pages {:?}; nothing written",
+                check.leaked
+            );
         }
 
         for &(id, n) in &enc.runs {

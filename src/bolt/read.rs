@@ -105,11 +105,15 @@ impl<'a> Pages<'a> {
 /// Parses a whole bbolt file from bytes.
 pub fn load(bytes: &[u8]) -> Result<Loaded> {
     let meta = current_meta(bytes)?;
-    load_with(meta, &Pages::whole(bytes, meta.page_size as usize))
+    load_with(meta, &Pages::whole(bytes, meta.page_size as usize), None)
 }
 
-/// Parses the tree and freelist `meta` points at.
-pub fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
+/// Parses the tree and freelist `meta` points at. With `trusted = Some(shape)` (a commit
+/// checking its own pages), page-backed buckets whose root page lies below `pages.split`
+/// are the unchanged buckets the commit kept: they were checked when the file was read, so
+/// they are not read again; `shape` must list them, their pages count as used, and they
+/// appear in the tree without entries.
+pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<Loaded> {
     let exist = pages.count();
     if meta.pgid > exist {
         bail!(
@@ -124,8 +128,9 @@ pub fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
         pgid: meta.pgid,
         // Sized by the high-water mark, which is at most the file's page count.
         used: vec![false; meta.pgid as usize],
+        trusted_below: if trusted.is_some() { pages.split } else { 0 },
     };
-    let (entries, shape) = r.bucket_pages(meta.root, 0)?;
+    let (entries, shape) = r.bucket_pages(meta.root, 0, trusted)?;
     if let Some(key) = entries
         .iter()
         .find_map(|(k, n)| matches!(n, Node::Value(_)).then_some(k))
@@ -213,6 +218,8 @@ struct Reader<'a, 'p> {
     pgid: u64,
     /// Pages reached so far (tree and freelist), indexed by id.
     used: Vec<bool>,
+    /// Buckets rooted below this page are trusted (see `load_with`).
+    trusted_below: u64,
 }
 
 type Entries = BTreeMap<Vec<u8>, Node>;
@@ -256,13 +263,18 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// The entries of the bucket whose root page is `root`.
-    fn bucket_pages(&mut self, root: u64, depth: usize) -> Result<(Entries, Shape)> {
+    fn bucket_pages(
+        &mut self,
+        root: u64,
+        depth: usize,
+        expect: Option<&Shape>,
+    ) -> Result<(Entries, Shape)> {
         let mut items = Vec::new();
         let mut shape = Shape {
             root,
             ..Shape::default()
         };
-        self.walk(root, None, None, 0, depth, &mut items, &mut shape)?;
+        self.walk(root, (None, None), 0, depth, expect, &mut items, &mut shape)?;
         // Strictly increasing (checked while walking), so this builds the map in bulk.
         Ok((items.into_iter().collect(), shape))
     }
@@ -272,10 +284,10 @@ impl<'a> Reader<'a, '_> {
     fn walk(
         &mut self,
         id: u64,
-        lo: Option<&[u8]>,
-        hi: Option<&[u8]>,
+        (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         level: usize,
         depth: usize,
+        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -288,7 +300,7 @@ impl<'a> Reader<'a, '_> {
         match flags {
             LEAF => {
                 let ctx = format!("page {id}");
-                self.leaf(buf, count, &ctx, lo, hi, depth, items, shape)
+                self.leaf(buf, count, &ctx, (lo, hi), depth, expect, items, shape)
             }
             BRANCH => {
                 if count == 0 {
@@ -312,8 +324,16 @@ impl<'a> Reader<'a, '_> {
                 }
                 for (i, &(key, child)) in children.iter().enumerate() {
                     let next = children.get(i + 1).map(|(k, _)| *k).or(hi);
-                    self.walk(child, Some(key), next, level + 1, depth, items, shape)
-                        .with_context(|| format!("in branch page {id}"))?;
+                    self.walk(
+                        child,
+                        (Some(key), next),
+                        level + 1,
+                        depth,
+                        expect,
+                        items,
+                        shape,
+                    )
+                    .with_context(|| format!("in branch page {id}"))?;
                 }
                 Ok(())
             }
@@ -328,9 +348,9 @@ impl<'a> Reader<'a, '_> {
         buf: &'a [u8],
         count: u16,
         ctx: &str,
-        lo: Option<&[u8]>,
-        hi: Option<&[u8]>,
+        (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         depth: usize,
+        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -354,7 +374,13 @@ impl<'a> Reader<'a, '_> {
             check_key(key, prev, lo, hi).with_context(|| format!("{ctx}: element {i}"))?;
             let node = if flags & BUCKET_LEAF != 0 {
                 let (child, child_shape) = self
-                    .nested(key, value, ctx, depth + 1)
+                    .nested(
+                        key,
+                        value,
+                        ctx,
+                        depth + 1,
+                        expect.and_then(|e| e.children.get(key)),
+                    )
                     .with_context(|| format!("{ctx}: bucket {}", show(key)))?;
                 shape.children.insert(key.to_vec(), child_shape);
                 Node::Bucket(child)
@@ -373,6 +399,7 @@ impl<'a> Reader<'a, '_> {
         value: &'a [u8],
         ctx: &str,
         depth: usize,
+        expect: Option<&Shape>,
     ) -> Result<(Bucket, Shape)> {
         if depth > MAX_BUCKET_DEPTH {
             bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
@@ -392,7 +419,34 @@ impl<'a> Reader<'a, '_> {
                     value.len()
                 );
             }
-            let (entries, shape) = self.bucket_pages(root, depth)?;
+            if root < self.trusted_below {
+                let kept = expect.filter(|e| e.root == root).ok_or_else(|| {
+                    anyhow!("page {root}: an old page, but not a bucket the commit kept")
+                })?;
+                let mut pages = Vec::new();
+                kept.all_pages(&mut pages);
+                for p in pages {
+                    let used = self
+                        .used
+                        .get_mut(p as usize)
+                        .ok_or_else(|| anyhow!("page {p}: beyond the high-water mark"))?;
+                    if std::mem::replace(used, true) {
+                        bail!("page {p}: referenced twice");
+                    }
+                }
+                let shape = Shape {
+                    root,
+                    ..Shape::default()
+                };
+                return Ok((
+                    Bucket {
+                        sequence,
+                        entries: BTreeMap::new(),
+                    },
+                    shape,
+                ));
+            }
+            let (entries, shape) = self.bucket_pages(root, depth, expect)?;
             return Ok((Bucket { sequence, entries }, shape));
         }
         let page = &value[BUCKET_HEADER..];
@@ -407,7 +461,14 @@ impl<'a> Reader<'a, '_> {
         let mut shape = Shape::default();
         let inner = format!("inline bucket {} in {ctx}", show(key));
         self.leaf(
-            page, count, &inner, None, None, depth, &mut items, &mut shape,
+            page,
+            count,
+            &inner,
+            (None, None),
+            depth,
+            expect,
+            &mut items,
+            &mut shape,
         )?;
         Ok((
             Bucket {
@@ -417,6 +478,32 @@ impl<'a> Reader<'a, '_> {
             shape,
         ))
     }
+}
+
+/// Whether `read` (from `load_with` with a trusted shape) equals `tree`, counting the
+/// trusted buckets (rooted below `split`, read without entries) as equal: the commit kept
+/// them only because they had not changed.
+pub fn same_tree(read: &Bucket, shape: &Shape, tree: &Bucket, split: u64) -> bool {
+    if shape.root != 0 && shape.root < split {
+        return read.sequence == tree.sequence;
+    }
+    read.sequence == tree.sequence
+        && read.entries.len() == tree.entries.len()
+        && read
+            .entries
+            .iter()
+            .zip(&tree.entries)
+            .all(|((k1, n1), (k2, n2))| {
+                k1 == k2
+                    && match (n1, n2) {
+                        (Node::Value(a), Node::Value(b)) => a == b,
+                        (Node::Bucket(a), Node::Bucket(b)) => match shape.children.get(k1) {
+                            Some(s) => same_tree(a, s, b, split),
+                            None => a == b,
+                        },
+                        _ => false,
+                    }
+            })
 }
 
 /// The `len` bytes at `at + pos + skip` within `buf`, if they are all inside it.

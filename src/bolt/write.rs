@@ -147,44 +147,40 @@ impl Encoder {
     }
 
     /// The value a nested bucket is stored as in its parent: `{root, sequence}`, followed by
-    /// the page image when it is inline.
+    /// the page image when it is inline. Also says whether the bucket is unchanged from `old`
+    /// and wrote nothing, which lets its parent keep its pages too: the comparison is done
+    /// once, bottom-up, instead of comparing whole subtrees at every level.
     fn nested(
         &mut self,
         bucket: &Bucket,
         old: Option<(&Bucket, &Shape)>,
         depth: usize,
-    ) -> Result<(Vec<u8>, Shape)> {
+    ) -> Result<(Vec<u8>, Shape, bool)> {
         if depth > MAX_BUCKET_DEPTH {
             bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
         }
-        if let Some((old_bucket, old_shape)) = old {
-            if old_shape.root != 0 && old_bucket == bucket {
-                old_shape.all_pages(&mut self.kept);
-                return Ok((
-                    self.header(old_shape.root, bucket.sequence),
-                    old_shape.clone(),
-                ));
-            }
+        let mut shape = Shape::default();
+        let (elems, same) = self.elements(bucket, old, depth, &mut shape)?;
+        if let Some((_, old_shape)) = old.filter(|(_, s)| same && s.root != 0) {
+            // Untouched, as Go leaves a bucket a transaction did not open: same pages, even
+            // if Go would inline it were it written now.
+            self.kept.extend_from_slice(&old_shape.pages);
+            shape.root = old_shape.root;
+            shape.pages = old_shape.pages.clone();
+            return Ok((self.header(old_shape.root, bucket.sequence), shape, true));
         }
-        let inline_size = bucket
-            .entries
-            .iter()
-            .try_fold(PAGE_HEADER, |size, (k, n)| match n {
-                Node::Value(v) => Some(size + ELEMENT + k.len() + v.len()),
-                Node::Bucket(_) => None,
-            });
         // Go inlines a bucket that has no nested buckets and fits in a quarter page
         // (`bucket.go` inlineable / maxInlineBucketSize).
-        if inline_size.is_some_and(|s| s <= self.size / 4) {
-            let elems = self.elements(bucket, None, depth, &mut Shape::default())?;
+        let inline_size = PAGE_HEADER + elems.iter().map(Elem::size).sum::<usize>();
+        if elems.iter().all(|e| e.flags & BUCKET_LEAF == 0) && inline_size <= self.size / 4 {
             let mut value = self.header(0, bucket.sequence);
             let at = value.len();
-            value.resize(at + inline_size.unwrap_or_default(), 0);
+            value.resize(at + inline_size, 0);
             self.write_leaf(&mut value[at..], 0, 0, &elems)?;
-            return Ok((value, Shape::default()));
+            return Ok((value, Shape::default(), same));
         }
-        let (root, shape) = self.paged(bucket, old, depth)?;
-        Ok((self.header(root, bucket.sequence), shape))
+        let root = self.pages(elems, &mut shape)?;
+        Ok((self.header(root, bucket.sequence), shape, false))
     }
 
     fn header(&self, root: u64, sequence: u64) -> Vec<u8> {
@@ -194,14 +190,19 @@ impl Encoder {
         h
     }
 
-    /// The leaf elements of `bucket`, encoding its nested buckets first.
+    /// The leaf elements of `bucket`, encoding its nested buckets first, and whether the
+    /// bucket equals `old` with every nested bucket unchanged and nothing written for it.
     fn elements<'t>(
         &mut self,
         bucket: &'t Bucket,
         old: Option<(&Bucket, &Shape)>,
         depth: usize,
         shape: &mut Shape,
-    ) -> Result<Vec<Elem<'t>>> {
+    ) -> Result<(Vec<Elem<'t>>, bool)> {
+        let old_bucket = old.map(|(b, _)| b);
+        let mut same = old_bucket.is_some_and(|b| {
+            b.sequence == bucket.sequence && b.entries.len() == bucket.entries.len()
+        });
         let mut elems = Vec::with_capacity(bucket.entries.len());
         for (key, node) in &bucket.entries {
             if key.is_empty() || key.len() > MAX_KEY {
@@ -213,6 +214,9 @@ impl Encoder {
             }
             let elem = match node {
                 Node::Value(v) => {
+                    same = same
+                        && matches!(old_bucket.and_then(|b| b.entries.get(key)),
+                            Some(Node::Value(o)) if o == v);
                     if v.len() > MAX_VALUE {
                         bail!(
                             "writing key {}: value of {} bytes is too large",
@@ -229,9 +233,10 @@ impl Encoder {
                 Node::Bucket(child) => {
                     let old_child =
                         old.and_then(|(b, s)| Some((b.bucket(key)?, s.children.get(key)?)));
-                    let (value, child_shape) = self
+                    let (value, child_shape, child_same) = self
                         .nested(child, old_child, depth + 1)
                         .with_context(|| format!("writing bucket {}", show(key)))?;
+                    same = same && child_same;
                     shape.children.insert(key.clone(), child_shape);
                     Elem {
                         key,
@@ -242,7 +247,7 @@ impl Encoder {
             };
             elems.push(elem);
         }
-        Ok(elems)
+        Ok((elems, same))
     }
 
     /// Writes `bucket` on its own pages; returns its root page.
@@ -253,7 +258,14 @@ impl Encoder {
         depth: usize,
     ) -> Result<(u64, Shape)> {
         let mut shape = Shape::default();
-        let elems = self.elements(bucket, old, depth, &mut shape)?;
+        let (elems, _) = self.elements(bucket, old, depth, &mut shape)?;
+        let root = self.pages(elems, &mut shape)?;
+        Ok((root, shape))
+    }
+
+    /// Writes a bucket's elements as leaves under branch pages; returns the root page and
+    /// records the pages in `shape`.
+    fn pages(&mut self, elems: Vec<Elem>, shape: &mut Shape) -> Result<u64> {
         let first_page = self.next;
 
         // Leaves, then branch levels until one page is left: (first key, page id) per node.
@@ -301,7 +313,7 @@ impl Encoder {
         shape.root = level.first().map_or(first_page, |(_, id)| *id);
         shape.pages = (first_page..self.next).collect();
         // Pages of nested buckets were allocated before ours, so the range is only ours.
-        Ok((shape.root, shape))
+        Ok(shape.root)
     }
 
     /// Writes a leaf page image (header, elements, keys and values) into `page`.
