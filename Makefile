@@ -22,8 +22,10 @@ lint:
 image:
 	@echo "make image: not implemented yet (issue: pausebake image)" >&2; exit 1
 
+# One table: sizes, RSS and times, each beside the figure it is compared to.
 bench:
-	@echo "make bench: not implemented yet" >&2; exit 1
+	$(CARGO) build --release --locked
+	tests/bench/run.sh
 
 clean:
 	rm -rf $(DIST)

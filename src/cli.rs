@@ -37,7 +37,7 @@ pub struct CompileArgs {
     /// [default: the host's]
     #[arg(long, value_delimiter = ',', value_parser = parse_arch)]
     pub arch: Vec<Arch>,
-    /// C compiler to use instead of searching for clang, <triple>-gcc and cc
+    /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc
     #[arg(long, value_name = "PATH")]
     pub cc: Option<PathBuf>,
     /// Version string compiled into pause and printed by `pause -v`
@@ -66,7 +66,7 @@ pub struct EpochArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub compile: CompileArgs,
-    /// Directory to write pause-linux-<arch> into
+    /// Directory to write pause-linux-ARCH into
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub out: PathBuf,
     #[command(flatten)]

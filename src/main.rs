@@ -7,13 +7,10 @@ mod bake;
 mod bolt;
 mod cli;
 mod containerd;
-#[allow(dead_code)]
 mod exec;
 #[allow(dead_code)] // until `image` assembles it
 mod image;
-#[allow(dead_code)] // until `build` and `image` use every mapping
 mod pause;
-#[allow(dead_code)]
 mod platform;
 mod rootfs;
 

@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 
 packages=(
   # compilers for the freestanding pause: clang + lld link every architecture but s390x,
-  # which needs GNU ld from the cross binutils; gcc is the host fallback
-  clang lld llvm gcc binutils-s390x-linux-gnu
+  # which needs GNU ld from the cross binutils; gcc is the host fallback, and with
+  # libc6-dev builds the static glibc pause the bench compares against
+  clang lld llvm gcc binutils-s390x-linux-gnu libc6-dev
+  # the <triple>-gcc fallback, tested for s390x, arm and arm64
+  gcc-s390x-linux-gnu gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu
   # run foreign-architecture binaries in the behaviour suite
   qemu-user-static
   # the real programs the tests check pausebake against
@@ -37,3 +40,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 else
   echo "setup: not root or not Debian; not installing packages (tests skip what is missing)" >&2
 fi
+
+# containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
+tests/fetch-containerd.sh

@@ -16,6 +16,21 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The machine-wide cache the setup scripts fill (containerd packages, a Debian root):
+/// `$PAUSEBAKE_CACHE`, else `$XDG_CACHE_HOME/pausebake`, else `~/.cache/pausebake`. Kept
+/// outside the checkout so a fresh clone (as CI makes) reuses it.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PAUSEBAKE_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache")
+        });
+    base.join("pausebake")
+}
+
 /// True under CI, where a missing program is a failure rather than a skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

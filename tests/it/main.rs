@@ -4,4 +4,8 @@
 
 mod bolt;
 mod cli;
+mod containerd;
+mod cri;
 mod harness;
+mod packer;
+mod pause;
