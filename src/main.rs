@@ -39,5 +39,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cli::Configure(args) => containerd::config::configure(&args),
         Cli::Verify(args) => containerd::verify::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
+        Cli::Bolt(args) => bolt::command(&args),
     }
 }
