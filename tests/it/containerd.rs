@@ -118,6 +118,12 @@ impl Containerd {
         (next(), next(), next())
     }
 
+    /// "1.6.20": the version pausebake reads from the binary.
+    pub fn semver_string(&self) -> String {
+        let (major, minor, patch) = self.semver();
+        format!("{major}.{minor}.{patch}")
+    }
+
     /// "1.6", "1.7", "2.1": for messages and version-dependent expectations.
     pub fn series(&self) -> String {
         let (major, minor, _) = self.semver();

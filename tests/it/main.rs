@@ -3,6 +3,7 @@
 //! One test binary, so the harness links once.
 
 mod cli;
+mod configure;
 mod containerd;
 mod cri;
 mod harness;

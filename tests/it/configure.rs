@@ -1,0 +1,161 @@
+//! `pausebake configure` against the real containerd of each version: the root's config is
+//! edited, then that containerd, started on the root with that config and no network, uses
+//! exactly the configured sandbox image.
+
+use std::fs;
+use std::path::Path;
+
+use crate::containerd::{versions, Containerd, StartOpts};
+use crate::harness::{pausebake, run_ok, stdout, tempdir};
+
+/// A root holding `c`'s containerd binary where a distribution installs it (hard-linked when
+/// possible: it is tens of MB) and, optionally, a config.
+fn root_with(c: &Containerd, config: Option<&str>) -> tempfile::TempDir {
+    let root = tempdir();
+    let bin = root.path().join("usr/bin");
+    fs::create_dir_all(&bin).unwrap();
+    let dest = bin.join("containerd");
+    if fs::hard_link(c.bin("containerd"), &dest).is_err() {
+        fs::copy(c.bin("containerd"), &dest).unwrap();
+    }
+    if let Some(text) = config {
+        let dir = root.path().join("etc/containerd");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("config.toml"), text).unwrap();
+    }
+    root
+}
+
+fn configure(root: &Path, extra: &[&str]) -> String {
+    stdout(&run_ok(
+        pausebake()
+            .args(["configure", "--root"])
+            .arg(root)
+            .args(extra),
+    ))
+}
+
+/// The sandbox image a running containerd reports: CRI's verbose `Status` config in 1.x
+/// (`sandboxImage`); 2.x no longer reports it there (containerd-store.md §7.6), so the test
+/// relies on RunPodSandbox naming it.
+fn reported_sandbox_image(
+    info: &std::collections::HashMap<String, serde_json::Value>,
+) -> Option<String> {
+    info.get("config")?
+        .get("sandboxImage")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// RunPodSandbox with no network and no image: it must fail trying to get exactly `image`.
+fn assert_sandbox_wants(running: &crate::containerd::Running, image: &str) {
+    let logs = running.run_dir().join("pods");
+    let err = running
+        .cri()
+        .run_pod_sandbox("wants", true, &logs)
+        .expect_err("no sandbox image is present and there is no network");
+    assert!(
+        err.message().contains(image),
+        "containerd {} should fail pulling {image}, got: {}",
+        running.containerd.version,
+        err.message()
+    );
+}
+
+#[test]
+fn configure_sets_the_image_each_containerd_uses() {
+    for c in &versions() {
+        let wanted = "example.invalid/pausebake/pause:1";
+
+        // 1. no config: configure writes a minimal one with containerd's default image
+        let root = root_with(c, None);
+        let out = configure(root.path(), &[]);
+        let default = match c.series().as_str() {
+            "1.6" => "registry.k8s.io/pause:3.6",
+            "1.7" => "registry.k8s.io/pause:3.8",
+            _ => "registry.k8s.io/pause:3.10",
+        };
+        assert!(out.starts_with("created "), "{out}");
+        assert!(
+            out.contains(&format!("containerd {}", c.semver_string())),
+            "{out}"
+        );
+        assert!(out.contains(default), "{out}");
+
+        // 2. now an explicit image, then again: unchanged
+        let out = configure(root.path(), &["--sandbox-image", wanted]);
+        assert!(out.starts_with("changed "), "{out}");
+        assert!(out.contains(&format!("was {default:?}")), "{out}");
+        let out = configure(root.path(), &["--sandbox-image", wanted]);
+        assert!(out.starts_with("unchanged: "), "{out}");
+
+        let mut running = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        let info = running.cri().status_info().expect("CRI Status");
+        if c.semver().0 < 2 {
+            assert_eq!(reported_sandbox_image(&info).as_deref(), Some(wanted));
+        }
+        assert_sandbox_wants(&running, wanted);
+        running.stop();
+    }
+}
+
+#[test]
+fn configure_edits_only_the_sandbox_key_of_an_upstream_config() {
+    for c in &versions() {
+        let wanted = "example.invalid/pausebake/pause:2";
+        let before = format!("# written by the image pipeline\n{}", c.config_default());
+        let root = root_with(c, Some(&before));
+        let out = stdout(&run_ok(
+            pausebake()
+                .args(["configure", "--json", "--root"])
+                .arg(root.path())
+                .args(["--sandbox-image", wanted]),
+        ));
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let (key, line_before) = if c.semver().0 >= 2 {
+            (
+                r#"plugins."io.containerd.cri.v1.images".pinned_images.sandbox"#,
+                "      sandbox = 'registry.k8s.io/pause:3.10'\n".to_string(),
+            )
+        } else {
+            let old = if c.series() == "1.6" { "3.6" } else { "3.8" };
+            (
+                r#"plugins."io.containerd.grpc.v1.cri".sandbox_image"#,
+                format!("    sandbox_image = \"registry.k8s.io/pause:{old}\"\n"),
+            )
+        };
+        assert_eq!(report["key"], key, "{out}");
+        assert_eq!(report["new"], wanted, "{out}");
+        assert_eq!(report["changed"], true, "{out}");
+        assert_eq!(report["created"], false, "{out}");
+        assert_eq!(report["containerd_version"], c.semver_string(), "{out}");
+
+        // exactly one line differs
+        let after = fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
+        let line_after = line_before
+            .replace("registry.k8s.io/pause:3.10", wanted)
+            .replace("registry.k8s.io/pause:3.8", wanted)
+            .replace("registry.k8s.io/pause:3.6", wanted);
+        assert_eq!(after, before.replacen(&line_before, &line_after, 1));
+
+        let mut running = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        if c.semver().0 < 2 {
+            let info = running.cri().status_info().expect("CRI Status");
+            assert_eq!(reported_sandbox_image(&info).as_deref(), Some(wanted));
+        }
+        assert_sandbox_wants(&running, wanted);
+        running.stop();
+    }
+}
