@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::containerd::{versions, Containerd, StartOpts};
+use crate::containerd::{versions, Containerd, Running, StartOpts};
 use crate::harness::{pausebake, run_ok, stdout, tempdir};
 
 /// A root holding `c`'s containerd binary where a distribution installs it (hard-linked when
@@ -36,19 +36,33 @@ fn configure(root: &Path, extra: &[&str]) -> String {
 }
 
 /// The sandbox image a running containerd reports: CRI's verbose `Status` config in 1.x
-/// (`sandboxImage`); 2.x no longer reports it there (containerd-store.md §7.6), so the test
-/// relies on RunPodSandbox naming it.
-fn reported_sandbox_image(
-    info: &std::collections::HashMap<String, serde_json::Value>,
-) -> Option<String> {
-    info.get("config")?
-        .get("sandboxImage")?
+/// (`sandboxImage`). 2.x no longer reports it there (containerd-store.md §7.6; checked on
+/// 2.1.9), so for 2.x it is read from `containerd config dump` of the very config file the
+/// running containerd uses (after 2.x's own migration of older config versions).
+fn reported_sandbox_image(running: &Running) -> Option<String> {
+    let c = &running.containerd;
+    if c.semver().0 < 2 {
+        let info = running.cri().status_info().expect("CRI Status");
+        return info
+            .get("config")?
+            .get("sandboxImage")?
+            .as_str()
+            .map(str::to_string);
+    }
+    let dump: toml_edit::DocumentMut = c
+        .config_dump(running.config_path())
+        .parse()
+        .expect("parsing containerd config dump");
+    dump.get("plugins")?
+        .get("io.containerd.cri.v1.images")?
+        .get("pinned_images")?
+        .get("sandbox")?
         .as_str()
         .map(str::to_string)
 }
 
 /// RunPodSandbox with no network and no image: it must fail trying to get exactly `image`.
-fn assert_sandbox_wants(running: &crate::containerd::Running, image: &str) {
+fn assert_sandbox_wants(running: &Running, image: &str) {
     let logs = running.run_dir().join("pods");
     let err = running
         .cri()
@@ -96,10 +110,7 @@ fn configure_sets_the_image_each_containerd_uses() {
                 ..Default::default()
             },
         );
-        let info = running.cri().status_info().expect("CRI Status");
-        if c.semver().0 < 2 {
-            assert_eq!(reported_sandbox_image(&info).as_deref(), Some(wanted));
-        }
+        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
         assert_sandbox_wants(&running, wanted);
         running.stop();
     }
@@ -151,11 +162,34 @@ fn configure_edits_only_the_sandbox_key_of_an_upstream_config() {
                 ..Default::default()
             },
         );
-        if c.semver().0 < 2 {
-            let info = running.cri().status_info().expect("CRI Status");
-            assert_eq!(reported_sandbox_image(&info).as_deref(), Some(wanted));
-        }
+        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
         assert_sandbox_wants(&running, wanted);
         running.stop();
+    }
+}
+
+/// Debian ships a `version = 2` config with its containerd 2.x package too: the key of the
+/// file's version is set, and containerd 2.x migrates it to `pinned_images.sandbox`.
+#[test]
+fn configure_debian_shipped_config_works_on_every_version() {
+    let shipped = include_str!("../fixtures/containerd/debian-1.7.24.toml");
+    for c in &versions() {
+        let wanted = "example.invalid/pausebake/pause:3";
+        let root = root_with(c, Some(shipped));
+        let out = configure(root.path(), &["--sandbox-image", wanted]);
+        assert!(
+            out.contains(r#"plugins."io.containerd.grpc.v1.cri".sandbox_image"#),
+            "{out}"
+        );
+        assert!(out.contains("config version 2"), "{out}");
+        let running = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
+        assert_sandbox_wants(&running, wanted);
     }
 }

@@ -154,6 +154,19 @@ impl Containerd {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `containerd config dump` of this build for the config file `config`: the merged
+    /// config it runs with (2.x: after migrating a version 1 or 2 file).
+    pub fn config_dump(&self, config: &Path) -> String {
+        let out = crate::harness::run_ok(
+            Command::new(self.bin("containerd"))
+                .arg("--config")
+                .arg(config)
+                .args(["config", "dump"])
+                .env("PATH", self.path_env()),
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// PATH for containerd: this build's directory first, so it starts its own shim.
     fn path_env(&self) -> String {
         format!(
