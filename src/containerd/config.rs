@@ -73,39 +73,98 @@ fn find_in_root(root: &Path, candidates: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The containerd binary in `root` and the version read from its bytes (it may be built for
-/// another architecture, so it is never run).
-pub fn detect_containerd(root: &Path) -> Result<(PathBuf, Version)> {
-    let Some(path) = find_in_root(root, CONTAINERD_PATHS) else {
-        bail!(
-            "no containerd binary in {} (looked for {}); pass --containerd-version",
+/// The dpkg database, relative to the root.
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+
+/// containerd's version in `root` and where it was read: from the bytes of its binary (it
+/// may be built for another architecture, so it is never run), else from the dpkg database
+/// (packages `containerd`, `containerd.io`).
+pub fn detect_containerd(root: &Path) -> Result<(Version, String)> {
+    let binary = find_in_root(root, CONTAINERD_PATHS);
+    if let Some(path) = &binary {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(version) = containerd_version_in(&bytes) {
+            return Ok((version, path.display().to_string()));
+        }
+    }
+    if let Some(found) = dpkg_version(root, &["containerd", "containerd.io"])? {
+        return Ok(found);
+    }
+    match binary {
+        Some(path) => bail!(
+            "cannot tell the containerd version of {} (and no containerd package in {DPKG_STATUS}); \
+             pass --containerd-version",
+            path.display()
+        ),
+        None => bail!(
+            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
+             pass --containerd-version",
             root.display(),
             CONTAINERD_PATHS.join(", ")
-        );
-    };
-    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    match containerd_version_in(&bytes) {
-        Some(version) => Ok((path, version)),
-        None => bail!(
-            "cannot tell the containerd version of {}; pass --containerd-version",
-            path.display()
         ),
     }
 }
 
-/// The kubelet or kubeadm in `root` and its version; `None` when the root has neither.
-pub fn detect_kubernetes(root: &Path) -> Result<Option<(PathBuf, Version)>> {
+/// The Kubernetes version in `root` and where it was read: the dpkg database (packages
+/// `kubelet`, `kubeadm`; exact), else the bytes of the kubelet or kubeadm binary. `None`
+/// when the root has neither.
+pub fn detect_kubernetes(root: &Path) -> Result<Option<(Version, String)>> {
+    if let Some(found) = dpkg_version(root, &["kubelet", "kubeadm"])? {
+        return Ok(Some(found));
+    }
     let Some(path) = find_in_root(root, KUBERNETES_PATHS) else {
         return Ok(None);
     };
     let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     match kubernetes_version_in(&bytes) {
-        Some(version) => Ok(Some((path, version))),
+        Some(version) => Ok(Some((version, path.display().to_string()))),
         None => bail!(
             "cannot tell the Kubernetes version of {}; pass --kubernetes-version",
             path.display()
         ),
     }
+}
+
+/// The version of the first of `packages` installed according to the root's dpkg database.
+fn dpkg_version(root: &Path, packages: &[&str]) -> Result<Option<(Version, String)>> {
+    let path = in_root(root, DPKG_STATUS)?;
+    let status = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(dpkg_version_in(&status, packages)
+        .map(|(package, raw, version)| (version, format!("{} ({package} {raw})", path.display()))))
+}
+
+/// `(package, Version field, parsed version)` of the first of `packages` (in that order)
+/// that a dpkg status text lists as installed. The epoch (`1:`) and Debian revision are
+/// dropped: `1:1.7.24~ds1-6` is containerd 1.7.24.
+fn dpkg_version_in(status: &str, packages: &[&str]) -> Option<(String, String, Version)> {
+    let mut installed = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let (Some(package), Some(raw), Some(state)) =
+            (field("Package"), field("Version"), field("Status"))
+        else {
+            continue;
+        };
+        if !state.ends_with(" installed") {
+            continue;
+        }
+        let upstream = raw.split_once(':').map_or(raw, |(_, v)| v);
+        if let Ok(version) = upstream.parse::<Version>() {
+            installed.push((package.to_string(), raw.to_string(), version));
+        }
+    }
+    packages
+        .iter()
+        .find_map(|want| installed.iter().find(|(p, _, _)| p == want).cloned())
 }
 
 /// A `MAJOR.MINOR.PATCH` found in a binary.
@@ -437,7 +496,7 @@ pub fn default_image(
 ) -> Result<(String, String)> {
     let kubernetes = match kubernetes {
         Some(v) => Some((v.parse::<Version>()?, "--kubernetes-version".to_string())),
-        None => detect_kubernetes(root)?.map(|(path, v)| (v, path.display().to_string())),
+        None => detect_kubernetes(root)?,
     };
     match kubernetes {
         Some((k, from)) => Ok((
@@ -455,10 +514,7 @@ pub fn default_image(
 pub fn containerd_version(root: &Path, forced: Option<&str>) -> Result<(Version, String)> {
     match forced {
         Some(v) => Ok((v.parse()?, "--containerd-version".to_string())),
-        None => {
-            let (path, v) = detect_containerd(root)?;
-            Ok((v, path.display().to_string()))
-        }
+        None => detect_containerd(root),
     }
 }
 
@@ -804,6 +860,22 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert_eq!(containerd_version_in(b"\0v1.7.24\0v1.0.7\0"), None);
         // part of a longer number or word: not a version
         assert_eq!(containerd_version_in(b"x1.6.20~ds1 11.6.20+unknown"), None);
+    }
+
+    #[test]
+    fn dpkg_status_gives_installed_packages_only() {
+        let status = "Package: containerd\nStatus: deinstall ok config-files\nVersion: 1.6.20~ds1-1\n\n\
+                      Package: containerd.io\nStatus: install ok installed\nVersion: 1:1.7.24-1\n\n\
+                      Package: kubelet\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.31.2-1.1\n";
+        assert_eq!(
+            dpkg_version_in(status, &["containerd", "containerd.io"]),
+            Some(("containerd.io".into(), "1:1.7.24-1".into(), v("1.7.24")))
+        );
+        assert_eq!(
+            dpkg_version_in(status, &["kubelet", "kubeadm"]).map(|f| f.2),
+            Some(v("1.31.2"))
+        );
+        assert_eq!(dpkg_version_in(status, &["kubeadm"]), None);
     }
 
     #[test]

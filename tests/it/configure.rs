@@ -193,3 +193,68 @@ fn configure_debian_shipped_config_works_on_every_version() {
         assert_sandbox_wants(&running, wanted);
     }
 }
+
+/// A containerd binary whose version cannot be read falls back to the dpkg database; with
+/// neither, configure fails naming what it looked at and the fix.
+#[test]
+fn configure_reads_the_version_from_dpkg_or_says_how_to_pass_it() {
+    let root = tempdir();
+    let bin = root.path().join("usr/bin");
+    fs::create_dir_all(&bin).unwrap();
+    // a binary without any version string pausebake trusts
+    fs::write(
+        bin.join("containerd"),
+        b"\x7fELF not really containerd v1.7.0\n",
+    )
+    .unwrap();
+
+    let out = crate::harness::run_any(pausebake().args(["configure", "--root"]).arg(root.path()));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        crate::harness::stderr(&out),
+        format!(
+            "pausebake: error: cannot tell the containerd version of {}/usr/bin/containerd \
+             (and no containerd package in var/lib/dpkg/status); pass --containerd-version\n",
+            root.path().display()
+        )
+    );
+
+    let dpkg = root.path().join("var/lib/dpkg");
+    fs::create_dir_all(&dpkg).unwrap();
+    fs::write(
+        dpkg.join("status"),
+        "Package: containerd\nStatus: install ok installed\nVersion: 1.7.24~ds1-6+deb13u1\n",
+    )
+    .unwrap();
+    let out = configure(root.path(), &[]);
+    assert_eq!(
+        out,
+        format!(
+            "created {r}/etc/containerd/config.toml with \
+             plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"registry.k8s.io/pause:3.8\" \
+             (containerd 1.7.24 from {r}/var/lib/dpkg/status (containerd 1.7.24~ds1-6+deb13u1), \
+             config version 2; image: the default of containerd 1.7.24)\n",
+            r = root.path().display()
+        )
+    );
+
+    // --containerd-version needs neither
+    let other = tempdir();
+    let out = configure(
+        other.path(),
+        &[
+            "--containerd-version",
+            "2.2.0",
+            "--kubernetes-version",
+            "1.34.1",
+        ],
+    );
+    assert!(
+        out.contains(
+            "pinned_images.sandbox = \"registry.k8s.io/pause:3.10.1\" (containerd 2.2.0 from \
+             --containerd-version, config version 3; image: the pause of Kubernetes 1.34.1 \
+             (--kubernetes-version))"
+        ),
+        "{out}"
+    );
+}
