@@ -368,10 +368,14 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
     check_reads(*containerd, config_version)?;
     let key = sandbox_key(config_version);
 
+    // comments after the last setting; a new table goes after them unless they are moved
+    let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
+    let mut created_leaf = false;
     let mut item: &mut Item = doc.as_item_mut();
     for (depth, name) in key.tables.iter().enumerate() {
         let parent = item.as_table_like_mut().expect("checked on the way down");
         if parent.get(name).is_none() {
+            created_leaf = depth + 1 == key.tables.len();
             let mut new = Table::new();
             // only the table holding the key gets a [header] of its own
             new.set_implicit(depth + 1 < key.tables.len());
@@ -432,6 +436,17 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
             if let Some(mut k) = table.key_mut(key.key) {
                 k.leaf_decor_mut().set_prefix(indent);
             }
+        }
+    }
+    if created_leaf && !trailing.trim().is_empty() {
+        // keep the file's closing comments where they were: before the appended table
+        // (when the path runs through inline tables there is no header to carry them)
+        let leaf = key.tables.iter().try_fold(doc.as_table_mut(), |t, name| {
+            t.get_mut(name).and_then(|i| i.as_table_mut())
+        });
+        if let Some(table) = leaf {
+            table.decor_mut().set_prefix(format!("{trailing}\n"));
+            doc.set_trailing("");
         }
     }
     Ok(Edit {
@@ -764,6 +779,24 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert_eq!(
             patch(&after, &v("1.7.24"), "registry.k8s.io/pause:3.9").unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn closing_comments_stay_before_a_new_table() {
+        let before = "version = 2\n# keep\n";
+        assert_eq!(
+            patch(before, &v("1.6.20"), "x").unwrap().unwrap(),
+            "version = 2\n# keep\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"x\"\n"
+        );
+        // through an inline table there is no header: the comment stays at the end
+        let inline = "version = 2\nplugins = { }\n# end\n";
+        let after = patch(inline, &v("1.6.20"), "x").unwrap().unwrap();
+        assert!(after.ends_with("# end\n"), "{after}");
+        let doc: DocumentMut = after.parse().unwrap();
+        assert_eq!(
+            doc["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"].as_str(),
+            Some("x")
         );
     }
 

@@ -258,3 +258,45 @@ fn configure_reads_the_version_from_dpkg_or_says_how_to_pass_it() {
         "{out}"
     );
 }
+
+/// The config is replaced by rename, keeping the replaced file's mode and owner, and leaves
+/// no temporary file behind.
+#[test]
+fn configure_keeps_mode_and_owner() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = tempdir();
+    let dir = root.path().join("etc/containerd");
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    fs::write(&config, "version = 2\n# keep\n").unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    let as_root = crate::harness::is_root();
+    if as_root {
+        std::os::unix::fs::chown(&config, Some(1234), Some(5678)).unwrap();
+    }
+    let inode = fs::metadata(&config).unwrap().ino();
+
+    configure(root.path(), &["--containerd-version", "1.7.24"]);
+
+    let meta = fs::metadata(&config).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    if as_root {
+        assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+    }
+    assert_ne!(
+        meta.ino(),
+        inode,
+        "replaced by rename, not rewritten in place"
+    );
+    assert_eq!(
+        fs::read_to_string(&config).unwrap(),
+        "version = 2\n# keep\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+         sandbox_image = \"registry.k8s.io/pause:3.8\"\n"
+    );
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["config.toml"]);
+}
