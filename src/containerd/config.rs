@@ -540,6 +540,8 @@ pub struct Applied {
     pub edit: Edit,
     /// The file did not exist before.
     pub created: bool,
+    /// Imported files (drop-ins) that may override the edit, one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
@@ -561,11 +563,116 @@ pub fn apply(root: &Path, containerd: &Version, image_ref: &str) -> Result<Appli
         write_atomic(&path, new.as_bytes(), existing.as_ref())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let final_text = edit.text.as_deref().unwrap_or(&text);
+    let warnings = drop_in_warnings(root, final_text, containerd)?;
     Ok(Applied {
         path,
         edit,
         created: existing.is_none(),
+        warnings,
     })
+}
+
+/// The files a config's `imports` name, inside the root, sorted: absolute node paths map
+/// into the root, relative ones are relative to `etc/containerd`; `*` and `?` are expanded
+/// in the file name (a pattern in a directory name is reported as unsupported). One level:
+/// imports of imported files are not followed.
+pub fn imported_files(root: &Path, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let doc: DocumentMut = config_text
+        .parse()
+        .context("parsing the containerd config as TOML")?;
+    let mut files = Vec::new();
+    let mut unsupported = Vec::new();
+    let Some(imports) = doc.get("imports").and_then(|i| i.as_array()) else {
+        return Ok((files, unsupported));
+    };
+    for pattern in imports.iter().filter_map(|v| v.as_str()) {
+        let rel = match pattern.strip_prefix('/') {
+            Some(abs) => abs.to_string(),
+            None => format!("etc/containerd/{pattern}"),
+        };
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        if dir.contains(['*', '?', '[']) {
+            unsupported.push(format!(
+                "import {pattern:?} has a pattern in a directory name; pausebake did not check it"
+            ));
+            continue;
+        }
+        let dir = in_root(root, dir)?;
+        if !name.contains(['*', '?']) {
+            let path = dir.join(name);
+            if path.is_file() {
+                files.push(path);
+            }
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let file_name = entry.file_name();
+            if glob_match(name.as_bytes(), file_name.as_encoded_bytes()) && entry.path().is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    // read_dir has no order; containerd sorts glob matches too
+    files.sort();
+    files.dedup();
+    Ok((files, unsupported))
+}
+
+/// `*` and `?` matching of one path component.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
+        Some((b'?', rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
+        Some((c, rest)) => name.first() == Some(c) && glob_match(rest, &name[1..]),
+    }
+}
+
+/// What imported files do to the sandbox setting of the main file: one that sets a sandbox
+/// key overrides it (later files win); on 1.x one with any CRI plugin section replaces the
+/// main file's whole section (`containerd-store.md` §8.2).
+fn drop_in_warnings(root: &Path, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
+    let (files, mut warnings) = imported_files(root, config_text)?;
+    for file in files {
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let doc: DocumentMut = text
+            .parse()
+            .with_context(|| format!("parsing {} as TOML", file.display()))?;
+        for version in [ConfigVersion::V1, ConfigVersion::V2, ConfigVersion::V3] {
+            let key = sandbox_key(version);
+            let table = key.tables.iter().try_fold(doc.as_item(), |item, name| {
+                item.as_table_like().and_then(|t| t.get(name))
+            });
+            let Some(table) = table else {
+                continue;
+            };
+            if let Some(value) = table.as_table_like().and_then(|t| t.get(key.key)) {
+                warnings.push(format!(
+                    "{} (imported) sets {} = {}, which overrides the main config",
+                    file.display(),
+                    key.dotted(),
+                    value
+                        .as_value()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                        .trim()
+                ));
+            } else if containerd.major < 2 && version != ConfigVersion::V3 {
+                warnings.push(format!(
+                    "{} (imported) has a {} section, which replaces the main config's whole \
+                     section (and its sandbox image) in containerd {containerd}",
+                    file.display(),
+                    key.tables.join(".")
+                ));
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
@@ -619,6 +726,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "why": why,
             "changed": edit.text.is_some(),
             "created": applied.created,
+            "warnings": applied.warnings,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -639,6 +747,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             println!("changed {path}: {what}, was {old:?} ({context})")
         }
         (Some(_), false, None) => println!("changed {path}: added {what} ({context})"),
+    }
+    for warning in &applied.warnings {
+        eprintln!("pausebake: warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -854,6 +965,58 @@ sandbox_image = "registry.k8s.io/pause:3.9"
             "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image in the containerd config is not a string"
         );
         assert!(err("version = [\n", "1.6.20").starts_with("parsing the containerd config as TOML"));
+    }
+
+    #[test]
+    fn globs_match_one_component() {
+        assert!(glob_match(b"*.toml", b"10-cri.toml"));
+        assert!(glob_match(b"??-*.toml", b"10-cri.toml"));
+        assert!(!glob_match(b"*.toml", b"10-cri.toml.bak"));
+        assert!(glob_match(b"exact.toml", b"exact.toml"));
+        assert!(!glob_match(b"?", b""));
+    }
+
+    #[test]
+    fn drop_ins_that_override_are_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let conf_d = root.path().join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
+        fs::write(
+            conf_d.join("10-cri.toml"),
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
+        )
+        .unwrap();
+        fs::write(
+            conf_d.join("20-pause.toml"),
+            "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n",
+        )
+        .unwrap();
+        fs::write(conf_d.join("notes.txt"), "not imported").unwrap();
+        let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\"]\n";
+        let (files, unsupported) = imported_files(root.path(), main).unwrap();
+        assert_eq!(
+            files,
+            [conf_d.join("10-cri.toml"), conf_d.join("20-pause.toml")]
+        );
+        assert!(unsupported.is_empty());
+        let d = conf_d.display();
+        assert_eq!(
+            drop_in_warnings(root.path(), main, &v("1.7.24")).unwrap(),
+            [
+                format!("{d}/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24"),
+                format!("{d}/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config"),
+            ]
+        );
+        // 2.x deep-merges: a CRI section without the key changes nothing
+        assert_eq!(
+            drop_in_warnings(root.path(), main, &v("2.1.9"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(drop_in_warnings(root.path(), "version = 2\n", &v("1.7.24"))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
