@@ -389,8 +389,10 @@ pub struct Running {
     pub containerd: Containerd,
     child: Child,
     pid: u32,
-    /// containerd's mount namespace (`/proc/<pid>/ns/mnt` link), once it has its own.
-    mnt_ns: Option<String>,
+    /// containerd's mount namespace (`/proc/<pid>/ns/mnt` link), once it has its own, and
+    /// an open handle on it: namespace inode numbers are reused once a namespace dies, so
+    /// the handle keeps it alive for as long as this `Running` may compare against it.
+    mnt_ns: Option<(String, fs::File)>,
     address: PathBuf,
     config: PathBuf,
     log: PathBuf,
@@ -487,10 +489,11 @@ impl Running {
     pub fn processes(&self) -> Vec<u32> {
         let procs = proc_table();
         let mut roots: BTreeSet<u32> = BTreeSet::new();
-        if procs.iter().any(|p| p.pid == self.pid) {
+        // once stopped, containerd has been reaped and its pid may belong to anyone
+        if !self.stopped && procs.iter().any(|p| p.pid == self.pid) {
             roots.insert(self.pid);
         }
-        if let Some(ns) = &self.mnt_ns {
+        if let Some((ns, _pinned)) = &self.mnt_ns {
             for p in &procs {
                 if p.mnt_ns.as_deref() == Some(ns.as_str()) {
                     roots.insert(p.pid);
@@ -569,10 +572,16 @@ impl Running {
             }
             if self.mnt_ns.is_none() {
                 // recorded once the exec'ed containerd runs in the new namespace
-                let ns = fs::read_link(format!("/proc/{}/ns/mnt", self.pid)).ok();
+                let path = format!("/proc/{}/ns/mnt", self.pid);
+                let ns = fs::read_link(&path).ok();
                 let own = fs::read_link("/proc/self/ns/mnt").ok();
                 if ns.is_some() && ns != own {
-                    self.mnt_ns = ns.map(|n| n.display().to_string());
+                    // pin first, then check it is still the namespace read above
+                    if let Ok(pin) = fs::File::open(&path) {
+                        if fs::read_link(&path).ok() == ns {
+                            self.mnt_ns = ns.map(|n| (n.display().to_string(), pin));
+                        }
+                    }
                 }
             }
             if UnixStream::connect(&self.address).is_ok() {
