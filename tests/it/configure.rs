@@ -74,6 +74,12 @@ fn assert_sandbox_wants(running: &Running, image: &str) {
         running.containerd.version,
         err.message()
     );
+    let pulls = running.pull_attempts();
+    assert!(
+        pulls.iter().any(|l| l.contains(image)),
+        "containerd {} logs the pull of {image}: {pulls:?}",
+        running.containerd.version
+    );
 }
 
 #[test]
