@@ -422,10 +422,7 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
     match table.get_mut(key.key) {
         Some(item) => {
             let current = item.as_value().expect("a string is a value");
-            let literal = current
-                .as_str()
-                .and(current.to_string().trim_start().chars().next())
-                == Some('\'');
+            let literal = current.to_string().trim_start().starts_with('\'');
             let mut value = string_value(image_ref, literal);
             *value.decor_mut() = current.decor().clone();
             *item = Item::Value(value);
@@ -564,13 +561,41 @@ pub fn apply(root: &Path, containerd: &Version, image_ref: &str) -> Result<Appli
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let final_text = edit.text.as_deref().unwrap_or(&text);
-    let warnings = drop_in_warnings(root, final_text, containerd)?;
+    let mut warnings = ignored_key_warnings(final_text, edit.config_version);
+    warnings.extend(drop_in_warnings(root, final_text, containerd)?);
     Ok(Applied {
         path,
         edit,
         created: existing.is_none(),
         warnings,
     })
+}
+
+/// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs
+/// "Ignoring unknown key" and does not use it (`containerd-store.md` §8.1), which readers of
+/// the file may not expect.
+fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String> {
+    if version != ConfigVersion::V3 {
+        return Vec::new();
+    }
+    let Ok(doc) = config_text.parse::<DocumentMut>() else {
+        return Vec::new();
+    };
+    let key = sandbox_key(ConfigVersion::V2);
+    let stale = key
+        .tables
+        .iter()
+        .try_fold(doc.as_item(), |item, name| item.as_table_like()?.get(name))
+        .and_then(|t| t.as_table_like()?.get(key.key))
+        .and_then(|v| v.as_str());
+    match stale {
+        Some(value) => vec![format!(
+            "the config also sets {} = {value:?}, which containerd 2.x ignores in a version 3 \
+             config; remove it to avoid confusion",
+            key.dotted()
+        )],
+        None => Vec::new(),
+    }
 }
 
 /// The files a config's `imports` name, inside the root, sorted: absolute node paths map
@@ -965,6 +990,18 @@ sandbox_image = "registry.k8s.io/pause:3.9"
             "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image in the containerd config is not a string"
         );
         assert!(err("version = [\n", "1.6.20").starts_with("parsing the containerd config as TOML"));
+    }
+
+    #[test]
+    fn a_version_2_key_in_a_version_3_config_is_reported() {
+        let text =
+            "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"old:1\"\n";
+        assert_eq!(
+            ignored_key_warnings(text, ConfigVersion::V3),
+            ["the config also sets plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"old:1\", \
+              which containerd 2.x ignores in a version 3 config; remove it to avoid confusion"]
+        );
+        assert!(ignored_key_warnings(text, ConfigVersion::V2).is_empty());
     }
 
     #[test]
