@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::platform::{Arch, Platform};
 
@@ -25,6 +25,9 @@ pub enum Cli {
     Verify(VerifyArgs),
     /// Compile, assemble, import, configure and verify in one step
     Bake(BakeArgs),
+    /// Developer tool: read or change a bbolt file (used by the tests)
+    #[command(hide = true)]
+    Bolt(BoltArgs),
 }
 
 /// How the pause binary is produced.
@@ -214,6 +217,55 @@ pub struct BakeArgs {
     pub no_pin: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BoltArgs {
+    #[command(subcommand)]
+    pub command: BoltCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoltCommand {
+    /// Print the whole tree in bolt-check's dump format
+    Dump {
+        /// bbolt file
+        file: PathBuf,
+    },
+    /// Set one key in one transaction, creating the buckets on the way
+    Set {
+        /// bbolt file (created if missing)
+        file: PathBuf,
+        /// Bucket path, '/'-separated
+        #[arg(long, value_name = "A/B/C")]
+        bucket: String,
+        /// Key to set
+        #[arg(long)]
+        key: String,
+        /// Value to store
+        #[arg(long)]
+        value: String,
+        /// Stop the process (SIGSTOP) after this many writes and syncs, so a test can kill it
+        /// at exactly that point of the commit
+        #[arg(long, value_name = "N")]
+        stop_after_writes: Option<u64>,
+    },
+    /// Apply seeded random changes in COMMITS transactions (creates the file if missing)
+    Random {
+        /// bbolt file
+        file: PathBuf,
+        /// Seed of the changes
+        #[arg(long)]
+        seed: u64,
+        /// Number of transactions
+        #[arg(long, default_value_t = 1)]
+        commits: u32,
+    },
+    /// Rewrite every page of the tree in one transaction (no page is kept)
+    Rewrite {
+        /// bbolt file
+        file: PathBuf,
+    },
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {

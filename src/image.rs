@@ -1,9 +1,55 @@
 //! The pause image in memory: deterministic layer tar, gzip, canonical JSON config,
 //! manifests and index, all assembled from ELF bytes without touching the filesystem.
+//!
+//! Everything here is a pure function of its inputs (the binaries, the names, the epoch and
+//! the compression), so the same inputs give the same digests on any host with the same
+//! `Cargo.lock` (the gzip bytes depend on the deflate backend's version). Writing the image
+//! anywhere is `archive.rs`'s and `containerd/store.rs`'s business. The shapes follow the
+//! OCI image spec (image-layout, image-index, image-manifest, config) and
+//! `pause-and-anchors.md` §2.3.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 
-use oci_spec::image::Descriptor;
+use anyhow::{bail, ensure, Context, Result};
+use oci_spec::image::{
+    ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
+    ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os,
+    PlatformBuilder, RootFsBuilder, ANNOTATION_REF_NAME,
+};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::Compression;
+use crate::platform::{Arch, Platform};
+
+/// containerd's image-name annotation (`images.AnnotationImageName`): the full reference
+/// `ctr import` names the image by (`containerd-store.md` §10).
+pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
+
+/// Docker media types, for images read from docker archives or re-copied by other tools.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// The `oci-layout` file of an OCI image layout.
+pub const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Where the binary goes inside the layer, and what the config runs.
+const PAUSE_PATH: &str = "pause";
+const ENTRYPOINT: &str = "/pause";
+/// Upstream's `USER 65535:65535` (since 3.5, kubernetes/kubernetes#97963).
+const USER: &str = "65535:65535";
+/// The history entry's `created_by`. Deliberately without pausebake's version, so a new
+/// release that assembles the same bytes gives the same digests.
+const CREATED_BY: &str = "pausebake image: /pause";
+/// Pinned gzip level: the compressed bytes, and so every digest above the layer, depend on it.
+const GZIP_LEVEL: u32 = 9;
+/// How deep indexes may nest below the target before we refuse the image. The pause
+/// image has at most index -> manifest; 4 leaves room for what registries produce.
+pub const MAX_DEPTH: usize = 4;
 
 /// A complete image in memory: every blob keyed by digest, the descriptor that `index.json`
 /// and containerd's image record point at, and the references it is named by. Built once
@@ -16,4 +62,692 @@ pub struct Image {
     pub target: Descriptor,
     /// Full references, e.g. `registry.k8s.io/pause:3.10`.
     pub names: Vec<String>,
+}
+
+/// What goes into the image besides the binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSpec {
+    /// Full references to name the image by (index.json annotations, docker RepoTags).
+    pub names: Vec<String>,
+    /// Seconds since 1970 for every timestamp in the image (`SOURCE_DATE_EPOCH`).
+    pub epoch: u64,
+    /// Layer compression.
+    pub compression: Compression,
+}
+
+/// Assembles the pause image from one static pause binary per architecture: one layer,
+/// config and manifest per architecture, and an index over them when there are several.
+/// The binaries' order does not matter: manifests follow [`Arch::ALL`].
+pub fn assemble(binaries: &[(Arch, Vec<u8>)], spec: &ImageSpec) -> Result<Image> {
+    ensure!(
+        !binaries.is_empty(),
+        "assembling the image: no pause binary given"
+    );
+    let mut by_arch = BTreeMap::new();
+    for (arch, elf) in binaries {
+        ensure!(
+            by_arch.insert(*arch, elf).is_none(),
+            "assembling the image: two pause binaries for {arch}; give one per architecture"
+        );
+    }
+    for name in &spec.names {
+        check_reference(name)?;
+    }
+    let created = rfc3339(spec.epoch)?;
+    let mut blobs = BTreeMap::new();
+    let mut manifests = Vec::new();
+    // BTreeMap order is Arch's declaration order, the same as Arch::ALL: fixed, whatever
+    // order the caller listed the architectures in.
+    for (arch, elf) in by_arch {
+        manifests.push(platform_manifest(arch, elf, spec, &created, &mut blobs)?);
+    }
+    let target = if manifests.len() == 1 {
+        manifests.remove(0)
+    } else {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .context("building the image index")?;
+        add_blob(&mut blobs, MediaType::ImageIndex, canonical_json(&index)?)
+    };
+    Ok(Image {
+        blobs,
+        target,
+        names: dedup(&spec.names),
+    })
+}
+
+/// Layer, config and manifest for one architecture; returns the manifest descriptor with
+/// its platform set.
+fn platform_manifest(
+    arch: Arch,
+    elf: &[u8],
+    spec: &ImageSpec,
+    created: &str,
+    blobs: &mut BTreeMap<String, Vec<u8>>,
+) -> Result<Descriptor> {
+    let tar = layer_tar(elf, spec.epoch)?;
+    let diff_id = sha256_digest(&tar);
+    let layer = match spec.compression {
+        Compression::Gzip => add_blob(blobs, MediaType::ImageLayerGzip, gzip(&tar)?),
+        Compression::None => add_blob(blobs, MediaType::ImageLayer, tar),
+    };
+    let config = config(arch, &diff_id, created)?;
+    let config = add_blob(blobs, MediaType::ImageConfig, canonical_json(&config)?);
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config)
+        .layers(vec![layer])
+        .build()
+        .context("building the image manifest")?;
+    let mut desc = add_blob(blobs, MediaType::ImageManifest, canonical_json(&manifest)?);
+    desc.set_platform(Some(oci_platform(arch)?));
+    Ok(desc)
+}
+
+/// The one layer: a tar holding only `pause`, with every header field set by hand.
+pub fn layer_tar(elf: &[u8], epoch: u64) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    // Headers are built field by field, never copied from the host (style §4.5 rule 2);
+    // HeaderMode::Deterministic would set mtime to its own constant, not the epoch.
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o755);
+    // Numeric owner 0:0 and no user/group names, as upstream's layer.
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(epoch);
+    header.set_size(elf.len() as u64);
+    builder
+        .append_data(&mut header, PAUSE_PATH, elf)
+        .context("writing the layer tar")?;
+    builder.into_inner().context("finishing the layer tar")
+}
+
+/// gzip with flate2's fixed header (mtime 0, no file name, OS 255) at a pinned level.
+pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+    enc.write_all(data).context("compressing the layer")?;
+    enc.finish().context("compressing the layer")
+}
+
+/// The image config: what upstream's Dockerfile sets (`pause-and-anchors.md` §2.2), with
+/// `created` from the epoch and no BuildKit `Env`: pause executes nothing.
+fn config(arch: Arch, diff_id: &str, created: &str) -> Result<ImageConfiguration> {
+    let runtime = ConfigBuilder::default()
+        .entrypoint(vec![ENTRYPOINT.to_string()])
+        .user(USER)
+        .working_dir("/")
+        .build()
+        .context("building the runtime config")?;
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(vec![diff_id.to_string()])
+        .build()
+        .context("building rootfs")?;
+    let history = HistoryBuilder::default()
+        .created(created)
+        .created_by(CREATED_BY)
+        .build()
+        .context("building the history entry")?;
+    let mut builder = ImageConfigurationBuilder::default()
+        .created(created)
+        .architecture(arch.name())
+        .os(Os::Linux)
+        .config(runtime)
+        .rootfs(rootfs)
+        .history(vec![history]);
+    if let Some(variant) = arch.variant() {
+        builder = builder.variant(variant);
+    }
+    builder.build().context("building the image config")
+}
+
+fn oci_platform(arch: Arch) -> Result<oci_spec::image::Platform> {
+    let mut builder = PlatformBuilder::default()
+        .architecture(arch.name())
+        .os(Os::Linux);
+    if let Some(variant) = arch.variant() {
+        builder = builder.variant(variant);
+    }
+    builder.build().context("building the platform")
+}
+
+/// Stores `bytes` under its digest and returns its descriptor.
+fn add_blob(
+    blobs: &mut BTreeMap<String, Vec<u8>>,
+    media_type: MediaType,
+    bytes: Vec<u8>,
+) -> Descriptor {
+    let desc = descriptor(media_type, &bytes);
+    blobs.insert(desc.digest().to_string(), bytes);
+    desc
+}
+
+/// The descriptor of `bytes`.
+pub fn descriptor(media_type: MediaType, bytes: &[u8]) -> Descriptor {
+    let digest: oci_spec::image::Digest = sha256_digest(bytes)
+        .parse()
+        .expect("a sha256 hex digest is a valid OCI digest");
+    Descriptor::new(media_type, bytes.len() as u64, digest)
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in hash {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// JSON with every object's keys sorted and no insignificant whitespace, so a digest never
+/// depends on map order. Going through `serde_json::Value` sorts keys because its map is a
+/// `BTreeMap` unless serde_json's `preserve_order` feature is on; a unit test guards that,
+/// including for oci-spec's `HashMap` annotations.
+pub fn canonical_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    let value = serde_json::to_value(v).context("serializing JSON")?;
+    serde_json::to_vec(&value).context("serializing JSON")
+}
+
+/// RFC 3339 UTC time of `epoch` seconds since 1970, e.g. `1970-01-01T00:00:00Z`.
+pub fn rfc3339(epoch: u64) -> Result<String> {
+    let days = i64::try_from(epoch / 86_400)
+        .ok()
+        .filter(|d| *d < 2_932_897) // 9999-12-31: RFC 3339 years have four digits
+        .with_context(|| format!("formatting epoch {epoch}: past the year 9999"))?;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Ok(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ))
+}
+
+/// Refuses a name CRI would not find: containerd's importer records `io.containerd.image.name`
+/// verbatim, while CRI looks images up by the normalized reference, so `pause:3.10` would be
+/// stored as written and never match `docker.io/library/pause:3.10`.
+pub fn check_reference(name: &str) -> Result<()> {
+    let domain = name.split('/').next().unwrap_or_default();
+    let qualified = name.contains('/') && (domain.contains(['.', ':']) || domain == "localhost");
+    ensure!(
+        qualified && !name.contains(char::is_whitespace),
+        "image name {name:?} is not a fully qualified reference; give one with a registry, \
+         like registry.k8s.io/pause:3.10"
+    );
+    ensure!(
+        ref_tag(name).is_some() || name.contains('@'),
+        "image name {name:?} has no tag; give one, like registry.k8s.io/pause:3.10"
+    );
+    Ok(())
+}
+
+/// `names` without repeats, first occurrence kept.
+fn dedup(names: &[String]) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    names
+        .iter()
+        .filter(|n| seen.insert(n.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The tag of a reference (`registry.k8s.io/pause:3.10` -> `3.10`), if it has one.
+pub fn ref_tag(name: &str) -> Option<&str> {
+    let name = name.split('@').next().unwrap_or(name);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split_once(':').map(|(_, tag)| tag)
+}
+
+/// Whether a media type is an image index (OCI or Docker manifest list).
+pub fn is_index(media_type: &MediaType) -> bool {
+    match media_type {
+        MediaType::ImageIndex => true,
+        MediaType::Other(s) => s == DOCKER_MANIFEST_LIST,
+        _ => false,
+    }
+}
+
+/// Whether a media type is an image manifest (OCI or Docker schema 2).
+pub fn is_manifest(media_type: &MediaType) -> bool {
+    match media_type {
+        MediaType::ImageManifest => true,
+        MediaType::Other(s) => s == DOCKER_MANIFEST,
+        _ => false,
+    }
+}
+
+/// Direct children described by the blob `bytes` of media type `media_type`: an index's
+/// manifests, a manifest's config and layers; nothing for any other blob. Refuses a blob
+/// whose own `mediaType` field contradicts its descriptor.
+pub fn children_of(media_type: &MediaType, bytes: &[u8]) -> Result<Vec<Descriptor>> {
+    let check = |found: Option<&MediaType>| -> Result<()> {
+        if let Some(found) = found {
+            ensure!(
+                found == media_type,
+                "its mediaType is {found}, but its descriptor says {media_type}"
+            );
+        }
+        Ok(())
+    };
+    if is_index(media_type) {
+        let index: ImageIndex = serde_json::from_slice(bytes).context("parsing image index")?;
+        check(index.media_type().as_ref())?;
+        Ok(index.manifests().clone())
+    } else if is_manifest(media_type) {
+        let manifest: ImageManifest =
+            serde_json::from_slice(bytes).context("parsing image manifest")?;
+        check(manifest.media_type().as_ref())?;
+        let mut out = vec![manifest.config().clone()];
+        out.extend(manifest.layers().iter().cloned());
+        Ok(out)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// The pausebake platform an OCI os/architecture/variant triple names, if it is one we know.
+pub fn platform_of(os: &str, arch: &str, variant: Option<&str>) -> Option<Platform> {
+    let s = match variant {
+        Some(v) => format!("{os}/{arch}/{v}"),
+        None => format!("{os}/{arch}"),
+    };
+    s.parse().ok()
+}
+
+impl Image {
+    /// The bytes of the blob `desc` points at.
+    pub fn blob(&self, desc: &Descriptor) -> Result<&[u8]> {
+        let digest = desc.digest().to_string();
+        self.blobs
+            .get(&digest)
+            .map(Vec::as_slice)
+            .with_context(|| format!("looking up blob {digest}: not in the image"))
+    }
+
+    /// Direct children of a descriptor: index -> manifests, manifest -> config + layers.
+    /// OCI and Docker media types.
+    pub fn children(&self, desc: &Descriptor) -> Result<Vec<Descriptor>> {
+        children_of(desc.media_type(), self.blob(desc)?)
+            .with_context(|| format!("reading blob {}", desc.digest()))
+    }
+
+    /// The manifest descriptor for `platform` (target itself when it is a manifest whose
+    /// config matches).
+    #[allow(dead_code)] // for `import` (containerd/store.rs), which picks the root's platform
+    pub fn manifest_for(&self, platform: Platform) -> Result<Descriptor> {
+        let all = self.manifests()?;
+        if let Some((desc, _)) = all.iter().find(|(_, p)| *p == Some(platform)) {
+            return Ok(desc.clone());
+        }
+        let have: Vec<String> = all
+            .iter()
+            .filter_map(|(_, p)| p.map(|p| p.to_string()))
+            .collect();
+        bail!(
+            "finding {platform} in image {}: it provides only {}",
+            self.target.digest(),
+            if have.is_empty() {
+                "no linux platform pausebake knows".to_string()
+            } else {
+                have.join(", ")
+            }
+        )
+    }
+
+    /// Platforms this image provides.
+    #[allow(dead_code)] // for `import` and `verify`
+    pub fn platforms(&self) -> Result<Vec<Platform>> {
+        let mut out: Vec<Platform> = self.manifests()?.into_iter().filter_map(|m| m.1).collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Every manifest reachable from the target, with the platform its config declares
+    /// (`None` for platforms pausebake does not know, e.g. attestation manifests).
+    fn manifests(&self) -> Result<Vec<(Descriptor, Option<Platform>)>> {
+        let mut out = Vec::new();
+        self.collect_manifests(&self.target, 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect_manifests(
+        &self,
+        desc: &Descriptor,
+        depth: usize,
+        out: &mut Vec<(Descriptor, Option<Platform>)>,
+    ) -> Result<()> {
+        ensure!(
+            depth <= MAX_DEPTH,
+            "reading image {}: indexes nest deeper than {MAX_DEPTH}",
+            self.target.digest()
+        );
+        if is_manifest(desc.media_type()) {
+            let children = self.children(desc)?;
+            let config = children
+                .first()
+                .expect("children_of always puts a manifest's config first");
+            let cfg: ImageConfiguration = serde_json::from_slice(self.blob(config)?)
+                .with_context(|| format!("parsing image config {}", config.digest()))?;
+            let platform = platform_of(
+                &cfg.os().to_string(),
+                &cfg.architecture().to_string(),
+                cfg.variant().as_deref(),
+            );
+            out.push((desc.clone(), platform));
+        } else if is_index(desc.media_type()) {
+            for child in self.children(desc)? {
+                self.collect_manifests(&child, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `index.json` of an OCI layout holding this image: one descriptor per name, each
+    /// the target annotated with `io.containerd.image.name` (the full reference) and, when
+    /// the name has a tag, `org.opencontainers.image.ref.name` (the tag); one unannotated
+    /// descriptor when the image has no name.
+    pub fn index_json(&self) -> Result<Vec<u8>> {
+        let manifests = if self.names.is_empty() {
+            vec![self.target.clone()]
+        } else {
+            self.names
+                .iter()
+                .map(|name| {
+                    let mut desc = self.target.clone();
+                    let mut annotations = desc.annotations().clone().unwrap_or_default();
+                    annotations.insert(ANNOTATION_IMAGE_NAME.to_string(), name.clone());
+                    if let Some(tag) = ref_tag(name) {
+                        annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
+                    }
+                    desc.set_annotations(Some(annotations));
+                    desc
+                })
+                .collect()
+        };
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .context("building index.json")?;
+        canonical_json(&index)
+    }
+
+    /// Per platform: the manifest descriptor, its config and layer descriptors, and the
+    /// total size of those blobs (what a node stores for that platform).
+    pub fn platform_summaries(&self) -> Result<Vec<PlatformSummary>> {
+        let mut out = Vec::new();
+        for (manifest, platform) in self.manifests()? {
+            let children = self.children(&manifest)?;
+            let size = manifest.size() + children.iter().map(Descriptor::size).sum::<u64>();
+            out.push(PlatformSummary {
+                platform,
+                manifest,
+                config: children[0].clone(),
+                layers: children[1..].to_vec(),
+                size,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One platform's part of an image, for reports.
+#[derive(Debug, Clone)]
+pub struct PlatformSummary {
+    pub platform: Option<Platform>,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+    /// Manifest + config + layers, in bytes.
+    pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(compression: Compression) -> ImageSpec {
+        ImageSpec {
+            names: vec!["registry.k8s.io/pause:3.10".to_string()],
+            epoch: 0,
+            compression,
+        }
+    }
+
+    fn fake(arch: Arch) -> (Arch, Vec<u8>) {
+        (arch, format!("not really an elf for {arch}").into_bytes())
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_and_is_compact() {
+        // A HashMap with many keys: its iteration order is seeded per process, so only
+        // sorting makes this deterministic. Fails if serde_json's preserve_order is enabled.
+        let mut map = std::collections::HashMap::new();
+        for k in [
+            "zeta",
+            "alpha",
+            "mu",
+            "beta",
+            "omega",
+            "io.containerd.image.name",
+        ] {
+            map.insert(k, 1);
+        }
+        let nested = serde_json::json!({"b": {"z": 1, "a": [ {"y": 2, "x": 3} ]}, "a": map});
+        assert_eq!(
+            String::from_utf8(canonical_json(&nested).unwrap()).unwrap(),
+            r#"{"a":{"alpha":1,"beta":1,"io.containerd.image.name":1,"mu":1,"omega":1,"zeta":1},"b":{"a":[{"x":3,"y":2}],"z":1}}"#
+        );
+        // Struct fields are sorted too, not left in declaration order.
+        let desc = descriptor(MediaType::ImageConfig, b"{}");
+        assert_eq!(
+            String::from_utf8(canonical_json(&desc).unwrap()).unwrap(),
+            r#"{"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","mediaType":"application/vnd.oci.image.config.v1+json","size":2}"#
+        );
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400).unwrap(), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000).unwrap(), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(253_402_300_799).unwrap(), "9999-12-31T23:59:59Z");
+        assert!(rfc3339(253_402_300_800).is_err());
+    }
+
+    #[test]
+    fn names_must_be_full_references() {
+        check_reference("registry.k8s.io/pause:3.10").unwrap();
+        check_reference("localhost/pause:1").unwrap();
+        check_reference("localhost:5000/pause:1").unwrap();
+        let err = check_reference("pause:3.10").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "image name \"pause:3.10\" is not a fully qualified reference; give one with a \
+             registry, like registry.k8s.io/pause:3.10"
+        );
+        let err = check_reference("registry.k8s.io/pause")
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("has no tag; give one, like registry.k8s.io/pause:3.10"));
+        let bins = [fake(Arch::Amd64)];
+        let bad = ImageSpec {
+            names: vec!["me/pause:1".into()],
+            ..spec(Compression::Gzip)
+        };
+        assert!(assemble(&bins, &bad).is_err());
+    }
+
+    #[test]
+    fn ref_tags() {
+        assert_eq!(ref_tag("registry.k8s.io/pause:3.10"), Some("3.10"));
+        assert_eq!(ref_tag("localhost:5000/pause"), None);
+        assert_eq!(ref_tag("localhost:5000/pause:v1"), Some("v1"));
+        assert_eq!(ref_tag("pause@sha256:abc"), None);
+    }
+
+    #[test]
+    fn layer_headers_are_set_by_hand() {
+        let tar = layer_tar(b"not really an elf", 1_700_000_000).unwrap();
+        // One 512-byte header, the data padded to 512, and two zero blocks.
+        assert_eq!(tar.len(), 512 + 512 + 1024);
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<_> = archive.entries().unwrap().map(Result::unwrap).collect();
+        assert_eq!(entries.len(), 1);
+        let h = entries[0].header();
+        assert_eq!(h.path().unwrap().to_str(), Some("pause"));
+        assert_eq!(h.entry_type(), tar::EntryType::Regular);
+        assert_eq!(h.mode().unwrap(), 0o755);
+        assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
+        assert_eq!(h.mtime().unwrap(), 1_700_000_000);
+        assert_eq!(h.username_bytes(), Some(&b""[..]));
+        assert_eq!(h.groupname_bytes(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn gzip_header_is_fixed() {
+        let gz = gzip(b"x").unwrap();
+        // magic, deflate, no flags, mtime 0, XFL 2 (level 9), OS 255 (unknown).
+        assert_eq!(&gz[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255]);
+    }
+
+    #[test]
+    fn same_inputs_same_image() {
+        let bins = [fake(Arch::Amd64), fake(Arch::Arm)];
+        let a = assemble(&bins, &spec(Compression::Gzip)).unwrap();
+        let b = assemble(
+            &[fake(Arch::Arm), fake(Arch::Amd64)],
+            &spec(Compression::Gzip),
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        let later = ImageSpec {
+            epoch: 1,
+            ..spec(Compression::Gzip)
+        };
+        assert_ne!(a.target, assemble(&bins, &later).unwrap().target);
+    }
+
+    #[test]
+    fn config_matches_upstream_shape() {
+        let image = assemble(&[fake(Arch::Arm)], &spec(Compression::None)).unwrap();
+        let children = image.children(&image.target).unwrap();
+        let config = String::from_utf8(image.blob(&children[0]).unwrap().to_vec()).unwrap();
+        let diff_id = children[1].digest().to_string();
+        assert_eq!(
+            config,
+            format!(
+                concat!(
+                    r#"{{"architecture":"arm","config":{{"Entrypoint":["/pause"],"User":"65535:65535","WorkingDir":"/"}},"#,
+                    r#""created":"1970-01-01T00:00:00Z","history":[{{"created":"1970-01-01T00:00:00Z","created_by":"pausebake image: /pause"}}],"#,
+                    r#""os":"linux","rootfs":{{"diff_ids":["{}"],"type":"layers"}},"variant":"v7"}}"#
+                ),
+                diff_id
+            )
+        );
+        // Uncompressed: the layer digest is its diff_id.
+        assert_eq!(children[1].media_type(), &MediaType::ImageLayer);
+        assert_eq!(
+            image.platforms().unwrap(),
+            vec![Platform { arch: Arch::Arm }]
+        );
+        assert_eq!(
+            image.manifest_for(Platform { arch: Arch::Arm }).unwrap(),
+            image.target
+        );
+        let err = image
+            .manifest_for(Platform { arch: Arch::Amd64 })
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("it provides only linux/arm/v7"), "{err}");
+    }
+
+    #[test]
+    fn index_json_names_every_reference() {
+        let mut image = assemble(&[fake(Arch::Amd64)], &spec(Compression::Gzip)).unwrap();
+        image.names = vec![
+            "registry.k8s.io/pause:3.10".to_string(),
+            "example.com/pause:3.10-local".to_string(),
+        ];
+        let index: ImageIndex = serde_json::from_slice(&image.index_json().unwrap()).unwrap();
+        assert_eq!(index.manifests().len(), 2);
+        let a = index.manifests()[1].annotations().clone().unwrap();
+        assert_eq!(a[ANNOTATION_IMAGE_NAME], "example.com/pause:3.10-local");
+        assert_eq!(a[ANNOTATION_REF_NAME], "3.10-local");
+        assert_eq!(index.manifests()[1].digest(), image.target.digest());
+        assert!(index.manifests()[1].platform().is_some());
+    }
+
+    /// Pinned digests of images assembled from fixed fake bytes: any change to the tar,
+    /// gzip, config, manifest or index bytes shows up here. Update deliberately, never
+    /// casually: a change means every user's image digest changes.
+    #[test]
+    fn pinned_digests() {
+        let cases: [(&[Arch], Compression, &str, usize); 4] = [
+            (
+                &[Arch::Amd64],
+                Compression::Gzip,
+                "sha256:6e40d89e33b1d3e51b39dc2e44c60b662cf7f83023356dcbf8bb1df432522023",
+                848,
+            ),
+            (
+                &[Arch::Amd64],
+                Compression::None,
+                "sha256:d1a444094bb0eeef33376c3c928710e7c57528bf58b12dde804b751d654e7e35",
+                2788,
+            ),
+            (
+                &[Arch::Amd64, Arch::Arm64, Arch::Arm],
+                Compression::Gzip,
+                "sha256:0a9a80579aa0588cd2344776764ea35dbca13786fee6d58d648c886d273a807e",
+                3262,
+            ),
+            (
+                &[Arch::Amd64, Arch::Arm64, Arch::Arm],
+                Compression::None,
+                "sha256:6b2d9ae6655d9fcdeb8fbf1bb3c97c44d90ae9689427a0ee9aa5ec4af6ba7bed",
+                9083,
+            ),
+        ];
+        for (arches, compression, digest, size) in cases {
+            let bins: Vec<_> = arches.iter().map(|a| fake(*a)).collect();
+            let image = assemble(&bins, &spec(compression)).unwrap();
+            let what = format!("{arches:?} {compression:?}");
+            assert_eq!(image.target.digest().to_string(), digest, "{what}");
+            let total: usize = image.blobs.values().map(Vec::len).sum();
+            assert_eq!(total, size, "{what}");
+            assert_eq!(
+                image.target.media_type(),
+                if arches.len() == 1 {
+                    &MediaType::ImageManifest
+                } else {
+                    &MediaType::ImageIndex
+                }
+            );
+        }
+        // The layer tar alone: independent of the deflate backend, so stable across hosts.
+        assert_eq!(
+            sha256_digest(&layer_tar(b"not really an elf for amd64", 0).unwrap()),
+            "sha256:1ee30b1b73661ab58afc61801d500e445c61608ea6f5225eb91ae89d96516033"
+        );
+    }
 }

@@ -7,7 +7,6 @@ mod bolt;
 mod cli;
 mod containerd;
 mod exec;
-#[allow(dead_code)] // until `image` assembles it
 mod image;
 mod pause;
 mod platform;
@@ -39,5 +38,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cli::Configure(args) => containerd::config::configure(&args),
         Cli::Verify(args) => containerd::verify::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
+        Cli::Bolt(args) => bolt::command(&args),
     }
 }

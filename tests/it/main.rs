@@ -2,9 +2,12 @@
 //! satisfy (compilers, qemu-user, skopeo, umoci, Go's bbolt, containerd, runc, packer).
 //! One test binary, so the harness links once.
 
+mod bolt;
 mod cli;
+mod configure;
 mod containerd;
 mod cri;
 mod harness;
+mod image;
 mod packer;
 mod pause;

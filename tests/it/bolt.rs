@@ -1,0 +1,310 @@
+//! pausebake's bbolt module against Go's own bbolt (`tests/bolt-check`, built from Debian's
+//! golang-go and golang-github-coreos-bbolt-dev): every file we write passes Go's
+//! `tx.Check()` and dumps identically on both sides; files Go writes (with and without a
+//! synced freelist) read identically and survive our changes and Go's changes after ours; a
+//! commit killed at any write leaves the old or the new state.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::harness::{describe, have, pausebake, repo, run_any, run_ok, skip, stdout, tempdir};
+
+/// Builds tests/bolt-check once per test run into cargo's target tmp dir; `None` (after a loud
+/// skip) without Go or Debian's bbolt sources.
+pub fn bolt_check() -> Option<PathBuf> {
+    static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if !have("go") {
+                return None;
+            }
+            let gopath = Path::new("/usr/share/gocode");
+            if !gopath.join("src/go.etcd.io/bbolt").is_dir() {
+                skip("go.etcd.io/bbolt not in /usr/share/gocode (golang-github-coreos-bbolt-dev)");
+                return None;
+            }
+            let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let out = target.join("bolt-check");
+            // GOPATH mode resolves go.etcd.io/bbolt from the Debian package, offline.
+            run_ok(
+                Command::new("go")
+                    .args(["build", "-o"])
+                    .arg(&out)
+                    .arg("./tests/bolt-check")
+                    .current_dir(repo())
+                    .env("GO111MODULE", "off")
+                    .env("GOPATH", gopath)
+                    .env("GOCACHE", target.join("go-cache"))
+                    .env("GOFLAGS", ""),
+            );
+            Some(out)
+        })
+        .clone()
+}
+
+/// Go's dump of `file`, asserting `tx.Check()` and the lookups found nothing wrong.
+pub fn go_dump(go: &Path, file: &Path) -> String {
+    stdout(&run_ok(Command::new(go).arg("dump").arg(file)))
+}
+
+/// Our dump of `file`.
+pub fn our_dump(file: &Path) -> String {
+    stdout(&run_ok(pausebake().args(["bolt", "dump"]).arg(file)))
+}
+
+/// Go checks `file` and both sides dump it identically; returns the dump.
+pub fn assert_same(go: &Path, file: &Path) -> String {
+    let theirs = go_dump(go, file);
+    let ours = our_dump(file);
+    if theirs != ours {
+        let line = theirs
+            .lines()
+            .zip(ours.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(theirs.lines().count().min(ours.lines().count()));
+        panic!(
+            "{}: dumps differ at line {line}:\n  go:   {:.200}\n  ours: {:.200}",
+            file.display(),
+            theirs.lines().nth(line).unwrap_or("<end>"),
+            ours.lines().nth(line).unwrap_or("<end>")
+        );
+    }
+    theirs
+}
+
+fn go(go: &Path, args: &[&str], file: &Path) {
+    run_ok(Command::new(go).arg(args[0]).arg(file).args(&args[1..]));
+}
+
+#[test]
+fn go_accepts_every_file_we_write() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    for seed in 0..5u64 {
+        let file = dir.path().join(format!("ours-{seed}.db"));
+        run_ok(
+            pausebake()
+                .args([
+                    "bolt",
+                    "random",
+                    "--commits",
+                    "3",
+                    "--seed",
+                    &seed.to_string(),
+                ])
+                .arg(&file),
+        );
+        let before = assert_same(&bc, &file);
+        assert!(before.lines().count() > 10, "seed {seed}: trivial tree");
+        // Every page written afresh: the same tree, still valid.
+        run_ok(pausebake().args(["bolt", "rewrite"]).arg(&file));
+        assert_eq!(
+            assert_same(&bc, &file),
+            before,
+            "seed {seed}: rewrite changed the tree"
+        );
+        // Go writes on top of our file, reusing the pages our freelist lists as free.
+        go(&bc, &["mutate", &seed.to_string()], &file);
+        assert_same(&bc, &file);
+    }
+}
+
+#[test]
+fn we_read_and_change_what_go_writes() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    for seed in 0..3u64 {
+        // Synced freelist (containerd 1.6) and "no freelist" (containerd >= 1.7).
+        for nosync in ["", "nosync"] {
+            let file = dir.path().join(format!("go-{seed}-{nosync}.db"));
+            go(&bc, &["generate", &seed.to_string(), nosync], &file);
+            assert_same(&bc, &file);
+            run_ok(
+                pausebake()
+                    .args(["bolt", "random", "--seed", &(100 + seed).to_string()])
+                    .arg(&file),
+            );
+            assert_same(&bc, &file);
+            go(&bc, &["mutate", &seed.to_string(), nosync], &file);
+            assert_same(&bc, &file);
+            run_ok(
+                pausebake()
+                    .args([
+                        "bolt",
+                        "set",
+                        "--bucket",
+                        "new/nested",
+                        "--key",
+                        "k",
+                        "--value",
+                        "v",
+                    ])
+                    .arg(&file),
+            );
+            let dump = assert_same(&bc, &file);
+            assert!(dump.contains("value /6e6577/6e6573746564/6b 76\n"));
+        }
+    }
+}
+
+#[test]
+fn containerd_shaped_file_round_trips() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    let file = dir.path().join("meta.db");
+    go(&bc, &["images", "300"], &file);
+    let before = assert_same(&bc, &file);
+    let len = std::fs::metadata(&file).unwrap().len();
+    run_ok(
+        pausebake()
+            .args(["bolt", "set", "--bucket", "v1/k8s.io/images/pause"])
+            .args(["--key", "createdat", "--value", "now"])
+            .arg(&file),
+    );
+    let after = assert_same(&bc, &file);
+    assert_eq!(after.lines().count(), before.lines().count() + 2);
+    // Only the changed path is rewritten: the file grows by far less than its size.
+    let grown = std::fs::metadata(&file).unwrap().len() - len;
+    assert!(grown < len / 10, "grew by {grown} of {len} bytes");
+}
+
+#[test]
+fn a_locked_file_is_refused_at_once() {
+    let dir = tempdir();
+    let file = dir.path().join("meta.db");
+    run_ok(
+        pausebake()
+            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "v"])
+            .arg(&file),
+    );
+    // The test process takes the flock containerd would hold.
+    let holder = std::fs::File::open(&file).unwrap();
+    holder.try_lock().unwrap();
+    let start = Instant::now();
+    let out = run_any(
+        pausebake()
+            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "w"])
+            .arg(&file),
+    );
+    assert!(!out.status.success());
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "pausebake: error: {} is locked: containerd appears to be running on this root; stop it and retry",
+            file.display()
+        )
+    );
+    drop(holder);
+    run_ok(
+        pausebake()
+            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "w"])
+            .arg(&file),
+    );
+}
+
+#[test]
+fn damaged_files_are_refused_naming_the_page() {
+    let dir = tempdir();
+    let file = dir.path().join("meta.db");
+    run_ok(
+        pausebake()
+            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "v"])
+            .arg(&file),
+    );
+    let mut bytes = std::fs::read(&file).unwrap();
+    // The commit wrote the root leaf at page 4 (after Go's four-page empty file);
+    // damage its header id.
+    bytes[4 * 4096] = 0x77;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = run_any(pausebake().args(["bolt", "dump"]).arg(&file));
+    assert!(!out.status.success(), "{}", describe(&pausebake(), &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("page "), "{err}");
+    assert!(err.contains(&file.display().to_string()), "{err}");
+}
+
+/// Whether process `pid` is stopped (state T in /proc).
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .map(|(_, rest)| rest.starts_with(['T', 't']))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_commit_killed_at_any_write_leaves_the_old_or_the_new_state() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    let base = dir.path().join("base.db");
+    go(&bc, &["images", "150"], &base);
+    let set = [
+        "bolt",
+        "set",
+        "--bucket",
+        "v1/k8s.io/content/blob",
+        "--key",
+        "k",
+        "--value",
+        "v",
+    ];
+    let old = assert_same(&bc, &base);
+    let file = dir.path().join("meta.db");
+    std::fs::copy(&base, &file).unwrap();
+    run_ok(pausebake().args(set).arg(&file));
+    let new = assert_same(&bc, &file);
+    assert_ne!(old, new);
+
+    let mut states = Vec::new();
+    for n in 1..1000u32 {
+        std::fs::copy(&base, &file).unwrap();
+        let mut child = pausebake()
+            .args(set)
+            .args(["--stop-after-writes", &n.to_string()])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let finished = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "n = {n}: {status}");
+                break true;
+            }
+            if stopped(child.id()) {
+                child.kill().unwrap(); // SIGKILL, exactly after write n
+                child.wait().unwrap();
+                break false;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "n = {n}: neither stopped nor exited"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if finished {
+            break;
+        }
+        let dump = assert_same(&bc, &file);
+        assert!(
+            dump == old || dump == new,
+            "n = {n}: neither the old nor the new tree"
+        );
+        states.push(dump == new);
+    }
+    // Page writes and the first sync leave the old state; from the meta write on, the new.
+    let writes = states.len();
+    assert!(
+        writes >= 6,
+        "only {writes} writes: the test covers too little"
+    );
+    let expected: Vec<bool> = (1..=writes).map(|n| n >= writes - 1).collect();
+    assert_eq!(states, expected);
+}
