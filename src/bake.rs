@@ -139,7 +139,7 @@ fn push_unique(names: &mut Vec<String>, name: String) {
 /// for the root's architecture.
 fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(Image, String)> {
     if let Some(path) = &args.archive {
-        let image = deps::read_archive(path)?;
+        let image = crate::archive::read(path)?;
         return Ok((image, format!("archive {}", path.display())));
     }
     let (binaries, source) = if args.spec.binary.is_empty() {
@@ -171,9 +171,9 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
             .collect();
         (bins, format!("--binary {}", list.join(" ")))
     };
-    let image = deps::assemble(
+    let image = crate::image::assemble(
         &binaries,
-        &deps::ImageSpec {
+        &crate::image::ImageSpec {
             names: names.to_vec(),
             // Image content defaults to epoch 0 so it is byte-identical across builds.
             epoch: args.spec.epoch.source_date_epoch.unwrap_or(0),
@@ -289,15 +289,18 @@ fn print(s: &Summary, json: bool) -> Result<()> {
             i.blobs_present
         );
     } else {
+        let count = |what: &str| {
+            i.records_changed
+                .iter()
+                .filter(|c| c.starts_with(what))
+                .count()
+        };
         println!(
-            "  import     {} blobs written, {} present; {} into {}",
+            "  import     {} blobs written, {} present; {} content and {} image records new or updated in {}",
             i.blobs_written.len(),
             i.blobs_present,
-            if i.records_changed.is_empty() {
-                "no records changed".to_string()
-            } else {
-                i.records_changed.join(", ")
-            },
+            count("content "),
+            count("image "),
             i.meta_db
         );
     }
@@ -333,30 +336,6 @@ fn print(s: &Summary, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Until `image::assemble` and `archive::read` land on main: the same signatures,
-/// refusing to run.
-mod deps {
-    use super::*;
-
-    #[allow(dead_code)] // read by the real image::assemble
-    pub struct ImageSpec {
-        pub names: Vec<String>,
-        pub epoch: u64,
-        pub compression: crate::cli::Compression,
-    }
-
-    pub fn assemble(
-        _binaries: &[(crate::platform::Arch, Vec<u8>)],
-        _spec: &ImageSpec,
-    ) -> Result<Image> {
-        bail!("image::assemble is not merged yet")
-    }
-
-    pub fn read_archive(_path: &std::path::Path) -> Result<Image> {
-        bail!("archive::read is not merged yet")
-    }
 }
 
 #[cfg(test)]

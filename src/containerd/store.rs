@@ -57,7 +57,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use oci_spec::image::Descriptor;
 use sha2::{Digest as _, Sha256};
 
-use crate::bolt::{Bucket, Node};
+use crate::bolt::{Bucket, Db, Node};
 use crate::cli::ImportArgs;
 use crate::image::Image;
 use crate::platform::{Arch, Endian, Platform};
@@ -408,8 +408,8 @@ pub fn manifest_platform(image: &Image, manifest: &Descriptor) -> Result<ImagePl
 /// The part of an image that goes into the store: which blobs, with which GC labels.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selection {
-    /// Every selected blob with its `containerd.io/gc.ref.content.*` labels, the target first
-    /// in walk order is not needed: the map is keyed by digest.
+    /// Every selected blob, by digest, with the `containerd.io/gc.ref.content.*` labels its
+    /// content record gets.
     pub blobs: BTreeMap<String, BTreeMap<String, String>>,
     /// The selected manifests and their platforms, in index order.
     pub manifests: Vec<(ImagePlatform, String)>,
@@ -473,10 +473,16 @@ fn walk(
             if is_manifest(&media_type(&kid)) {
                 let p = manifest_platform(image, &kid)?;
                 seen.insert(p.clone());
-                if platform.is_some_and(|want| !p.matches(want)) {
+                let fits = platform.is_none_or(|want| p.matches(want));
+                // containerd's platform filter (`images.FilterPlatforms`) keeps every entry
+                // without a `platform` and judges it by its config later, so its blobs must
+                // be present whatever platform it turns out to be.
+                if !fits && kid.platform().is_some() {
                     continue;
                 }
-                sel.manifests.push((p, kid.digest().to_string()));
+                if fits {
+                    sel.manifests.push((p, kid.digest().to_string()));
+                }
             }
             kept.push(kid);
         }
@@ -921,7 +927,7 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
 pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root)?;
     // Everything is validated while reading, before the root is touched.
-    let image = read_archive(&args.archive)?;
+    let image = crate::archive::read(&args.archive)?;
     let mut names = Vec::new();
     for n in image.names.iter().chain(&args.names) {
         let n = normalize_ref(n)?;
@@ -979,34 +985,6 @@ pub fn print_report(r: &Report, platform_source: &str) {
     for c in &r.records_changed {
         println!("  {c}");
     }
-}
-
-/// Until `bolt::Db` lands on main: the same signatures, refusing to run.
-struct Db {
-    root: Bucket,
-}
-
-impl Db {
-    fn open(_path: &std::path::Path) -> Result<Db> {
-        bail!("the meta.db writer (bolt::Db) is not merged yet")
-    }
-    fn create(_path: &std::path::Path) -> Result<Db> {
-        bail!("the meta.db writer (bolt::Db) is not merged yet")
-    }
-    fn root(&self) -> &Bucket {
-        &self.root
-    }
-    fn root_mut(&mut self) -> &mut Bucket {
-        &mut self.root
-    }
-    fn commit(&mut self) -> Result<()> {
-        bail!("the meta.db writer (bolt::Db) is not merged yet")
-    }
-}
-
-/// Until `archive::read` lands on main.
-fn read_archive(_path: &std::path::Path) -> Result<Image> {
-    bail!("archive::read is not merged yet")
 }
 
 #[cfg(test)]

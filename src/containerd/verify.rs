@@ -581,10 +581,12 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
         },
         out: &mut out,
         manifests: Vec::new(),
+        platforms: BTreeSet::new(),
         seen: BTreeSet::new(),
     };
     let intact = walk.visit(&target, None, 0)?;
     let manifests = std::mem::take(&mut walk.manifests);
+    let platforms: Vec<String> = std::mem::take(&mut walk.platforms).into_iter().collect();
     if intact {
         match manifests.first() {
             Some((p, d)) => out.push(Finding::ok(
@@ -594,12 +596,13 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
             None => out.push(Finding::fail(
                 "platform",
                 format!(
-                    "{name} has no manifest for {}: CRI would pull it",
-                    inp.platform
+                    "{name} has no manifest for {} (it has: {}): CRI would pull it",
+                    inp.platform,
+                    platforms.join(", ")
                 ),
                 format!(
-                    "bake an image built for {} (pausebake bake --arch {})",
-                    inp.platform, inp.platform.arch
+                    "bake an image that includes {} (pausebake bake --platform {})",
+                    inp.platform, inp.platform
                 ),
             )),
         }
@@ -655,7 +658,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
 fn record_ok(rec: &Bucket) -> bool {
     let time_ok = |k: &[u8]| {
         rec.value(k)
-            .map_or(true, |t| Time::from_go_binary(t).is_some())
+            .is_none_or(|t| Time::from_go_binary(t).is_some())
     };
     time_ok(b"createdat")
         && time_ok(b"updatedat")
@@ -679,6 +682,8 @@ struct Walk<'a, 'b> {
     image: Image,
     out: &'b mut Vec<Finding>,
     manifests: Vec<(ImagePlatform, String)>,
+    /// Every platform the image offers, for messages.
+    platforms: BTreeSet<String>,
     seen: BTreeSet<String>,
 }
 
@@ -780,69 +785,48 @@ impl Walk<'_, '_> {
         let mt = d.media_type().to_string();
         let want = self.inp.platform;
         if store::is_manifest(&mt) {
-            // Read the config first so the platform of a bare manifest can be judged.
-            for kid in &kids {
-                ok &= self.visit(kid, Some(&digest), depth + 1)?;
+            // The config first: it says whether this manifest is for our platform at all.
+            let Some((config, layers)) = kids.split_first() else {
+                return Ok(ok);
+            };
+            if !self.visit(config, Some(&digest), depth + 1)? {
+                return Ok(false);
+            }
+            let p = store::manifest_platform(&self.image, d)?;
+            self.platforms.insert(p.to_string());
+            if !p.matches(want) {
+                if depth > 0 {
+                    // Another platform's entry in an index: its layers are not needed here.
+                    return Ok(ok);
+                }
+                self.out.push(Finding::fail(
+                    "platform",
+                    format!("the image is for {p}, not {want}: CRI would pull it"),
+                    format!("bake an image built for {want}"),
+                ));
+                return Ok(false);
+            }
+            for layer in layers {
+                ok &= self.visit(layer, Some(&digest), depth + 1)?;
             }
             if ok {
-                let p = store::manifest_platform(&self.image, d)?;
-                if depth == 0 && !p.matches(want) {
-                    self.out.push(Finding::fail(
-                        "platform",
-                        format!("the image is for {p}, not {want}: CRI would pull it"),
-                        format!("bake an image built for {want}"),
-                    ));
-                    return Ok(false);
-                }
                 self.manifests.push((p, digest));
             }
             return Ok(ok);
         }
         if store::is_index(&mt) {
-            let mut found = Vec::new();
             for kid in &kids {
-                if !store::is_manifest(kid.media_type().as_ref()) {
-                    ok &= self.visit(kid, Some(&digest), depth + 1)?;
-                    continue;
-                }
-                // An entry without a platform needs its config read: visit it to find out.
-                let fits = match kid.platform() {
-                    Some(_) => store::manifest_platform(&self.image, kid)?.matches(want),
-                    None => true,
-                };
-                if fits {
-                    let before = self.manifests.len();
-                    let kid_ok = self.visit(kid, Some(&digest), depth + 1)?;
-                    let got = self.manifests.len() > before;
-                    if got && !self.manifests[before].0.matches(want) {
-                        self.manifests.truncate(before);
+                // As containerd's platform filter: an entry naming another platform is not
+                // ours to check (its blobs may be absent by design); one without a platform
+                // is read in full and judged by its config.
+                if store::is_manifest(kid.media_type().as_ref()) && kid.platform().is_some() {
+                    let p = store::manifest_platform(&self.image, kid)?;
+                    self.platforms.insert(p.to_string());
+                    if !p.matches(want) {
                         continue;
                     }
-                    ok &= kid_ok;
-                    if kid_ok || got {
-                        found.push(kid.digest().to_string());
-                    } else {
-                        found.push(String::new());
-                    }
                 }
-            }
-            if found.is_empty() && depth == 0 {
-                let have: BTreeSet<String> = kids
-                    .iter()
-                    .filter_map(|k| store::manifest_platform(&self.image, k).ok())
-                    .map(|p| p.to_string())
-                    .collect();
-                self.out.push(Finding::fail(
-                    "platform",
-                    format!(
-                        "no manifest for {want} in {digest} (it has: {}): CRI would pull it",
-                        have.into_iter().collect::<Vec<_>>().join(", ")
-                    ),
-                    format!(
-                        "bake an image that includes {want} (pausebake bake --platform {want})"
-                    ),
-                ));
-                return Ok(false);
+                ok &= self.visit(kid, Some(&digest), depth + 1)?;
             }
         }
         Ok(ok)
@@ -886,9 +870,10 @@ pub fn audit(
     let ctd_root = store::containerd_root(root)?;
     let meta = root.resolve(ctd_root.join(store::META_DIR).join(store::META_DB))?;
     let tree = match std::fs::read(&meta) {
-        Ok(bytes) => {
-            Some(read_tree(&bytes).with_context(|| format!("reading {}", meta.display()))?)
-        }
+        Ok(bytes) => Some(
+            crate::bolt::read_tree(&bytes)
+                .with_context(|| format!("reading {}", meta.display()))?,
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
     };
@@ -944,11 +929,6 @@ pub fn resolve_platform(root: &Root, given: Option<Platform>) -> Result<(Platfor
         Platform { arch },
         "no binaries in the root; the host's".into(),
     ))
-}
-
-/// Until `bolt::read_tree` lands on main.
-fn read_tree(_bytes: &[u8]) -> Result<Bucket> {
-    anyhow::bail!("the meta.db reader (bolt::read_tree) is not merged yet")
 }
 
 pub fn print(report: &Report, json: bool) -> Result<()> {
@@ -1117,12 +1097,10 @@ mod tests {
             v,
             Platform { arch: Arch::S390x },
         ));
-        assert_eq!(f.len(), 1, "{f:?}");
-        assert!(
-            f[0].starts_with("platform: no manifest for linux/s390x in sha256:"),
-            "{f:?}"
+        assert_eq!(
+            f,
+            ["platform: registry.k8s.io/pause:3.10 has no manifest for linux/s390x (it has: linux/amd64, linux/arm64): CRI would pull it"]
         );
-        assert!(f[0].contains("(it has: linux/amd64, linux/arm64)"), "{f:?}");
 
         let mut unlabelled = db.clone();
         let m_rec = unlabelled
@@ -1151,6 +1129,64 @@ mod tests {
             f[0].starts_with("gc: missing GC label: content sha256:")
                 && f[0].ends_with(&format!("naming {layer}: startup GC deletes it")),
             "{f:?}"
+        );
+    }
+
+    #[test]
+    fn entries_without_platform_are_judged_by_their_config() {
+        // As a docker archive's synthesized index: no platform on the entries. Like
+        // containerd, import keeps every such manifest, and verify reads each.
+        let image = test_image(&[Arch::Amd64, Arch::Arm64], false);
+        let spec = Spec {
+            names: vec!["registry.k8s.io/pause:3.10".into()],
+            namespace: "k8s.io".into(),
+            platform: Some(AMD64),
+            pin: true,
+            time: Time {
+                unix_secs: 0,
+                nanos: 0,
+            },
+        };
+        let recs = records(&image, &spec).unwrap();
+        assert_eq!(recs.selection.blobs.len(), 7);
+        assert_eq!(recs.selection.manifests.len(), 1);
+        let mut db = Bucket::default();
+        merge(&mut db, &recs.tree, "k8s.io").unwrap();
+        let v = Version::new(2, 1, 9);
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, AMD64)),
+            Vec::<String>::new()
+        );
+        let s390x = Platform { arch: Arch::S390x };
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, s390x)),
+            ["platform: registry.k8s.io/pause:3.10 has no manifest for linux/s390x (it has: linux/amd64, linux/arm64): CRI would pull it"]
+        );
+        // containerd reads the arm64 entry's config to learn its platform: without it, no
+        // image; arm64's layer it never needs on amd64.
+        let find = |want: &str| {
+            image
+                .blobs
+                .iter()
+                .find(|(_, b)| String::from_utf8_lossy(b).contains(want))
+                .map(|(d, _)| d.clone())
+                .unwrap()
+        };
+        let mut on_disk = image.clone();
+        on_disk.blobs.remove(&find("layer for arm64"));
+        assert_eq!(
+            fails(&run(&db, &on_disk, V3_CONFIG, v, AMD64)),
+            Vec::<String>::new()
+        );
+        let arm_config = find("\"architecture\":\"arm64\"");
+        on_disk.blobs.remove(&arm_config);
+        let f = fails(&run(&db, &on_disk, V3_CONFIG, v, AMD64));
+        assert_eq!(
+            f,
+            [format!(
+                "content: missing blob {arm_config} (io.containerd.content.v1.content/blobs/sha256/{})",
+                &arm_config[7..]
+            )]
         );
     }
 
