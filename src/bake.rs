@@ -11,11 +11,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli::{BakeArgs, CompileArgs};
 use crate::containerd::store::{self, Spec, Time};
-use crate::containerd::verify::{self, Found, Version};
+use crate::containerd::verify::{self, Found};
+use crate::containerd::versions::Version;
 use crate::image::Image;
 use crate::platform::Platform;
 use crate::rootfs::Root;
@@ -76,11 +77,11 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
     let (name, name_source) = match (args.names.first(), &k8s) {
         (Some(n), _) => (store::normalize_ref(n)?, "--name".to_string()),
         (None, Some(k)) => (
-            verify::pause_ref_for(k.version),
+            verify::pause_ref_for(k.version)?,
             format!("the pause of Kubernetes {} ({})", k.version, k.source),
         ),
         (None, None) => (
-            verify::default_sandbox_image(ctd).to_string(),
+            verify::default_sandbox_image(ctd)?.to_string(),
             format!("containerd {ctd}'s default sandbox image"),
         ),
     };
@@ -183,84 +184,24 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
     Ok((image, source))
 }
 
-/// Sets the sandbox image in the root's config for containerd `v`.
+/// Sets the sandbox image in the root's config for containerd `v`: the edit is
+/// `config::edit`'s (the key that version reads, every other line kept); the file is reached
+/// through the root, so a symlinked `/etc/containerd` stays inside it.
 fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
     let old = root.read_to_string(store::CONFIG_PATH)?;
-    let new = set_sandbox_image(old.as_deref(), v, name)?;
-    let setting = verify::sandbox_setting(
-        Some(new.as_deref().or(old.as_deref()).unwrap_or_default()),
-        v,
-    )?;
-    if let Some(text) = &new {
+    let edit = crate::containerd::config::edit(old.as_deref().unwrap_or_default(), &v, name)
+        .with_context(|| format!("setting the sandbox image in {}", store::CONFIG_PATH))?;
+    if let Some(text) = &edit.text {
         root.create_dir_all("/etc/containerd", 0o755)?;
         root.write_atomic(store::CONFIG_PATH, text.as_bytes(), 0o644)?;
     }
     Ok(ConfigChange {
         path: store::CONFIG_PATH.into(),
-        key: setting.key.into(),
+        key: edit.key.dotted(),
         value: name.into(),
         created: old.is_none(),
-        changed: new.is_some(),
+        changed: edit.text.is_some(),
     })
-}
-
-/// The config text with the sandbox image set under the key containerd `v` reads for the
-/// file's version, every other line kept; `None` when it already says so. A missing file
-/// becomes the native layout of `v` (version 2 for 1.x, 3 for 2.x).
-pub fn set_sandbox_image(text: Option<&str>, v: Version, name: &str) -> Result<Option<String>> {
-    let mut doc: toml_edit::DocumentMut = match text {
-        Some(t) => t
-            .parse()
-            .with_context(|| format!("parsing {} as TOML", store::CONFIG_PATH))?,
-        None => {
-            let mut d = toml_edit::DocumentMut::new();
-            d["version"] = toml_edit::value(if v.major >= 2 { 3 } else { 2 });
-            d
-        }
-    };
-    let version = doc.get("version").and_then(|i| i.as_integer()).unwrap_or(1);
-    let path: &[&str] = match (v.major >= 2, version) {
-        (_, 1) => &["plugins", "cri", "sandbox_image"],
-        (_, 2) => &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"],
-        (true, 3) => &["plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox"],
-        (false, 3) => bail!(
-            "configuring {}: containerd {v} does not read a version = 3 config; rewrite it as version = 2 or pass --containerd-version",
-            store::CONFIG_PATH
-        ),
-        (_, n) => bail!(
-            "configuring {}: config version {n} is not one containerd {v} reads",
-            store::CONFIG_PATH
-        ),
-    };
-    let (last, parents) = path.split_last().expect("a non-empty key path");
-    let mut table: &mut dyn toml_edit::TableLike = doc.as_table_mut();
-    for key in parents {
-        if table.get(key).is_none() {
-            let mut t = toml_edit::Table::new();
-            // Only the leaf table gets a [header] of its own.
-            t.set_implicit(true);
-            table.insert(key, toml_edit::Item::Table(t));
-        }
-        table = table
-            .get_mut(key)
-            .and_then(|i| i.as_table_like_mut())
-            .with_context(|| format!("configuring {}: {key} is not a table", store::CONFIG_PATH))?;
-    }
-    if table.get(last).and_then(|i| i.as_str()) == Some(name) {
-        return Ok(None);
-    }
-    match table.get_mut(last).and_then(|i| i.as_value_mut()) {
-        // Keep the comment and spacing around an existing value.
-        Some(existing) => {
-            let decor = existing.decor().clone();
-            *existing = toml_edit::Value::from(name);
-            *existing.decor_mut() = decor;
-        }
-        None => {
-            table.insert(last, toml_edit::value(name));
-        }
-    }
-    Ok(Some(doc.to_string()))
 }
 
 fn print(s: &Summary, json: bool) -> Result<()> {
@@ -336,74 +277,4 @@ fn print(s: &Summary, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const V: Version = Version::new(2, 1, 9);
-
-    #[test]
-    fn a_missing_config_gets_the_native_layout() {
-        let t = set_sandbox_image(None, V, "registry.k8s.io/pause:3.10")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            t,
-            "version = 3\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"registry.k8s.io/pause:3.10\"\n"
-        );
-        let t = set_sandbox_image(None, Version::new(1, 7, 24), "registry.k8s.io/pause:3.10")
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            t,
-            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"registry.k8s.io/pause:3.10\"\n"
-        );
-        // What verify reads back is what was set.
-        let s = verify::sandbox_setting(Some(&t), Version::new(1, 7, 24)).unwrap();
-        assert_eq!(s.effective, "registry.k8s.io/pause:3.10");
-    }
-
-    #[test]
-    fn comments_and_other_settings_survive_and_twice_is_once() {
-        let before = r#"# managed by the image pipeline
-version = 2
-root = "/var/lib/containerd"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  # the pause image
-  sandbox_image = "registry.k8s.io/pause:3.8" # old
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-    SystemdCgroup = true
-"#;
-        let after = set_sandbox_image(
-            Some(before),
-            Version::new(1, 7, 24),
-            "registry.k8s.io/pause:3.9",
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(after, before.replace("pause:3.8", "pause:3.9"));
-        assert_eq!(
-            set_sandbox_image(
-                Some(&after),
-                Version::new(1, 7, 24),
-                "registry.k8s.io/pause:3.9"
-            )
-            .unwrap(),
-            None
-        );
-    }
-
-    #[test]
-    fn version_3_on_1x_is_refused() {
-        let err = set_sandbox_image(Some("version = 3\n"), Version::new(1, 6, 20), "x")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("containerd 1.6.20 does not read a version = 3 config"),
-            "{err}"
-        );
-    }
 }

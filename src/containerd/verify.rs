@@ -14,7 +14,6 @@
 //! config text and a blob reader.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,89 +23,21 @@ use oci_spec::image::Descriptor;
 use crate::bolt::Bucket;
 use crate::cli::VerifyArgs;
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
+use crate::containerd::versions::{self, Version};
 use crate::image::Image;
 use crate::platform::Platform;
 use crate::rootfs::Root;
 
 // --- versions ----------------------------------------------------------------------------
 
-/// A release version, `1.6.20` from `1.6.20~ds1`, `v1.31.2`, `2.1.9+unknown`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl Version {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
-        Version {
-            major,
-            minor,
-            patch,
-        }
-    }
-
-    /// Parses the leading `[v]X.Y[.Z]` and ignores any suffix (`~ds1`, `+unknown`, `-rc.1`).
-    pub fn parse(s: &str) -> Result<Version> {
-        let bad = || anyhow!("parsing version {s:?}: expected X.Y or X.Y.Z, e.g. 1.7.24");
-        let t = s.trim().trim_start_matches('v');
-        let end = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let nums: Vec<&str> = t[..end].trim_end_matches('.').split('.').collect();
-        let num = |i: usize| -> Result<u32> {
-            match nums.get(i) {
-                None if i == 2 => Ok(0),
-                None => Err(bad()),
-                Some(n) => n.parse().map_err(|_| bad()),
-            }
-        };
-        if nums.len() > 3 {
-            return Err(bad());
-        }
-        Ok(Version::new(num(0)?, num(1)?, num(2)?))
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
 /// containerd's built-in sandbox image (`containerd-store.md` §8.1).
-pub fn default_sandbox_image(v: Version) -> &'static str {
-    match (v.major, v.minor, v.patch) {
-        (1, 6, p) if p <= 8 => "k8s.gcr.io/pause:3.6",
-        (1, m, _) if m <= 6 => "registry.k8s.io/pause:3.6",
-        (1, _, _) => "registry.k8s.io/pause:3.8",
-        (2, m, _) if m <= 1 => "registry.k8s.io/pause:3.10",
-        (2, 2, _) => "registry.k8s.io/pause:3.10.1",
-        _ => "registry.k8s.io/pause:3.10.2",
-    }
-}
-
-/// The pause tag kubeadm uses for a Kubernetes minor (`pause-and-anchors.md` §3.1).
-pub fn pause_tag_for(k8s: Version) -> &'static str {
-    match k8s.minor {
-        0..=17 => "3.1",
-        18..=20 => "3.2",
-        21 => "3.4.1",
-        22 => "3.5",
-        23 => "3.6",
-        24 => "3.7",
-        25 => "3.8",
-        26..=30 => "3.9",
-        31..=33 => "3.10",
-        34..=35 => "3.10.1",
-        _ => "3.10.2",
-    }
+pub fn default_sandbox_image(v: Version) -> Result<&'static str> {
+    versions::default_sandbox_image(v)
 }
 
 /// The fully qualified pause reference for a Kubernetes version.
-pub fn pause_ref_for(k8s: Version) -> String {
-    format!("registry.k8s.io/pause:{}", pause_tag_for(k8s))
+pub fn pause_ref_for(k8s: Version) -> Result<String> {
+    versions::kubernetes_pause_image(k8s)
 }
 
 /// How a containerd version treats `io.cri-containerd.pinned` (`containerd-store.md` §7.5).
@@ -142,7 +73,7 @@ pub struct Found {
 pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
     if let Some(v) = given {
         return Ok(Some(Found {
-            version: Version::parse(v)?,
+            version: v.parse()?,
             source: "--containerd-version".into(),
         }));
     }
@@ -168,7 +99,7 @@ pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Fou
 pub fn kubernetes_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
     if let Some(v) = given {
         return Ok(Some(Found {
-            version: Version::parse(v)?,
+            version: v.parse()?,
             source: "--kubernetes-version".into(),
         }));
     }
@@ -209,7 +140,7 @@ fn dpkg_version(root: &Root, packages: &[&str]) -> Result<Option<Found>> {
             if packages.contains(&pkg) {
                 // Debian versions may carry an epoch ("1:1.7.24~ds1-6").
                 let upstream = ver.split_once(':').map_or(ver, |(_, v)| v);
-                if let Ok(version) = Version::parse(upstream) {
+                if let Ok(version) = upstream.parse::<Version>() {
                     return Ok(Some(Found {
                         version,
                         source: format!("/var/lib/dpkg/status ({pkg} {ver})"),
@@ -235,7 +166,7 @@ fn version_at(b: &[u8], i: usize) -> Option<(Version, usize)> {
         return None;
     }
     let s = std::str::from_utf8(&b[i..end]).ok()?;
-    Some((Version::parse(s).ok()?, end))
+    Some((s.parse::<Version>().ok()?, end))
 }
 
 /// The version string a containerd build links in (`-X …/version.Version=`): Debian's
@@ -324,7 +255,7 @@ fn get_str<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a str
 
 /// Reads the sandbox image the way containerd `v` would from `config` (`None`: no file).
 pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSetting> {
-    let default = default_sandbox_image(v).to_string();
+    let default = default_sandbox_image(v)?.to_string();
     let v1x = v.major < 2;
     let Some(text) = config else {
         return Ok(SandboxSetting {
@@ -641,7 +572,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     });
 
     if let Some(k8s) = inp.kubernetes {
-        let want = pause_ref_for(k8s);
+        let want = pause_ref_for(k8s)?;
         out.push(if name == want {
             Finding::ok("kubernetes", format!("{name} is the pause of Kubernetes {}.{}", k8s.major, k8s.minor))
         } else {
@@ -1234,34 +1165,10 @@ mod tests {
     }
 
     #[test]
-    fn versions_and_defaults() {
-        assert_eq!(
-            Version::parse("1.6.20~ds1").unwrap(),
-            Version::new(1, 6, 20)
-        );
-        assert_eq!(Version::parse("v1.31").unwrap(), Version::new(1, 31, 0));
-        assert!(Version::parse("latest").is_err());
-        assert_eq!(
-            default_sandbox_image(Version::new(1, 6, 5)),
-            "k8s.gcr.io/pause:3.6"
-        );
-        assert_eq!(
-            default_sandbox_image(Version::new(1, 7, 0)),
-            "registry.k8s.io/pause:3.8"
-        );
-        assert_eq!(
-            default_sandbox_image(Version::new(2, 2, 1)),
-            "registry.k8s.io/pause:3.10.1"
-        );
-        assert_eq!(
-            pause_ref_for(Version::new(1, 30, 4)),
-            "registry.k8s.io/pause:3.9"
-        );
-        assert_eq!(
-            pause_ref_for(Version::new(1, 34, 0)),
-            "registry.k8s.io/pause:3.10.1"
-        );
+    fn pinning_per_version() {
         assert_eq!(pinning(Version::new(1, 6, 20)), Pinning::Unsupported);
+        assert_eq!(pinning(Version::new(1, 6, 22)), Pinning::Normalized);
+        assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
         assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
         assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
     }
