@@ -151,6 +151,40 @@ fn we_read_and_change_what_go_writes() {
 }
 
 #[test]
+fn files_with_other_page_sizes_keep_them() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    // 64 KiB is what Go picks on 64 KiB-page kernels (ppc64le, some arm64).
+    for (seed, size) in [(11u64, 1024u32), (12, 16384), (13, 65536)] {
+        let file = dir.path().join(format!("go-{size}.db"));
+        go(
+            &bc,
+            &["generate", &seed.to_string(), "", &size.to_string()],
+            &file,
+        );
+        assert_eq!(page_size(&file), size);
+        assert_same(&bc, &file);
+        run_ok(
+            pausebake()
+                .args(["bolt", "random", "--seed", &seed.to_string()])
+                .arg(&file),
+        );
+        assert_same(&bc, &file);
+        run_ok(pausebake().args(["bolt", "rewrite"]).arg(&file));
+        assert_same(&bc, &file);
+        assert_eq!(page_size(&file), size);
+        go(&bc, &["mutate", &seed.to_string()], &file);
+        assert_same(&bc, &file);
+    }
+}
+
+/// The page size recorded in meta page 0 (little-endian host files).
+fn page_size(file: &Path) -> u32 {
+    let bytes = std::fs::read(file).unwrap();
+    u32::from_le_bytes(bytes[24..28].try_into().unwrap())
+}
+
+#[test]
 fn containerd_shaped_file_round_trips() {
     let Some(bc) = bolt_check() else { return };
     let dir = tempdir();
