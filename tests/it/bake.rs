@@ -608,6 +608,47 @@ fn an_archive_rewritten_by_skopeo_imports_too() {
 }
 
 #[test]
+fn a_gzip_compressed_archive_imports() {
+    let dir = tempdir();
+    let gz = dir.path().join("multi.tar.gz");
+    let tar = fs::read(multi_arch_archive()).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &tar).unwrap();
+    fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(&gz)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--all-platforms", "--json"]),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Both platforms: the index, two manifests, two configs, two layers.
+    assert_eq!(
+        report["blobs_written"].as_array().unwrap().len(),
+        7,
+        "{report}"
+    );
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let v = run_any(
+            pausebake()
+                .args([
+                    "verify",
+                    "--containerd-version",
+                    "2.1.9",
+                    "--platform",
+                    platform,
+                    "--root",
+                ])
+                .arg(root.path()),
+        );
+        assert_eq!(v.status.code(), Some(0), "{platform}: {}", stdout(&v));
+    }
+}
+
+#[test]
 fn a_symlinked_containerd_root_is_followed_inside_the_root() {
     let root = tempdir();
     // On the host this names a real directory; in the root it means root/<that path>.
