@@ -756,6 +756,18 @@ impl Walk<'_, '_> {
                     if !p.matches(want) {
                         continue;
                     }
+                    let kid_digest = kid.digest().to_string();
+                    let recorded = self.blobs.and_then(|b| b.bucket(kid_digest.as_bytes()));
+                    if recorded.is_none() && (self.inp.blob)(&kid_digest)?.is_none() {
+                        // Listed but never imported: the import chose other platforms.
+                        ok = false;
+                        self.out.push(Finding::fail(
+                            "platform",
+                            format!("the {p} manifest {kid_digest} is listed in {digest} but was not imported (the import took other platforms): CRI would pull it"),
+                            format!("pausebake bake --platform {want} (or import --all-platforms)"),
+                        ));
+                        continue;
+                    }
                 }
                 ok &= self.visit(kid, Some(&digest), depth + 1)?;
             }
