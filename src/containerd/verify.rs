@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::image::Descriptor;
 
 use crate::bolt::Bucket;
@@ -84,11 +84,17 @@ pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Fou
         let Some(bytes) = root.read(path)? else {
             continue;
         };
-        if let Some(v) = containerd_version_in_binary(&bytes) {
-            return Ok(Some(Found {
-                version: v,
-                source: path.into(),
-            }));
+        match containerd_version_in_binary(&bytes) {
+            Some(v) => {
+                return Ok(Some(Found {
+                    version: v,
+                    source: path.into(),
+                }))
+            }
+            // Guessing would pick a config layout this containerd may refuse.
+            None => bail!(
+                "reading the containerd version from {path} in the root: no version string found; pass --containerd-version"
+            ),
         }
     }
     Ok(None)
@@ -1183,6 +1189,22 @@ mod tests {
         assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
         assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
         assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
+    }
+
+    #[test]
+    fn an_unreadable_containerd_binary_is_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(containerd_version(&root, None).unwrap(), None);
+        root.create_dir_all("/usr/bin", 0o755).unwrap();
+        root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
+            .unwrap();
+        let err = containerd_version(&root, None).unwrap_err().to_string();
+        assert_eq!(err, "reading the containerd version from /usr/bin/containerd in the root: no version string found; pass --containerd-version");
+        let f = containerd_version(&root, Some("1.7.24~ds1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.version, Version::new(1, 7, 24));
     }
 
     #[test]

@@ -774,3 +774,29 @@ fn same_inputs_same_bytes() {
         .collect();
     assert_eq!(failed, ["platform"], "{report}");
 }
+
+#[test]
+fn versions_and_platform_come_from_the_roots_own_containerd() {
+    let _serial = serial();
+    for c in versions() {
+        let root = tempdir();
+        let bin = root.path().join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy(c.bin("containerd"), bin.join("containerd")).unwrap();
+        let out = run_ok(pausebake().args(["bake", "--root"]).arg(root.path()));
+        let text = stdout(&out);
+        let (major, minor, patch) = c.semver();
+        assert!(
+            text.contains(&format!(
+                "containerd {major}.{minor}.{patch} (/usr/bin/containerd)"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("platform   linux/"), "{text}");
+        assert!(text.contains("(/usr/bin/containerd)\n"), "{text}");
+        assert!(text.contains("verify     ok"), "{text}");
+        let ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "detected");
+        no_pull(&ctd);
+    }
+}
