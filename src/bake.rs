@@ -74,21 +74,8 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
             ),
         };
     let k8s = verify::kubernetes_version(root, args.kubernetes_version.as_deref())?;
-    let (name, name_source) = match (args.names.first(), &k8s) {
-        (Some(n), _) => (store::normalize_ref(n)?, "--name".to_string()),
-        (None, Some(k)) => (
-            verify::pause_ref_for(k.version)?,
-            format!("the pause of Kubernetes {} ({})", k.version, k.source),
-        ),
-        (None, None) => (
-            verify::default_sandbox_image(ctd)?.to_string(),
-            format!("containerd {ctd}'s default sandbox image"),
-        ),
-    };
-    let mut names = vec![name.clone()];
-    for n in args.names.iter().skip(1) {
-        push_unique(&mut names, store::normalize_ref(n)?);
-    }
+    let (mut names, name_source) = choose_names(&args.names, k8s.as_ref(), ctd)?;
+    let name = names[0].clone();
 
     let epoch = args.spec.epoch.source_date_epoch;
     let (image, image_source) = image_for(args, platform, &names)?;
@@ -128,6 +115,32 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
         configure,
         verify: report,
     })
+}
+
+/// The image records to write, the first being the one the config names, and why that one:
+/// the first `--name`, else the pause of the Kubernetes version, else containerd's default.
+/// All normalized as CRI looks them up.
+pub fn choose_names(
+    given: &[String],
+    k8s: Option<&Found>,
+    ctd: Version,
+) -> Result<(Vec<String>, String)> {
+    let (first, why) = match (given.first(), k8s) {
+        (Some(n), _) => (store::normalize_ref(n)?, "--name".to_string()),
+        (None, Some(k)) => (
+            verify::pause_ref_for(k.version)?,
+            format!("the pause of Kubernetes {} ({})", k.version, k.source),
+        ),
+        (None, None) => (
+            verify::default_sandbox_image(ctd)?.to_string(),
+            format!("containerd {ctd}'s default sandbox image"),
+        ),
+    };
+    let mut names = vec![first];
+    for n in given.iter().skip(1) {
+        push_unique(&mut names, store::normalize_ref(n)?);
+    }
+    Ok((names, why))
 }
 
 fn push_unique(names: &mut Vec<String>, name: String) {
@@ -277,4 +290,49 @@ fn print(s: &Summary, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_flag_then_kubernetes_then_containerd() {
+        let ctd = Version::new(1, 7, 24);
+        let k8s = Found {
+            version: Version::new(1, 30, 2),
+            source: "/var/lib/dpkg/status (kubelet 1.30.2-1.1)".into(),
+        };
+        let given = [
+            "pause:3.9".to_string(),
+            "example.invalid/p:1".into(),
+            "pause:3.9".into(),
+        ];
+        assert_eq!(
+            choose_names(&given, Some(&k8s), ctd).unwrap(),
+            (
+                vec![
+                    "docker.io/library/pause:3.9".to_string(),
+                    "example.invalid/p:1".to_string()
+                ],
+                "--name".to_string()
+            )
+        );
+        assert_eq!(
+            choose_names(&[], Some(&k8s), ctd).unwrap(),
+            (
+                vec!["registry.k8s.io/pause:3.9".to_string()],
+                "the pause of Kubernetes 1.30.2 (/var/lib/dpkg/status (kubelet 1.30.2-1.1))"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            choose_names(&[], None, ctd).unwrap(),
+            (
+                vec!["registry.k8s.io/pause:3.8".to_string()],
+                "containerd 1.7.24's default sandbox image".to_string()
+            )
+        );
+        assert!(choose_names(&["Bad:Name".to_string()], None, ctd).is_err());
+    }
 }
