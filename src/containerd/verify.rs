@@ -1183,6 +1183,26 @@ mod tests {
     }
 
     #[test]
+    fn the_pause_tag_is_checked_against_kubernetes() {
+        let (db, image) = baked(true);
+        let blob = |d: &str| Ok(image.blobs.get(d).cloned());
+        let f = check(&Inputs {
+            containerd: Version::new(2, 1, 9),
+            kubernetes: Some(Version::new(1, 34, 1)),
+            config: Some(V3_CONFIG),
+            db: Some(&db),
+            namespace: "k8s.io",
+            platform: AMD64,
+            blob: &blob,
+        })
+        .unwrap();
+        let k = f.iter().find(|f| f.check == "kubernetes").unwrap();
+        assert_eq!(k.status, Status::Warn);
+        assert_eq!(k.message, "Kubernetes 1.34 uses registry.k8s.io/pause:3.10.1, the config names registry.k8s.io/pause:3.10: kubeadm pre-pulls registry.k8s.io/pause:3.10.1");
+        assert!(f.iter().all(|f| f.status != Status::Fail));
+    }
+
+    #[test]
     fn pinning_per_version() {
         assert_eq!(pinning(Version::new(1, 6, 20)), Pinning::Unsupported);
         assert_eq!(pinning(Version::new(1, 6, 22)), Pinning::Normalized);

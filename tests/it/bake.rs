@@ -660,12 +660,22 @@ fn a_symlinked_containerd_root_is_followed_inside_the_root() {
         version: "2.1.9".into(),
         bin_dir: PathBuf::new(),
     };
+    // And a config directory linked to /etc, as some images do: read as root/etc.
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.path().join("etc/containerd")).unwrap();
+    let host_etc_before = fs::metadata("/etc/config.toml").ok().map(|m| m.len());
     bake(root.path(), &c, &[]);
     assert_eq!(
         files_under(&host_dir),
         Vec::<PathBuf>::new(),
         "the host was written"
     );
+    assert_eq!(
+        fs::metadata("/etc/config.toml").ok().map(|m| m.len()),
+        host_etc_before
+    );
+    let config = fs::read_to_string(root.path().join("etc/config.toml")).unwrap();
+    assert!(config.contains(NAME), "{config}");
     let inside = root
         .path()
         .join(host_dir.strip_prefix("/").unwrap())
