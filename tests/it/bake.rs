@@ -275,6 +275,10 @@ fn a_used_root_keeps_everything_else() {
         assert!(ran.starts_with("pause.c "), "{ran}");
         sandbox_ready(&ctd, "used-root");
         no_pull(&ctd);
+        drop(ctd);
+        // After containerd itself rewrote meta.db (CRI's labels, unpack, sandbox records).
+        let out = verify(root.path(), &c, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     }
 }
 
