@@ -271,50 +271,6 @@ fn most_frequent(mut versions: Vec<Version>) -> Option<Version> {
     best.map(|(_, v)| v)
 }
 
-/// Normalizes an image reference the way CRI does before looking it up (`ParseDockerRef`,
-/// `containerd-store.md` §7.2): a missing registry becomes `docker.io` (plus `library/` for a
-/// single name), a missing tag `:latest`, and `name:tag@digest` becomes `name@digest`.
-/// containerd 2.x pins only the exact configured string, so the config carries this form.
-pub fn normalize_reference(reference: &str) -> Result<String> {
-    let (name, digest) = match reference.split_once('@') {
-        Some((name, digest)) => (name, Some(digest)),
-        None => (reference, None),
-    };
-    let (name, tag) = match name.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, Some(t)),
-        _ => (name, None),
-    };
-    if name.is_empty() || tag == Some("") || digest == Some("") {
-        bail!("{reference:?} is not an image reference (expected e.g. registry.k8s.io/pause:3.10)");
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first, rest.to_string())
-        }
-        _ => ("docker.io", name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io"
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    if path.bytes().any(|b| b.is_ascii_uppercase()) {
-        bail!("{reference:?}: a repository name must be lower-case");
-    }
-    Ok(match (digest, tag) {
-        (Some(digest), _) => format!("{domain}/{path}@{digest}"),
-        (None, Some(tag)) => format!("{domain}/{path}:{tag}"),
-        (None, None) => format!("{domain}/{path}:latest"),
-    })
-}
-
 /// What setting the sandbox image does to a config text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit {
@@ -735,7 +691,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         Some(image) => (image.clone(), "--sandbox-image".to_string()),
         None => default_image(root, containerd, args.kubernetes_version.as_deref())?,
     };
-    let image = normalize_reference(&requested)?;
+    let image = super::store::normalize_ref(&requested)?;
     let applied = apply(root, &containerd, &image)?;
     let edit = &applied.edit;
     if args.output.json {
@@ -1054,29 +1010,6 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert!(drop_in_warnings(root.path(), "version = 2\n", &v("1.7.24"))
             .unwrap()
             .is_empty());
-    }
-
-    #[test]
-    fn references_normalize_like_cri() {
-        let n = |s: &str| normalize_reference(s).unwrap();
-        assert_eq!(
-            n("registry.k8s.io/pause:3.10"),
-            "registry.k8s.io/pause:3.10"
-        );
-        assert_eq!(n("pause:3.10"), "docker.io/library/pause:3.10");
-        assert_eq!(n("pause"), "docker.io/library/pause:latest");
-        assert_eq!(n("rancher/pause:3.6"), "docker.io/rancher/pause:3.6");
-        assert_eq!(
-            n("localhost/kubernetes/pause"),
-            "localhost/kubernetes/pause:latest"
-        );
-        assert_eq!(n("localhost:5000/pause:1"), "localhost:5000/pause:1");
-        assert_eq!(
-            n("registry.k8s.io/pause:3.10@sha256:abc"),
-            "registry.k8s.io/pause@sha256:abc"
-        );
-        assert!(normalize_reference("Registry.k8s.io/Pause:1").is_err());
-        assert!(normalize_reference("pause:").is_err());
     }
 
     #[test]

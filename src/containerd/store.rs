@@ -200,7 +200,8 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// Normalizes an image reference the way CRI does before looking it up (docker's
 /// `ParseDockerRef`): `pause:3.10` -> `docker.io/library/pause:3.10`, a missing tag becomes
 /// `:latest`, `name:tag@digest` becomes `name@digest`. CRI finds an image only by exactly
-/// this string (`containerd-store.md` §7.2).
+/// this string (`containerd-store.md` §7.2), and containerd 2.x pins only the exact configured
+/// string, so configure writes this form too.
 pub fn normalize_ref(reference: &str) -> Result<String> {
     let bad = |why: &str| anyhow!("parsing image reference {reference:?}: {why}");
     let (name_tag, digest) = match reference.split_once('@') {
@@ -1145,6 +1146,34 @@ pub mod tests {
         for bad in ["Pause:1", "registry.k8s.io/pause:", "x@sha256:12", ""] {
             assert!(normalize_ref(bad).is_err(), "{bad}");
         }
+    }
+
+    // The cases of config.rs's former `normalize_reference`, which this function replaced.
+    #[test]
+    fn references_normalize_like_cri() {
+        let n = |s: &str| normalize_ref(s).unwrap();
+        assert_eq!(
+            n("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io/pause:3.10"
+        );
+        assert_eq!(n("pause:3.10"), "docker.io/library/pause:3.10");
+        assert_eq!(n("pause"), "docker.io/library/pause:latest");
+        assert_eq!(n("rancher/pause:3.6"), "docker.io/rancher/pause:3.6");
+        assert_eq!(
+            n("localhost/kubernetes/pause"),
+            "localhost/kubernetes/pause:latest"
+        );
+        assert_eq!(n("localhost:5000/pause:1"), "localhost:5000/pause:1");
+        // the tag is dropped when a digest pins the image (the old case used `sha256:abc`,
+        // which CRI itself rejects; a digest must be 64 hex digits)
+        let d = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            n(&format!("registry.k8s.io/pause:3.10@{d}")),
+            format!("registry.k8s.io/pause@{d}")
+        );
+        assert!(normalize_ref("registry.k8s.io/pause:3.10@sha256:abc").is_err());
+        assert!(normalize_ref("Registry.k8s.io/Pause:1").is_err());
+        assert!(normalize_ref("pause:").is_err());
     }
 
     #[test]
