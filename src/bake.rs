@@ -14,8 +14,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::{BakeArgs, CompileArgs};
+use crate::containerd::config::{self, Found};
 use crate::containerd::store::{self, Spec, Time};
-use crate::containerd::verify::{self, Found};
+use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
 use crate::platform::Platform;
@@ -63,7 +64,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
 fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
     let (platform, platform_source) = verify::resolve_platform(root, args.target.platform)?;
     let (ctd, ctd_source) =
-        match verify::containerd_version(root, args.target.containerd_version.as_deref())? {
+        match config::containerd_version(root, args.target.containerd_version.as_deref())? {
             Some(Found { version, source }) => (version, source),
             None => (
                 verify::NEWEST_KNOWN,
@@ -73,7 +74,7 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
                 ),
             ),
         };
-    let k8s = verify::kubernetes_version(root, args.kubernetes_version.as_deref())?;
+    let k8s = config::kubernetes_version(root, args.kubernetes_version.as_deref())?;
     let (mut names, name_source) = choose_names(&args.names, k8s.as_ref(), ctd)?;
     let name = names[0].clone();
 
@@ -125,16 +126,9 @@ pub fn choose_names(
     k8s: Option<&Found>,
     ctd: Version,
 ) -> Result<(Vec<String>, String)> {
-    let (first, why) = match (given.first(), k8s) {
-        (Some(n), _) => (store::normalize_ref(n)?, "--name".to_string()),
-        (None, Some(k)) => (
-            verify::pause_ref_for(k.version)?,
-            format!("the pause of Kubernetes {} ({})", k.version, k.source),
-        ),
-        (None, None) => (
-            verify::default_sandbox_image(ctd)?.to_string(),
-            format!("containerd {ctd}'s default sandbox image"),
-        ),
+    let (first, why) = match given.first() {
+        Some(n) => (store::normalize_ref(n)?, "--name".to_string()),
+        None => config::default_image(k8s, ctd)?,
     };
     let mut names = vec![first];
     for n in given.iter().skip(1) {
@@ -197,23 +191,16 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
     Ok((image, source))
 }
 
-/// Sets the sandbox image in the root's config for containerd `v`: the edit is
-/// `config::edit`'s (the key that version reads, every other line kept); the file is reached
-/// through the root, so a symlinked `/etc/containerd` stays inside it.
+/// Sets the sandbox image in the root's config for containerd `v` with `config::write` (the
+/// key that version reads, every other line kept, the file reached through the root).
 fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
-    let old = root.read_to_string(store::CONFIG_PATH)?;
-    let edit = crate::containerd::config::edit(old.as_deref().unwrap_or_default(), &v, name)
-        .with_context(|| format!("setting the sandbox image in {}", store::CONFIG_PATH))?;
-    if let Some(text) = &edit.text {
-        root.create_dir_all("/etc/containerd", 0o755)?;
-        root.write_atomic(store::CONFIG_PATH, text.as_bytes(), 0o644)?;
-    }
+    let (applied, _) = config::write(root, &v, name)?;
     Ok(ConfigChange {
         path: store::CONFIG_PATH.into(),
-        key: edit.key.dotted(),
+        key: applied.edit.key.dotted(),
         value: name.into(),
-        created: old.is_none(),
-        changed: edit.text.is_some(),
+        created: applied.created,
+        changed: applied.edit.text.is_some(),
     })
 }
 
@@ -330,7 +317,7 @@ mod tests {
             choose_names(&[], None, ctd).unwrap(),
             (
                 vec!["registry.k8s.io/pause:3.8".to_string()],
-                "containerd 1.7.24's default sandbox image".to_string()
+                "the default of containerd 1.7.24".to_string()
             )
         );
         assert!(choose_names(&["Bad:Name".to_string()], None, ctd).is_err());

@@ -8,8 +8,7 @@
 //! whole CRI section of the main file (`containerd-store.md` §8.2).
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,14 +16,13 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
+use super::store::CONFIG_PATH;
 use super::versions::{
     check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
     SandboxKey, Version,
 };
 use crate::cli::ConfigureArgs;
-
-/// containerd's config file, relative to the root.
-pub const CONFIG_PATH: &str = "etc/containerd/config.toml";
+use crate::rootfs::Root;
 
 /// Where distributions and image builders install containerd, searched in this order.
 pub const CONTAINERD_PATHS: &[&str] = &[
@@ -48,29 +46,40 @@ pub const KUBERNETES_PATHS: &[&str] = &[
     "bin/kubeadm",
 ];
 
-/// A path inside the offline root. The one place that maps root-relative paths, to be
-/// replaced by `rootfs::Root`; until then symlinks are refused rather than followed, since
-/// an absolute link would point into the *host*.
-fn in_root(root: &Path, rel: &str) -> Result<PathBuf> {
-    let mut path = root.to_path_buf();
-    for part in rel.split('/').filter(|p| !p.is_empty()) {
-        path.push(part);
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-            bail!(
-                "{} is a symbolic link; pausebake does not follow links inside a root yet",
-                path.display()
-            );
-        }
-    }
-    Ok(path)
+/// A version and where it was found, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub version: Version,
+    /// A flag (`--containerd-version`) or a path as seen inside the root, with what was read
+    /// there: `/usr/bin/containerd`, `/var/lib/dpkg/status (containerd 1.7.24~ds1-6)`.
+    pub source: String,
 }
 
-/// The first of `candidates` that exists in the root.
-fn find_in_root(root: &Path, candidates: &[&str]) -> Option<PathBuf> {
-    candidates
-        .iter()
-        .filter_map(|rel| in_root(root, rel).ok())
-        .find(|p| p.is_file())
+impl Found {
+    /// The same, with a path inside the root shown as the host path of the root's directory
+    /// plus that path (`configure` names host paths; `bake` and `verify` root paths).
+    pub fn on_host(self, root: &Root) -> Found {
+        let source = if self.source.starts_with('/') {
+            format!("{}{}", root.dir().display(), self.source)
+        } else {
+            self.source
+        };
+        Found { source, ..self }
+    }
+}
+
+/// The first of `candidates` that is a file in the root: its path inside the root (with a
+/// leading `/`), its host path and its bytes. Paths go through [`Root`], so a symlink inside
+/// the root resolves inside it, never on the host.
+fn find_in_root(root: &Root, candidates: &[&str]) -> Result<Option<(String, PathBuf, Vec<u8>)>> {
+    for rel in candidates {
+        let host = root.resolve(rel)?;
+        if host.is_file() {
+            let bytes = fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
+            return Ok(Some((format!("/{rel}"), host, bytes)));
+        }
+    }
+    Ok(None)
 }
 
 /// The dpkg database, relative to the root.
@@ -78,63 +87,89 @@ const DPKG_STATUS: &str = "var/lib/dpkg/status";
 
 /// containerd's version in `root` and where it was read: from the bytes of its binary (it
 /// may be built for another architecture, so it is never run), else from the dpkg database
-/// (packages `containerd`, `containerd.io`).
-pub fn detect_containerd(root: &Path) -> Result<(Version, String)> {
-    let binary = find_in_root(root, CONTAINERD_PATHS);
-    if let Some(path) = &binary {
-        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if let Some(version) = containerd_version_in(&bytes) {
-            return Ok((version, path.display().to_string()));
+/// (packages `containerd`, `containerd.io`). `None` when the root has neither; an error when
+/// it has a binary whose version cannot be read and no package, since guessing would pick a
+/// config layout this containerd may refuse.
+pub fn detect_containerd(root: &Root) -> Result<Option<Found>> {
+    let binary = find_in_root(root, CONTAINERD_PATHS)?;
+    if let Some((path, _, bytes)) = &binary {
+        if let Some(version) = containerd_version_in(bytes) {
+            return Ok(Some(Found {
+                version,
+                source: path.clone(),
+            }));
         }
     }
     if let Some(found) = dpkg_version(root, &["containerd", "containerd.io"])? {
-        return Ok(found);
+        return Ok(Some(found));
     }
     match binary {
-        Some(path) => bail!(
+        Some((_, path, _)) => bail!(
             "cannot tell the containerd version of {} (and no containerd package in {DPKG_STATUS}); \
              pass --containerd-version",
             path.display()
         ),
-        None => bail!(
-            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            root.display(),
-            CONTAINERD_PATHS.join(", ")
-        ),
+        None => Ok(None),
     }
 }
 
 /// The Kubernetes version in `root` and where it was read: the dpkg database (packages
 /// `kubelet`, `kubeadm`; exact), else the bytes of the kubelet or kubeadm binary. `None`
 /// when the root has neither.
-pub fn detect_kubernetes(root: &Path) -> Result<Option<(Version, String)>> {
+pub fn detect_kubernetes(root: &Root) -> Result<Option<Found>> {
     if let Some(found) = dpkg_version(root, &["kubelet", "kubeadm"])? {
         return Ok(Some(found));
     }
-    let Some(path) = find_in_root(root, KUBERNETES_PATHS) else {
+    let Some((path, host, bytes)) = find_in_root(root, KUBERNETES_PATHS)? else {
         return Ok(None);
     };
-    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     match kubernetes_version_in(&bytes) {
-        Some(version) => Ok(Some((version, path.display().to_string()))),
+        Some(version) => Ok(Some(Found {
+            version,
+            source: path,
+        })),
         None => bail!(
             "cannot tell the Kubernetes version of {}; pass --kubernetes-version",
-            path.display()
+            host.display()
         ),
     }
 }
 
+/// The containerd version to act for: `--containerd-version` (`given`), else read from the
+/// root ([`detect_containerd`]).
+pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
+    match given {
+        Some(v) => Ok(Some(Found {
+            version: v.parse()?,
+            source: "--containerd-version".into(),
+        })),
+        None => detect_containerd(root),
+    }
+}
+
+/// The Kubernetes version to act for: `--kubernetes-version` (`given`), else read from the
+/// root ([`detect_kubernetes`]).
+pub fn kubernetes_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
+    match given {
+        Some(v) => Ok(Some(Found {
+            version: v.parse()?,
+            source: "--kubernetes-version".into(),
+        })),
+        None => detect_kubernetes(root),
+    }
+}
+
 /// The version of the first of `packages` installed according to the root's dpkg database.
-fn dpkg_version(root: &Path, packages: &[&str]) -> Result<Option<(Version, String)>> {
-    let path = in_root(root, DPKG_STATUS)?;
-    let status = match fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+fn dpkg_version(root: &Root, packages: &[&str]) -> Result<Option<Found>> {
+    let Some(status) = root.read_to_string(DPKG_STATUS)? else {
+        return Ok(None);
     };
-    Ok(dpkg_version_in(&status, packages)
-        .map(|(package, raw, version)| (version, format!("{} ({package} {raw})", path.display()))))
+    Ok(
+        dpkg_version_in(&status, packages).map(|(package, raw, version)| Found {
+            version,
+            source: format!("/{DPKG_STATUS} ({package} {raw})"),
+        }),
+    )
 }
 
 /// `(package, Version field, parsed version)` of the first of `packages` (in that order)
@@ -230,7 +265,7 @@ fn version_candidates(bytes: &[u8]) -> impl Iterator<Item = Candidate<'_>> {
 /// The containerd version in a containerd binary's bytes. Go stores the `-X` link-time
 /// version without delimiters, so only anchored forms count: the source's own default
 /// `X.Y.Z+unknown` (every release sets it in `version/version.go`) and a distribution's
-/// `X.Y.Z~ds…` (Debian). The distribution's string wins when both appear.
+/// `X.Y.Z~ds…` or `X.Y.Z+ds…` (Debian). The distribution's string wins when both appear.
 pub fn containerd_version_in(bytes: &[u8]) -> Option<Version> {
     let mut distro = Vec::new();
     let mut source = Vec::new();
@@ -238,7 +273,7 @@ pub fn containerd_version_in(bytes: &[u8]) -> Option<Version> {
         if !(1..=2).contains(&c.version.major) {
             continue;
         }
-        if c.after.starts_with(b"~ds") {
+        if c.after.starts_with(b"~ds") || c.after.starts_with(b"+ds") {
             distro.push(c.version);
         } else if c.after.starts_with(b"+unknown") {
             source.push(c.version);
@@ -454,35 +489,19 @@ fn minimal(version: ConfigVersion, image_ref: &str) -> String {
     )
 }
 
-/// Which image `configure` sets and why, when `--sandbox-image` is not given: the pause of
-/// the root's Kubernetes (`--kubernetes-version`, else its kubelet/kubeadm), else the
-/// default of its containerd.
-pub fn default_image(
-    root: &Path,
-    containerd: Version,
-    kubernetes: Option<&str>,
-) -> Result<(String, String)> {
-    let kubernetes = match kubernetes {
-        Some(v) => Some((v.parse::<Version>()?, "--kubernetes-version".to_string())),
-        None => detect_kubernetes(root)?,
-    };
+/// Which image to name and why, when no name is given: the pause of the root's Kubernetes
+/// (`--kubernetes-version` or found in the root), else the default of its containerd. Used
+/// by `configure` and `bake`.
+pub fn default_image(kubernetes: Option<&Found>, containerd: Version) -> Result<(String, String)> {
     match kubernetes {
-        Some((k, from)) => Ok((
-            kubernetes_pause_image(k)?,
-            format!("the pause of Kubernetes {k} ({from})"),
+        Some(k) => Ok((
+            kubernetes_pause_image(k.version)?,
+            format!("the pause of Kubernetes {} ({})", k.version, k.source),
         )),
         None => Ok((
             default_sandbox_image(containerd)?.to_string(),
             format!("the default of containerd {containerd}"),
         )),
-    }
-}
-
-/// The containerd version to configure for: `--containerd-version`, else read from the root.
-pub fn containerd_version(root: &Path, forced: Option<&str>) -> Result<(Version, String)> {
-    match forced {
-        Some(v) => Ok((v.parse()?, "--containerd-version".to_string())),
-        None => detect_containerd(root),
     }
 }
 
@@ -497,34 +516,46 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
+/// Sets the sandbox image in `root`'s containerd config for `containerd`, reporting which
+/// imported files or stale keys may override it: [`write()`] plus the warnings.
+pub fn apply(root: &Root, containerd: &Version, image_ref: &str) -> Result<Applied> {
+    let (mut applied, final_text) = write(root, containerd, image_ref)?;
+    applied.warnings = ignored_key_warnings(&final_text, applied.edit.config_version);
+    applied
+        .warnings
+        .extend(drop_in_warnings(root, &final_text, containerd)?);
+    Ok(applied)
+}
+
 /// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
 /// `etc/containerd/config.toml` (absent = empty), edits it, and replaces it atomically (temp
-/// file + rename, keeping mode and owner) when anything changed.
-pub fn apply(root: &Path, containerd: &Version, image_ref: &str) -> Result<Applied> {
-    if !root.is_dir() {
-        bail!("root {} is not a directory", root.display());
-    }
-    let path = in_root(root, CONFIG_PATH)?;
-    let (text, existing) = match fs::read_to_string(&path) {
-        Ok(text) => (text, Some(fs::metadata(&path)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let edit = edit(&text, containerd, image_ref)
+/// file + rename, keeping mode and owner) when anything changed. The file is reached through
+/// [`Root`], so a symlinked `/etc/containerd` stays inside the root. Returns what was done
+/// (without warnings) and the config text now in force.
+pub fn write(root: &Root, containerd: &Version, image_ref: &str) -> Result<(Applied, String)> {
+    let path = root.resolve(CONFIG_PATH)?;
+    let old = root.read_to_string(CONFIG_PATH)?;
+    let text = old.as_deref().unwrap_or_default();
+    let edit = edit(text, containerd, image_ref)
         .with_context(|| format!("setting the sandbox image in {}", path.display()))?;
     if let Some(new) = &edit.text {
-        write_atomic(&path, new.as_bytes(), existing.as_ref())
-            .with_context(|| format!("writing {}", path.display()))?;
+        let dir = Path::new(CONFIG_PATH)
+            .parent()
+            .expect("the config path has a parent directory");
+        root.create_dir_all(dir, 0o755)?;
+        // a new config is world-readable like the packaged one; a replaced one keeps its mode
+        root.write_atomic(CONFIG_PATH, new.as_bytes(), 0o644)?;
     }
-    let final_text = edit.text.as_deref().unwrap_or(&text);
-    let mut warnings = ignored_key_warnings(final_text, edit.config_version);
-    warnings.extend(drop_in_warnings(root, final_text, containerd)?);
-    Ok(Applied {
-        path,
-        edit,
-        created: existing.is_none(),
-        warnings,
-    })
+    let final_text = edit.text.clone().unwrap_or_else(|| text.to_string());
+    Ok((
+        Applied {
+            path,
+            edit,
+            created: old.is_none(),
+            warnings: Vec::new(),
+        },
+        final_text,
+    ))
 }
 
 /// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs
@@ -558,7 +589,7 @@ fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String
 /// into the root, relative ones are relative to `etc/containerd`; `*` and `?` are expanded
 /// in the file name (a pattern in a directory name is reported as unsupported). One level:
 /// imports of imported files are not followed.
-pub fn imported_files(root: &Path, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
+pub fn imported_files(root: &Root, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let doc: DocumentMut = config_text
         .parse()
         .context("parsing the containerd config as TOML")?;
@@ -579,25 +610,22 @@ pub fn imported_files(root: &Path, config_text: &str) -> Result<(Vec<PathBuf>, V
             ));
             continue;
         }
-        let dir = in_root(root, dir)?;
-        if !name.contains(['*', '?']) {
-            let path = dir.join(name);
+        let names = if name.contains(['*', '?']) {
+            root.read_dir(dir)?
+                .into_iter()
+                .filter(|n| glob_match(name.as_bytes(), n.as_encoded_bytes()))
+                .collect()
+        } else {
+            vec![name.into()]
+        };
+        for name in names {
+            let path = root.resolve(Path::new(dir).join(name))?;
             if path.is_file() {
                 files.push(path);
             }
-            continue;
-        }
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(|e| e.ok()) {
-            let file_name = entry.file_name();
-            if glob_match(name.as_bytes(), file_name.as_encoded_bytes()) && entry.path().is_file() {
-                files.push(entry.path());
-            }
         }
     }
-    // read_dir has no order; containerd sorts glob matches too
+    // containerd sorts glob matches too
     files.sort();
     files.dedup();
     Ok((files, unsupported))
@@ -616,7 +644,7 @@ fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
 /// What imported files do to the sandbox setting of the main file: one that sets a sandbox
 /// key overrides it (later files win); on 1.x one with any CRI plugin section replaces the
 /// main file's whole section (`containerd-store.md` §8.2).
-fn drop_in_warnings(root: &Path, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
+fn drop_in_warnings(root: &Root, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
     let (files, mut warnings) = imported_files(root, config_text)?;
     for file in files {
         let text =
@@ -656,40 +684,31 @@ fn drop_in_warnings(root: &Path, config_text: &str, containerd: &Version) -> Res
     Ok(warnings)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
-/// reader sees the old or the new file, never half of one. Keeps the mode and owner of the
-/// file it replaces; a new file gets 0644.
-fn write_atomic(path: &Path, bytes: &[u8], existing: Option<&fs::Metadata>) -> Result<()> {
-    let dir = path.parent().context("a config path has a parent")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().context("a config path has a file name")?;
-    let tmp = dir.join(format!(".{}.pausebake-tmp", name.to_string_lossy()));
-    let result = (|| -> Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        let mode = existing.map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some(m) = existing {
-            std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))?;
-        }
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// `pausebake configure`.
 pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
-    let root = &args.target.root;
-    let (containerd, containerd_from) =
-        containerd_version(root, args.target.containerd_version.as_deref())?;
+    let root = Root::new(&args.target.root)?;
+    let root = &root;
+    let Some(Found {
+        version: containerd,
+        source: containerd_from,
+    }) = containerd_version(root, args.target.containerd_version.as_deref())?
+        .map(|f| f.on_host(root))
+    else {
+        bail!(
+            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
+             pass --containerd-version",
+            root.dir().display(),
+            CONTAINERD_PATHS.join(", ")
+        );
+    };
     let (requested, why) = match &args.sandbox_image {
         Some(image) => (image.clone(), "--sandbox-image".to_string()),
-        None => default_image(root, containerd, args.kubernetes_version.as_deref())?,
+        None => default_image(
+            kubernetes_version(root, args.kubernetes_version.as_deref())?
+                .map(|f| f.on_host(root))
+                .as_ref(),
+            containerd,
+        )?,
     };
     let image = super::store::normalize_ref(&requested)?;
     let applied = apply(root, &containerd, &image)?;
@@ -986,7 +1005,7 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         .unwrap();
         fs::write(conf_d.join("notes.txt"), "not imported").unwrap();
         let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\"]\n";
-        let (files, unsupported) = imported_files(root.path(), main).unwrap();
+        let (files, unsupported) = imported_files(&Root::new(root.path()).unwrap(), main).unwrap();
         assert_eq!(
             files,
             [conf_d.join("10-cri.toml"), conf_d.join("20-pause.toml")]
@@ -994,7 +1013,7 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert!(unsupported.is_empty());
         let d = conf_d.display();
         assert_eq!(
-            drop_in_warnings(root.path(), main, &v("1.7.24")).unwrap(),
+            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("1.7.24")).unwrap(),
             [
                 format!("{d}/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24"),
                 format!("{d}/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config"),
@@ -1002,14 +1021,18 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         );
         // 2.x deep-merges: a CRI section without the key changes nothing
         assert_eq!(
-            drop_in_warnings(root.path(), main, &v("2.1.9"))
+            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("2.1.9"))
                 .unwrap()
                 .len(),
             1
         );
-        assert!(drop_in_warnings(root.path(), "version = 2\n", &v("1.7.24"))
-            .unwrap()
-            .is_empty());
+        assert!(drop_in_warnings(
+            &Root::new(root.path()).unwrap(),
+            "version = 2\n",
+            &v("1.7.24")
+        )
+        .unwrap()
+        .is_empty());
     }
 
     #[test]
@@ -1051,5 +1074,56 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert_eq!(kubernetes_version_in(kubelet), Some(v("1.31.2")));
         assert_eq!(kubernetes_version_in(b"dep\tx\tv1.65.0\th1:"), None);
         assert_eq!(kubernetes_version_in(b"nothing here"), None);
+    }
+
+    #[test]
+    fn versions_are_found_in_real_binaries() {
+        let b = std::fs::read("/usr/bin/containerd").unwrap();
+        let found = containerd_version_in(&b).unwrap();
+        let out = std::process::Command::new("/usr/bin/containerd")
+            .arg("--version")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed.contains(&format!(" {found}")),
+            "{printed} vs {found}"
+        );
+        assert_eq!(
+            containerd_version_in(b"xx\x002.1.9+unknownmissing"),
+            Some(v("2.1.9"))
+        );
+        assert_eq!(
+            containerd_version_in(b"\x002.1.9+ds1\x00"),
+            Some(v("2.1.9"))
+        );
+        assert_eq!(
+            kubernetes_version_in(b"\x00v1.31.2\x00 v1.31.2 v1.2.3 v0.30.1"),
+            Some(v("1.31.2"))
+        );
+    }
+
+    #[test]
+    fn versions_are_read_through_symlinks_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        root.create_dir_all("/usr/lib/containerd", 0o755).unwrap();
+        root.create_dir_all("/usr/bin", 0o755).unwrap();
+        root.write_atomic(
+            "/usr/lib/containerd/containerd",
+            b"\x001.7.24~ds1\x00",
+            0o755,
+        )
+        .unwrap();
+        // absolute, as a package would make it: resolved inside the root, not on the host
+        std::os::unix::fs::symlink(
+            "/usr/lib/containerd/containerd",
+            dir.path().join("usr/bin/containerd"),
+        )
+        .unwrap();
+        let found = detect_containerd(&root).unwrap().unwrap();
+        assert_eq!(found.version, v("1.7.24"));
+        assert_eq!(found.source, "/usr/bin/containerd");
+        assert_eq!(detect_kubernetes(&root).unwrap(), None);
     }
 }

@@ -17,11 +17,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use oci_spec::image::Descriptor;
 
 use crate::bolt::Bucket;
 use crate::cli::VerifyArgs;
+use crate::containerd::config::{containerd_version, kubernetes_version};
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
 use crate::containerd::versions::{self, Version};
 use crate::image::Image;
@@ -29,16 +30,6 @@ use crate::platform::Platform;
 use crate::rootfs::Root;
 
 // --- versions ----------------------------------------------------------------------------
-
-/// containerd's built-in sandbox image (`containerd-store.md` §8.1).
-pub fn default_sandbox_image(v: Version) -> Result<&'static str> {
-    versions::default_sandbox_image(v)
-}
-
-/// The fully qualified pause reference for a Kubernetes version.
-pub fn pause_ref_for(k8s: Version) -> Result<String> {
-    versions::kubernetes_pause_image(k8s)
-}
 
 /// How a containerd version treats `io.cri-containerd.pinned` (`containerd-store.md` §7.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,175 +50,6 @@ pub fn pinning(v: Version) -> Pinning {
         (1, _, _) => Pinning::Normalized,
         _ => Pinning::Raw,
     }
-}
-
-/// Where a version string was found, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub version: Version,
-    pub source: String,
-}
-
-/// containerd's version in the root: `--containerd-version`, else the Debian package
-/// database, else the version string linked into its binary.
-pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
-    if let Some(v) = given {
-        return Ok(Some(Found {
-            version: v.parse()?,
-            source: "--containerd-version".into(),
-        }));
-    }
-    if let Some(f) = dpkg_version(root, &["containerd", "containerd.io"])? {
-        return Ok(Some(f));
-    }
-    for path in ["/usr/bin/containerd", "/usr/local/bin/containerd"] {
-        let Some(bytes) = root.read(path)? else {
-            continue;
-        };
-        match containerd_version_in_binary(&bytes) {
-            Some(v) => {
-                return Ok(Some(Found {
-                    version: v,
-                    source: path.into(),
-                }))
-            }
-            // Guessing would pick a config layout this containerd may refuse.
-            None => bail!(
-                "reading the containerd version from {path} in the root: no version string found; pass --containerd-version"
-            ),
-        }
-    }
-    Ok(None)
-}
-
-/// The Kubernetes version in the root: `--kubernetes-version`, else the kubelet/kubeadm
-/// package, else the `gitVersion` linked into the kubelet or kubeadm binary.
-pub fn kubernetes_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
-    if let Some(v) = given {
-        return Ok(Some(Found {
-            version: v.parse()?,
-            source: "--kubernetes-version".into(),
-        }));
-    }
-    if let Some(f) = dpkg_version(root, &["kubelet", "kubeadm"])? {
-        return Ok(Some(f));
-    }
-    for path in [
-        "/usr/bin/kubelet",
-        "/usr/local/bin/kubelet",
-        "/usr/bin/kubeadm",
-        "/usr/local/bin/kubeadm",
-    ] {
-        let Some(bytes) = root.read(path)? else {
-            continue;
-        };
-        if let Some(v) = kubernetes_version_in_binary(&bytes) {
-            return Ok(Some(Found {
-                version: v,
-                source: path.into(),
-            }));
-        }
-    }
-    Ok(None)
-}
-
-fn dpkg_version(root: &Root, packages: &[&str]) -> Result<Option<Found>> {
-    let Some(status) = root.read_to_string("/var/lib/dpkg/status")? else {
-        return Ok(None);
-    };
-    for stanza in status.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
-        };
-        let installed = field("Status").is_some_and(|s| s.ends_with(" installed"));
-        if let (Some(pkg), Some(ver), true) = (field("Package"), field("Version"), installed) {
-            if packages.contains(&pkg) {
-                // Debian versions may carry an epoch ("1:1.7.24~ds1-6").
-                let upstream = ver.split_once(':').map_or(ver, |(_, v)| v);
-                if let Ok(version) = upstream.parse::<Version>() {
-                    return Ok(Some(Found {
-                        version,
-                        source: format!("/var/lib/dpkg/status ({pkg} {ver})"),
-                    }));
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Finds `X.Y.Z` at `i` (digits and dots only), returning it and its end.
-fn version_at(b: &[u8], i: usize) -> Option<(Version, usize)> {
-    let mut end = i;
-    let mut dots = 0;
-    while end < b.len() && (b[end].is_ascii_digit() || b[end] == b'.') {
-        if b[end] == b'.' {
-            dots += 1;
-        }
-        end += 1;
-    }
-    if dots != 2 || b[end - 1] == b'.' {
-        return None;
-    }
-    let s = std::str::from_utf8(&b[i..end]).ok()?;
-    Some((s.parse::<Version>().ok()?, end))
-}
-
-/// The version string a containerd build links in (`-X …/version.Version=`): Debian's
-/// `1.7.24~ds1` / `2.1.9+ds1`, a `+unknown` build, or a standalone `v1.7.24` release string.
-pub fn containerd_version_in_binary(b: &[u8]) -> Option<Version> {
-    let printable = |c: u8| (0x20..0x7f).contains(&c);
-    let plausible = |v: Version| matches!((v.major, v.minor), (1, 0..=7) | (2, 0..=9));
-    let mut standalone = None;
-    for i in 0..b.len().saturating_sub(5) {
-        let start = if b[i] == b'v' { i + 1 } else { i };
-        if !(b'1'..=b'2').contains(&b[start])
-            || (i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.'))
-        {
-            continue;
-        }
-        let Some((v, end)) = version_at(b, start) else {
-            continue;
-        };
-        if !plausible(v) {
-            continue;
-        }
-        let rest = &b[end..];
-        if rest.starts_with(b"~ds") || rest.starts_with(b"+ds") || rest.starts_with(b"+unknown") {
-            return Some(v);
-        }
-        let alone =
-            (i == 0 || !printable(b[i - 1])) && !rest.first().is_some_and(|c| printable(*c));
-        if alone && standalone.is_none() {
-            standalone = Some(v);
-        }
-    }
-    standalone
-}
-
-/// Kubernetes' `gitVersion` (`v1.31.2`) linked into the kubelet or kubeadm: the most
-/// frequent `v1.N.M` with N ≥ 10 (other module versions appear once each).
-pub fn kubernetes_version_in_binary(b: &[u8]) -> Option<Version> {
-    let mut counts: std::collections::BTreeMap<Version, usize> = Default::default();
-    for i in 0..b.len().saturating_sub(6) {
-        if b[i] != b'v' || b[i + 1] != b'1' || b[i + 2] != b'.' {
-            continue;
-        }
-        if i > 0 && b[i - 1].is_ascii_alphanumeric() {
-            continue;
-        }
-        if let Some((v, _)) = version_at(b, i + 1) {
-            if v.major == 1 && (10..=60).contains(&v.minor) {
-                *counts.entry(v).or_default() += 1;
-            }
-        }
-    }
-    counts
-        .into_iter()
-        .max_by_key(|(v, n)| (*n, *v))
-        .map(|(v, _)| v)
 }
 
 // --- config ------------------------------------------------------------------------------
@@ -261,7 +83,7 @@ fn get_str<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a str
 
 /// Reads the sandbox image the way containerd `v` would from `config` (`None`: no file).
 pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSetting> {
-    let default = default_sandbox_image(v)?.to_string();
+    let default = versions::default_sandbox_image(v)?.to_string();
     let v1x = v.major < 2;
     let Some(text) = config else {
         return Ok(SandboxSetting {
@@ -578,7 +400,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     });
 
     if let Some(k8s) = inp.kubernetes {
-        let want = pause_ref_for(k8s)?;
+        let want = versions::kubernetes_pause_image(k8s)?;
         out.push(if name == want {
             Finding::ok("kubernetes", format!("{name} is the pause of Kubernetes {}.{}", k8s.major, k8s.minor))
         } else {
@@ -1220,33 +1042,17 @@ mod tests {
         root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
             .unwrap();
         let err = containerd_version(&root, None).unwrap_err().to_string();
-        assert_eq!(err, "reading the containerd version from /usr/bin/containerd in the root: no version string found; pass --containerd-version");
+        assert_eq!(
+            err,
+            format!(
+                "cannot tell the containerd version of {}/usr/bin/containerd (and no containerd \
+                 package in var/lib/dpkg/status); pass --containerd-version",
+                root.dir().display()
+            )
+        );
         let f = containerd_version(&root, Some("1.7.24~ds1"))
             .unwrap()
             .unwrap();
         assert_eq!(f.version, Version::new(1, 7, 24));
-    }
-
-    #[test]
-    fn versions_are_found_in_real_binaries() {
-        let b = std::fs::read("/usr/bin/containerd").unwrap();
-        let found = containerd_version_in_binary(&b).unwrap();
-        let out = std::process::Command::new("/usr/bin/containerd")
-            .arg("--version")
-            .output()
-            .unwrap();
-        let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            printed.contains(&format!(" {found}")),
-            "{printed} vs {found}"
-        );
-        assert_eq!(
-            containerd_version_in_binary(b"xx\x002.1.9+unknownmissing"),
-            Some(Version::new(2, 1, 9))
-        );
-        assert_eq!(
-            kubernetes_version_in_binary(b"\x00v1.31.2\x00 v1.31.2 v1.2.3 v0.30.1"),
-            Some(Version::new(1, 31, 2))
-        );
     }
 }
