@@ -326,7 +326,6 @@ fn write_dir_atomic(image: &Image, path: &Path) -> Result<()> {
 /// `org.opencontainers.image.ref.name`; a bare tag names nothing) or docker `RepoTags`.
 /// When both `oci-layout` and `manifest.json` are present the OCI layout wins, as in
 /// containerd's importer.
-#[allow(dead_code)] // until `import` (containerd/store.rs) reads archives with it
 pub fn read(path: &Path) -> Result<Image> {
     let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let source = if meta.is_dir() {

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use oci_spec::image::{
     ConfigBuilder, Descriptor, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
     ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os,
@@ -389,8 +389,9 @@ impl Image {
     }
 
     /// The manifest descriptor for `platform` (target itself when it is a manifest whose
-    /// config matches).
-    #[allow(dead_code)] // for `import` (containerd/store.rs), which picks the root's platform
+    /// config matches). The tests' view of [`Image::manifests`]; `import` selects with
+    /// `containerd::store::select`, which also reads index entries' platforms.
+    #[cfg(test)]
     pub fn manifest_for(&self, platform: Platform) -> Result<Descriptor> {
         let all = self.manifests()?;
         if let Some((desc, _)) = all.iter().find(|(_, p)| *p == Some(platform)) {
@@ -400,7 +401,7 @@ impl Image {
             .iter()
             .filter_map(|(_, p)| p.map(|p| p.to_string()))
             .collect();
-        bail!(
+        anyhow::bail!(
             "finding {platform} in image {}: it provides only {}",
             self.target.digest(),
             if have.is_empty() {
@@ -411,8 +412,8 @@ impl Image {
         )
     }
 
-    /// Platforms this image provides.
-    #[allow(dead_code)] // for `import` and `verify`
+    /// Platforms this image provides (read by the tests).
+    #[cfg(test)]
     pub fn platforms(&self) -> Result<Vec<Platform>> {
         let mut out: Vec<Platform> = self.manifests()?.into_iter().filter_map(|m| m.1).collect();
         out.sort();

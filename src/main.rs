@@ -3,7 +3,6 @@
 
 mod archive;
 mod bake;
-#[allow(dead_code)] // until the store writer uses it
 mod bolt;
 mod cli;
 mod containerd;

@@ -129,19 +129,6 @@ impl Arch {
         })
     }
 
-    /// The suffix of the qemu-user emulator binary (`qemu-<suffix>-static`).
-    #[allow(dead_code)] // for running a foreign pause; the tests spell the names out
-    pub fn qemu_name(self) -> &'static str {
-        match self {
-            Arch::Amd64 => "x86_64",
-            Arch::Arm64 => "aarch64",
-            Arch::Arm => "arm",
-            Arch::Ppc64le => "ppc64le",
-            Arch::S390x => "s390x",
-            Arch::Riscv64 => "riscv64",
-        }
-    }
-
     /// Debian packages that provide a compiler for this architecture, for error messages.
     /// lld cannot link s390x, so there clang needs the cross binutils' ld.
     pub fn debian_compiler_packages(self) -> String {
@@ -177,13 +164,6 @@ impl FromStr for Arch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Platform {
     pub arch: Arch,
-}
-
-impl Platform {
-    #[allow(dead_code)] // until the image config is written from it
-    pub fn os(self) -> &'static str {
-        "linux"
-    }
 }
 
 impl fmt::Display for Platform {

@@ -54,7 +54,9 @@ pub struct Loaded {
     pub tree: Bucket,
     pub shape: Shape,
     /// Free page ids, ascending: the freelist page's ids, or for a "no freelist" file every id
-    /// in `[2, pgid)` that is not reachable.
+    /// in `[2, pgid)` that is not reachable. Only the tests read it, to check what a commit
+    /// frees; the parse validates the freelist either way.
+    #[cfg(test)]
     pub free: Vec<u64>,
     /// Pages below the high-water mark that are neither meta, reachable nor free: Go's
     /// `tx.Check()` reports them as "unreachable unfreed" (a leak, not corruption).
@@ -204,6 +206,7 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
         meta,
         tree,
         shape,
+        #[cfg(test)]
         free,
         leaked,
     })

@@ -2,7 +2,7 @@
 //! the root carries, and set the sandbox image with the key that containerd reads, keeping
 //! every other line and comment of the file.
 //!
-//! The edit is a pure text transform ([`patch`], [`edit`]: `&str` in, `None` when nothing
+//! The edit is a pure text transform ([`edit`]: `&str` in, no new text when nothing
 //! changes); [`apply`] is the thin I/O around it (read, edit, atomic replace). Version facts
 //! live in [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the
 //! whole CRI section of the main file (`containerd-store.md` §8.2).
@@ -319,14 +319,9 @@ pub struct Edit {
 }
 
 /// Sets the sandbox image in a containerd config text for `containerd`, keeping every other
-/// line; `None` when the text already says so. An empty text (or comments only) gets a
-/// minimal config at the release's native version.
-#[allow(dead_code)] // the text-only form of `edit`, for callers that need no report
-pub fn patch(text: &str, containerd: &Version, image_ref: &str) -> Result<Option<String>> {
-    Ok(edit(text, containerd, image_ref)?.text)
-}
-
-/// [`patch`], also saying which key changed and from what.
+/// line, and says which key changed and from what; `text` is `None` when the config already
+/// says so. An empty text (or comments only) gets a minimal config at the release's native
+/// version.
 pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
     let mut doc: DocumentMut = text
         .parse()
@@ -757,6 +752,11 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`edit`]'s new text only (`None`: unchanged), the form the before/after pairs test.
+    fn patch(text: &str, containerd: &Version, image_ref: &str) -> Result<Option<String>> {
+        Ok(edit(text, containerd, image_ref)?.text)
+    }
 
     fn v(s: &str) -> Version {
         s.parse().unwrap()
