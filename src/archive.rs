@@ -9,7 +9,9 @@
 //! and `skopeo` take `manifest.json`.
 //!
 //! Reading treats the archive as hostile (issue 8): only regular files and directories
-//! with relative, `..`-free, unique paths are accepted; no allocation is sized from a
+//! with relative, `..`-free, unique paths are accepted, plus, in a docker archive only,
+//! symbolic links from one of its regular files to another, resolved in memory (what
+//! `docker save` and skopeo write to share a layer; nothing is ever created on disk); no allocation is sized from a
 //! declared length before that length is checked against what is present; every blob
 //! reachable from `index.json` must be present with the size and sha256 its descriptor
 //! gives; indexes may not nest deeper than [`image::MAX_DEPTH`].
@@ -419,6 +421,8 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
     let mut archive = tar::Archive::new(reader);
     let mut files = BTreeMap::new();
     let mut dirs = BTreeSet::new();
+    // symbolic links by normalized path: (path as written, target as written)
+    let mut links: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut total = 0u64;
     for entry in archive.entries().context("reading the tar")? {
         let mut entry = entry.context("reading a tar header (truncated or corrupt archive?)")?;
@@ -436,6 +440,23 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             // pax global headers carry no file.
             tar::EntryType::XGlobalHeader => continue,
+            // Kept aside, never created anywhere: only a docker archive may use them, and
+            // only to share a regular file ([`resolve_links`]).
+            tar::EntryType::Symlink => {
+                ensure!(!name.is_empty(), "refusing entry {raw:?}: empty path");
+                ensure!(
+                    !files.contains_key(&name)
+                        && !dirs.contains(&name)
+                        && !links.contains_key(&name),
+                    "refusing entry {raw:?}: duplicate entry"
+                );
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned())
+                    .unwrap_or_default();
+                links.insert(name, (raw, target));
+                continue;
+            }
             other => bail!(
                 "refusing entry {raw:?}: it is a {}; an image archive holds only regular \
                  files and directories",
@@ -444,7 +465,7 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
         }
         ensure!(!name.is_empty(), "refusing entry {raw:?}: empty path");
         ensure!(
-            !files.contains_key(&name) && !dirs.contains(&name),
+            !files.contains_key(&name) && !dirs.contains(&name) && !links.contains_key(&name),
             "refusing entry {raw:?}: duplicate entry"
         );
         let declared = entry.size();
@@ -482,7 +503,69 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
     let mut rest = archive.into_inner();
     io::copy(&mut (&mut rest).take(MAX_BLOB), &mut io::sink())
         .context("reading past the end of the tar (corrupt compressed stream?)")?;
+    resolve_links(&mut files, &links, total)?;
     Ok(files)
+}
+
+/// Gives each symbolic link of a docker archive the bytes of the file it points to, in
+/// memory. `docker save` (before Docker 25) and `skopeo copy … docker-archive:` write each
+/// layer once and link the legacy `<id>/layer.tar` to it (`../<digest>.tar`), so refusing
+/// every link would refuse their archives. A link is accepted only when the archive is a
+/// docker archive (`manifest.json`, no `oci-layout`: an OCI layout has no use for links),
+/// its target is relative, stays inside the archive once resolved from the link's
+/// directory, and is a regular file entry of the archive (not a directory, another link or
+/// nothing). The copies count towards the archive's size limit.
+fn resolve_links(
+    files: &mut BTreeMap<String, Vec<u8>>,
+    links: &BTreeMap<String, (String, String)>,
+    mut total: u64,
+) -> Result<()> {
+    let docker = files.contains_key("manifest.json") && !files.contains_key("oci-layout");
+    for (name, (raw, target)) in links {
+        let refuse = |why: &str| anyhow!("refusing entry {raw:?}: it is a symbolic link{why}");
+        if !docker {
+            return Err(refuse(
+                "; an image archive holds only regular files and directories (only a docker \
+                 archive may link one of its files to another)",
+            ));
+        }
+        if target.starts_with('/') {
+            return Err(refuse(&format!(" to the absolute path {target:?}")));
+        }
+        // Resolve lexically from the link's own directory; `..` may not climb out.
+        let mut path: Vec<&str> = name.split('/').collect();
+        path.pop();
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if path.pop().is_none() {
+                        return Err(refuse(&format!(
+                            " to {target:?}, which is outside the archive"
+                        )));
+                    }
+                }
+                part => path.push(part),
+            }
+        }
+        let resolved = path.join("/");
+        let Some(bytes) = files.get(&resolved) else {
+            let what = if links.contains_key(&resolved) {
+                "another symbolic link"
+            } else {
+                "not a regular file of the archive"
+            };
+            return Err(refuse(&format!(" to {target:?}, which is {what}")));
+        };
+        total += bytes.len() as u64;
+        ensure!(
+            total <= MAX_TOTAL,
+            "refusing the archive: its files total more than {MAX_TOTAL} bytes"
+        );
+        let bytes = bytes.clone();
+        files.insert(name.clone(), bytes);
+    }
+    Ok(())
 }
 
 fn kind_name(kind: tar::EntryType) -> String {
@@ -1282,6 +1365,118 @@ mod tests {
         let err = err_of(&oci_tar(&image));
         assert!(err.contains("indexes nest deeper than 4"), "{err}");
         assert!(image.platforms().is_err());
+    }
+
+    /// A docker archive of `image` laid out the way `docker save` (before 25) and `skopeo
+    /// copy … docker-archive:` write it: `manifest.json` names the layer as
+    /// `legacy/layer.tar`, an entry of type `kind` pointing at `target`, written before the
+    /// files. With `oci`, the OCI layout files stay, so the archive reads as an OCI archive.
+    fn linked_docker(image: &Image, kind: tar::EntryType, target: &str, oci: bool) -> Vec<u8> {
+        let layer = image.children(&image.target).unwrap()[1].clone();
+        let layer_path = blob_path(layer.digest().as_ref()).unwrap();
+        let mut files = layout_files(image, true).unwrap();
+        if !oci {
+            files.remove("oci-layout");
+            files.remove("index.json");
+        }
+        let manifest_json = String::from_utf8(files["manifest.json"].to_vec()).unwrap();
+        assert!(manifest_json.contains(&layer_path), "{manifest_json}");
+        let manifest_json = manifest_json.replace(&layer_path, "legacy/layer.tar");
+        files.insert(
+            "manifest.json".into(),
+            Cow::Owned(manifest_json.into_bytes()),
+        );
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = header(kind, 0o777, 0);
+        b.append_link(&mut h, "legacy/layer.tar", target).unwrap();
+        for (path, data) in &files {
+            let mut h = header(tar::EntryType::Regular, 0o644, data.len() as u64);
+            b.append_data(&mut h, path, &data[..]).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn docker_layer_links_inside_the_archive_resolve_in_memory() {
+        let image = sample(&[Arch::Amd64], Compression::Gzip);
+        let layer = image.children(&image.target).unwrap()[1].clone();
+        let hex = layer.digest().to_string().replace("sha256:", "");
+        let mut plain = layout_files(&image, true).unwrap();
+        plain.remove("oci-layout");
+        plain.remove("index.json");
+        let want = read_bytes(&tar_bytes(&plain).unwrap()).unwrap();
+        for target in [
+            format!("../blobs/sha256/{hex}"),
+            format!("./../blobs//sha256/{hex}"),
+            format!("../blobs/sha256/../sha256/{hex}"),
+        ] {
+            let tar = linked_docker(&image, tar::EntryType::Symlink, &target, false);
+            assert_eq!(read_bytes(&tar).unwrap(), want, "{target}");
+        }
+    }
+
+    #[test]
+    fn other_links_are_refused() {
+        let image = sample(&[Arch::Amd64], Compression::Gzip);
+        let layer = image.children(&image.target).unwrap()[1].clone();
+        let hex = layer.digest().to_string().replace("sha256:", "");
+        let link = tar::EntryType::Symlink;
+        let entry = "refusing entry \"legacy/layer.tar\": it is a symbolic link";
+        for (kind, target, oci, want) in [
+            (
+                link,
+                format!("/blobs/sha256/{hex}"),
+                false,
+                format!("{entry} to the absolute path \"/blobs/sha256/{hex}\""),
+            ),
+            (
+                link,
+                format!("../../blobs/sha256/{hex}"),
+                false,
+                format!("{entry} to \"../../blobs/sha256/{hex}\", which is outside the archive"),
+            ),
+            (
+                link,
+                format!("../../x/../blobs/sha256/{hex}"),
+                false,
+                "which is outside the archive".to_string(),
+            ),
+            (
+                link,
+                "../blobs/sha256/0000".to_string(),
+                false,
+                format!("{entry} to \"../blobs/sha256/0000\", which is not a regular file of the archive"),
+            ),
+            (
+                link,
+                "../blobs/sha256".to_string(),
+                false,
+                "which is not a regular file of the archive".to_string(),
+            ),
+            (
+                link,
+                "layer.tar".to_string(),
+                false,
+                "which is another symbolic link".to_string(),
+            ),
+            // the same, valid-looking link in an OCI archive
+            (
+                link,
+                format!("../blobs/sha256/{hex}"),
+                true,
+                format!("{entry}; an image archive holds only regular files and directories"),
+            ),
+            (
+                tar::EntryType::Link,
+                format!("blobs/sha256/{hex}"),
+                false,
+                "refusing entry \"legacy/layer.tar\": it is a hard link".to_string(),
+            ),
+        ] {
+            let tar = linked_docker(&image, kind, &target, oci);
+            let err = err_of(&tar);
+            assert!(err.contains(&want), "{target}: {err}");
+        }
     }
 
     #[test]

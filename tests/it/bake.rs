@@ -611,6 +611,69 @@ fn an_archive_rewritten_by_skopeo_imports_too() {
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
 }
 
+/// A docker archive written by skopeo shares its layer through a symbolic link
+/// (`<id>/layer.tar -> ../<digest>.tar`, as `docker save` did before Docker 25): import
+/// resolves it inside the archive, and the result verifies.
+#[test]
+fn a_docker_archive_written_by_skopeo_imports() {
+    if !have("skopeo") {
+        return;
+    }
+    let dir = tempdir();
+    let docker = dir.path().join("docker.tar");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        "--insecure-policy",
+        "--override-arch",
+        "amd64",
+        &format!("oci-archive:{}", multi_arch_archive().display()),
+        &format!("docker-archive:{}:{NAME}", docker.display()),
+    ]));
+    // The case this test is about: the archive really holds a relative symlink.
+    let listing = stdout(&run_ok(Command::new("tar").arg("tvf").arg(&docker)));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('l') && l.contains("/layer.tar -> ../")),
+        "{listing}"
+    );
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(&docker)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--platform", "linux/amd64"]),
+    );
+    assert!(
+        stdout(&out).contains(&format!("image {NAME} in k8s.io, pinned")),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing from the archive became a link on disk.
+    for f in files_under(root.path()) {
+        assert!(
+            !fs::symlink_metadata(&f).unwrap().is_symlink(),
+            "{}",
+            f.display()
+        );
+    }
+    let v = run_any(
+        pausebake()
+            .args([
+                "verify",
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                "linux/amd64",
+                "--root",
+            ])
+            .arg(root.path()),
+    );
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+}
+
 #[test]
 fn a_gzip_compressed_archive_imports() {
     let dir = tempdir();
