@@ -93,17 +93,7 @@ pub fn image(args: &ImageArgs) -> Result<ExitCode> {
 /// The pause binaries for `pausebake image`: each `--binary` read and checked like a
 /// compiled one, then every other `--arch` (or the host, when neither is given) compiled.
 fn binaries(args: &ImageArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
-    let mut out: Vec<(Arch, Vec<u8>)> = Vec::new();
-    for (arch, path) in &args.spec.binary {
-        ensure!(
-            !out.iter().any(|(a, _)| a == arch),
-            "--binary given twice for {arch}; give one pause binary per architecture"
-        );
-        let elf =
-            fs::read(path).with_context(|| format!("reading pause binary {}", path.display()))?;
-        crate::pause::check_elf(&elf, *arch, &path.display().to_string())?;
-        out.push((*arch, elf));
-    }
+    let mut out = crate::pause::read_binaries(&args.spec.binary)?;
     let rest: Vec<Arch> = args
         .compile
         .arch

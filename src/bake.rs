@@ -11,7 +11,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::{BakeArgs, CompileArgs};
 use crate::containerd::config::{self, Found};
@@ -165,12 +165,7 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
         let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
         (built.clone(), format!("compiled for {}", archs.join(", ")))
     } else {
-        let mut bins = Vec::new();
-        for (arch, path) in &args.spec.binary {
-            let elf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            crate::pause::check_elf(&elf, *arch, &path.display().to_string())?;
-            bins.push((*arch, elf));
-        }
+        let bins = crate::pause::read_binaries(&args.spec.binary)?;
         let list: Vec<String> = args
             .spec
             .binary

@@ -411,6 +411,23 @@ const PT_INTERP: u32 = 3;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 
+/// Reads prebuilt pause binaries (`--binary ARCH=PATH`, for `image` and `bake`), each
+/// checked with [`check_elf`]; one per architecture.
+pub fn read_binaries(given: &[(Arch, PathBuf)]) -> Result<Vec<(Arch, Vec<u8>)>> {
+    let mut out: Vec<(Arch, Vec<u8>)> = Vec::new();
+    for (arch, path) in given {
+        anyhow::ensure!(
+            !out.iter().any(|(a, _)| a == arch),
+            "--binary given twice for {arch}; give one pause binary per architecture"
+        );
+        let elf =
+            fs::read(path).with_context(|| format!("reading pause binary {}", path.display()))?;
+        check_elf(&elf, *arch, &path.display().to_string())?;
+        out.push((*arch, elf));
+    }
+    Ok(out)
+}
+
 /// Checks that `elf` is a statically linked executable for `arch`: the right class, byte
 /// order and machine, no program interpreter and no dynamic section. `what` names the file
 /// in errors.

@@ -129,6 +129,21 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// The meta `txid` (0 or 1) of a new, empty file as Go's `db.init()` writes it: page 2 is
+    /// the freelist, page 3 the empty root leaf, so the high-water mark is 4.
+    pub fn initial(page_size: u32, endian: Endian, txid: u64) -> Meta {
+        Meta {
+            endian,
+            page_size,
+            flags: 0,
+            root: 3,
+            sequence: 0,
+            freelist: 2,
+            pgid: 4,
+            txid,
+        }
+    }
+
     /// Parses and validates the meta page whose bytes start at `buf[0]`, in Go's order:
     /// magic (which also gives the byte order), version, checksum.
     pub fn parse(buf: &[u8]) -> Result<Meta> {
@@ -238,16 +253,7 @@ mod tests {
     #[test]
     fn meta_checksums_match_go_test_vector() {
         for (txid, sum) in [(0, 0x0751_6e11_4689_fdee), (1, 0x264c_351a_5179_480f)] {
-            let meta = Meta {
-                endian: Endian::Little,
-                page_size: 4096,
-                flags: 0,
-                root: 3,
-                sequence: 0,
-                freelist: 2,
-                pgid: 4,
-                txid,
-            };
+            let meta = Meta::initial(4096, Endian::Little, txid);
             let page = meta.encode();
             assert_eq!(u64::from_le_bytes(page[72..80].try_into().unwrap()), sum);
             assert_eq!(&page[16..20], &MAGIC.to_le_bytes());

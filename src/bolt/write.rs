@@ -89,18 +89,8 @@ pub fn empty_file(page_size: u32, endian: Endian) -> Vec<u8> {
     let size = page_size as usize;
     let mut file = vec![0; 4 * size];
     for txid in 0..2 {
-        let meta = Meta {
-            endian,
-            page_size,
-            flags: 0,
-            root: 3,
-            sequence: 0,
-            freelist: 2,
-            pgid: 4,
-            txid,
-        };
         let at = txid as usize * size;
-        file[at..at + size].copy_from_slice(&meta.encode());
+        file[at..at + size].copy_from_slice(&Meta::initial(page_size, endian, txid).encode());
     }
     endian.put_header(&mut file[2 * size..], 2, FREELIST, 0, 0);
     endian.put_header(&mut file[3 * size..], 3, LEAF, 0, 0);
