@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use toml_edit::{value, DocumentMut, Item, Table};
 
 use crate::cri::Cri;
-use crate::harness::{describe, have, is_root, run_any, skip, tempdir};
+use crate::harness::{describe, have, is_root, run_any, skip, skopeo, tempdir};
 
 /// How long containerd may take to answer CRI after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -473,6 +473,17 @@ impl Running {
         run_any(&mut self.ctr_command(args))
     }
 
+    /// `ctr -n NAMESPACE images import ARCHIVE`; panics unless it succeeds.
+    pub fn ctr_import(&self, namespace: &str, archive: &Path) -> Output {
+        self.ctr_ok(&[
+            "-n",
+            namespace,
+            "images",
+            "import",
+            &archive.display().to_string(),
+        ])
+    }
+
     /// Runs `ctr ARGS`; panics with its output and containerd's log unless it succeeds.
     pub fn ctr_ok(&self, args: &[&str]) -> Output {
         let mut cmd = self.ctr_command(args);
@@ -738,11 +749,11 @@ pub fn stand_in_pause_archive(dir: &Path, name: &str) -> Option<PathBuf> {
         "/pause",
     ]));
     let archive = dir.join("pause.tar");
-    run_ok(Command::new("skopeo").args([
+    skopeo(&[
         "copy",
         &format!("oci:{image}"),
         &format!("docker-archive:{}:{name}", archive.display()),
-    ]));
+    ]);
     Some(archive)
 }
 
@@ -908,13 +919,7 @@ fn containerd_every_version_runs_a_host_network_sandbox_offline() {
                 config_extra: sandbox_image_toml(c.native_config_version(), name),
             },
         );
-        running.ctr_ok(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            &archive.display().to_string(),
-        ]);
+        running.ctr_import("k8s.io", &archive);
         let mut cri = running.cri();
         let image = cri
             .wait_image(name, Duration::from_secs(10))

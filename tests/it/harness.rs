@@ -125,3 +125,21 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("creating a temporary directory")
 }
+
+/// Runs `skopeo ARGS`; panics with its output unless it succeeds.
+pub fn skopeo(args: &[&str]) -> Output {
+    run_ok(Command::new("skopeo").args(args))
+}
+
+/// The host's architecture in pausebake's (GOARCH) spelling.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => panic!("tests run on an architecture pausebake does not know: {other}"),
+    }
+}

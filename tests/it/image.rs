@@ -229,10 +229,6 @@ fn first_line(out: &std::process::Output) -> String {
     stdout(out).lines().next().unwrap_or_default().to_string()
 }
 
-fn skopeo(args: &[&str]) -> std::process::Output {
-    run_ok(Command::new("skopeo").args(args))
-}
-
 /// skopeo reads the OCI archive, reports our digest and config, and copies it (checking
 /// every blob's digest as it goes) into an OCI layout holding exactly our blobs; it reads
 /// the docker archive too.
@@ -382,12 +378,9 @@ fn ctr_imports_runs_and_stops_the_image() {
     let mut archives = Vec::new();
     // The host's pause, compiled by pausebake, alone and in a two-platform index (where ctr
     // picks the host's manifest).
-    let host = std::env::consts::ARCH;
-    let other = if host == "aarch64" { "amd64" } else { "arm64" };
-    let both = format!(
-        "--arch={},{other}",
-        if host == "aarch64" { "arm64" } else { "amd64" }
-    );
+    let host = host_arch();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let both = format!("--arch={host},{other}");
     for (format, what, extra) in [
         ("oci-archive", "oci-archive", None),
         ("docker-archive", "docker-archive", None),
@@ -418,13 +411,7 @@ fn ctr_imports_runs_and_stops_the_image() {
                 },
             );
             let what = format!("containerd {} {format}", c.version);
-            running.ctr_ok(&[
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                &archive.display().to_string(),
-            ]);
+            running.ctr_import("k8s.io", archive);
             let ls = stdout(&running.ctr_ok(&["-n", "k8s.io", "images", "ls"]));
             let line = ls
                 .lines()

@@ -24,18 +24,6 @@ const INTERRUPT: &str = "Shutting down, got signal: Interrupt\n";
 /// How long any one pause run may take before the test calls it hung.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => panic!("tests run on an architecture pausebake does not know: {other}"),
-    }
-}
-
 fn qemu(arch: &str) -> String {
     let name = match arch {
         "amd64" => "x86_64",
