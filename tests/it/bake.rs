@@ -42,6 +42,23 @@ fn verify(root: &Path, c: &Containerd, args: &[&str]) -> Output {
     )
 }
 
+/// `pausebake verify` of `root` for containerd 2.1.9 and `platform`, no daemon involved.
+fn verify_for(root: &Path, platform: &str, extra: &[&str]) -> Output {
+    run_any(
+        pausebake()
+            .args(["verify"])
+            .args(extra)
+            .args([
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                platform,
+                "--root",
+            ])
+            .arg(root),
+    )
+}
+
 /// One containerd test of this module at a time: each starts several daemons, and the
 /// machines that run the suite are small.
 fn serial() -> MutexGuard<'static, ()> {
@@ -516,33 +533,10 @@ fn import_writes_only_the_chosen_platform_and_is_idempotent() {
         .path()
         .join("var/lib/containerd/io.containerd.content.v1.content/blobs/sha256");
     assert_eq!(files_under(&blobs).len(), 4);
-    let ok = run_any(
-        pausebake()
-            .args([
-                "verify",
-                "--containerd-version",
-                "2.1.9",
-                "--platform",
-                "linux/arm64",
-                "--root",
-            ])
-            .arg(root.path())
-            .args(["--namespace", "k8s.io"]),
-    );
+    let ok = verify_for(root.path(), "linux/arm64", &["--namespace", "k8s.io"]);
     // No config yet: 2.1's default sandbox image is this very name.
     assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
-    let amd = run_any(
-        pausebake()
-            .args([
-                "verify",
-                "--containerd-version",
-                "2.1.9",
-                "--platform",
-                "linux/amd64",
-                "--root",
-            ])
-            .arg(root.path()),
-    );
+    let amd = verify_for(root.path(), "linux/amd64", &[]);
     assert_eq!(amd.status.code(), Some(3), "{}", stdout(&amd));
     assert!(
         stdout(&amd).contains("FAIL platform: the linux/amd64 manifest sha256:")
@@ -602,18 +596,7 @@ fn import_amd64_and_verify(archive: &Path) -> tempfile::TempDir {
         "{}",
         stdout(&out)
     );
-    let v = run_any(
-        pausebake()
-            .args([
-                "verify",
-                "--containerd-version",
-                "2.1.9",
-                "--platform",
-                "linux/amd64",
-                "--root",
-            ])
-            .arg(root.path()),
-    );
+    let v = verify_for(root.path(), "linux/amd64", &[]);
     assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
     root
 }
@@ -680,18 +663,7 @@ fn a_gzip_compressed_archive_imports() {
         "{report}"
     );
     for platform in ["linux/amd64", "linux/arm64"] {
-        let v = run_any(
-            pausebake()
-                .args([
-                    "verify",
-                    "--containerd-version",
-                    "2.1.9",
-                    "--platform",
-                    platform,
-                    "--root",
-                ])
-                .arg(root.path()),
-        );
+        let v = verify_for(root.path(), platform, &[]);
         assert_eq!(v.status.code(), Some(0), "{platform}: {}", stdout(&v));
     }
 }
@@ -807,19 +779,7 @@ fn same_inputs_same_bytes() {
         );
     }
     // And the JSON forms parse and agree with the exit code.
-    let out = run_any(
-        pausebake()
-            .args([
-                "verify",
-                "--json",
-                "--containerd-version",
-                "2.1.9",
-                "--platform",
-                "linux/amd64",
-                "--root",
-            ])
-            .arg(roots[0].path()),
-    );
+    let out = verify_for(roots[0].path(), "linux/amd64", &["--json"]);
     assert_eq!(out.status.code(), Some(3));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], false);

@@ -75,6 +75,16 @@ pub fn assert_same(go: &Path, file: &Path) -> String {
     theirs
 }
 
+/// `pausebake bolt set --bucket BUCKET --key KEY --value VALUE FILE`.
+fn bolt_set(file: &Path, bucket: &str, key: &str, value: &str) -> Command {
+    let mut cmd = pausebake();
+    cmd.args([
+        "bolt", "set", "--bucket", bucket, "--key", key, "--value", value,
+    ])
+    .arg(file);
+    cmd
+}
+
 fn go(go: &Path, args: &[&str], file: &Path) {
     run_ok(Command::new(go).arg(args[0]).arg(file).args(&args[1..]));
 }
@@ -192,12 +202,12 @@ fn containerd_shaped_file_round_trips() {
     go(&bc, &["images", "300"], &file);
     let before = assert_same(&bc, &file);
     let len = std::fs::metadata(&file).unwrap().len();
-    run_ok(
-        pausebake()
-            .args(["bolt", "set", "--bucket", "v1/k8s.io/images/pause"])
-            .args(["--key", "createdat", "--value", "now"])
-            .arg(&file),
-    );
+    run_ok(&mut bolt_set(
+        &file,
+        "v1/k8s.io/images/pause",
+        "createdat",
+        "now",
+    ));
     let after = assert_same(&bc, &file);
     assert_eq!(after.lines().count(), before.lines().count() + 2);
     // Only the changed path is rewritten: the file grows by far less than its size.
@@ -209,20 +219,12 @@ fn containerd_shaped_file_round_trips() {
 fn a_locked_file_is_refused_at_once() {
     let dir = tempdir();
     let file = dir.path().join("meta.db");
-    run_ok(
-        pausebake()
-            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "v"])
-            .arg(&file),
-    );
+    run_ok(&mut bolt_set(&file, "a", "k", "v"));
     // The test process takes the flock containerd would hold.
     let holder = std::fs::File::open(&file).unwrap();
     holder.try_lock().unwrap();
     let start = Instant::now();
-    let out = run_any(
-        pausebake()
-            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "w"])
-            .arg(&file),
-    );
+    let out = run_any(&mut bolt_set(&file, "a", "k", "w"));
     assert!(!out.status.success());
     assert!(start.elapsed() < Duration::from_secs(5));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -234,22 +236,14 @@ fn a_locked_file_is_refused_at_once() {
         )
     );
     drop(holder);
-    run_ok(
-        pausebake()
-            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "w"])
-            .arg(&file),
-    );
+    run_ok(&mut bolt_set(&file, "a", "k", "w"));
 }
 
 #[test]
 fn damaged_files_are_refused_naming_the_page() {
     let dir = tempdir();
     let file = dir.path().join("meta.db");
-    run_ok(
-        pausebake()
-            .args(["bolt", "set", "--bucket", "a", "--key", "k", "--value", "v"])
-            .arg(&file),
-    );
+    run_ok(&mut bolt_set(&file, "a", "k", "v"));
     let mut bytes = std::fs::read(&file).unwrap();
     // The commit wrote the root leaf at page 4 (after Go's four-page empty file);
     // damage its header id.
@@ -438,13 +432,7 @@ fn containerd_files_read_identically_take_our_changes_and_keep_working() {
                 "pausebake.test/container",
             ),
         ] {
-            run_ok(
-                pausebake()
-                    .args([
-                        "bolt", "set", "--bucket", bucket, "--key", key, "--value", "touched",
-                    ])
-                    .arg(&meta),
-            );
+            run_ok(&mut bolt_set(&meta, bucket, key, "touched"));
         }
         let ours = assert_same(&bc, &meta);
         assert_eq!(ours.lines().count(), theirs.lines().count() + 2);

@@ -82,6 +82,21 @@ fn assert_sandbox_wants(running: &Running, image: &str) {
     );
 }
 
+/// Starts `c` on `root` without network and checks that it reports `image` as its sandbox
+/// image and that CRI wants exactly that name; stops it.
+fn assert_containerd_uses(c: &Containerd, root: &Path, image: &str) {
+    let mut running = c.start(
+        root,
+        StartOpts {
+            no_network: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(reported_sandbox_image(&running).as_deref(), Some(image));
+    assert_sandbox_wants(&running, image);
+    running.stop();
+}
+
 #[test]
 fn configure_sets_the_image_each_containerd_uses() {
     for c in &versions() {
@@ -109,16 +124,7 @@ fn configure_sets_the_image_each_containerd_uses() {
         let out = configure(root.path(), &["--sandbox-image", wanted]);
         assert!(out.starts_with("unchanged: "), "{out}");
 
-        let mut running = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                ..Default::default()
-            },
-        );
-        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
-        assert_sandbox_wants(&running, wanted);
-        running.stop();
+        assert_containerd_uses(c, root.path(), wanted);
     }
 }
 
@@ -161,16 +167,7 @@ fn configure_edits_only_the_sandbox_key_of_an_upstream_config() {
             .replace("registry.k8s.io/pause:3.6", wanted);
         assert_eq!(after, before.replacen(&line_before, &line_after, 1));
 
-        let mut running = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                ..Default::default()
-            },
-        );
-        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
-        assert_sandbox_wants(&running, wanted);
-        running.stop();
+        assert_containerd_uses(c, root.path(), wanted);
     }
 }
 
@@ -188,15 +185,7 @@ fn configure_debian_shipped_config_works_on_every_version() {
             "{out}"
         );
         assert!(out.contains("config version 2"), "{out}");
-        let running = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                ..Default::default()
-            },
-        );
-        assert_eq!(reported_sandbox_image(&running).as_deref(), Some(wanted));
-        assert_sandbox_wants(&running, wanted);
+        assert_containerd_uses(c, root.path(), wanted);
     }
 }
 
