@@ -42,6 +42,17 @@ fn verify(root: &Path, c: &Containerd, args: &[&str]) -> Output {
     )
 }
 
+/// `pausebake import ARCHIVE --root ROOT ARGS`.
+fn import_cmd(archive: &Path, root: &Path, args: &[&str]) -> Command {
+    let mut cmd = pausebake();
+    cmd.arg("import")
+        .arg(archive)
+        .arg("--root")
+        .arg(root)
+        .args(args);
+    cmd
+}
+
 /// `pausebake verify` of `root` for containerd 2.1.9 and `platform`, no daemon involved.
 fn verify_for(root: &Path, platform: &str, extra: &[&str]) -> Output {
     run_any(
@@ -493,16 +504,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn import_writes_only_the_chosen_platform_and_is_idempotent() {
     let root = tempdir();
     let archive = multi_arch_archive();
-    let import = |args: &[&str]| {
-        run_any(
-            pausebake()
-                .arg("import")
-                .arg(archive)
-                .arg("--root")
-                .arg(root.path())
-                .args(args),
-        )
-    };
+    let import = |args: &[&str]| run_any(&mut import_cmd(archive, root.path(), args));
     // A platform the archive lacks: refused before anything is written.
     let out = import(&["--platform", "linux/s390x"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -513,14 +515,11 @@ fn import_writes_only_the_chosen_platform_and_is_idempotent() {
     );
     assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
 
-    let out = run_ok(
-        pausebake()
-            .arg("import")
-            .arg(archive)
-            .arg("--root")
-            .arg(root.path())
-            .args(["--platform", "linux/arm64", "--json"]),
-    );
+    let out = run_ok(&mut import_cmd(
+        archive,
+        root.path(),
+        &["--platform", "linux/arm64", "--json"],
+    ));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The index, arm64's manifest, config and layer: 4 of the archive's 7 blobs.
     assert_eq!(
@@ -549,14 +548,11 @@ fn import_writes_only_the_chosen_platform_and_is_idempotent() {
         .path()
         .join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
     let before = fs::read(&meta).unwrap();
-    let again = run_ok(
-        pausebake()
-            .arg("import")
-            .arg(archive)
-            .arg("--root")
-            .arg(root.path())
-            .args(["--platform", "linux/arm64"]),
-    );
+    let again = run_ok(&mut import_cmd(
+        archive,
+        root.path(),
+        &["--platform", "linux/arm64"],
+    ));
     assert!(stdout(&again).contains("unchanged"), "{}", stdout(&again));
     assert_eq!(fs::read(&meta).unwrap(), before);
 }
@@ -568,29 +564,34 @@ fn an_archive_rewritten_by_skopeo_imports_too() {
     }
     let dir = tempdir();
     // skopeo re-serialises the image (only the host's manifest of the index).
-    let other = dir.path().join("skopeo.tar");
+    let other = skopeo_copy_amd64(dir.path(), "oci-archive");
+    import_amd64_and_verify(&other);
+}
+
+/// skopeo's copy of the amd64 image of [`multi_arch_archive`] as `transport`
+/// (`oci-archive`, `docker-archive`), named [`NAME`], written into `dir`.
+fn skopeo_copy_amd64(dir: &Path, transport: &str) -> PathBuf {
+    let out = dir.join(format!("{transport}.tar"));
     skopeo(&[
         "copy",
-        &format!("oci-archive:{}", multi_arch_archive().display()),
-        &format!("oci-archive:{}:{NAME}", other.display()),
+        "--insecure-policy",
         "--override-arch",
         "amd64",
+        &format!("oci-archive:{}", multi_arch_archive().display()),
+        &format!("{transport}:{}:{NAME}", out.display()),
     ]);
-    import_amd64_and_verify(&other);
+    out
 }
 
 /// Imports `archive` into a fresh root for linux/amd64, checks the pinned image record,
 /// and that verify passes; returns the root.
 fn import_amd64_and_verify(archive: &Path) -> tempfile::TempDir {
     let root = tempdir();
-    let out = run_ok(
-        pausebake()
-            .arg("import")
-            .arg(archive)
-            .arg("--root")
-            .arg(root.path())
-            .args(["--platform", "linux/amd64"]),
-    );
+    let out = run_ok(&mut import_cmd(
+        archive,
+        root.path(),
+        &["--platform", "linux/amd64"],
+    ));
     assert!(
         stdout(&out).contains(&format!("image {NAME} in k8s.io, pinned")),
         "{}",
@@ -610,15 +611,7 @@ fn a_docker_archive_written_by_skopeo_imports() {
         return;
     }
     let dir = tempdir();
-    let docker = dir.path().join("docker.tar");
-    skopeo(&[
-        "copy",
-        "--insecure-policy",
-        "--override-arch",
-        "amd64",
-        &format!("oci-archive:{}", multi_arch_archive().display()),
-        &format!("docker-archive:{}:{NAME}", docker.display()),
-    ]);
+    let docker = skopeo_copy_amd64(dir.path(), "docker-archive");
     // The case this test is about: the archive really holds a relative symlink.
     let listing = stdout(&run_ok(Command::new("tar").arg("tvf").arg(&docker)));
     assert!(
@@ -647,14 +640,11 @@ fn a_gzip_compressed_archive_imports() {
     std::io::Write::write_all(&mut enc, &tar).unwrap();
     fs::write(&gz, enc.finish().unwrap()).unwrap();
     let root = tempdir();
-    let out = run_ok(
-        pausebake()
-            .arg("import")
-            .arg(&gz)
-            .arg("--root")
-            .arg(root.path())
-            .args(["--all-platforms", "--json"]),
-    );
+    let out = run_ok(&mut import_cmd(
+        &gz,
+        root.path(),
+        &["--all-platforms", "--json"],
+    ));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // Both platforms: the index, two manifests, two configs, two layers.
     assert_eq!(
