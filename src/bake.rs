@@ -2,7 +2,7 @@
 //!
 //! The choices `bake` makes for a root, each printed with where it came from:
 //! - platform: `--platform`, else the root's binaries, else the host's;
-//! - containerd version: `--containerd-version`, else the root's package or binary, else the
+//! - containerd version: `--containerd-version`, else the root's binary or package, else the
 //!   newest layout pausebake knows (config version 3, `pinned_images.sandbox`): a fresh root
 //!   most likely gets a current containerd;
 //! - name: the first `--name`, else the pause of the Kubernetes version (`--kubernetes-version`
@@ -63,17 +63,10 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
 
 fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
     let (platform, platform_source) = verify::resolve_platform(root, args.target.platform)?;
-    let (ctd, ctd_source) =
-        match config::containerd_version(root, args.target.containerd_version.as_deref())? {
-            Some(Found { version, source }) => (version, source),
-            None => (
-                verify::NEWEST_KNOWN,
-                format!(
-                    "no containerd in the root: using the newest config layout (containerd {}.x, config version 3)",
-                    verify::NEWEST_KNOWN.major
-                ),
-            ),
-        };
+    let Found {
+        version: ctd,
+        source: ctd_source,
+    } = config::containerd_version_or_newest(root, args.target.containerd_version.as_deref())?;
     let k8s = config::kubernetes_version(root, args.kubernetes_version.as_deref())?;
     let (mut names, name_source) = choose_names(&args.names, k8s.as_ref(), ctd)?;
     let name = names[0].clone();

@@ -147,6 +147,23 @@ pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Fou
     }
 }
 
+/// The containerd version assumed when a root has none: the newest whose layout pausebake
+/// knows (config version 3, `pinned_images.sandbox`); a fresh root most likely gets a
+/// current containerd.
+pub const NEWEST_KNOWN: Version = Version::new(2, 1, 0);
+
+/// [`containerd_version`], else [`NEWEST_KNOWN`] for a root without containerd (`bake` and
+/// `verify`; `configure` refuses to guess).
+pub fn containerd_version_or_newest(root: &Root, given: Option<&str>) -> Result<Found> {
+    Ok(containerd_version(root, given)?.unwrap_or_else(|| Found {
+        version: NEWEST_KNOWN,
+        source: format!(
+            "no containerd in the root: using the newest config layout (containerd \
+             {NEWEST_KNOWN}, config version 3)"
+        ),
+    }))
+}
+
 /// The Kubernetes version to act for: `--kubernetes-version` (`given`), else read from the
 /// root ([`detect_kubernetes`]).
 pub fn kubernetes_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
@@ -1125,5 +1142,32 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         assert_eq!(found.version, v("1.7.24"));
         assert_eq!(found.source, "/usr/bin/containerd");
         assert_eq!(detect_kubernetes(&root).unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_containerd_binary_is_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(containerd_version(&root, None).unwrap(), None);
+        assert_eq!(
+            containerd_version_or_newest(&root, None).unwrap().version,
+            NEWEST_KNOWN
+        );
+        root.create_dir_all("/usr/bin", 0o755).unwrap();
+        root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
+            .unwrap();
+        let err = containerd_version(&root, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "cannot tell the containerd version of {}/usr/bin/containerd (and no containerd \
+                 package in var/lib/dpkg/status); pass --containerd-version",
+                root.dir().display()
+            )
+        );
+        let f = containerd_version(&root, Some("1.7.24~ds1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.version, v("1.7.24"));
     }
 }

@@ -22,7 +22,7 @@ use oci_spec::image::Descriptor;
 
 use crate::bolt::Bucket;
 use crate::cli::VerifyArgs;
-use crate::containerd::config::{containerd_version, kubernetes_version};
+use crate::containerd::config::{containerd_version_or_newest, kubernetes_version, Found};
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
 use crate::containerd::versions::{self, Version};
 use crate::image::Image;
@@ -628,13 +628,10 @@ pub fn audit(
     containerd: Option<&str>,
     kubernetes: Option<&str>,
 ) -> Result<Report> {
-    let (ctd, ctd_source) = match containerd_version(root, containerd)? {
-        Some(f) => (f.version, f.source),
-        None => (
-            NEWEST_KNOWN,
-            format!("no containerd found in the root; assuming {NEWEST_KNOWN}"),
-        ),
-    };
+    let Found {
+        version: ctd,
+        source: ctd_source,
+    } = containerd_version_or_newest(root, containerd)?;
     let k8s = kubernetes_version(root, kubernetes)?;
     let (platform, platform_source) = resolve_platform(root, platform)?;
     let config = root.read_to_string(store::CONFIG_PATH)?;
@@ -681,10 +678,6 @@ pub fn audit(
         findings,
     })
 }
-
-/// The containerd version assumed when a root has none: the newest whose layout pausebake
-/// knows (config version 3, `pinned_images.sandbox`).
-pub const NEWEST_KNOWN: Version = Version::new(2, 1, 0);
 
 /// `--platform`, else the root's binaries, else the host's.
 pub fn resolve_platform(root: &Root, given: Option<Platform>) -> Result<(Platform, String)> {
@@ -1031,28 +1024,5 @@ mod tests {
         assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
         assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
         assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
-    }
-
-    #[test]
-    fn an_unreadable_containerd_binary_is_not_guessed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        assert_eq!(containerd_version(&root, None).unwrap(), None);
-        root.create_dir_all("/usr/bin", 0o755).unwrap();
-        root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
-            .unwrap();
-        let err = containerd_version(&root, None).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            format!(
-                "cannot tell the containerd version of {}/usr/bin/containerd (and no containerd \
-                 package in var/lib/dpkg/status); pass --containerd-version",
-                root.dir().display()
-            )
-        );
-        let f = containerd_version(&root, Some("1.7.24~ds1"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(f.version, Version::new(1, 7, 24));
     }
 }
