@@ -24,7 +24,7 @@ use crate::bolt::Bucket;
 use crate::cli::VerifyArgs;
 use crate::containerd::config::{containerd_version_or_newest, kubernetes_version, Found};
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
-use crate::containerd::versions::{self, Version};
+use crate::containerd::versions::{self, ConfigVersion, SandboxKey, Version};
 use crate::image::Image;
 use crate::platform::Platform;
 use crate::rootfs::Root;
@@ -59,8 +59,8 @@ pub fn pinning(v: Version) -> Pinning {
 pub struct SandboxSetting {
     /// The config's `version` (1 when absent), 0 when there is no config file.
     pub config_version: i64,
-    /// The dotted key this containerd reads the sandbox image from.
-    pub key: &'static str,
+    /// The key this containerd reads the sandbox image from.
+    pub key: SandboxKey,
     /// The raw value at that key, if set.
     pub value: Option<String>,
     /// The name containerd uses: the value, else its built-in default.
@@ -69,16 +69,17 @@ pub struct SandboxSetting {
     pub problems: Vec<Finding>,
 }
 
-pub const KEY_V1: &str = "plugins.cri.sandbox_image";
-pub const KEY_V2: &str = "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image";
-pub const KEY_V3: &str = "plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox";
+const KEY_V1: SandboxKey = versions::sandbox_key(ConfigVersion::V1);
+const KEY_V2: SandboxKey = versions::sandbox_key(ConfigVersion::V2);
+const KEY_V3: SandboxKey = versions::sandbox_key(ConfigVersion::V3);
 
-fn get_str<'a>(doc: &'a toml_edit::DocumentMut, path: &[&str]) -> Option<&'a str> {
+/// The string at `key` in `doc`, if it is set to one.
+fn get_str(doc: &toml_edit::DocumentMut, key: SandboxKey) -> Option<&str> {
     let mut item = doc.as_item();
-    for key in path {
-        item = item.get(key)?;
+    for table in key.tables {
+        item = item.get(table)?;
     }
-    item.as_str()
+    item.get(key.key)?.as_str()
 }
 
 /// Reads the sandbox image the way containerd `v` would from `config` (`None`: no file).
@@ -98,20 +99,9 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
         .parse()
         .with_context(|| format!("parsing {} as TOML", store::CONFIG_PATH))?;
     let version = doc.get("version").and_then(|i| i.as_integer()).unwrap_or(1);
-    let v1 = get_str(&doc, &["plugins", "cri", "sandbox_image"]);
-    let v2 = get_str(
-        &doc,
-        &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"],
-    );
-    let v3 = get_str(
-        &doc,
-        &[
-            "plugins",
-            "io.containerd.cri.v1.images",
-            "pinned_images",
-            "sandbox",
-        ],
-    );
+    let v1 = get_str(&doc, KEY_V1);
+    let v2 = get_str(&doc, KEY_V2);
+    let v3 = get_str(&doc, KEY_V3);
     let mut problems = Vec::new();
     let (key, value) = match (v1x, version) {
         (true, 1) => (KEY_V1, v1),
@@ -236,7 +226,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
             match (&setting.value, setting.config_version) {
                 (Some(val), n) => format!(
                     "containerd {v} reads {} = {val:?} (config version {n})",
-                    setting.key
+                    setting.key.dotted()
                 ),
                 (None, 0) => format!(
                     "no {}: containerd {v} uses its default {}",
@@ -245,7 +235,8 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
                 ),
                 (None, _) => format!(
                     "{} not set: containerd {v} uses its default {}",
-                    setting.key, setting.effective
+                    setting.key.dotted(),
+                    setting.effective
                 ),
             },
         ));
@@ -389,7 +380,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
         (_, true, Pinning::Raw) if setting.value.as_deref() != Some(name.as_str()) => Finding::warn(
             "pin",
             format!("{name} is pinned, but containerd {v} re-labels it unpinned at startup: the config does not name it byte for byte"),
-            format!("set {} = {name:?}", setting.key),
+            format!("set {} = {name:?}", setting.key.dotted()),
         ),
         (_, true, _) => Finding::ok("pin", format!("{name} is pinned (managed + pinned)")),
         (_, false, Pinning::Unsupported) => Finding::ok("pin", format!("containerd {v} has no pinning")),

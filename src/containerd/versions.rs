@@ -195,7 +195,7 @@ impl SandboxKey {
 /// The sandbox image key of a config version (`containerd-store.md` §8.1). Each containerd
 /// reads the key of the file's own version: 2.x migrates a version 2 `sandbox_image` to
 /// `pinned_images.sandbox` itself (§8.3).
-pub fn sandbox_key(config: ConfigVersion) -> SandboxKey {
+pub const fn sandbox_key(config: ConfigVersion) -> SandboxKey {
     match config {
         ConfigVersion::V1 => SandboxKey {
             tables: &["plugins", "cri"],
