@@ -754,6 +754,12 @@ mod tests {
             format!("{:#}", write::encode(&root, None, &meta).unwrap_err())
                 .contains("1 to 32768 bytes")
         );
+        // Deeper than the reader accepts: refused before anything is written.
+        let mut root = Bucket::default();
+        let path: Vec<&[u8]> = vec![&b"d"[..]; 200];
+        root.bucket_at_mut(&path).unwrap();
+        let err = format!("{:#}", write::encode(&root, None, &meta).unwrap_err());
+        assert!(err.contains("nested more than 128 deep"), "{err}");
     }
 
     #[test]

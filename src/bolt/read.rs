@@ -21,6 +21,10 @@ use super::{Bucket, Node};
 pub const MAX_BUCKET_DEPTH: usize = 128;
 /// A B+tree of pages this deep would need more pages than any file holds.
 const MAX_PAGE_DEPTH: usize = 64;
+/// Pages being read at once, across nested buckets: bounds the reader's recursion (and so its
+/// stack) for crafted files that nest deep buckets under deep branch pages. Real files stay
+/// far below (containerd: 8 buckets deep, a few branch levels each).
+const MAX_OPEN_PAGES: usize = 512;
 
 /// Which pages each page-backed bucket owns, mirroring the tree, so a commit can keep the
 /// pages of buckets it did not change.
@@ -129,6 +133,7 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
         // Sized by the high-water mark, which is at most the file's page count.
         used: vec![false; meta.pgid as usize],
         trusted_below: if trusted.is_some() { pages.split } else { 0 },
+        open_pages: 0,
     };
     let (entries, shape) = r.bucket_pages(meta.root, 0, trusted)?;
     if let Some(key) = entries
@@ -220,6 +225,8 @@ struct Reader<'a, 'p> {
     used: Vec<bool>,
     /// Buckets rooted below this page are trusted (see `load_with`).
     trusted_below: u64,
+    /// Pages being read right now (the recursion depth of `walk`).
+    open_pages: usize,
 }
 
 type Entries = BTreeMap<Vec<u8>, Node>;
@@ -282,6 +289,26 @@ impl<'a> Reader<'a, '_> {
     /// Reads the subtree at page `id`, whose keys must lie in `[lo, hi)`.
     #[allow(clippy::too_many_arguments)]
     fn walk(
+        &mut self,
+        id: u64,
+        range: (Option<&[u8]>, Option<&[u8]>),
+        level: usize,
+        depth: usize,
+        expect: Option<&Shape>,
+        items: &mut Vec<(Vec<u8>, Node)>,
+        shape: &mut Shape,
+    ) -> Result<()> {
+        if self.open_pages >= MAX_OPEN_PAGES {
+            bail!("page {id}: pages nested more than {MAX_OPEN_PAGES} deep across buckets");
+        }
+        self.open_pages += 1;
+        let read = self.walk_page(id, range, level, depth, expect, items, shape);
+        self.open_pages -= 1;
+        read
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn walk_page(
         &mut self,
         id: u64,
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),

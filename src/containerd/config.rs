@@ -1,13 +1,1122 @@
-//! containerd's configuration inside a root: detect the version, set the sandbox image with
-//! the key that version reads, keep every other line.
+//! containerd's configuration inside an offline root: find which containerd (and Kubernetes)
+//! the root carries, and set the sandbox image with the key that containerd reads, keeping
+//! every other line and comment of the file.
+//!
+//! The edit is a pure text transform ([`patch`], [`edit`]: `&str` in, `None` when nothing
+//! changes); [`apply`] is the thin I/O around it (read, edit, atomic replace). Version facts
+//! live in [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the
+//! whole CRI section of the main file (`containerd-store.md` §8.2).
 
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
+use super::versions::{
+    check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
+    SandboxKey, Version,
+};
 use crate::cli::ConfigureArgs;
 
+/// containerd's config file, relative to the root.
+pub const CONFIG_PATH: &str = "etc/containerd/config.toml";
+
+/// Where distributions and image builders install containerd, searched in this order.
+pub const CONTAINERD_PATHS: &[&str] = &[
+    "usr/bin/containerd",
+    "usr/local/bin/containerd",
+    "usr/sbin/containerd",
+    "usr/local/sbin/containerd",
+    "bin/containerd",
+    "opt/bin/containerd",
+];
+
+/// Where the kubelet and kubeadm are installed, searched in this order.
+pub const KUBERNETES_PATHS: &[&str] = &[
+    "usr/bin/kubelet",
+    "usr/local/bin/kubelet",
+    "opt/bin/kubelet",
+    "bin/kubelet",
+    "usr/bin/kubeadm",
+    "usr/local/bin/kubeadm",
+    "opt/bin/kubeadm",
+    "bin/kubeadm",
+];
+
+/// A path inside the offline root. The one place that maps root-relative paths, to be
+/// replaced by `rootfs::Root`; until then symlinks are refused rather than followed, since
+/// an absolute link would point into the *host*.
+fn in_root(root: &Path, rel: &str) -> Result<PathBuf> {
+    let mut path = root.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        path.push(part);
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            bail!(
+                "{} is a symbolic link; pausebake does not follow links inside a root yet",
+                path.display()
+            );
+        }
+    }
+    Ok(path)
+}
+
+/// The first of `candidates` that exists in the root.
+fn find_in_root(root: &Path, candidates: &[&str]) -> Option<PathBuf> {
+    candidates
+        .iter()
+        .filter_map(|rel| in_root(root, rel).ok())
+        .find(|p| p.is_file())
+}
+
+/// The dpkg database, relative to the root.
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+
+/// containerd's version in `root` and where it was read: from the bytes of its binary (it
+/// may be built for another architecture, so it is never run), else from the dpkg database
+/// (packages `containerd`, `containerd.io`).
+pub fn detect_containerd(root: &Path) -> Result<(Version, String)> {
+    let binary = find_in_root(root, CONTAINERD_PATHS);
+    if let Some(path) = &binary {
+        let bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if let Some(version) = containerd_version_in(&bytes) {
+            return Ok((version, path.display().to_string()));
+        }
+    }
+    if let Some(found) = dpkg_version(root, &["containerd", "containerd.io"])? {
+        return Ok(found);
+    }
+    match binary {
+        Some(path) => bail!(
+            "cannot tell the containerd version of {} (and no containerd package in {DPKG_STATUS}); \
+             pass --containerd-version",
+            path.display()
+        ),
+        None => bail!(
+            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
+             pass --containerd-version",
+            root.display(),
+            CONTAINERD_PATHS.join(", ")
+        ),
+    }
+}
+
+/// The Kubernetes version in `root` and where it was read: the dpkg database (packages
+/// `kubelet`, `kubeadm`; exact), else the bytes of the kubelet or kubeadm binary. `None`
+/// when the root has neither.
+pub fn detect_kubernetes(root: &Path) -> Result<Option<(Version, String)>> {
+    if let Some(found) = dpkg_version(root, &["kubelet", "kubeadm"])? {
+        return Ok(Some(found));
+    }
+    let Some(path) = find_in_root(root, KUBERNETES_PATHS) else {
+        return Ok(None);
+    };
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    match kubernetes_version_in(&bytes) {
+        Some(version) => Ok(Some((version, path.display().to_string()))),
+        None => bail!(
+            "cannot tell the Kubernetes version of {}; pass --kubernetes-version",
+            path.display()
+        ),
+    }
+}
+
+/// The version of the first of `packages` installed according to the root's dpkg database.
+fn dpkg_version(root: &Path, packages: &[&str]) -> Result<Option<(Version, String)>> {
+    let path = in_root(root, DPKG_STATUS)?;
+    let status = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(dpkg_version_in(&status, packages)
+        .map(|(package, raw, version)| (version, format!("{} ({package} {raw})", path.display()))))
+}
+
+/// `(package, Version field, parsed version)` of the first of `packages` (in that order)
+/// that a dpkg status text lists as installed. The epoch (`1:`) and Debian revision are
+/// dropped: `1:1.7.24~ds1-6` is containerd 1.7.24.
+fn dpkg_version_in(status: &str, packages: &[&str]) -> Option<(String, String, Version)> {
+    let mut installed = Vec::new();
+    for stanza in status.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let (Some(package), Some(raw), Some(state)) =
+            (field("Package"), field("Version"), field("Status"))
+        else {
+            continue;
+        };
+        if !state.ends_with(" installed") {
+            continue;
+        }
+        let upstream = raw.split_once(':').map_or(raw, |(_, v)| v);
+        if let Ok(version) = upstream.parse::<Version>() {
+            installed.push((package.to_string(), raw.to_string(), version));
+        }
+    }
+    packages
+        .iter()
+        .find_map(|want| installed.iter().find(|(p, _, _)| p == want).cloned())
+}
+
+/// A `MAJOR.MINOR.PATCH` found in a binary.
+struct Candidate<'a> {
+    version: Version,
+    /// Written with a leading `v`.
+    v: bool,
+    /// The byte before the token (before the `v`, if any).
+    lead: Option<u8>,
+    /// Up to 16 bytes after the token.
+    after: &'a [u8],
+}
+
+/// Every `MAJOR.MINOR.PATCH` (optionally after a `v`) that is not part of a longer word or
+/// number: no letter, digit or dot before it, no digit or dot after it.
+fn version_candidates(bytes: &[u8]) -> impl Iterator<Item = Candidate<'_>> {
+    let number = |at: usize| -> Option<(u32, usize)> {
+        let len = bytes[at..]
+            .iter()
+            .take(6)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if len == 0 || len == 6 {
+            return None;
+        }
+        let text = std::str::from_utf8(&bytes[at..at + len]).ok()?;
+        Some((text.parse().ok()?, at + len))
+    };
+    (0..bytes.len()).filter_map(move |start| {
+        if !bytes[start].is_ascii_digit() {
+            return None;
+        }
+        let v = start > 0 && bytes[start - 1] == b'v';
+        let token = if v { start - 1 } else { start };
+        let lead = token.checked_sub(1).map(|i| bytes[i]);
+        if lead.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.') {
+            return None;
+        }
+        let (major, at) = number(start)?;
+        if bytes.get(at) != Some(&b'.') {
+            return None;
+        }
+        let (minor, at) = number(at + 1)?;
+        if bytes.get(at) != Some(&b'.') {
+            return None;
+        }
+        let (patch, at) = number(at + 1)?;
+        if bytes
+            .get(at)
+            .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
+        {
+            return None;
+        }
+        Some(Candidate {
+            version: Version::new(major, minor, patch),
+            v,
+            lead,
+            after: &bytes[at..bytes.len().min(at + 16)],
+        })
+    })
+}
+
+/// The containerd version in a containerd binary's bytes. Go stores the `-X` link-time
+/// version without delimiters, so only anchored forms count: the source's own default
+/// `X.Y.Z+unknown` (every release sets it in `version/version.go`) and a distribution's
+/// `X.Y.Z~ds…` (Debian). The distribution's string wins when both appear.
+pub fn containerd_version_in(bytes: &[u8]) -> Option<Version> {
+    let mut distro = Vec::new();
+    let mut source = Vec::new();
+    for c in version_candidates(bytes) {
+        if !(1..=2).contains(&c.version.major) {
+            continue;
+        }
+        if c.after.starts_with(b"~ds") {
+            distro.push(c.version);
+        } else if c.after.starts_with(b"+unknown") {
+            source.push(c.version);
+        }
+    }
+    most_frequent(if distro.is_empty() { source } else { distro })
+}
+
+/// The Kubernetes version in a kubelet or kubeadm binary's bytes: the `v1.MINOR.PATCH`
+/// (minor 10 or later) that occurs most often, since the build sets it into several
+/// packages' `gitVersion`. Tab-led ones are skipped: Go's embedded module list reads
+/// `\tv1.65.0\t` for every dependency.
+pub fn kubernetes_version_in(bytes: &[u8]) -> Option<Version> {
+    let found = version_candidates(bytes)
+        .filter(|c| c.v && c.lead != Some(b'\t') && c.version.major == 1 && c.version.minor >= 10)
+        .map(|c| c.version)
+        .collect();
+    most_frequent(found)
+}
+
+/// The most frequent version; ties go to the highest.
+fn most_frequent(mut versions: Vec<Version>) -> Option<Version> {
+    versions.sort();
+    let mut best: Option<(usize, Version)> = None;
+    for chunk in versions.chunk_by(|a, b| a == b) {
+        if !matches!(best, Some((n, _)) if chunk.len() < n) {
+            best = Some((chunk.len(), chunk[0]));
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+/// Normalizes an image reference the way CRI does before looking it up (`ParseDockerRef`,
+/// `containerd-store.md` §7.2): a missing registry becomes `docker.io` (plus `library/` for a
+/// single name), a missing tag `:latest`, and `name:tag@digest` becomes `name@digest`.
+/// containerd 2.x pins only the exact configured string, so the config carries this form.
+pub fn normalize_reference(reference: &str) -> Result<String> {
+    let (name, digest) = match reference.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (reference, None),
+    };
+    let (name, tag) = match name.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t)),
+        _ => (name, None),
+    };
+    if name.is_empty() || tag == Some("") || digest == Some("") {
+        bail!("{reference:?} is not an image reference (expected e.g. registry.k8s.io/pause:3.10)");
+    }
+    let (domain, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first, rest.to_string())
+        }
+        _ => ("docker.io", name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    if path.bytes().any(|b| b.is_ascii_uppercase()) {
+        bail!("{reference:?}: a repository name must be lower-case");
+    }
+    Ok(match (digest, tag) {
+        (Some(digest), _) => format!("{domain}/{path}@{digest}"),
+        (None, Some(tag)) => format!("{domain}/{path}:{tag}"),
+        (None, None) => format!("{domain}/{path}:latest"),
+    })
+}
+
+/// What setting the sandbox image does to a config text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The config version the key was chosen for (the file's, or the native one of a new file).
+    pub config_version: ConfigVersion,
+    pub key: SandboxKey,
+    /// The value before, if the key was set.
+    pub old: Option<String>,
+    /// The new text; `None` when the config already names `image_ref` there.
+    pub text: Option<String>,
+}
+
+/// Sets the sandbox image in a containerd config text for `containerd`, keeping every other
+/// line; `None` when the text already says so. An empty text (or comments only) gets a
+/// minimal config at the release's native version.
+#[allow(dead_code)] // the text-only form of `edit`, for callers that need no report
+pub fn patch(text: &str, containerd: &Version, image_ref: &str) -> Result<Option<String>> {
+    Ok(edit(text, containerd, image_ref)?.text)
+}
+
+/// [`patch`], also saying which key changed and from what.
+pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .context("parsing the containerd config as TOML")?;
+    if doc.as_table().is_empty() {
+        let config_version = ConfigVersion::native(*containerd);
+        let key = sandbox_key(config_version);
+        let mut out = String::new();
+        if !text.trim().is_empty() {
+            // keep the comments of an otherwise empty file above the new settings
+            out.push_str(text.trim_end());
+            out.push_str("\n\n");
+        }
+        out.push_str(&minimal(config_version, image_ref));
+        return Ok(Edit {
+            config_version,
+            key,
+            old: None,
+            text: Some(out),
+        });
+    }
+    let number = match doc.get("version") {
+        None => None,
+        Some(item) => Some(
+            item.as_integer()
+                .context("the containerd config's version is not an integer")?,
+        ),
+    };
+    let config_version = ConfigVersion::from_number(number)?;
+    check_reads(*containerd, config_version)?;
+    let key = sandbox_key(config_version);
+
+    // comments after the last setting; a new table goes after them unless they are moved
+    let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
+    let mut created_leaf = false;
+    let mut item: &mut Item = doc.as_item_mut();
+    for (depth, name) in key.tables.iter().enumerate() {
+        let parent = item.as_table_like_mut().expect("checked on the way down");
+        if parent.get(name).is_none() {
+            created_leaf = depth + 1 == key.tables.len();
+            let mut new = Table::new();
+            // only the table holding the key gets a [header] of its own
+            new.set_implicit(depth + 1 < key.tables.len());
+            parent.insert(name, Item::Table(new));
+        }
+        item = parent.get_mut(name).expect("inserted above");
+        if !item.is_table_like() {
+            bail!(
+                "{} in the containerd config is not a table",
+                key.tables[..=depth].join(".")
+            );
+        }
+    }
+    if let Some(t) = item.as_table_mut() {
+        // an implicit table (only sub-tables so far) that gains a key must print its header
+        t.set_implicit(false);
+    }
+    let header_indent = item
+        .as_table()
+        .and_then(|t| t.decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let table = item.as_table_like_mut().expect("checked above");
+
+    let old = match table.get(key.key) {
+        None => None,
+        Some(item) => Some(
+            item.as_str()
+                .with_context(|| {
+                    format!("{} in the containerd config is not a string", key.dotted())
+                })?
+                .to_string(),
+        ),
+    };
+    if old.as_deref() == Some(image_ref) {
+        return Ok(Edit {
+            config_version,
+            key,
+            old,
+            text: None,
+        });
+    }
+    match table.get_mut(key.key) {
+        Some(item) => {
+            let current = item.as_value().expect("a string is a value");
+            let literal = current.to_string().trim_start().starts_with('\'');
+            let mut value = string_value(image_ref, literal);
+            *value.decor_mut() = current.decor().clone();
+            *item = Item::Value(value);
+        }
+        None => {
+            let indent = key_indent(table, &header_indent);
+            table.insert(key.key, Item::Value(string_value(image_ref, false)));
+            if let Some(mut k) = table.key_mut(key.key) {
+                k.leaf_decor_mut().set_prefix(indent);
+            }
+        }
+    }
+    if created_leaf && !trailing.trim().is_empty() {
+        // keep the file's closing comments where they were: before the appended table
+        // (when the path runs through inline tables there is no header to carry them)
+        let leaf = key.tables.iter().try_fold(doc.as_table_mut(), |t, name| {
+            t.get_mut(name).and_then(|i| i.as_table_mut())
+        });
+        if let Some(table) = leaf {
+            table.decor_mut().set_prefix(format!("{trailing}\n"));
+            doc.set_trailing("");
+        }
+    }
+    Ok(Edit {
+        config_version,
+        key,
+        old,
+        text: Some(doc.to_string()),
+    })
+}
+
+/// A TOML string for `s`: a literal ('…') one when the replaced value was literal and `s`
+/// allows it, so the file keeps its quoting style.
+fn string_value(s: &str, literal: bool) -> Value {
+    if literal && !s.contains('\'') && !s.contains('\n') {
+        if let Ok(v) = format!("'{s}'").parse::<Value>() {
+            return v;
+        }
+    }
+    Value::from(s)
+}
+
+/// The indentation of keys in `table`: that of an existing key, else two spaces more than
+/// its indented `[header]` (the style of `containerd config default`), else none.
+fn key_indent(table: &dyn TableLike, header_indent: &str) -> String {
+    let sibling = table
+        .iter()
+        .filter(|(_, item)| item.is_value())
+        .find_map(|(k, _)| table.key(k))
+        .and_then(|k| k.leaf_decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string());
+    match sibling {
+        Some(indent) => indent,
+        None if header_indent.is_empty() => String::new(),
+        None => format!("{header_indent}  "),
+    }
+}
+
+/// The smallest config that sets the sandbox image, at `version`.
+fn minimal(version: ConfigVersion, image_ref: &str) -> String {
+    let key = sandbox_key(version);
+    let table = key
+        .dotted()
+        .rsplit_once('.')
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_default();
+    format!(
+        "version = {}\n\n[{table}]\n  {} = {}\n",
+        version.number(),
+        key.key,
+        Value::from(image_ref)
+    )
+}
+
+/// Which image `configure` sets and why, when `--sandbox-image` is not given: the pause of
+/// the root's Kubernetes (`--kubernetes-version`, else its kubelet/kubeadm), else the
+/// default of its containerd.
+pub fn default_image(
+    root: &Path,
+    containerd: Version,
+    kubernetes: Option<&str>,
+) -> Result<(String, String)> {
+    let kubernetes = match kubernetes {
+        Some(v) => Some((v.parse::<Version>()?, "--kubernetes-version".to_string())),
+        None => detect_kubernetes(root)?,
+    };
+    match kubernetes {
+        Some((k, from)) => Ok((
+            kubernetes_pause_image(k)?,
+            format!("the pause of Kubernetes {k} ({from})"),
+        )),
+        None => Ok((
+            default_sandbox_image(containerd)?.to_string(),
+            format!("the default of containerd {containerd}"),
+        )),
+    }
+}
+
+/// The containerd version to configure for: `--containerd-version`, else read from the root.
+pub fn containerd_version(root: &Path, forced: Option<&str>) -> Result<(Version, String)> {
+    match forced {
+        Some(v) => Ok((v.parse()?, "--containerd-version".to_string())),
+        None => detect_containerd(root),
+    }
+}
+
+/// What [`apply`] did to a root's config.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub path: PathBuf,
+    pub edit: Edit,
+    /// The file did not exist before.
+    pub created: bool,
+    /// Imported files (drop-ins) that may override the edit, one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
+/// `etc/containerd/config.toml` (absent = empty), edits it, and replaces it atomically (temp
+/// file + rename, keeping mode and owner) when anything changed.
+pub fn apply(root: &Path, containerd: &Version, image_ref: &str) -> Result<Applied> {
+    if !root.is_dir() {
+        bail!("root {} is not a directory", root.display());
+    }
+    let path = in_root(root, CONFIG_PATH)?;
+    let (text, existing) = match fs::read_to_string(&path) {
+        Ok(text) => (text, Some(fs::metadata(&path)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let edit = edit(&text, containerd, image_ref)
+        .with_context(|| format!("setting the sandbox image in {}", path.display()))?;
+    if let Some(new) = &edit.text {
+        write_atomic(&path, new.as_bytes(), existing.as_ref())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let final_text = edit.text.as_deref().unwrap_or(&text);
+    let mut warnings = ignored_key_warnings(final_text, edit.config_version);
+    warnings.extend(drop_in_warnings(root, final_text, containerd)?);
+    Ok(Applied {
+        path,
+        edit,
+        created: existing.is_none(),
+        warnings,
+    })
+}
+
+/// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs
+/// "Ignoring unknown key" and does not use it (`containerd-store.md` §8.1), which readers of
+/// the file may not expect.
+fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String> {
+    if version != ConfigVersion::V3 {
+        return Vec::new();
+    }
+    let Ok(doc) = config_text.parse::<DocumentMut>() else {
+        return Vec::new();
+    };
+    let key = sandbox_key(ConfigVersion::V2);
+    let stale = key
+        .tables
+        .iter()
+        .try_fold(doc.as_item(), |item, name| item.as_table_like()?.get(name))
+        .and_then(|t| t.as_table_like()?.get(key.key))
+        .and_then(|v| v.as_str());
+    match stale {
+        Some(value) => vec![format!(
+            "the config also sets {} = {value:?}, which containerd 2.x ignores in a version 3 \
+             config; remove it to avoid confusion",
+            key.dotted()
+        )],
+        None => Vec::new(),
+    }
+}
+
+/// The files a config's `imports` name, inside the root, sorted: absolute node paths map
+/// into the root, relative ones are relative to `etc/containerd`; `*` and `?` are expanded
+/// in the file name (a pattern in a directory name is reported as unsupported). One level:
+/// imports of imported files are not followed.
+pub fn imported_files(root: &Path, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
+    let doc: DocumentMut = config_text
+        .parse()
+        .context("parsing the containerd config as TOML")?;
+    let mut files = Vec::new();
+    let mut unsupported = Vec::new();
+    let Some(imports) = doc.get("imports").and_then(|i| i.as_array()) else {
+        return Ok((files, unsupported));
+    };
+    for pattern in imports.iter().filter_map(|v| v.as_str()) {
+        let rel = match pattern.strip_prefix('/') {
+            Some(abs) => abs.to_string(),
+            None => format!("etc/containerd/{pattern}"),
+        };
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+        if dir.contains(['*', '?', '[']) {
+            unsupported.push(format!(
+                "import {pattern:?} has a pattern in a directory name; pausebake did not check it"
+            ));
+            continue;
+        }
+        let dir = in_root(root, dir)?;
+        if !name.contains(['*', '?']) {
+            let path = dir.join(name);
+            if path.is_file() {
+                files.push(path);
+            }
+            continue;
+        }
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let file_name = entry.file_name();
+            if glob_match(name.as_bytes(), file_name.as_encoded_bytes()) && entry.path().is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    // read_dir has no order; containerd sorts glob matches too
+    files.sort();
+    files.dedup();
+    Ok((files, unsupported))
+}
+
+/// `*` and `?` matching of one path component.
+fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
+        Some((b'?', rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
+        Some((c, rest)) => name.first() == Some(c) && glob_match(rest, &name[1..]),
+    }
+}
+
+/// What imported files do to the sandbox setting of the main file: one that sets a sandbox
+/// key overrides it (later files win); on 1.x one with any CRI plugin section replaces the
+/// main file's whole section (`containerd-store.md` §8.2).
+fn drop_in_warnings(root: &Path, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
+    let (files, mut warnings) = imported_files(root, config_text)?;
+    for file in files {
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let doc: DocumentMut = text
+            .parse()
+            .with_context(|| format!("parsing {} as TOML", file.display()))?;
+        for version in [ConfigVersion::V1, ConfigVersion::V2, ConfigVersion::V3] {
+            let key = sandbox_key(version);
+            let table = key.tables.iter().try_fold(doc.as_item(), |item, name| {
+                item.as_table_like().and_then(|t| t.get(name))
+            });
+            let Some(table) = table else {
+                continue;
+            };
+            if let Some(value) = table.as_table_like().and_then(|t| t.get(key.key)) {
+                warnings.push(format!(
+                    "{} (imported) sets {} = {}, which overrides the main config",
+                    file.display(),
+                    key.dotted(),
+                    value
+                        .as_value()
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                        .trim()
+                ));
+            } else if containerd.major < 2 && version != ConfigVersion::V3 {
+                warnings.push(format!(
+                    "{} (imported) has a {} section, which replaces the main config's whole \
+                     section (and its sandbox image) in containerd {containerd}",
+                    file.display(),
+                    key.tables.join(".")
+                ));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
+/// reader sees the old or the new file, never half of one. Keeps the mode and owner of the
+/// file it replaces; a new file gets 0644.
+fn write_atomic(path: &Path, bytes: &[u8], existing: Option<&fs::Metadata>) -> Result<()> {
+    let dir = path.parent().context("a config path has a parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path.file_name().context("a config path has a file name")?;
+    let tmp = dir.join(format!(".{}.pausebake-tmp", name.to_string_lossy()));
+    let result = (|| -> Result<()> {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        let mode = existing.map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        if let Some(m) = existing {
+            std::os::unix::fs::fchown(&file, Some(m.uid()), Some(m.gid()))?;
+        }
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// `pausebake configure`.
-pub fn configure(_args: &ConfigureArgs) -> Result<ExitCode> {
-    bail!("not implemented yet")
+pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
+    let root = &args.target.root;
+    let (containerd, containerd_from) =
+        containerd_version(root, args.target.containerd_version.as_deref())?;
+    let (requested, why) = match &args.sandbox_image {
+        Some(image) => (image.clone(), "--sandbox-image".to_string()),
+        None => default_image(root, containerd, args.kubernetes_version.as_deref())?,
+    };
+    let image = normalize_reference(&requested)?;
+    let applied = apply(root, &containerd, &image)?;
+    let edit = &applied.edit;
+    if args.output.json {
+        let doc = json!({
+            "path": applied.path,
+            "containerd_version": containerd.to_string(),
+            "containerd_version_from": containerd_from,
+            "config_version": edit.config_version.number(),
+            "key": edit.key.dotted(),
+            "old": edit.old,
+            "new": image,
+            "requested": requested,
+            "why": why,
+            "changed": edit.text.is_some(),
+            "created": applied.created,
+            "warnings": applied.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if image != requested {
+        println!("normalized {requested:?} to {image:?} (the name CRI looks up)");
+    }
+    let what = format!("{} = {image:?}", edit.key.dotted());
+    let context = format!(
+        "containerd {containerd} from {containerd_from}, config version {}; image: {why}",
+        edit.config_version.number()
+    );
+    let path = applied.path.display();
+    match (&edit.text, applied.created, &edit.old) {
+        (None, _, _) => println!("unchanged: {path} already sets {what} ({context})"),
+        (Some(_), true, _) => println!("created {path} with {what} ({context})"),
+        (Some(_), false, Some(old)) => {
+            println!("changed {path}: {what}, was {old:?} ({context})")
+        }
+        (Some(_), false, None) => println!("changed {path}: added {what} ({context})"),
+    }
+    for warning in &applied.warnings {
+        eprintln!("pausebake: warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    /// `containerd config default` of each release the tests run, and Debian's shipped file.
+    const DEFAULT_1_6: &str = include_str!("../../tests/fixtures/containerd/default-1.6.20.toml");
+    const DEFAULT_1_7: &str = include_str!("../../tests/fixtures/containerd/default-1.7.24.toml");
+    const DEFAULT_2_1: &str = include_str!("../../tests/fixtures/containerd/default-2.1.9.toml");
+    const DEBIAN: &str = include_str!("../../tests/fixtures/containerd/debian-1.7.24.toml");
+
+    /// Patches, checks the result is exactly `before` with `from` replaced by `to`, and that
+    /// patching again changes nothing.
+    fn assert_replaces(before: &str, containerd: &str, image: &str, from: &str, to: &str) {
+        assert_eq!(before.matches(from).count(), 1, "{from} occurs once");
+        let after = patch(before, &v(containerd), image).unwrap().unwrap();
+        assert_eq!(after, before.replacen(from, to, 1));
+        assert_eq!(patch(&after, &v(containerd), image).unwrap(), None);
+    }
+
+    #[test]
+    fn upstream_1_6_default_changes_one_line() {
+        assert_replaces(
+            DEFAULT_1_6,
+            "1.6.20",
+            "registry.k8s.io/pause:3.10",
+            "    sandbox_image = \"registry.k8s.io/pause:3.6\"\n",
+            "    sandbox_image = \"registry.k8s.io/pause:3.10\"\n",
+        );
+    }
+
+    #[test]
+    fn upstream_1_7_default_changes_one_line() {
+        assert_replaces(
+            DEFAULT_1_7,
+            "1.7.24",
+            "registry.k8s.io/pause:3.9",
+            "    sandbox_image = \"registry.k8s.io/pause:3.8\"\n",
+            "    sandbox_image = \"registry.k8s.io/pause:3.9\"\n",
+        );
+    }
+
+    #[test]
+    fn upstream_2_1_default_changes_one_line_keeping_literal_quotes() {
+        assert_replaces(
+            DEFAULT_2_1,
+            "2.1.9",
+            "registry.k8s.io/pause:3.10.1",
+            "      sandbox = 'registry.k8s.io/pause:3.10'\n",
+            "      sandbox = 'registry.k8s.io/pause:3.10.1'\n",
+        );
+    }
+
+    #[test]
+    fn version_2_config_under_containerd_2_keeps_sandbox_image() {
+        // 2.x migrates sandbox_image itself (containerd-store.md §8.3)
+        assert_replaces(
+            DEFAULT_1_7,
+            "2.1.9",
+            "registry.k8s.io/pause:3.10",
+            "    sandbox_image = \"registry.k8s.io/pause:3.8\"\n",
+            "    sandbox_image = \"registry.k8s.io/pause:3.10\"\n",
+        );
+    }
+
+    #[test]
+    fn debian_config_gains_the_key_in_its_cri_section() {
+        assert_replaces(
+            DEBIAN,
+            "1.7.24",
+            "registry.k8s.io/pause:3.10",
+            "  [plugins.\"io.containerd.grpc.v1.cri\"]\n",
+            "  [plugins.\"io.containerd.grpc.v1.cri\"]\n    sandbox_image = \"registry.k8s.io/pause:3.10\"\n",
+        );
+    }
+
+    #[test]
+    fn absent_config_gets_a_minimal_one_per_release() {
+        let image = "registry.k8s.io/pause:3.10";
+        assert_eq!(
+            patch("", &v("1.6.20"), image).unwrap().unwrap(),
+            "version = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.10\"\n"
+        );
+        let v3 = patch("", &v("2.1.9"), image).unwrap().unwrap();
+        assert_eq!(
+            v3,
+            "version = 3\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"registry.k8s.io/pause:3.10\"\n"
+        );
+        assert_eq!(patch(&v3, &v("2.1.9"), image).unwrap(), None);
+        // a file with only comments keeps them
+        assert_eq!(
+            patch("# managed by packer\n", &v("1.7.24"), image)
+                .unwrap()
+                .unwrap(),
+            "# managed by packer\n\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.10\"\n"
+        );
+    }
+
+    #[test]
+    fn comments_and_other_settings_survive() {
+        let before = r#"# node config, do not edit by hand
+version = 2
+root = "/data/containerd" # big disk
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true   # kubelet uses systemd
+"#;
+        let after = patch(before, &v("1.7.24"), "registry.k8s.io/pause:3.9")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            after,
+            r#"# node config, do not edit by hand
+version = 2
+root = "/data/containerd" # big disk
+
+[plugins."io.containerd.grpc.v1.cri"]
+sandbox_image = "registry.k8s.io/pause:3.9"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true   # kubelet uses systemd
+"#
+        );
+        let doc: DocumentMut = after.parse().unwrap();
+        assert_eq!(
+            doc["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]
+                ["options"]["SystemdCgroup"]
+                .as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            patch(&after, &v("1.7.24"), "registry.k8s.io/pause:3.9").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn closing_comments_stay_before_a_new_table() {
+        let before = "version = 2\n# keep\n";
+        assert_eq!(
+            patch(before, &v("1.6.20"), "x").unwrap().unwrap(),
+            "version = 2\n# keep\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"x\"\n"
+        );
+        // through an inline table there is no header: the comment stays at the end
+        let inline = "version = 2\nplugins = { }\n# end\n";
+        let after = patch(inline, &v("1.6.20"), "x").unwrap().unwrap();
+        assert!(after.ends_with("# end\n"), "{after}");
+        let doc: DocumentMut = after.parse().unwrap();
+        assert_eq!(
+            doc["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"].as_str(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn version_1_config_uses_short_plugin_names() {
+        let before = "[plugins.cri]\n  stream_server_port = \"10010\"\n";
+        assert_eq!(
+            patch(before, &v("1.6.20"), "registry.k8s.io/pause:3.6")
+                .unwrap()
+                .unwrap(),
+            "[plugins.cri]\n  stream_server_port = \"10010\"\n  sandbox_image = \"registry.k8s.io/pause:3.6\"\n"
+        );
+    }
+
+    #[test]
+    fn inline_and_dotted_tables_are_edited_in_place() {
+        let dotted = "version = 3\nplugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = \"old\"\n";
+        assert_eq!(
+            patch(dotted, &v("2.1.9"), "new").unwrap().unwrap(),
+            "version = 3\nplugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = \"new\"\n"
+        );
+        let inline =
+            "version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\npinned_images = { sandbox = \"old\" }\n";
+        assert_eq!(
+            patch(inline, &v("2.1.9"), "new").unwrap().unwrap(),
+            "version = 3\n[plugins.\"io.containerd.cri.v1.images\"]\npinned_images = { sandbox = \"new\" }\n"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors_naming_the_key() {
+        let err = |text: &str, c: &str| format!("{:#}", patch(text, &v(c), "x").unwrap_err());
+        assert_eq!(
+            err("version = 3\n", "1.7.24"),
+            "containerd 1.7.24 does not read a version 3 config (2.x format); \
+             use a version 2 config for containerd 1.x"
+        );
+        assert_eq!(
+            err("version = 4\n", "2.1.9"),
+            "config version 4 is not supported (pausebake knows 1 to 3)"
+        );
+        assert_eq!(
+            err("version = \"2\"\n", "2.1.9"),
+            "the containerd config's version is not an integer"
+        );
+        assert_eq!(
+            err("version = 2\nplugins = 1\n", "1.6.20"),
+            "plugins in the containerd config is not a table"
+        );
+        assert_eq!(
+            err(
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = 3\n",
+                "1.6.20"
+            ),
+            "plugins.\"io.containerd.grpc.v1.cri\".sandbox_image in the containerd config is not a string"
+        );
+        assert!(err("version = [\n", "1.6.20").starts_with("parsing the containerd config as TOML"));
+    }
+
+    #[test]
+    fn a_version_2_key_in_a_version_3_config_is_reported() {
+        let text =
+            "version = 3\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"old:1\"\n";
+        assert_eq!(
+            ignored_key_warnings(text, ConfigVersion::V3),
+            ["the config also sets plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"old:1\", \
+              which containerd 2.x ignores in a version 3 config; remove it to avoid confusion"]
+        );
+        assert!(ignored_key_warnings(text, ConfigVersion::V2).is_empty());
+    }
+
+    #[test]
+    fn globs_match_one_component() {
+        assert!(glob_match(b"*.toml", b"10-cri.toml"));
+        assert!(glob_match(b"??-*.toml", b"10-cri.toml"));
+        assert!(!glob_match(b"*.toml", b"10-cri.toml.bak"));
+        assert!(glob_match(b"exact.toml", b"exact.toml"));
+        assert!(!glob_match(b"?", b""));
+    }
+
+    #[test]
+    fn drop_ins_that_override_are_reported() {
+        let root = tempfile::tempdir().unwrap();
+        let conf_d = root.path().join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
+        fs::write(
+            conf_d.join("10-cri.toml"),
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
+        )
+        .unwrap();
+        fs::write(
+            conf_d.join("20-pause.toml"),
+            "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n",
+        )
+        .unwrap();
+        fs::write(conf_d.join("notes.txt"), "not imported").unwrap();
+        let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\"]\n";
+        let (files, unsupported) = imported_files(root.path(), main).unwrap();
+        assert_eq!(
+            files,
+            [conf_d.join("10-cri.toml"), conf_d.join("20-pause.toml")]
+        );
+        assert!(unsupported.is_empty());
+        let d = conf_d.display();
+        assert_eq!(
+            drop_in_warnings(root.path(), main, &v("1.7.24")).unwrap(),
+            [
+                format!("{d}/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24"),
+                format!("{d}/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config"),
+            ]
+        );
+        // 2.x deep-merges: a CRI section without the key changes nothing
+        assert_eq!(
+            drop_in_warnings(root.path(), main, &v("2.1.9"))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(drop_in_warnings(root.path(), "version = 2\n", &v("1.7.24"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn references_normalize_like_cri() {
+        let n = |s: &str| normalize_reference(s).unwrap();
+        assert_eq!(
+            n("registry.k8s.io/pause:3.10"),
+            "registry.k8s.io/pause:3.10"
+        );
+        assert_eq!(n("pause:3.10"), "docker.io/library/pause:3.10");
+        assert_eq!(n("pause"), "docker.io/library/pause:latest");
+        assert_eq!(n("rancher/pause:3.6"), "docker.io/rancher/pause:3.6");
+        assert_eq!(
+            n("localhost/kubernetes/pause"),
+            "localhost/kubernetes/pause:latest"
+        );
+        assert_eq!(n("localhost:5000/pause:1"), "localhost:5000/pause:1");
+        assert_eq!(
+            n("registry.k8s.io/pause:3.10@sha256:abc"),
+            "registry.k8s.io/pause@sha256:abc"
+        );
+        assert!(normalize_reference("Registry.k8s.io/Pause:1").is_err());
+        assert!(normalize_reference("pause:").is_err());
+    }
+
+    #[test]
+    fn containerd_version_from_anchored_strings() {
+        // how the real binaries carry it (see the integration test for the binaries)
+        let debian =
+            b"\0go1.19.8\0\0\x001.6.20~ds1\0\0call frame\x001.6.20~ds1-1+deb12u3\0 v1.0.7\0";
+        assert_eq!(containerd_version_in(debian), Some(v("1.6.20")));
+        let packed = b"relative to /debug/pprof/2.1.9+unknownmissing tableunknown field v1.0.7\0";
+        assert_eq!(containerd_version_in(packed), Some(v("2.1.9")));
+        let both = b"\x001.7.24+unknownlen\0v1.7.8\0\x001.7.24~ds1\0";
+        assert_eq!(containerd_version_in(both), Some(v("1.7.24")));
+        // neither anchor: do not guess
+        assert_eq!(containerd_version_in(b"\0v1.7.24\0v1.0.7\0"), None);
+        // part of a longer number or word: not a version
+        assert_eq!(containerd_version_in(b"x1.6.20~ds1 11.6.20+unknown"), None);
+    }
+
+    #[test]
+    fn dpkg_status_gives_installed_packages_only() {
+        let status = "Package: containerd\nStatus: deinstall ok config-files\nVersion: 1.6.20~ds1-1\n\n\
+                      Package: containerd.io\nStatus: install ok installed\nVersion: 1:1.7.24-1\n\n\
+                      Package: kubelet\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.31.2-1.1\n";
+        assert_eq!(
+            dpkg_version_in(status, &["containerd", "containerd.io"]),
+            Some(("containerd.io".into(), "1:1.7.24-1".into(), v("1.7.24")))
+        );
+        assert_eq!(
+            dpkg_version_in(status, &["kubelet", "kubeadm"]).map(|f| f.2),
+            Some(v("1.31.2"))
+        );
+        assert_eq!(dpkg_version_in(status, &["kubeadm"]), None);
+    }
+
+    #[test]
+    fn kubernetes_version_ignores_the_module_list() {
+        let kubelet = b"dep\tgithub.com/spf13/cobra\tv1.8.1\th1:\ndep\tgoogle.golang.org/grpc\tv1.65.0\th1:\n\
+                        \0v1.31.2\0\0\0v0.0.0-master+$Format:%H$\0v1.31.2\0";
+        assert_eq!(kubernetes_version_in(kubelet), Some(v("1.31.2")));
+        assert_eq!(kubernetes_version_in(b"dep\tx\tv1.65.0\th1:"), None);
+        assert_eq!(kubernetes_version_in(b"nothing here"), None);
+    }
 }

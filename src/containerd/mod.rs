@@ -4,3 +4,4 @@
 pub mod config;
 pub mod store;
 pub mod verify;
+pub mod versions;

@@ -1,7 +1,7 @@
 // bolt-check: Go's own bbolt as the oracle for pausebake's bolt module.
 //
 //	bolt-check dump FILE                     tx.Check(), key order and lookups, then the dump
-//	bolt-check generate FILE SEED [nosync]   a new file holding a random tree
+//	bolt-check generate FILE SEED [nosync] [PAGESIZE]  a new file holding a random tree
 //	bolt-check mutate FILE SEED [nosync]     random changes in Go transactions on an existing file
 //	bolt-check images FILE N                 a containerd-shaped meta.db with N images
 //	bolt-check set FILE A/B/C KEY VALUE      one Put in one transaction (NoFreelistSync)
@@ -44,7 +44,8 @@ func main() {
 	case "dump":
 		os.Exit(dump(os.Args[2]))
 	case "generate":
-		err = generate(os.Args[2], seedArg(), nosyncArg())
+		pageSize, _ := strconv.Atoi(argOr(5, "0"))
+		err = generate(os.Args[2], seedArg(), nosyncArg(), pageSize)
 	case "mutate":
 		err = mutate(os.Args[2], seedArg(), nosyncArg())
 	case "images":
@@ -68,7 +69,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bolt-check dump FILE | generate FILE SEED [nosync] | mutate FILE SEED [nosync] | images FILE N | set FILE A/B/C KEY VALUE")
+	fmt.Fprintln(os.Stderr, "usage: bolt-check dump FILE | generate FILE SEED [nosync] [PAGESIZE] | mutate FILE SEED [nosync] | images FILE N | set FILE A/B/C KEY VALUE")
 	os.Exit(2)
 }
 
@@ -174,8 +175,8 @@ func openRW(path string, nosync bool) (*bolt.DB, error) {
 
 // generate writes a random tree in several transactions, deleting some of it on the way so
 // the file has free pages (a freelist page, or none with nosync).
-func generate(path string, seed int64, nosync bool) error {
-	db, err := openRW(path, nosync)
+func generate(path string, seed int64, nosync bool, pageSize int) error {
+	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: time.Second, NoFreelistSync: nosync, PageSize: pageSize})
 	if err != nil {
 		return err
 	}

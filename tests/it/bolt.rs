@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::containerd::{stand_in_pause_archive, versions, Running, StartOpts};
 use crate::harness::{describe, have, pausebake, repo, run_any, run_ok, skip, stdout, tempdir};
 
 /// Builds tests/bolt-check once per test run into cargo's target tmp dir; `None` (after a loud
@@ -147,6 +148,40 @@ fn we_read_and_change_what_go_writes() {
             assert!(dump.contains("value /6e6577/6e6573746564/6b 76\n"));
         }
     }
+}
+
+#[test]
+fn files_with_other_page_sizes_keep_them() {
+    let Some(bc) = bolt_check() else { return };
+    let dir = tempdir();
+    // 64 KiB is what Go picks on 64 KiB-page kernels (ppc64le, some arm64).
+    for (seed, size) in [(11u64, 1024u32), (12, 16384), (13, 65536)] {
+        let file = dir.path().join(format!("go-{size}.db"));
+        go(
+            &bc,
+            &["generate", &seed.to_string(), "", &size.to_string()],
+            &file,
+        );
+        assert_eq!(page_size(&file), size);
+        assert_same(&bc, &file);
+        run_ok(
+            pausebake()
+                .args(["bolt", "random", "--seed", &seed.to_string()])
+                .arg(&file),
+        );
+        assert_same(&bc, &file);
+        run_ok(pausebake().args(["bolt", "rewrite"]).arg(&file));
+        assert_same(&bc, &file);
+        assert_eq!(page_size(&file), size);
+        go(&bc, &["mutate", &seed.to_string()], &file);
+        assert_same(&bc, &file);
+    }
+}
+
+/// The page size recorded in meta page 0 (little-endian host files).
+fn page_size(file: &Path) -> u32 {
+    let bytes = std::fs::read(file).unwrap();
+    u32::from_le_bytes(bytes[24..28].try_into().unwrap())
 }
 
 #[test]
@@ -307,4 +342,154 @@ fn a_commit_killed_at_any_write_leaves_the_old_or_the_new_state() {
     );
     let expected: Vec<bool> = (1..=writes).map(|n| n >= writes - 1).collect();
     assert_eq!(states, expected);
+}
+
+/// Lines of `ctr ARGS` output, for comparing listings before and after our commit.
+fn ctr_text(running: &Running, args: &[&str]) -> String {
+    stdout(&running.ctr_ok(args))
+}
+
+#[test]
+fn containerd_files_read_identically_take_our_changes_and_keep_working() {
+    let Some(bc) = bolt_check() else { return };
+    let versions = versions();
+    if versions.is_empty() {
+        return;
+    }
+    let work = tempdir();
+    let name = "example.invalid/bolt/pause:1";
+    let Some(archive) = stand_in_pause_archive(work.path(), name) else {
+        return;
+    };
+    let archive = archive.display().to_string();
+    for c in &versions {
+        let root = tempdir();
+        let opts = StartOpts {
+            no_network: true,
+            ..Default::default()
+        };
+        let mut running = c.start(root.path(), opts.clone());
+        let ctr = |running: &Running, args: &[&str]| -> String {
+            let mut all = vec!["-n", "k8s.io"];
+            all.extend_from_slice(args);
+            ctr_text(running, &all)
+        };
+        ctr(&running, &["images", "import", &archive]);
+        ctr(
+            &running,
+            &[
+                "containers",
+                "create",
+                "--label",
+                "made-by=test",
+                name,
+                "box",
+            ],
+        );
+        ctr(
+            &running,
+            &[
+                "leases",
+                "create",
+                "--id",
+                "hold",
+                "--expires",
+                "0",
+                "kept=yes",
+            ],
+        );
+        let listings = |running: &Running| {
+            [
+                ctr(running, &["images", "ls", "-q"]),
+                ctr(running, &["containers", "ls", "-q"]),
+                ctr(running, &["leases", "ls", "-q"]),
+            ]
+        };
+        let before = listings(&running);
+        assert!(
+            before[0].contains(name) && before[1].contains("box") && before[2].contains("hold"),
+            "{before:?}"
+        );
+        running.stop();
+        let meta = running
+            .data_root()
+            .join("io.containerd.metadata.v1.bolt/meta.db");
+
+        // containerd's own file: Go and we read the same tree. 1.6 leaves a freelist page,
+        // 1.7 and later the "no freelist" marker: both forms come from the real program.
+        let theirs = assert_same(&bc, &meta);
+        let no_freelist = current_freelist(&meta) == u64::MAX;
+        assert_eq!(
+            no_freelist,
+            c.semver() >= (1, 7, 0),
+            "containerd {}",
+            c.version
+        );
+        assert!(theirs.contains(&format!(
+            "bucket /7631/6b38732e696f/696d61676573/{}",
+            hex(name.as_bytes())
+        )));
+
+        // Our commit: a label on the lease and one on the container.
+        for (bucket, key) in [
+            ("v1/k8s.io/leases/hold/labels", "pausebake.test/lease"),
+            (
+                "v1/k8s.io/containers/box/labels",
+                "pausebake.test/container",
+            ),
+        ] {
+            run_ok(
+                pausebake()
+                    .args([
+                        "bolt", "set", "--bucket", bucket, "--key", key, "--value", "touched",
+                    ])
+                    .arg(&meta),
+            );
+        }
+        let ours = assert_same(&bc, &meta);
+        assert_eq!(ours.lines().count(), theirs.lines().count() + 2);
+
+        // containerd starts on it, lists everything, sees our labels and runs the container.
+        let mut again = c.start(root.path(), opts);
+        assert_eq!(listings(&again), before, "containerd {}", c.version);
+        let leases = ctr(&again, &["leases", "ls"]);
+        assert!(leases.contains("pausebake.test/lease=touched"), "{leases}");
+        let info = ctr(&again, &["containers", "info", "box"]);
+        assert!(
+            info.contains("\"pausebake.test/container\": \"touched\""),
+            "{info}"
+        );
+        ctr(&again, &["tasks", "start", "-d", "box"]);
+        let tasks = ctr(&again, &["tasks", "ls"]);
+        assert!(
+            tasks.contains("box") && tasks.contains("RUNNING"),
+            "{tasks}"
+        );
+        ctr(&again, &["tasks", "kill", "-s", "SIGKILL", "box"]);
+        again.stop();
+        // And what containerd wrote after us is still a valid file.
+        assert_same(&bc, &meta);
+        eprintln!(
+            "containerd {}: meta.db read identically, changed by us, still works",
+            c.version
+        );
+    }
+}
+
+/// The `freelist` field of the meta page with the higher txid (little-endian host files).
+fn current_freelist(file: &Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let field = |page: usize, off: usize| {
+        u64::from_le_bytes(
+            bytes[page * 4096 + off..page * 4096 + off + 8]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let page = if field(1, 64) > field(0, 64) { 1 } else { 0 };
+    field(page, 48)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

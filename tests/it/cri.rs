@@ -182,6 +182,26 @@ impl Cri {
         Ok(resp.into_inner().image)
     }
 
+    /// [`Cri::image_status`] until CRI knows `name` or `timeout` passes: images created
+    /// through the containerd API (e.g. `ctr images import`) reach CRI's cache through events,
+    /// a moment after the import returns (2.x).
+    pub fn wait_image(
+        &mut self,
+        name: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Image>, Status> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(image) = self.image_status(name)? {
+                return Ok(Some(image));
+            }
+            if start.elapsed() > timeout {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// `ListImages`.
     pub fn list_images(&mut self) -> Result<Vec<Image>, Status> {
         let req = cri::ListImagesRequest { filter: None };

@@ -4,6 +4,7 @@
 
 mod bolt;
 mod cli;
+mod configure;
 mod containerd;
 mod cri;
 mod harness;

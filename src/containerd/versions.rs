@@ -1,0 +1,305 @@
+//! The version facts pausebake acts on, as tables: which sandbox image each containerd release
+//! defaults to, which pause tag each Kubernetes minor expects, which config `version` a
+//! containerd writes and reads, and under which key that config names the sandbox image.
+//!
+//! Sources: `containerd-store.md` §8.1 (keys, defaults, config versions) and
+//! `pause-and-anchors.md` §3 (pause per Kubernetes minor). Pure data and lookups; reading
+//! versions out of binaries is `config::detect_*`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+
+/// A release version, `major.minor.patch`. Parsed leniently from what binaries and users
+/// write: an optional `v`, an optional patch, and any suffix after `~`, `+` or `-`
+/// (`1.6.20~ds1`, `v1.31.2-eks-1`, `2.1.9+unknown`) is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+}
+
+impl FromStr for Version {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Version> {
+        let core = s.strip_prefix('v').unwrap_or(s);
+        let core = core.split(['~', '+', '-']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        let number = |p: &str| -> Result<u32> {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                bail!("not a number");
+            }
+            Ok(p.parse()?)
+        };
+        let parsed = (|| match parts.as_slice() {
+            [major, minor] => Ok(Version::new(number(major)?, number(minor)?, 0)),
+            [major, minor, patch] => {
+                Ok(Version::new(number(major)?, number(minor)?, number(patch)?))
+            }
+            _ => bail!("expected MAJOR.MINOR[.PATCH]"),
+        })();
+        parsed.with_context(|| format!("parsing version {s:?} (expected e.g. 1.7.24 or v1.31.2)"))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+/// The registry every Kubernetes pause image since 1.25 is published under.
+pub const PAUSE_REPOSITORY: &str = "registry.k8s.io/pause";
+
+/// The sandbox image a containerd release uses when its config names none
+/// (`containerd-store.md` §8.1, `pause-and-anchors.md` §3.2).
+pub fn default_sandbox_image(containerd: Version) -> Result<&'static str> {
+    let Version {
+        major,
+        minor,
+        patch,
+    } = containerd;
+    Ok(match (major, minor) {
+        // the default moved off the frozen k8s.gcr.io in 1.6.9
+        (1, 6) if patch <= 8 => "k8s.gcr.io/pause:3.6",
+        (1, 6) => "registry.k8s.io/pause:3.6",
+        (1, 7) => "registry.k8s.io/pause:3.8",
+        (2, 0) | (2, 1) => "registry.k8s.io/pause:3.10",
+        (2, 2) => "registry.k8s.io/pause:3.10.1",
+        (2, 3..) => "registry.k8s.io/pause:3.10.2",
+        _ => bail!("containerd {containerd} is not supported (pausebake knows 1.6 to 2.3)"),
+    })
+}
+
+/// The pause tag kubeadm uses for a Kubernetes minor (`pause-and-anchors.md` §3.1; 1.21's
+/// 3.4.1 and 1.24's 3.7 are kubeadm's `PauseVersion` of those releases).
+pub fn kubernetes_pause_tag(kubernetes: Version) -> Result<&'static str> {
+    if kubernetes.major != 1 {
+        bail!("Kubernetes {kubernetes} is not a 1.x release");
+    }
+    Ok(match kubernetes.minor {
+        0..=17 => "3.1",
+        18..=20 => "3.2",
+        21 => "3.4.1",
+        22 => "3.5",
+        23 => "3.6",
+        24 => "3.7",
+        25 => "3.8",
+        26..=30 => "3.9",
+        31..=33 => "3.10",
+        34..=35 => "3.10.1",
+        _ => "3.10.2",
+    })
+}
+
+/// The fully qualified pause reference for a Kubernetes release, e.g.
+/// `registry.k8s.io/pause:3.10` for 1.31.
+pub fn kubernetes_pause_image(kubernetes: Version) -> Result<String> {
+    Ok(format!(
+        "{PAUSE_REPOSITORY}:{}",
+        kubernetes_pause_tag(kubernetes)?
+    ))
+}
+
+/// The `version` of a containerd config file. A file without `version` is version 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConfigVersion {
+    V1,
+    V2,
+    V3,
+}
+
+impl ConfigVersion {
+    /// From the file's `version` value (absent = 1, as containerd reads it).
+    pub fn from_number(n: Option<i64>) -> Result<ConfigVersion> {
+        Ok(match n {
+            None | Some(0) | Some(1) => ConfigVersion::V1,
+            Some(2) => ConfigVersion::V2,
+            Some(3) => ConfigVersion::V3,
+            Some(n) => bail!("config version {n} is not supported (pausebake knows 1 to 3)"),
+        })
+    }
+
+    pub fn number(self) -> i64 {
+        match self {
+            ConfigVersion::V1 => 1,
+            ConfigVersion::V2 => 2,
+            ConfigVersion::V3 => 3,
+        }
+    }
+
+    /// The version `containerd config default` of that release writes.
+    pub fn native(containerd: Version) -> ConfigVersion {
+        if containerd.major >= 2 {
+            ConfigVersion::V3
+        } else {
+            ConfigVersion::V2
+        }
+    }
+}
+
+/// Whether `containerd` honours the sandbox key of a config at `config` version: 1.x does not
+/// read version 3 (≥1.6.32 and ≥1.7.17 refuse to start; older ones ignore its 2.x-named
+/// sections); 2.x migrates versions 1 and 2 at startup.
+pub fn check_reads(containerd: Version, config: ConfigVersion) -> Result<()> {
+    if containerd.major < 2 && config == ConfigVersion::V3 {
+        bail!(
+            "containerd {containerd} does not read a version 3 config (2.x format); \
+             use a version 2 config for containerd 1.x"
+        );
+    }
+    Ok(())
+}
+
+/// Where a config names the sandbox image: the tables leading to the key, and the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxKey {
+    pub tables: &'static [&'static str],
+    pub key: &'static str,
+}
+
+impl SandboxKey {
+    /// The key path as TOML writes it, e.g. `plugins."io.containerd.grpc.v1.cri".sandbox_image`.
+    pub fn dotted(&self) -> String {
+        self.tables
+            .iter()
+            .chain(std::iter::once(&self.key))
+            .map(|part| {
+                if part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    part.to_string()
+                } else {
+                    format!("{part:?}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// The sandbox image key of a config version (`containerd-store.md` §8.1). Each containerd
+/// reads the key of the file's own version: 2.x migrates a version 2 `sandbox_image` to
+/// `pinned_images.sandbox` itself (§8.3).
+pub fn sandbox_key(config: ConfigVersion) -> SandboxKey {
+    match config {
+        ConfigVersion::V1 => SandboxKey {
+            tables: &["plugins", "cri"],
+            key: "sandbox_image",
+        },
+        ConfigVersion::V2 => SandboxKey {
+            tables: &["plugins", "io.containerd.grpc.v1.cri"],
+            key: "sandbox_image",
+        },
+        ConfigVersion::V3 => SandboxKey {
+            tables: &["plugins", "io.containerd.cri.v1.images", "pinned_images"],
+            key: "sandbox",
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn versions_parse_as_binaries_print_them() {
+        assert_eq!(v("1.6.20~ds1"), Version::new(1, 6, 20));
+        assert_eq!(v("2.1.9+unknown"), Version::new(2, 1, 9));
+        assert_eq!(v("v1.31.2-eks-1"), Version::new(1, 31, 2));
+        assert_eq!(v("1.30"), Version::new(1, 30, 0));
+        assert_eq!(v("1.7.24").to_string(), "1.7.24");
+        let err = "1.x".parse::<Version>().unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            r#"parsing version "1.x" (expected e.g. 1.7.24 or v1.31.2): not a number"#
+        );
+        assert!("1".parse::<Version>().is_err());
+        assert!("".parse::<Version>().is_err());
+    }
+
+    #[test]
+    fn default_sandbox_image_per_release() {
+        let d = |s: &str| default_sandbox_image(v(s)).unwrap();
+        assert_eq!(d("1.6.8"), "k8s.gcr.io/pause:3.6");
+        assert_eq!(d("1.6.9"), "registry.k8s.io/pause:3.6");
+        assert_eq!(d("1.6.20"), "registry.k8s.io/pause:3.6");
+        assert_eq!(d("1.7.24"), "registry.k8s.io/pause:3.8");
+        assert_eq!(d("2.0.0"), "registry.k8s.io/pause:3.10");
+        assert_eq!(d("2.1.9"), "registry.k8s.io/pause:3.10");
+        assert_eq!(d("2.2.7"), "registry.k8s.io/pause:3.10.1");
+        assert_eq!(d("2.3.4"), "registry.k8s.io/pause:3.10.2");
+        assert!(default_sandbox_image(v("1.5.18")).is_err());
+    }
+
+    #[test]
+    fn pause_tag_per_kubernetes_minor() {
+        let t = |s: &str| kubernetes_pause_tag(v(s)).unwrap();
+        assert_eq!(t("1.17.0"), "3.1");
+        assert_eq!(t("1.20.15"), "3.2");
+        assert_eq!(t("1.25.0"), "3.8");
+        assert_eq!(t("1.26.0"), "3.9");
+        assert_eq!(t("1.30.14"), "3.9");
+        assert_eq!(t("1.31.0"), "3.10");
+        assert_eq!(t("1.33.5"), "3.10");
+        assert_eq!(t("1.34.1"), "3.10.1");
+        assert_eq!(t("1.35.0"), "3.10.1");
+        assert_eq!(t("1.36.0"), "3.10.2");
+        assert_eq!(
+            kubernetes_pause_image(v("1.31.2")).unwrap(),
+            "registry.k8s.io/pause:3.10"
+        );
+        assert!(kubernetes_pause_tag(v("2.0.0")).is_err());
+    }
+
+    #[test]
+    fn sandbox_key_per_config_version() {
+        assert_eq!(
+            sandbox_key(ConfigVersion::V1).dotted(),
+            "plugins.cri.sandbox_image"
+        );
+        assert_eq!(
+            sandbox_key(ConfigVersion::V2).dotted(),
+            r#"plugins."io.containerd.grpc.v1.cri".sandbox_image"#
+        );
+        assert_eq!(
+            sandbox_key(ConfigVersion::V3).dotted(),
+            r#"plugins."io.containerd.cri.v1.images".pinned_images.sandbox"#
+        );
+    }
+
+    #[test]
+    fn config_versions_each_containerd_reads() {
+        assert_eq!(ConfigVersion::native(v("1.7.24")), ConfigVersion::V2);
+        assert_eq!(ConfigVersion::native(v("2.1.9")), ConfigVersion::V3);
+        assert_eq!(ConfigVersion::from_number(None).unwrap(), ConfigVersion::V1);
+        assert!(ConfigVersion::from_number(Some(4)).is_err());
+        assert!(check_reads(v("2.1.9"), ConfigVersion::V2).is_ok());
+        assert!(check_reads(v("2.0.0"), ConfigVersion::V1).is_ok());
+        assert!(check_reads(v("1.6.20"), ConfigVersion::V2).is_ok());
+        let err = check_reads(v("1.7.24"), ConfigVersion::V3).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "containerd 1.7.24 does not read a version 3 config (2.x format); \
+             use a version 2 config for containerd 1.x"
+        );
+    }
+}
