@@ -22,6 +22,8 @@ packages=(
   golang-go golang-github-coreos-bbolt-dev
   # unshare, chroot, ip, ps, file
   util-linux coreutils iproute2 procps file
+  # SIGKILL at every write of bake (fault injection), tests/it/harden.rs
+  strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
 )

@@ -7,6 +7,7 @@ mod cli;
 mod configure;
 mod containerd;
 mod cri;
+mod harden;
 mod harness;
 mod image;
 mod packer;
