@@ -531,6 +531,89 @@ fn root_symlinks_resolve_inside_the_root() {
     );
 }
 
+/// `R/etc/containerd` as a symlink to the host's `/etc` (literally, and to a sentinel of this
+/// test, absolute and climbing): `configure` writes the config inside R where the link
+/// resolves there, or refuses the link; the host paths are never touched.
+#[test]
+fn configure_never_writes_through_a_link_to_the_host() {
+    let t = tempdir();
+    let host = t.path().join("host");
+    fs::create_dir_all(host.join("etc")).unwrap();
+    let host_rel = host.strip_prefix("/").unwrap();
+    let sentinel_before = snapshot(&host);
+    let real_etc = (
+        snapshot_top(Path::new("/etc")),
+        snapshot_top(Path::new("/etc/containerd")),
+    );
+    let climb = "../".repeat(20);
+    let cases = [
+        ("literal /etc", "/etc".to_string(), PathBuf::from("etc")),
+        (
+            "absolute",
+            format!("{}/etc", host.display()),
+            host_rel.join("etc"),
+        ),
+        (
+            "relative, climbing past the root",
+            format!("{climb}{}/etc", host_rel.display()),
+            host_rel.join("etc"),
+        ),
+    ];
+    for (i, (what, link, resolved)) in cases.into_iter().enumerate() {
+        let root = t.path().join(format!("root-{i}"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&link, root.join("etc/containerd")).unwrap();
+        let before = snapshot(&root);
+        let mut cmd = pausebake();
+        cmd.arg("configure")
+            .arg("--root")
+            .arg(&root)
+            .args(["--sandbox-image", "registry.example/pause:1"])
+            .args(["--containerd-version", "1.7.0"]);
+        let out = run_any(&mut cmd);
+        if out.status.success() {
+            let config = root.join(&resolved).join("config.toml");
+            let text = fs::read_to_string(&config).unwrap_or_else(|e| {
+                panic!(
+                    "{what}: no config at {}: {e}\n{}",
+                    config.display(),
+                    describe(&cmd, &out)
+                )
+            });
+            assert!(text.contains("registry.example/pause:1"), "{what}: {text}");
+        } else {
+            // Refusing is safe too, if it says why and writes nothing.
+            assert!(
+                stderr(&out).contains("symbolic link"),
+                "{what}: unclear refusal\n{}",
+                describe(&cmd, &out)
+            );
+            assert_same(what, &before, &snapshot(&root));
+        }
+        eprintln!(
+            "{what}: {}",
+            if out.status.success() {
+                "written inside the root"
+            } else {
+                "refused"
+            }
+        );
+        assert_same(
+            &format!("{what}: host sentinel"),
+            &sentinel_before,
+            &snapshot(&host),
+        );
+    }
+    assert_eq!(
+        real_etc,
+        (
+            snapshot_top(Path::new("/etc")),
+            snapshot_top(Path::new("/etc/containerd"))
+        ),
+        "the host's /etc changed"
+    );
+}
+
 /// The names, types and mtimes directly under a host directory we must only look at.
 fn snapshot_top(dir: &Path) -> Vec<String> {
     let mut out = vec![match fs::symlink_metadata(dir) {
