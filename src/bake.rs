@@ -1,12 +1,338 @@
 //! `bake`: compile, assemble, import, configure and verify in one step, one summary.
+//!
+//! The choices `bake` makes for a root, each printed with where it came from:
+//! - platform: `--platform`, else the root's binaries, else the host's;
+//! - containerd version: `--containerd-version`, else the root's package or binary, else the
+//!   newest layout pausebake knows (config version 3, `pinned_images.sandbox`): a fresh root
+//!   most likely gets a current containerd;
+//! - name: the first `--name`, else the pause of the Kubernetes version (`--kubernetes-version`
+//!   or found in the root), else the default of that containerd. The config gets that name
+//!   byte for byte, so CRI finds it (and 2.x pins it).
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 
-use crate::cli::BakeArgs;
+use crate::cli::{BakeArgs, CompileArgs};
+use crate::containerd::store::{self, Spec, Time};
+use crate::containerd::verify::{self, Found};
+use crate::containerd::versions::Version;
+use crate::image::Image;
+use crate::platform::Platform;
+use crate::rootfs::Root;
+
+/// Everything `bake` did, for the summary and `--json`.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub root: String,
+    pub platform: String,
+    pub platform_source: String,
+    pub containerd_version: String,
+    pub containerd_version_source: String,
+    pub kubernetes_version: Option<String>,
+    pub name: String,
+    pub name_source: String,
+    pub image_source: String,
+    pub import: store::Report,
+    pub configure: ConfigChange,
+    pub verify: verify::Report,
+}
+
+/// What happened to the config file.
+#[derive(Debug, serde::Serialize)]
+pub struct ConfigChange {
+    pub path: String,
+    pub key: String,
+    pub value: String,
+    pub created: bool,
+    pub changed: bool,
+}
 
 /// `pausebake bake`.
-pub fn bake(_args: &BakeArgs) -> Result<ExitCode> {
-    bail!("not implemented yet")
+pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.target.root)?;
+    let summary = run(&root, args)?;
+    print(&summary, args.output.json)?;
+    Ok(if summary.verify.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
+    let (platform, platform_source) = verify::resolve_platform(root, args.target.platform)?;
+    let (ctd, ctd_source) =
+        match verify::containerd_version(root, args.target.containerd_version.as_deref())? {
+            Some(Found { version, source }) => (version, source),
+            None => (
+                verify::NEWEST_KNOWN,
+                format!(
+                    "no containerd in the root: using the newest config layout (containerd {}.x, config version 3)",
+                    verify::NEWEST_KNOWN.major
+                ),
+            ),
+        };
+    let k8s = verify::kubernetes_version(root, args.kubernetes_version.as_deref())?;
+    let (mut names, name_source) = choose_names(&args.names, k8s.as_ref(), ctd)?;
+    let name = names[0].clone();
+
+    let epoch = args.spec.epoch.source_date_epoch;
+    let (image, image_source) = image_for(args, platform, &names)?;
+    for n in &image.names {
+        push_unique(&mut names, store::normalize_ref(n)?);
+    }
+    let import = store::install(
+        &image,
+        root,
+        &Spec {
+            names,
+            namespace: args.target.namespace.clone(),
+            platform: Some(platform),
+            pin: !args.no_pin,
+            time: Time::for_records(epoch),
+        },
+    )?;
+    let configure = configure(root, ctd, &name)?;
+    let report = verify::audit(
+        root,
+        &args.target.namespace,
+        Some(platform),
+        Some(&ctd.to_string()),
+        k8s.as_ref().map(|k| k.version.to_string()).as_deref(),
+    )?;
+    Ok(Summary {
+        root: root.dir().display().to_string(),
+        platform: platform.to_string(),
+        platform_source,
+        containerd_version: ctd.to_string(),
+        containerd_version_source: ctd_source,
+        kubernetes_version: k8s.map(|k| format!("{} ({})", k.version, k.source)),
+        name,
+        name_source,
+        image_source,
+        import,
+        configure,
+        verify: report,
+    })
+}
+
+/// The image records to write, the first being the one the config names, and why that one:
+/// the first `--name`, else the pause of the Kubernetes version, else containerd's default.
+/// All normalized as CRI looks them up.
+pub fn choose_names(
+    given: &[String],
+    k8s: Option<&Found>,
+    ctd: Version,
+) -> Result<(Vec<String>, String)> {
+    let (first, why) = match (given.first(), k8s) {
+        (Some(n), _) => (store::normalize_ref(n)?, "--name".to_string()),
+        (None, Some(k)) => (
+            verify::pause_ref_for(k.version)?,
+            format!("the pause of Kubernetes {} ({})", k.version, k.source),
+        ),
+        (None, None) => (
+            verify::default_sandbox_image(ctd)?.to_string(),
+            format!("containerd {ctd}'s default sandbox image"),
+        ),
+    };
+    let mut names = vec![first];
+    for n in given.iter().skip(1) {
+        push_unique(&mut names, store::normalize_ref(n)?);
+    }
+    Ok((names, why))
+}
+
+fn push_unique(names: &mut Vec<String>, name: String) {
+    if !names.contains(&name) {
+        names.push(name);
+    }
+}
+
+/// The image to bake: `--archive`, else assembled from `--binary` files or a fresh compile
+/// for the root's architecture.
+fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(Image, String)> {
+    if let Some(path) = &args.archive {
+        let image = crate::archive::read(path)?;
+        return Ok((image, format!("archive {}", path.display())));
+    }
+    let (binaries, source) = if args.spec.binary.is_empty() {
+        let arch = if args.compile.arch.is_empty() {
+            vec![platform.arch]
+        } else {
+            args.compile.arch.clone()
+        };
+        let compile = CompileArgs {
+            arch,
+            cc: args.compile.cc.clone(),
+            pause_version: args.compile.pause_version.clone(),
+        };
+        let built = crate::pause::compile_all(&compile)?;
+        let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
+        (built.clone(), format!("compiled for {}", archs.join(", ")))
+    } else {
+        let mut bins = Vec::new();
+        for (arch, path) in &args.spec.binary {
+            let elf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            crate::pause::check_elf(&elf, *arch, &path.display().to_string())?;
+            bins.push((*arch, elf));
+        }
+        let list: Vec<String> = args
+            .spec
+            .binary
+            .iter()
+            .map(|(a, p)| format!("{a}={}", p.display()))
+            .collect();
+        (bins, format!("--binary {}", list.join(" ")))
+    };
+    let image = crate::image::assemble(
+        &binaries,
+        &crate::image::ImageSpec {
+            names: names.to_vec(),
+            // Image content defaults to epoch 0 so it is byte-identical across builds.
+            epoch: args.spec.epoch.source_date_epoch.unwrap_or(0),
+            compression: args.spec.compression,
+        },
+    )?;
+    Ok((image, source))
+}
+
+/// Sets the sandbox image in the root's config for containerd `v`: the edit is
+/// `config::edit`'s (the key that version reads, every other line kept); the file is reached
+/// through the root, so a symlinked `/etc/containerd` stays inside it.
+fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
+    let old = root.read_to_string(store::CONFIG_PATH)?;
+    let edit = crate::containerd::config::edit(old.as_deref().unwrap_or_default(), &v, name)
+        .with_context(|| format!("setting the sandbox image in {}", store::CONFIG_PATH))?;
+    if let Some(text) = &edit.text {
+        root.create_dir_all("/etc/containerd", 0o755)?;
+        root.write_atomic(store::CONFIG_PATH, text.as_bytes(), 0o644)?;
+    }
+    Ok(ConfigChange {
+        path: store::CONFIG_PATH.into(),
+        key: edit.key.dotted(),
+        value: name.into(),
+        created: old.is_none(),
+        changed: edit.text.is_some(),
+    })
+}
+
+fn print(s: &Summary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s)?);
+        return Ok(());
+    }
+    println!("bake: root {}", s.root);
+    println!("  platform   {} ({})", s.platform, s.platform_source);
+    println!(
+        "  containerd {} ({})",
+        s.containerd_version, s.containerd_version_source
+    );
+    if let Some(k) = &s.kubernetes_version {
+        println!("  kubernetes {k}");
+    }
+    println!("  name       {} ({})", s.name, s.name_source);
+    println!(
+        "  image      {} {} ({})",
+        s.import.target_media_type, s.import.target, s.image_source
+    );
+    let i = &s.import;
+    if i.unchanged {
+        println!(
+            "  import     unchanged ({} blobs already present)",
+            i.blobs_present
+        );
+    } else {
+        let count = |what: &str| {
+            i.records_changed
+                .iter()
+                .filter(|c| c.starts_with(what))
+                .count()
+        };
+        println!(
+            "  import     {} blobs written, {} present; {} content and {} image records new or updated in {}",
+            i.blobs_written.len(),
+            i.blobs_present,
+            count("content "),
+            count("image "),
+            i.meta_db
+        );
+    }
+    let c = &s.configure;
+    println!(
+        "  configure  {} {} = {:?} in {}",
+        if !c.changed {
+            "unchanged:"
+        } else if c.created {
+            "created"
+        } else {
+            "set"
+        },
+        c.key,
+        c.value,
+        c.path
+    );
+    let fails: Vec<&verify::Finding> = s
+        .verify
+        .findings
+        .iter()
+        .filter(|f| f.status != verify::Status::Ok)
+        .collect();
+    if s.verify.ok {
+        println!("  verify     ok: a pod sandbox would start here with no network");
+    } else {
+        println!("  verify     PROBLEMS: CRI would try to pull the sandbox image");
+    }
+    for f in fails {
+        println!("    {:?} {}: {}", f.status, f.check, f.message);
+        if let Some(fix) = &f.fix {
+            println!("      fix: {fix}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_flag_then_kubernetes_then_containerd() {
+        let ctd = Version::new(1, 7, 24);
+        let k8s = Found {
+            version: Version::new(1, 30, 2),
+            source: "/var/lib/dpkg/status (kubelet 1.30.2-1.1)".into(),
+        };
+        let given = [
+            "pause:3.9".to_string(),
+            "example.invalid/p:1".into(),
+            "pause:3.9".into(),
+        ];
+        assert_eq!(
+            choose_names(&given, Some(&k8s), ctd).unwrap(),
+            (
+                vec![
+                    "docker.io/library/pause:3.9".to_string(),
+                    "example.invalid/p:1".to_string()
+                ],
+                "--name".to_string()
+            )
+        );
+        assert_eq!(
+            choose_names(&[], Some(&k8s), ctd).unwrap(),
+            (
+                vec!["registry.k8s.io/pause:3.9".to_string()],
+                "the pause of Kubernetes 1.30.2 (/var/lib/dpkg/status (kubelet 1.30.2-1.1))"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            choose_names(&[], None, ctd).unwrap(),
+            (
+                vec!["registry.k8s.io/pause:3.8".to_string()],
+                "containerd 1.7.24's default sandbox image".to_string()
+            )
+        );
+        assert!(choose_names(&["Bad:Name".to_string()], None, ctd).is_err());
+    }
 }

@@ -1,13 +1,1439 @@
-//! The image as containerd stores it under a root: content blobs and the `meta.db`
-//! records (content, images, GC labels) that make CRI find it locally.
+//! The image as containerd stores it under a root: content blobs and the `meta.db` records
+//! (content, images, GC labels) that make CRI find it locally, written offline.
+//!
+//! What this module writes, relative to containerd's `root` (`/var/lib/containerd` unless
+//! the root's `/etc/containerd/config.toml` sets `root`), in the style of containerd's
+//! `core/metadata/buckets.go` (facts and sources: `containerd-store.md` §0–§6):
+//!
+//! ```text
+//! io.containerd.content.v1.content/            0755
+//! └──blobs/sha256/<hex>                        0444, one per selected blob
+//! io.containerd.metadata.v1.bolt/              0711
+//! └──meta.db                                   0644, bbolt, updated in place
+//!    └──v1                                     schema version bucket
+//!       ├──version : <varint>                  3, only when v1 is new; never lowered
+//!       ╘══<namespace>                         k8s.io unless --namespace
+//!          ├──content
+//!          │  └──blob
+//!          │     ╘══<digest>                   index (if the target is one), manifests,
+//!          │        │                          configs, layers of the selected platforms
+//!          │        ├──createdat : <time>      Go time.MarshalBinary, 15 bytes, UTC
+//!          │        ├──updatedat : <time>
+//!          │        ├──size : <varint>
+//!          │        └──labels                  only when the blob has children:
+//!          │           ├──containerd.io/gc.ref.content.m.<i> : <manifest digest>   (index)
+//!          │           ├──containerd.io/gc.ref.content.config : <config digest> (manifest)
+//!          │           ├──containerd.io/gc.ref.content.l.<i> : <layer digest>   (manifest)
+//!          │           └──containerd.io/gc.ref.content.<i> : <digest>          (other)
+//!          └──images
+//!             ╘══<normalized name>             one per name
+//!                ├──createdat : <time>
+//!                ├──updatedat : <time>
+//!                ├──target
+//!                │  ├──digest : <digest>
+//!                │  ├──mediatype : <media type>
+//!                │  └──size : <varint>
+//!                ├──labels                     both or neither (--no-pin):
+//!                │  ├──io.cri-containerd.image : managed
+//!                │  └──io.cri-containerd.pinned : pinned
+//!                └──annotations                the target descriptor's, when it has any
+//! ```
+//!
+//! Everything else in an existing `meta.db` (other images, containers, leases, snapshots,
+//! labels containerd added to our blobs at unpack) is kept. A record that already says what
+//! we would write keeps its timestamps, so a second identical run changes nothing.
+//!
+//! Not written: ingests, leases, snapshots (CRI unpacks the one pause layer on first use,
+//! §7.3), CRI's `sha256:<config>` twin record (CRI adds it at startup, §11.9).
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use oci_spec::image::Descriptor;
+use sha2::{Digest as _, Sha256};
 
+use crate::bolt::{Bucket, Db, Node};
 use crate::cli::ImportArgs;
+use crate::image::Image;
+use crate::platform::{Arch, Endian, Platform};
+use crate::rootfs::{self, Root};
+
+/// containerd's root when the config does not set one (`defaults/defaults_unix.go`).
+pub const DEFAULT_CONTAINERD_ROOT: &str = "/var/lib/containerd";
+/// containerd's main config file inside a root.
+pub const CONFIG_PATH: &str = "/etc/containerd/config.toml";
+pub const CONTENT_DIR: &str = "io.containerd.content.v1.content";
+pub const META_DIR: &str = "io.containerd.metadata.v1.bolt";
+pub const META_DB: &str = "meta.db";
+/// The schema version a new `meta.db` gets: 1.6/1.7's `dbVersion`; 2.x migrates it to 4
+/// harmlessly and 1.x accepts it (`containerd-store.md` §4).
+pub const NEW_SCHEMA_VERSION: i64 = 3;
+
+pub const LABEL_IMAGE: &str = "io.cri-containerd.image";
+pub const LABEL_IMAGE_MANAGED: &str = "managed";
+pub const LABEL_PINNED: &str = "io.cri-containerd.pinned";
+pub const LABEL_PINNED_PINNED: &str = "pinned";
+pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
+
+/// Deepest index nesting followed; real images nest at most one level.
+const MAX_DEPTH: usize = 8;
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const MANIFEST_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+// --- encodings (containerd-store.md §3) -------------------------------------------------
+
+/// A point in time for `createdat`/`updatedat`, always UTC as containerd writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    pub unix_secs: i64,
+    pub nanos: u32,
+}
+
+/// Seconds from 0001-01-01 (Go's zero time) to 1970-01-01.
+const GO_UNIX_OFFSET: i64 = 62_135_596_800;
+
+impl Time {
+    /// The time every record of one run gets: `SOURCE_DATE_EPOCH` when set, else now. The
+    /// only place the store reads the clock (an import is an event on that root).
+    pub fn for_records(epoch: Option<u64>) -> Time {
+        match epoch {
+            Some(secs) => Time {
+                unix_secs: i64::try_from(secs).unwrap_or(i64::MAX),
+                nanos: 0,
+            },
+            None => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                Time {
+                    unix_secs: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+                    nanos: now.subsec_nanos(),
+                }
+            }
+        }
+    }
+
+    /// Go's `time.Time.MarshalBinary` (version 1): `01`, seconds since year 1 (i64 BE),
+    /// nanoseconds (i32 BE), zone offset in minutes (i16 BE, -1 meaning UTC).
+    pub fn go_binary(self) -> [u8; 15] {
+        let mut out = [0u8; 15];
+        out[0] = 1;
+        out[1..9].copy_from_slice(&(self.unix_secs + GO_UNIX_OFFSET).to_be_bytes());
+        out[9..13].copy_from_slice(&(self.nanos as i32).to_be_bytes());
+        out[13..15].copy_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    /// Decodes [`Time::go_binary`]'s format (also non-UTC zones); `None` for anything Go's
+    /// `UnmarshalBinary` would reject.
+    pub fn from_go_binary(b: &[u8]) -> Option<Time> {
+        if b.len() != 15 || b[0] != 1 {
+            return None;
+        }
+        let secs = i64::from_be_bytes(b[1..9].try_into().ok()?);
+        let nanos = i32::from_be_bytes(b[9..13].try_into().ok()?);
+        Some(Time {
+            unix_secs: secs - GO_UNIX_OFFSET,
+            nanos: u32::try_from(nanos).ok()?,
+        })
+    }
+}
+
+/// Go's `binary.PutVarint`: zig-zag, then LEB128.
+pub fn varint(v: i64) -> Vec<u8> {
+    let mut u = ((v << 1) ^ (v >> 63)) as u64;
+    let mut out = Vec::new();
+    while u >= 0x80 {
+        out.push((u as u8) | 0x80);
+        u >>= 7;
+    }
+    out.push(u as u8);
+    out
+}
+
+/// Go's `binary.Varint` over the whole value; `None` if malformed or with trailing bytes.
+pub fn read_varint(b: &[u8]) -> Option<i64> {
+    let mut u: u64 = 0;
+    for (i, byte) in b.iter().enumerate() {
+        if i >= 10 {
+            return None;
+        }
+        u |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if i + 1 != b.len() {
+                return None;
+            }
+            return Some(((u >> 1) as i64) ^ -((u & 1) as i64));
+        }
+    }
+    None
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+// --- references ---------------------------------------------------------------------------
+
+/// Normalizes an image reference the way CRI does before looking it up (docker's
+/// `ParseDockerRef`): `pause:3.10` -> `docker.io/library/pause:3.10`, a missing tag becomes
+/// `:latest`, `name:tag@digest` becomes `name@digest`. CRI finds an image only by exactly
+/// this string (`containerd-store.md` §7.2).
+pub fn normalize_ref(reference: &str) -> Result<String> {
+    let bad = |why: &str| anyhow!("parsing image reference {reference:?}: {why}");
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(d) = digest {
+        let hex = d
+            .strip_prefix("sha256:")
+            .ok_or_else(|| bad("only sha256 digests are supported"))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        {
+            return Err(bad("the digest is not 64 lower-case hex digits"));
+        }
+    }
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
+        None => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+            && !t.starts_with(['.', '-']);
+        ensure!(ok, bad("invalid tag"));
+    }
+    let (domain, path) = match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|c| c.is_ascii_uppercase()) =>
+        {
+            (first, rest.to_string())
+        }
+        Some(_) => ("docker.io", name.to_string()),
+        None => ("docker.io", name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let path = if domain == "docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    ensure!(
+        !path.is_empty()
+            && path.split('/').all(|c| !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b'-'))),
+        bad("repository names are lower-case letters, digits and . _ - separated by /")
+    );
+    Ok(match (digest, tag) {
+        (Some(d), _) => format!("{domain}/{path}@{d}"),
+        (None, Some(t)) => format!("{domain}/{path}:{t}"),
+        (None, None) => format!("{domain}/{path}:latest"),
+    })
+}
+
+// --- the image tree -------------------------------------------------------------------------
+
+fn media_type(d: &Descriptor) -> String {
+    d.media_type().to_string()
+}
+
+pub fn is_index(media_type: &str) -> bool {
+    INDEX_TYPES.contains(&media_type)
+}
+
+pub fn is_manifest(media_type: &str) -> bool {
+    MANIFEST_TYPES.contains(&media_type)
+}
+
+/// The bytes of `d`, checked against its digest and size.
+pub fn blob<'a>(image: &'a Image, d: &Descriptor) -> Result<&'a [u8]> {
+    let digest = d.digest().to_string();
+    let bytes = image
+        .blobs
+        .get(&digest)
+        .ok_or_else(|| anyhow!("reading blob {digest}: not in the image"))?;
+    ensure!(
+        bytes.len() as u64 == d.size(),
+        "reading blob {digest}: {} bytes, but its descriptor says {}",
+        bytes.len(),
+        d.size()
+    );
+    let actual = sha256_digest(bytes);
+    ensure!(
+        actual == digest,
+        "reading blob {digest}: its content hashes to {actual}"
+    );
+    Ok(bytes)
+}
+
+/// The descriptors `d` points at: an index's manifests, a manifest's config and layers
+/// (OCI and Docker media types); nothing for anything else. Checks, as containerd's
+/// `validateMediaType` does, that an index is not dressed as a manifest or the reverse.
+pub fn children(image: &Image, d: &Descriptor) -> Result<Vec<Descriptor>> {
+    let mt = media_type(d);
+    if !is_index(&mt) && !is_manifest(&mt) {
+        return Ok(Vec::new());
+    }
+    let digest = d.digest().to_string();
+    let bytes = blob(image, d)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(bytes).with_context(|| format!("parsing {mt} {digest}"))?;
+    let field = |name: &str| -> Result<Vec<Descriptor>> {
+        match json.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone())
+                .with_context(|| format!("parsing {name:?} of {mt} {digest}")),
+        }
+    };
+    if is_index(&mt) {
+        ensure!(
+            json.get("layers").is_none() && json.get("config").is_none(),
+            "parsing {digest}: described as an index but it is a manifest"
+        );
+        field("manifests")
+    } else {
+        ensure!(
+            json.get("manifests").is_none(),
+            "parsing {digest}: described as a manifest but it is an index"
+        );
+        let config = json
+            .get("config")
+            .ok_or_else(|| anyhow!("parsing manifest {digest}: no config"))?;
+        let config: Descriptor = serde_json::from_value(config.clone())
+            .with_context(|| format!("parsing the config descriptor of manifest {digest}"))?;
+        let mut kids = vec![config];
+        kids.extend(field("layers")?);
+        Ok(kids)
+    }
+}
+
+/// An OS/architecture/variant triple as written in images.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ImagePlatform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for ImagePlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ImagePlatform {
+    /// Whether containerd's default matcher on a `want` host would take this image.
+    pub fn matches(&self, want: Platform) -> bool {
+        let variant = self.variant.as_deref().unwrap_or("");
+        let variant_ok = match want.arch {
+            Arch::Arm => matches!(variant, "" | "v7"),
+            Arch::Arm64 => matches!(variant, "" | "v8"),
+            _ => variant.is_empty(),
+        };
+        self.os == "linux" && self.architecture == want.arch.name() && variant_ok
+    }
+}
+
+/// The platform a manifest is for: its index entry's `platform`, else its config's
+/// `os`/`architecture`/`variant` (what containerd reads when the entry has none).
+pub fn manifest_platform(image: &Image, manifest: &Descriptor) -> Result<ImagePlatform> {
+    if let Some(p) = manifest.platform() {
+        let variant = p.variant().clone().filter(|v| !v.is_empty());
+        return Ok(ImagePlatform {
+            os: p.os().to_string(),
+            architecture: p.architecture().to_string(),
+            variant,
+        });
+    }
+    let digest = manifest.digest().to_string();
+    let config = children(image, manifest)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("reading manifest {digest}: no config"))?;
+    let bytes = blob(image, &config)?;
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .with_context(|| format!("parsing config {} of manifest {digest}", config.digest()))?;
+    let s = |k: &str| json.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(ImagePlatform {
+        os: s("os").unwrap_or_default(),
+        architecture: s("architecture").unwrap_or_default(),
+        variant: s("variant").filter(|v| !v.is_empty()),
+    })
+}
+
+/// The part of an image that goes into the store: which blobs, with which GC labels.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selection {
+    /// Every selected blob, by digest, with the `containerd.io/gc.ref.content.*` labels its
+    /// content record gets.
+    pub blobs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The selected manifests and their platforms, in index order.
+    pub manifests: Vec<(ImagePlatform, String)>,
+}
+
+/// Walks the image from its target, keeping every manifest for `platform` (all when
+/// `None`), with each blob validated against its descriptor. Fails when no manifest fits.
+pub fn select(image: &Image, platform: Option<Platform>) -> Result<Selection> {
+    let mut sel = Selection::default();
+    let mut seen_platforms = BTreeSet::new();
+    walk(
+        image,
+        &image.target,
+        platform,
+        0,
+        &mut sel,
+        &mut seen_platforms,
+    )?;
+    if sel.manifests.is_empty() {
+        let want = platform.map_or_else(|| "any platform".to_string(), |p| p.to_string());
+        let have: Vec<String> = seen_platforms.iter().map(|p| p.to_string()).collect();
+        bail!(
+            "selecting a manifest for {want}: the image has none (it has: {}); pass --platform or --all-platforms",
+            if have.is_empty() { "no manifests".to_string() } else { have.join(", ") }
+        );
+    }
+    Ok(sel)
+}
+
+fn walk(
+    image: &Image,
+    d: &Descriptor,
+    platform: Option<Platform>,
+    depth: usize,
+    sel: &mut Selection,
+    seen: &mut BTreeSet<ImagePlatform>,
+) -> Result<()> {
+    let digest = d.digest().to_string();
+    ensure!(
+        depth <= MAX_DEPTH,
+        "walking the image: indexes nested deeper than {MAX_DEPTH} at {digest}"
+    );
+    blob(image, d)?;
+    if sel.blobs.contains_key(&digest) {
+        return Ok(());
+    }
+    let mt = media_type(d);
+    let mut kids = children(image, d)?;
+    if is_manifest(&mt) && depth == 0 {
+        // A bare manifest as target: it must itself fit the platform.
+        let p = manifest_platform(image, d)?;
+        seen.insert(p.clone());
+        if platform.is_some_and(|want| !p.matches(want)) {
+            return Ok(());
+        }
+        sel.manifests.push((p, digest.clone()));
+    }
+    if is_index(&mt) {
+        let mut kept = Vec::new();
+        for kid in kids {
+            if is_manifest(&media_type(&kid)) {
+                let p = manifest_platform(image, &kid)?;
+                seen.insert(p.clone());
+                let fits = platform.is_none_or(|want| p.matches(want));
+                // containerd's platform filter (`images.FilterPlatforms`) keeps every entry
+                // without a `platform` and judges it by its config later, so its blobs must
+                // be present whatever platform it turns out to be.
+                if !fits && kid.platform().is_some() {
+                    continue;
+                }
+                if fits {
+                    sel.manifests.push((p, kid.digest().to_string()));
+                }
+            }
+            kept.push(kid);
+        }
+        kids = kept;
+    }
+    sel.blobs.insert(digest, child_labels(&kids));
+    for kid in &kids {
+        walk(image, kid, platform, depth + 1, sel, seen)?;
+    }
+    Ok(())
+}
+
+/// containerd's `ChildGCLabels` + `SetChildrenMappedLabels`: the label prefix depends on the
+/// child's media type; a prefix ending in `.` is numbered from 0, any other is bare first,
+/// then numbered from 1 (`containerd-store.md` §5.1).
+pub fn child_labels(kids: &[Descriptor]) -> BTreeMap<String, String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut labels = BTreeMap::new();
+    for kid in kids {
+        let mt = media_type(kid);
+        let prefix = if CONFIG_TYPES.contains(&mt.as_str()) {
+            "containerd.io/gc.ref.content.config"
+        } else if is_manifest(&mt) {
+            "containerd.io/gc.ref.content.m."
+        } else if mt.starts_with("application/vnd.oci.image.layer.")
+            || mt.starts_with("application/vnd.docker.image.rootfs.")
+        {
+            "containerd.io/gc.ref.content.l."
+        } else {
+            "containerd.io/gc.ref.content."
+        };
+        let n = counts.entry(prefix).or_insert(0);
+        let key = match (prefix.ends_with('.'), *n) {
+            (true, i) => format!("{prefix}{i}"),
+            (false, 0) => prefix.to_string(),
+            (false, i) => format!("{prefix}{i}"),
+        };
+        *n += 1;
+        labels.insert(key, kid.digest().to_string());
+    }
+    labels
+}
+
+// --- records (pure) ---------------------------------------------------------------------
+
+/// What to write and how.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Normalized references, one image record each.
+    pub names: Vec<String>,
+    pub namespace: String,
+    /// Only the manifests for this platform; every manifest when `None`.
+    pub platform: Option<Platform>,
+    /// Write the CRI `managed` and `pinned` labels (both, or neither when false).
+    pub pin: bool,
+    pub time: Time,
+}
+
+/// The records an image becomes: a bucket tree rooted like the `meta.db` root bucket, and
+/// the blobs the content store needs.
+#[derive(Debug, Clone)]
+pub struct Records {
+    pub tree: Bucket,
+    pub selection: Selection,
+}
+
+/// The `meta.db` records for `image` under `spec`, as a tree to [`merge`] into a database.
+pub fn records(image: &Image, spec: &Spec) -> Result<Records> {
+    ensure!(
+        !spec.names.is_empty(),
+        "writing image records: the image has no name; pass --name REF"
+    );
+    ensure!(
+        !spec.namespace.is_empty(),
+        "the namespace must not be empty"
+    );
+    let selection = select(image, spec.platform)?;
+    let time = spec.time.go_binary();
+    let ns = spec.namespace.as_bytes();
+    let mut tree = Bucket::default();
+    tree.bucket_at_mut(&[b"v1"])?
+        .put(b"version", &varint(NEW_SCHEMA_VERSION))?;
+    for (digest, labels) in &selection.blobs {
+        let size = image.blobs[digest].len() as i64;
+        let b = tree.bucket_at_mut(&[b"v1", ns, b"content", b"blob", digest.as_bytes()])?;
+        b.put(b"createdat", &time)?;
+        b.put(b"updatedat", &time)?;
+        b.put(b"size", &varint(size))?;
+        if !labels.is_empty() {
+            put_map(b, b"labels", labels)?;
+        }
+    }
+    let target = &image.target;
+    let mut labels = BTreeMap::new();
+    if spec.pin {
+        labels.insert(LABEL_IMAGE.to_string(), LABEL_IMAGE_MANAGED.to_string());
+        labels.insert(LABEL_PINNED.to_string(), LABEL_PINNED_PINNED.to_string());
+    }
+    // Sorted: oci-spec keeps annotations in a HashMap.
+    let annotations: BTreeMap<String, String> = target
+        .annotations()
+        .iter()
+        .flatten()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for name in &spec.names {
+        ensure!(!name.is_empty(), "writing image records: an empty name");
+        let b = tree.bucket_at_mut(&[b"v1", ns, b"images", name.as_bytes()])?;
+        b.put(b"createdat", &time)?;
+        b.put(b"updatedat", &time)?;
+        let t = b.bucket_at_mut(&[b"target"])?;
+        t.put(b"digest", target.digest().to_string().as_bytes())?;
+        t.put(b"mediatype", media_type(target).as_bytes())?;
+        t.put(b"size", &varint(target.size() as i64))?;
+        if !labels.is_empty() {
+            put_map(b, b"labels", &labels)?;
+        }
+        if !annotations.is_empty() {
+            put_map(b, b"annotations", &annotations)?;
+        }
+    }
+    Ok(Records { tree, selection })
+}
+
+fn put_map(b: &mut Bucket, key: &[u8], map: &BTreeMap<String, String>) -> Result<()> {
+    let m = b.bucket_at_mut(&[key])?;
+    for (k, v) in map {
+        m.put(k.as_bytes(), v.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Merges [`records`]' tree into a database root, keeping everything else. A record that
+/// already holds our target, size and labels is left alone (timestamps included), so an
+/// identical second run is a no-op; otherwise ours wins for what we own and other labels
+/// (e.g. containerd's unpack labels) stay. The schema version is set only when `v1` is new.
+/// Returns one line per record changed, empty when nothing changed.
+pub fn merge(db: &mut Bucket, records: &Bucket, namespace: &str) -> Result<Vec<String>> {
+    let mut changes = Vec::new();
+    if db.bucket(b"v1").is_none() {
+        let version = records
+            .bucket(b"v1")
+            .and_then(|v| v.value(b"version"))
+            .unwrap_or(&[]);
+        db.bucket_at_mut(&[b"v1"])?.put(b"version", version)?;
+        changes.push(format!(
+            "schema version {}",
+            read_varint(version).unwrap_or_default()
+        ));
+    }
+    let ns = namespace.as_bytes();
+    for (kind, what) in [(&b"content"[..], "content"), (&b"images"[..], "image")] {
+        let path: Vec<&[u8]> = if kind == b"content" {
+            vec![b"v1", ns, b"content", b"blob"]
+        } else {
+            vec![b"v1", ns, b"images"]
+        };
+        let Some(ours) = records.bucket_at(&path) else {
+            continue;
+        };
+        for (key, node) in &ours.entries {
+            let Node::Bucket(new) = node else { continue };
+            let parent = db.bucket_at_mut(&path)?;
+            let name = String::from_utf8_lossy(key);
+            let change = match parent.entries.get_mut(key) {
+                None => {
+                    parent.entries.insert(key.clone(), Node::Bucket(new.clone()));
+                    Some("new")
+                }
+                Some(Node::Value(_)) => bail!(
+                    "merging {what} {name}: meta.db has a value where containerd keeps a bucket; the database is damaged"
+                ),
+                Some(Node::Bucket(old)) => {
+                    if merge_record(old, new)? {
+                        Some("updated")
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(how) = change {
+                changes.push(format!("{what} {name} ({how})"));
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// Updates an existing record in place; `false` when it already said what `new` says.
+fn merge_record(old: &mut Bucket, new: &Bucket) -> Result<bool> {
+    let labels_held = match (new.bucket(b"labels"), old.bucket(b"labels")) {
+        (None, _) => true,
+        (Some(want), Some(have)) => want
+            .entries
+            .iter()
+            .all(|(k, v)| have.entries.get(k) == Some(v)),
+        (Some(_), None) => false,
+    };
+    let same = labels_held
+        && old.value(b"size") == new.value(b"size")
+        && old.bucket(b"target") == new.bucket(b"target")
+        && old.bucket(b"annotations") == new.bucket(b"annotations")
+        && old
+            .value(b"createdat")
+            .is_some_and(|t| Time::from_go_binary(t).is_some())
+        && old
+            .value(b"updatedat")
+            .is_some_and(|t| Time::from_go_binary(t).is_some());
+    if same {
+        return Ok(false);
+    }
+    let created_ok = old
+        .value(b"createdat")
+        .is_some_and(|t| Time::from_go_binary(t).is_some());
+    for (key, node) in &new.entries {
+        match (key.as_slice(), node) {
+            (b"createdat", _) if created_ok => {}
+            (b"labels", Node::Bucket(want)) => {
+                let have = old.bucket_at_mut(&[b"labels"])?;
+                for (k, v) in &want.entries {
+                    have.entries.insert(k.clone(), v.clone());
+                }
+            }
+            _ => {
+                old.entries.insert(key.clone(), node.clone());
+            }
+        }
+    }
+    if new.bucket(b"annotations").is_none() {
+        old.delete(b"annotations");
+    }
+    Ok(true)
+}
+
+// --- the root ---------------------------------------------------------------------------
+
+/// containerd's `root` inside `root`: the config's top-level `root` when it sets one, else
+/// [`DEFAULT_CONTAINERD_ROOT`]. An in-root absolute path.
+pub fn containerd_root(root: &Root) -> Result<PathBuf> {
+    let Some(text) = root.read_to_string(CONFIG_PATH)? else {
+        return Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT));
+    };
+    let host = root.resolve(CONFIG_PATH)?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing {} as TOML", host.display()))?;
+    match doc.get("root") {
+        None => Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT)),
+        Some(item) => {
+            let dir = item.as_str().ok_or_else(|| {
+                anyhow!("reading `root` in {}: expected a string", host.display())
+            })?;
+            ensure!(
+                dir.starts_with('/'),
+                "reading `root` in {}: {dir:?} is not an absolute path",
+                host.display()
+            );
+            Ok(PathBuf::from(dir))
+        }
+    }
+}
+
+/// Binaries whose ELF header tells the root's architecture, most telling first; the rest of
+/// `/usr/bin` is tried after them.
+const PLATFORM_PROBES: [&str; 8] = [
+    "/usr/bin/containerd",
+    "/usr/local/bin/containerd",
+    "/usr/bin/kubelet",
+    "/usr/local/bin/kubelet",
+    "/usr/bin/runc",
+    "/usr/sbin/runc",
+    "/bin/sh",
+    "/usr/bin/env",
+];
+
+/// The root's platform read from the ELF header of one of its binaries, with the in-root
+/// path that told it; `None` when the root has no binaries (an empty directory).
+pub fn root_platform(root: &Root) -> Result<Option<(Platform, String)>> {
+    let mut candidates: Vec<String> = PLATFORM_PROBES.iter().map(|s| s.to_string()).collect();
+    for name in root.read_dir("/usr/bin")? {
+        candidates.push(format!("/usr/bin/{}", name.to_string_lossy()));
+    }
+    for path in candidates {
+        let host = root.resolve(&path)?;
+        let mut header = [0u8; 20];
+        let read = fs::File::open(&host).and_then(|mut f| f.read_exact(&mut header));
+        match read {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::UnexpectedEof | ErrorKind::IsADirectory
+                ) || e.raw_os_error() == Some(21) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", host.display())),
+        }
+        if let Some(arch) = elf_arch(&header) {
+            return Ok(Some((Platform { arch }, path)));
+        }
+    }
+    Ok(None)
+}
+
+/// The architecture in an ELF header (first 20 bytes), if it is one we know.
+pub fn elf_arch(header: &[u8]) -> Option<Arch> {
+    if header.len() < 20 || &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let is_64 = match header[4] {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let (endian, machine) = match header[5] {
+        1 => (Endian::Little, u16::from_le_bytes([header[18], header[19]])),
+        2 => (Endian::Big, u16::from_be_bytes([header[18], header[19]])),
+        _ => return None,
+    };
+    Arch::from_elf(machine, is_64, endian)
+}
+
+/// What [`install`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// containerd's root, inside the root.
+    pub containerd_root: String,
+    pub meta_db: String,
+    pub names: Vec<String>,
+    pub namespace: String,
+    pub target: String,
+    pub target_media_type: String,
+    /// `os/arch[/variant] digest` of every manifest written.
+    pub manifests: Vec<String>,
+    pub blobs_written: Vec<String>,
+    pub blobs_present: usize,
+    pub records_changed: Vec<String>,
+    pub pinned: bool,
+    pub unchanged: bool,
+}
+
+/// Writes `image` into the containerd store under `root`: validates everything, opens (or
+/// creates) `meta.db` (refused while containerd holds it), writes the missing blobs, then
+/// commits the records in one transaction. Nothing is written if any check fails.
+pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
+    let recs = records(image, spec)?;
+    let ctd = containerd_root(root)?;
+    let meta_dir = ctd.join(META_DIR);
+    let meta_path = meta_dir.join(META_DB);
+    let meta_host = root.resolve(&meta_path)?;
+
+    // Open first: a locked or unreadable meta.db must stop us before any blob is written.
+    let existing = match fs::metadata(&meta_host) {
+        Ok(m) if m.len() > 0 => {
+            Some(Db::open(&meta_host).with_context(|| format!("opening {}", meta_host.display()))?)
+        }
+        Ok(_) => None,
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
+    };
+    let mut tree = existing
+        .as_ref()
+        .map(|db| db.root().clone())
+        .unwrap_or_default();
+    let changes = merge(&mut tree, &recs.tree, &spec.namespace)?;
+
+    // containerd makes its root 0711 and the store's directories 0755.
+    if let Some(parent) = ctd.parent() {
+        root.create_dir_all(parent, 0o755)?;
+    }
+    root.create_dir_all(&ctd, 0o711)?;
+    let blob_dir = root.create_dir_all(ctd.join(CONTENT_DIR).join("blobs/sha256"), 0o755)?;
+    let mut written = Vec::new();
+    let mut present = 0;
+    for digest in recs.selection.blobs.keys() {
+        let bytes = &image.blobs[digest];
+        let hex = digest
+            .strip_prefix("sha256:")
+            .expect("select() only keeps sha256 digests it verified");
+        let path = blob_dir.join(hex);
+        match fs::read(&path) {
+            Ok(old) if old == *bytes => {
+                present += 1;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+        // Mode 0444 as containerd's ingest leaves committed blobs (a damaged file being
+        // replaced may have had another).
+        rootfs::replace_file(&path, bytes, 0o444)
+            .with_context(|| format!("writing blob {digest}"))?;
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444))
+            .with_context(|| format!("setting mode of {}", path.display()))?;
+        written.push(digest.clone());
+    }
+    // One directory sync for every rename: the names must be durable before meta.db
+    // points at them.
+    if !written.is_empty() {
+        rootfs::sync_dir(&blob_dir)?;
+    }
+
+    if !changes.is_empty() {
+        let mut db = match existing {
+            Some(db) => db,
+            None => {
+                root.create_dir_all(&meta_dir, 0o711)?;
+                Db::create(&meta_host)
+                    .with_context(|| format!("creating {}", meta_host.display()))?
+            }
+        };
+        *db.root_mut() = tree;
+        db.commit()
+            .with_context(|| format!("committing {}", meta_host.display()))?;
+    }
+
+    Ok(Report {
+        containerd_root: ctd.display().to_string(),
+        meta_db: meta_path.display().to_string(),
+        names: spec.names.clone(),
+        namespace: spec.namespace.clone(),
+        target: image.target.digest().to_string(),
+        target_media_type: media_type(&image.target),
+        manifests: recs
+            .selection
+            .manifests
+            .iter()
+            .map(|(p, d)| format!("{p} {d}"))
+            .collect(),
+        unchanged: written.is_empty() && changes.is_empty(),
+        blobs_written: written,
+        blobs_present: present,
+        records_changed: changes,
+        pinned: spec.pin,
+    })
+}
 
 /// `pausebake import`.
-pub fn import(_args: &ImportArgs) -> Result<ExitCode> {
-    bail!("not implemented yet")
+pub fn import(args: &ImportArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.target.root)?;
+    // Everything is validated while reading, before the root is touched.
+    let image = crate::archive::read(&args.archive)?;
+    let mut names = Vec::new();
+    for n in image.names.iter().chain(&args.names) {
+        let n = normalize_ref(n)?;
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let (platform, platform_source) = if args.all_platforms {
+        (None, "--all-platforms".to_string())
+    } else {
+        let (p, source) = crate::containerd::verify::resolve_platform(&root, args.target.platform)?;
+        (Some(p), source)
+    };
+    let spec = Spec {
+        names,
+        namespace: args.target.namespace.clone(),
+        platform,
+        pin: !args.no_pin,
+        time: Time::for_records(args.epoch.source_date_epoch),
+    };
+    let report = install(&image, &root, &spec)?;
+    if args.output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, &platform_source);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of a [`Report`].
+pub fn print_report(r: &Report, platform_source: &str) {
+    println!(
+        "import: {} {} into {}",
+        r.target_media_type, r.target, r.meta_db
+    );
+    for m in &r.manifests {
+        println!("  manifest {m} (platform: {platform_source})");
+    }
+    for n in &r.names {
+        println!(
+            "  image {n} in {}{}",
+            r.namespace,
+            if r.pinned { ", pinned" } else { "" }
+        );
+    }
+    if r.unchanged {
+        println!("  unchanged: every blob and record was already there");
+        return;
+    }
+    println!(
+        "  {} blobs written, {} already present",
+        r.blobs_written.len(),
+        r.blobs_present
+    );
+    for c in &r.records_changed {
+        println!("  {c}");
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use oci_spec::image::MediaType;
+    use serde_json::json;
+
+    fn add(blobs: &mut BTreeMap<String, Vec<u8>>, bytes: Vec<u8>) -> (String, u64) {
+        let d = sha256_digest(&bytes);
+        let n = bytes.len() as u64;
+        blobs.insert(d.clone(), bytes);
+        (d, n)
+    }
+
+    /// A small image by hand: one manifest per arch (layer, config), and an index whose
+    /// entries carry a platform (or not, to make the walker read the config).
+    pub fn test_image(archs: &[Arch], entry_platforms: bool) -> Image {
+        let mut blobs = BTreeMap::new();
+        let mut entries = Vec::new();
+        for arch in archs {
+            let (layer, layer_size) = add(&mut blobs, format!("layer for {arch}").into_bytes());
+            let config = json!({"architecture": arch.name(), "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer]}});
+            let (cfg, cfg_size) = add(&mut blobs, serde_json::to_vec(&config).unwrap());
+            let manifest = json!({"schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": cfg, "size": cfg_size},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer, "size": layer_size}]});
+            let (m, m_size) = add(&mut blobs, serde_json::to_vec(&manifest).unwrap());
+            let mut entry = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": m, "size": m_size});
+            if entry_platforms {
+                entry["platform"] = json!({"architecture": arch.name(), "os": "linux"});
+            }
+            entries.push(entry);
+        }
+        let index = json!({"schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries});
+        let (i, i_size) = add(&mut blobs, serde_json::to_vec(&index).unwrap());
+        let digest: oci_spec::image::Digest = i.parse().unwrap();
+        let mut target = Descriptor::new(MediaType::ImageIndex, i_size, digest);
+        target.set_annotations(Some(
+            [(
+                "io.containerd.image.name".to_string(),
+                "registry.k8s.io/pause:3.10".to_string(),
+            )]
+            .into(),
+        ));
+        Image {
+            blobs,
+            target,
+            names: vec!["registry.k8s.io/pause:3.10".to_string()],
+        }
+    }
+
+    fn spec(platform: Option<Platform>, pin: bool) -> Spec {
+        Spec {
+            names: vec!["registry.k8s.io/pause:3.10".into()],
+            namespace: "k8s.io".into(),
+            platform,
+            pin,
+            time: Time {
+                unix_secs: 0,
+                nanos: 0,
+            },
+        }
+    }
+
+    /// The tree as indented text with values decoded where the schema says how, so a test
+    /// reads like the module-doc diagram.
+    fn dump(b: &Bucket) -> String {
+        fn go(b: &Bucket, depth: usize, out: &mut String) {
+            for (k, node) in &b.entries {
+                let key = String::from_utf8_lossy(k);
+                let pad = "  ".repeat(depth);
+                match node {
+                    Node::Bucket(inner) => {
+                        out.push_str(&format!("{pad}[{key}]\n"));
+                        go(inner, depth + 1, out);
+                    }
+                    Node::Value(v) => {
+                        let shown = match &*key {
+                            "createdat" | "updatedat" => match Time::from_go_binary(v) {
+                                Some(t) => format!("time {}", t.unix_secs),
+                                None => "BAD TIME".into(),
+                            },
+                            "size" | "version" => format!("varint {}", read_varint(v).unwrap()),
+                            _ => String::from_utf8_lossy(v).into_owned(),
+                        };
+                        out.push_str(&format!("{pad}{key} = {shown}\n"));
+                    }
+                }
+            }
+        }
+        let mut out = String::new();
+        go(b, 0, &mut out);
+        out
+    }
+
+    #[test]
+    fn go_time_and_varint_encodings() {
+        // Literal values from containerd-store.md §3.
+        let t = Time {
+            unix_secs: 0,
+            nanos: 0,
+        };
+        assert_eq!(
+            t.go_binary(),
+            [1, 0, 0, 0, 0x0e, 0x77, 0x91, 0xf7, 0, 0, 0, 0, 0, 0xff, 0xff]
+        );
+        assert_eq!(Time::from_go_binary(&t.go_binary()), Some(t));
+        let seen = [
+            0x01, 0, 0, 0, 0x0e, 0xe2, 0x94, 0x50, 0x7b, 0x17, 0xa0, 0x69, 0x0b, 0xff, 0xff,
+        ];
+        let t = Time::from_go_binary(&seen).unwrap();
+        assert_eq!(Time::from_go_binary(&t.go_binary()), Some(t));
+        assert_eq!(t.go_binary(), seen);
+        for (v, bytes) in [
+            (3, &[0x06][..]),
+            (4, &[0x08]),
+            (307, &[0xe6, 0x04]),
+            (402, &[0xa4, 0x06]),
+            (420, &[0xc8, 0x06]),
+            (13109, &[0xea, 0xcc, 0x01]),
+        ] {
+            assert_eq!(varint(v), bytes, "{v}");
+            assert_eq!(read_varint(bytes), Some(v));
+        }
+        assert_eq!(read_varint(&varint(-5)), Some(-5));
+        assert_eq!(read_varint(&[0x86]), None);
+        assert_eq!(read_varint(&[0x06, 0x00]), None);
+    }
+
+    #[test]
+    fn names_are_normalized_like_cri() {
+        for (input, want) in [
+            ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
+            ("pause", "docker.io/library/pause:latest"),
+            ("pause:3.9", "docker.io/library/pause:3.9"),
+            ("me/pause:1", "docker.io/me/pause:1"),
+            (
+                "localhost/kubernetes/pause",
+                "localhost/kubernetes/pause:latest",
+            ),
+            ("localhost:5000/p:1", "localhost:5000/p:1"),
+            ("index.docker.io/x/y:z", "docker.io/x/y:z"),
+        ] {
+            assert_eq!(normalize_ref(input).unwrap(), want, "{input}");
+        }
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            normalize_ref(&format!("registry.k8s.io/pause:3.10@{d}")).unwrap(),
+            format!("registry.k8s.io/pause@{d}")
+        );
+        for bad in ["Pause:1", "registry.k8s.io/pause:", "x@sha256:12", ""] {
+            assert!(normalize_ref(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn records_read_as_the_documented_tree() {
+        let image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        let recs = records(&image, &spec(Some(Platform { arch: Arch::Arm64 }), true)).unwrap();
+        let index = image.target.digest().to_string();
+        let sel = &recs.selection;
+        assert_eq!(sel.manifests.len(), 1);
+        assert_eq!(sel.manifests[0].0.to_string(), "linux/arm64");
+        let manifest = sel.manifests[0].1.clone();
+        let m_labels = &sel.blobs[&manifest];
+        let config = m_labels["containerd.io/gc.ref.content.config"].clone();
+        let layer = m_labels["containerd.io/gc.ref.content.l.0"].clone();
+        // Only arm64's blobs and the index: 4 of the image's 7.
+        assert_eq!(image.blobs.len(), 7);
+        assert_eq!(
+            sel.blobs.keys().cloned().collect::<BTreeSet<_>>(),
+            [&index, &manifest, &config, &layer]
+                .into_iter()
+                .cloned()
+                .collect()
+        );
+
+        let named = dump(&recs.tree)
+            .replace(&index, "<index>")
+            .replace(&manifest, "<manifest>")
+            .replace(&config, "<config>")
+            .replace(&layer, "<layer>");
+        // Blob buckets sort by digest; these digests are fixed by the test image's bytes.
+        let want = "\
+[v1]
+  [k8s.io]
+    [content]
+      [blob]
+        [<config>]
+          createdat = time 0
+          size = varint 151
+          updatedat = time 0
+        [<index>]
+          createdat = time 0
+          [labels]
+            containerd.io/gc.ref.content.m.0 = <manifest>
+          size = varint 491
+          updatedat = time 0
+        [<layer>]
+          createdat = time 0
+          size = varint 15
+          updatedat = time 0
+        [<manifest>]
+          createdat = time 0
+          [labels]
+            containerd.io/gc.ref.content.config = <config>
+            containerd.io/gc.ref.content.l.0 = <layer>
+          size = varint 395
+          updatedat = time 0
+    [images]
+      [registry.k8s.io/pause:3.10]
+        [annotations]
+          io.containerd.image.name = registry.k8s.io/pause:3.10
+        createdat = time 0
+        [labels]
+          io.cri-containerd.image = managed
+          io.cri-containerd.pinned = pinned
+        [target]
+          digest = <index>
+          mediatype = application/vnd.oci.image.index.v1+json
+          size = varint 491
+        updatedat = time 0
+  version = varint 3
+";
+        assert_eq!(named, want);
+    }
+
+    #[test]
+    fn no_pin_writes_neither_label_and_all_platforms_keeps_all() {
+        let image = test_image(&[Arch::Amd64, Arch::Arm64], false);
+        let recs = records(&image, &spec(None, false)).unwrap();
+        let rec = recs
+            .tree
+            .bucket_at(&[b"v1", b"k8s.io", b"images", b"registry.k8s.io/pause:3.10"])
+            .unwrap();
+        assert!(rec.bucket(b"labels").is_none());
+        assert_eq!(recs.selection.blobs.len(), 7);
+        let plats: Vec<String> = recs
+            .selection
+            .manifests
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        // Read from the configs: the index entries carry no platform.
+        assert_eq!(plats, ["linux/amd64", "linux/arm64"]);
+        let index = &recs.selection.blobs[&image.target.digest().to_string()];
+        assert_eq!(
+            index.keys().collect::<Vec<_>>(),
+            [
+                "containerd.io/gc.ref.content.m.0",
+                "containerd.io/gc.ref.content.m.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_platform_is_named() {
+        let image = test_image(&[Arch::Amd64], true);
+        let err = records(&image, &spec(Some(Platform { arch: Arch::S390x }), true))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "selecting a manifest for linux/s390x: the image has none (it has: linux/amd64); pass --platform or --all-platforms"
+        );
+    }
+
+    #[test]
+    fn corrupt_or_missing_blobs_are_refused() {
+        let mut image = test_image(&[Arch::Amd64], true);
+        let layer = image
+            .blobs
+            .iter()
+            .find(|(_, b)| b.starts_with(b"layer"))
+            .map(|(d, _)| d.clone())
+            .unwrap();
+        image.blobs.get_mut(&layer).unwrap()[0] = b'L';
+        let err = records(&image, &spec(None, true)).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("reading blob {layer}: its content hashes to")),
+            "{err}"
+        );
+        image.blobs.remove(&layer);
+        let err = records(&image, &spec(None, true)).unwrap_err().to_string();
+        assert_eq!(err, format!("reading blob {layer}: not in the image"));
+    }
+
+    #[test]
+    fn merging_is_idempotent_and_keeps_other_records() {
+        let image = test_image(&[Arch::Amd64], true);
+        let recs = records(&image, &spec(None, true)).unwrap();
+        // A database containerd already wrote: schema 4, another image, an unpack label on
+        // our layer, a lease.
+        let mut db = Bucket::default();
+        db.bucket_at_mut(&[b"v1"])
+            .unwrap()
+            .put(b"version", &varint(4))
+            .unwrap();
+        db.bucket_at_mut(&[b"v1", b"k8s.io", b"images", b"docker.io/library/busybox:1"])
+            .unwrap()
+            .put(b"createdat", &[1; 15])
+            .unwrap();
+        db.bucket_at_mut(&[b"v1", b"k8s.io", b"leases", b"l1"])
+            .unwrap();
+        let layer = recs.selection.manifests[0].1.clone();
+        let manifest_labels = &recs.selection.blobs[&layer];
+        let layer = manifest_labels["containerd.io/gc.ref.content.l.0"].clone();
+        {
+            let mut pre = Bucket::default();
+            pre.put(
+                b"createdat",
+                &Time {
+                    unix_secs: 5,
+                    nanos: 0,
+                }
+                .go_binary(),
+            )
+            .unwrap();
+            pre.put(
+                b"updatedat",
+                &Time {
+                    unix_secs: 5,
+                    nanos: 0,
+                }
+                .go_binary(),
+            )
+            .unwrap();
+            pre.put(b"size", &varint(15)).unwrap();
+            pre.bucket_at_mut(&[b"labels"])
+                .unwrap()
+                .put(b"containerd.io/uncompressed", layer.as_bytes())
+                .unwrap();
+            db.bucket_at_mut(&[b"v1", b"k8s.io", b"content", b"blob"])
+                .unwrap()
+                .entries
+                .insert(layer.as_bytes().to_vec(), Node::Bucket(pre.clone()));
+        }
+        let before = db.clone();
+        let changes = merge(&mut db, &recs.tree, "k8s.io").unwrap();
+        // The layer record already said everything we would write: untouched.
+        assert_eq!(changes.len(), 4, "{changes:?}");
+        assert!(!changes.iter().any(|c| c.contains(&layer)), "{changes:?}");
+        let v1 = db.bucket(b"v1").unwrap();
+        assert_eq!(v1.value(b"version"), Some(&varint(4)[..]), "never lowered");
+        assert!(v1.bucket_at(&[b"k8s.io", b"leases", b"l1"]).is_some());
+        assert_eq!(
+            v1.bucket_at(&[b"k8s.io", b"images", b"docker.io/library/busybox:1"]),
+            before.bucket_at(&[b"v1", b"k8s.io", b"images", b"docker.io/library/busybox:1"])
+        );
+        // Second run, later clock: nothing changes, timestamps included.
+        let mut later = spec(None, true);
+        later.time = Time {
+            unix_secs: 99,
+            nanos: 1,
+        };
+        let recs2 = records(&image, &later).unwrap();
+        let snapshot = db.clone();
+        assert_eq!(
+            merge(&mut db, &recs2.tree, "k8s.io").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(db, snapshot);
+    }
+
+    #[test]
+    fn merge_updates_a_moved_tag_and_keeps_createdat() {
+        let old = test_image(&[Arch::Amd64], true);
+        let new = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        let mut db = Bucket::default();
+        merge(
+            &mut db,
+            &records(&old, &spec(None, false)).unwrap().tree,
+            "k8s.io",
+        )
+        .unwrap();
+        let mut s = spec(None, true);
+        s.time = Time {
+            unix_secs: 7,
+            nanos: 0,
+        };
+        let changes = merge(&mut db, &records(&new, &s).unwrap().tree, "k8s.io").unwrap();
+        assert!(
+            changes.contains(&"image registry.k8s.io/pause:3.10 (updated)".to_string()),
+            "{changes:?}"
+        );
+        let rec = db
+            .bucket_at(&[b"v1", b"k8s.io", b"images", b"registry.k8s.io/pause:3.10"])
+            .unwrap();
+        assert_eq!(
+            Time::from_go_binary(rec.value(b"createdat").unwrap())
+                .unwrap()
+                .unix_secs,
+            0
+        );
+        assert_eq!(
+            Time::from_go_binary(rec.value(b"updatedat").unwrap())
+                .unwrap()
+                .unix_secs,
+            7
+        );
+        assert_eq!(
+            rec.bucket(b"target").unwrap().value(b"digest").unwrap(),
+            new.target.digest().to_string().as_bytes()
+        );
+        assert!(rec
+            .bucket(b"labels")
+            .unwrap()
+            .value(LABEL_PINNED.as_bytes())
+            .is_some());
+    }
+
+    #[test]
+    fn elf_headers_name_the_arch() {
+        let sh = fs::read("/bin/sh").unwrap();
+        assert_eq!(elf_arch(&sh[..20]), Arch::host());
+        assert_eq!(elf_arch(b"#!/bin/sh\n echo not elf"), None);
+    }
+
+    #[test]
+    fn root_platform_and_containerd_root_come_from_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(root_platform(&root).unwrap(), None);
+        assert_eq!(
+            containerd_root(&root).unwrap(),
+            PathBuf::from("/var/lib/containerd")
+        );
+        // An s390x ELF header (big-endian, 64-bit, machine 22).
+        let mut hdr = b"\x7fELF\x02\x02\x01\x00".to_vec();
+        hdr.resize(18, 0);
+        hdr.extend_from_slice(&22u16.to_be_bytes());
+        root.create_dir_all("/usr/bin", 0o755).unwrap();
+        root.write_atomic("/usr/bin/zz", &hdr, 0o755).unwrap();
+        let (p, from) = root_platform(&root).unwrap().unwrap();
+        assert_eq!((p.arch, from.as_str()), (Arch::S390x, "/usr/bin/zz"));
+        root.create_dir_all("/etc/containerd", 0o755).unwrap();
+        root.write_atomic(
+            CONFIG_PATH,
+            b"# mine\nversion = 2\nroot = \"/data/ctd\"\n",
+            0o644,
+        )
+        .unwrap();
+        assert_eq!(containerd_root(&root).unwrap(), PathBuf::from("/data/ctd"));
+    }
 }

@@ -1,0 +1,816 @@
+//! `bake` against real containerd 1.6, 1.7 and 2.x, each started on the baked root with no
+//! network (`unshare --net`): the sandbox must start from local content, stay pinned where
+//! the version pins, survive a restart and a forced GC; a root without `bake` must fail
+//! with a pull error; a root containerd already used keeps everything else; and `verify`
+//! names each fault it is shown.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use crate::containerd::{versions, Containerd, Running, StartOpts};
+use crate::cri::PodSandboxState;
+use crate::harness::*;
+
+const NAME: &str = "registry.k8s.io/pause:3.10";
+
+/// `pausebake bake --root R --containerd-version V ARGS`, which must succeed.
+fn bake(root: &Path, c: &Containerd, args: &[&str]) -> Output {
+    let out = run_ok(
+        pausebake()
+            .args(["bake", "--root"])
+            .arg(root)
+            .args(["--containerd-version", &c.version, "--name", NAME])
+            .args(args),
+    );
+    assert!(
+        stdout(&out).contains("verify     ok"),
+        "bake did not verify:\n{}",
+        stdout(&out)
+    );
+    out
+}
+
+fn verify(root: &Path, c: &Containerd, args: &[&str]) -> Output {
+    run_any(
+        pausebake()
+            .args(["verify", "--root"])
+            .arg(root)
+            .args(["--containerd-version", &c.version])
+            .args(args),
+    )
+}
+
+/// One containerd test of this module at a time: each starts several daemons, and the
+/// machines that run the suite are small.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn offline(c: &Containerd, root: &Path) -> Running {
+    c.start(
+        root,
+        StartOpts {
+            no_network: true,
+            ..Default::default()
+        },
+    )
+}
+
+/// Runs a host-network sandbox and asserts it is READY.
+fn sandbox_ready(ctd: &Running, name: &str) {
+    let logs = tempdir();
+    let (id, state) = ctd
+        .cri()
+        .run_pod_sandbox(name, true, logs.path())
+        .unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox on containerd {}: {e}\n{}",
+                ctd.containerd.version,
+                ctd.log()
+            )
+        });
+    assert_eq!(state, PodSandboxState::SandboxReady, "{id}\n{}", ctd.log());
+}
+
+/// Whether this containerd pins the sandbox image (1.6.22+, 1.7.3+, 2.x).
+fn pins(c: &Containerd) -> bool {
+    match c.semver() {
+        (1, 6, p) => p >= 22,
+        (1, 7, p) => p >= 3,
+        (1, _, _) => false,
+        _ => true,
+    }
+}
+
+fn no_pull(ctd: &Running) {
+    let pulls = ctd.pull_attempts();
+    assert!(
+        pulls.is_empty(),
+        "containerd {} tried to pull:\n{}",
+        ctd.containerd.version,
+        pulls.join("\n")
+    );
+}
+
+#[test]
+fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
+    let _serial = serial();
+    for c in versions() {
+        let root = tempdir();
+        let out = bake(root.path(), &c, &[]);
+        eprintln!("containerd {}:\n{}", c.version, stdout(&out));
+
+        let mut ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "first");
+        let status = ctd
+            .cri()
+            .image_status(NAME)
+            .unwrap()
+            .expect("CRI knows the image");
+        assert_eq!(
+            status.pinned,
+            pins(&c),
+            "pinned on containerd {}",
+            c.version
+        );
+        no_pull(&ctd);
+        ctd.stop();
+
+        // Restart, then a synchronous GC triggered by removing an unrelated image.
+        let ctd = offline(&c, root.path());
+        ctd.ctr_ok(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "tag",
+            NAME,
+            "example.invalid/unrelated:1",
+        ]);
+        ctd.ctr_ok(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "rm",
+            "--sync",
+            "example.invalid/unrelated:1",
+        ]);
+        sandbox_ready(&ctd, "after-gc");
+        no_pull(&ctd);
+        drop(ctd);
+
+        let out = verify(root.path(), &c, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn without_bake_the_sandbox_needs_a_pull() {
+    let _serial = serial();
+    for c in versions() {
+        let root = tempdir();
+        let ctd = offline(&c, root.path());
+        let logs = tempdir();
+        let err = ctd
+            .cri()
+            .run_pod_sandbox("control", true, logs.path())
+            .expect_err("a sandbox started without its image");
+        let msg = err.message().to_lowercase();
+        assert!(msg.contains("pull"), "containerd {}: {msg}", c.version);
+        // The log shows the attempt: what no_pull() looks for is there when one happens.
+        assert!(!ctd.pull_attempts().is_empty(), "{}", ctd.log());
+        let out = verify(root.path(), &c, &[]);
+        assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    }
+}
+
+/// A prebuilt archive under another name, for content containerd already holds.
+fn other_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &ARCHIVE
+        .get_or_init(|| {
+            let dir = tempdir();
+            let path = dir.path().join("other.tar");
+            // A different epoch: different config and manifest digests than the baked image.
+            run_ok(
+                pausebake()
+                    .args([
+                        "image",
+                        "--name",
+                        "example.invalid/other:1",
+                        "--source-date-epoch",
+                        "86400",
+                        "--output",
+                    ])
+                    .arg(&path),
+            );
+            (dir, path)
+        })
+        .1
+}
+
+#[test]
+fn a_used_root_keeps_everything_else() {
+    let _serial = serial();
+    for c in versions() {
+        let root = tempdir();
+        let etc = root.path().join("etc/containerd");
+        fs::create_dir_all(&etc).unwrap();
+        let v3 = c.native_config_version() >= 3;
+        let config = if v3 {
+            "# written by the image pipeline\nversion = 3\noom_score = 0 # keep\n\n[plugins.'io.containerd.cri.v1.images']\n  # our snapshotter\n  snapshotter = 'overlayfs'\n"
+        } else {
+            "# written by the image pipeline\nversion = 2\noom_score = 0 # keep\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n  # our snapshotter\n  snapshotter = \"overlayfs\"\n"
+        };
+        fs::write(etc.join("config.toml"), config).unwrap();
+
+        // containerd writes meta.db first: another image (unpacked), a container, a lease.
+        let archive = other_archive();
+        let ctd = offline(&c, root.path());
+        let import_dir = ctd.run_dir().join("import");
+        fs::create_dir_all(&import_dir).unwrap();
+        fs::copy(archive, import_dir.join("other.tar")).unwrap();
+        let tar = import_dir.join("other.tar").display().to_string();
+        for ns in ["default", "k8s.io"] {
+            ctd.ctr_ok(&["-n", ns, "images", "import", &tar]);
+        }
+        ctd.ctr_ok(&[
+            "-n",
+            "default",
+            "containers",
+            "create",
+            "example.invalid/other:1",
+            "c1",
+        ]);
+        ctd.ctr_ok(&["-n", "default", "leases", "create", "--id", "l1"]);
+        drop(ctd);
+
+        let out = bake(root.path(), &c, &[]);
+        eprintln!("containerd {}:\n{}", c.version, stdout(&out));
+        let after = fs::read_to_string(etc.join("config.toml")).unwrap();
+        let added: Vec<&str> = after
+            .lines()
+            .filter(|l| !config.lines().any(|b| b == *l))
+            .collect();
+        let removed: Vec<&str> = config
+            .lines()
+            .filter(|l| !after.lines().any(|a| a == *l))
+            .collect();
+        assert_eq!(removed, Vec::<&str>::new(), "{after}");
+        // The key, and the header of its table when the file had none.
+        let header = if v3 {
+            "[plugins.\"io.containerd.cri.v1.images\".pinned_images]"
+        } else {
+            "[plugins.\"io.containerd.grpc.v1.cri\"]"
+        };
+        assert!(
+            added.iter().all(|l| l.contains("sandbox")
+                || l.replace('\'', "\"") == header
+                || l.trim().is_empty()),
+            "only the sandbox key may change: {added:?}\n{after}"
+        );
+
+        let ctd = offline(&c, root.path());
+        for ns in ["default", "k8s.io"] {
+            let images = stdout(&ctd.ctr_ok(&["-n", ns, "images", "ls", "-q"]));
+            assert!(images.contains("example.invalid/other:1"), "{ns}: {images}");
+        }
+        let containers = stdout(&ctd.ctr_ok(&["-n", "default", "containers", "ls", "-q"]));
+        assert_eq!(containers.trim(), "c1");
+        let leases = stdout(&ctd.ctr_ok(&["-n", "default", "leases", "ls", "-q"]));
+        assert!(leases.lines().any(|l| l == "l1"), "{leases}");
+        // The other image still runs.
+        let ran = stdout(&ctd.ctr_ok(&[
+            "-n",
+            "default",
+            "run",
+            "--rm",
+            "example.invalid/other:1",
+            "t1",
+            "/pause",
+            "-v",
+        ]));
+        assert!(ran.starts_with("pause.c "), "{ran}");
+        sandbox_ready(&ctd, "used-root");
+        no_pull(&ctd);
+        drop(ctd);
+        // After containerd itself rewrote meta.db (CRI's labels, unpack, sandbox records).
+        let out = verify(root.path(), &c, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    }
+}
+
+/// The layer blob of the baked image and the meta.db path, from `bolt dump` of a baked root.
+fn layer_of(root: &Path) -> (String, PathBuf) {
+    let meta = root.join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+    let dump = stdout(&run_ok(pausebake().args(["bolt", "dump"]).arg(&meta)));
+    let label = hexs("containerd.io/gc.ref.content.l.0");
+    let line = dump
+        .lines()
+        .find(|l| {
+            l.starts_with("value ") && l.split(' ').nth(1).is_some_and(|p| p.ends_with(&label))
+        })
+        .expect("a layer label");
+    let value = line.split(' ').nth(2).unwrap();
+    let bytes: Vec<u8> = (0..value.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&value[i..i + 2], 16).unwrap())
+        .collect();
+    (String::from_utf8(bytes).unwrap(), meta)
+}
+
+fn hexs(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn verify_names_each_fault() {
+    // Pure file checks: any containerd version number will do, no daemon.
+    let c = Containerd {
+        version: "2.1.9".into(),
+        bin_dir: PathBuf::new(),
+    };
+    let fresh = || {
+        let root = tempdir();
+        bake(root.path(), &c, &["--platform", "linux/amd64"]);
+        root
+    };
+    let expect = |root: &Path, args: &[&str], cause: &str| {
+        let out = verify(
+            root,
+            &c,
+            &[&["--platform", "linux/amd64"][..], args].concat(),
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(cause),
+            "expected {cause:?} in:\n{}",
+            stdout(&out)
+        );
+    };
+    let blob = |root: &Path, digest: &str| {
+        root.join("var/lib/containerd/io.containerd.content.v1.content/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+
+    let root = fresh();
+    let (layer, _) = layer_of(root.path());
+    fs::remove_file(blob(root.path(), &layer)).unwrap();
+    expect(
+        root.path(),
+        &[],
+        &format!("FAIL content: missing blob {layer}"),
+    );
+
+    let root = fresh();
+    let path = blob(root.path(), &layer);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    expect(
+        root.path(),
+        &[],
+        &format!("FAIL content: corrupted blob {layer}"),
+    );
+
+    let root = fresh();
+    let config = root.path().join("etc/containerd/config.toml");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("pause:3.10", "pause:3.9");
+    fs::write(&config, text).unwrap();
+    expect(
+        root.path(),
+        &[],
+        "FAIL image: no image named registry.k8s.io/pause:3.9 in namespace k8s.io",
+    );
+
+    let root = fresh();
+    let out = verify(root.path(), &c, &["--platform", "linux/s390x"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL platform: the image is for linux/amd64, not linux/s390x"),
+        "{}",
+        stdout(&out)
+    );
+
+    let root = fresh();
+    let (_, meta) = layer_of(root.path());
+    let manifest_bucket = {
+        let dump = stdout(&run_ok(pausebake().args(["bolt", "dump"]).arg(&meta)));
+        let label = hexs("containerd.io/gc.ref.content.l.0");
+        let line = dump
+            .lines()
+            .find(|l| l.contains(&label))
+            .unwrap()
+            .to_string();
+        let path = line.split(' ').nth(1).unwrap().to_string();
+        // .../blob/<manifest>/labels/<label>: the manifest's digest, decoded.
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let hex = parts[parts.len() - 3];
+        String::from_utf8(
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect(),
+        )
+        .unwrap()
+    };
+    run_ok(
+        pausebake()
+            .args(["bolt", "set", "--bucket"])
+            .arg(format!("v1/k8s.io/content/blob/{manifest_bucket}/labels"))
+            .args([
+                "--key",
+                "containerd.io/gc.ref.content.l.0",
+                "--value",
+                "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            ])
+            .arg(&meta),
+    );
+    expect(root.path(), &[], &format!("FAIL gc: missing GC label: content {manifest_bucket} has no containerd.io/gc.ref.content.* label naming {layer}"));
+}
+
+#[test]
+fn a_second_bake_changes_nothing() {
+    let c = Containerd {
+        version: "1.7.24".into(),
+        bin_dir: PathBuf::new(),
+    };
+    let root = tempdir();
+    bake(root.path(), &c, &[]);
+    let meta = root
+        .path()
+        .join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+    let before = fs::read(&meta).unwrap();
+    let out = bake(root.path(), &c, &[]);
+    assert!(
+        stdout(&out).contains("import     unchanged"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("configure  unchanged"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read(&meta).unwrap(), before);
+}
+
+/// A two-architecture archive, built once.
+fn multi_arch_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &ARCHIVE
+        .get_or_init(|| {
+            let dir = tempdir();
+            let path = dir.path().join("multi.tar");
+            run_ok(
+                pausebake()
+                    .args(["image", "--arch", "amd64,arm64", "--name", NAME, "--output"])
+                    .arg(&path),
+            );
+            (dir, path)
+        })
+        .1
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn import_writes_only_the_chosen_platform_and_is_idempotent() {
+    let root = tempdir();
+    let archive = multi_arch_archive();
+    let import = |args: &[&str]| {
+        run_any(
+            pausebake()
+                .arg("import")
+                .arg(archive)
+                .arg("--root")
+                .arg(root.path())
+                .args(args),
+        )
+    };
+    // A platform the archive lacks: refused before anything is written.
+    let out = import(&["--platform", "linux/s390x"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("selecting a manifest for linux/s390x: the image has none (it has: linux/amd64, linux/arm64)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
+
+    let out = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(archive)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--platform", "linux/arm64", "--json"]),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The index, arm64's manifest, config and layer: 4 of the archive's 7 blobs.
+    assert_eq!(
+        report["blobs_written"].as_array().unwrap().len(),
+        4,
+        "{report}"
+    );
+    assert_eq!(report["unchanged"], false);
+    let blobs = root
+        .path()
+        .join("var/lib/containerd/io.containerd.content.v1.content/blobs/sha256");
+    assert_eq!(files_under(&blobs).len(), 4);
+    let ok = run_any(
+        pausebake()
+            .args([
+                "verify",
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                "linux/arm64",
+                "--root",
+            ])
+            .arg(root.path())
+            .args(["--namespace", "k8s.io"]),
+    );
+    // No config yet: 2.1's default sandbox image is this very name.
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    let amd = run_any(
+        pausebake()
+            .args([
+                "verify",
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                "linux/amd64",
+                "--root",
+            ])
+            .arg(root.path()),
+    );
+    assert_eq!(amd.status.code(), Some(3), "{}", stdout(&amd));
+    assert!(
+        stdout(&amd).contains("FAIL platform: the linux/amd64 manifest sha256:")
+            && stdout(&amd).contains("was not imported (the import took other platforms)"),
+        "{}",
+        stdout(&amd)
+    );
+
+    let meta = root
+        .path()
+        .join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+    let before = fs::read(&meta).unwrap();
+    let again = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(archive)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--platform", "linux/arm64"]),
+    );
+    assert!(stdout(&again).contains("unchanged"), "{}", stdout(&again));
+    assert_eq!(fs::read(&meta).unwrap(), before);
+}
+
+#[test]
+fn an_archive_rewritten_by_skopeo_imports_too() {
+    if !have("skopeo") {
+        return;
+    }
+    let dir = tempdir();
+    // skopeo re-serialises the image (only the host's manifest of the index).
+    let other = dir.path().join("skopeo.tar");
+    run_ok(Command::new("skopeo").args([
+        "copy",
+        &format!("oci-archive:{}", multi_arch_archive().display()),
+        &format!("oci-archive:{}:{NAME}", other.display()),
+        "--override-arch",
+        "amd64",
+    ]));
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(&other)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--platform", "linux/amd64"]),
+    );
+    assert!(
+        stdout(&out).contains(&format!("image {NAME} in k8s.io, pinned")),
+        "{}",
+        stdout(&out)
+    );
+    let v = run_any(
+        pausebake()
+            .args([
+                "verify",
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                "linux/amd64",
+                "--root",
+            ])
+            .arg(root.path()),
+    );
+    assert_eq!(v.status.code(), Some(0), "{}", stdout(&v));
+}
+
+#[test]
+fn a_gzip_compressed_archive_imports() {
+    let dir = tempdir();
+    let gz = dir.path().join("multi.tar.gz");
+    let tar = fs::read(multi_arch_archive()).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &tar).unwrap();
+    fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .arg("import")
+            .arg(&gz)
+            .arg("--root")
+            .arg(root.path())
+            .args(["--all-platforms", "--json"]),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Both platforms: the index, two manifests, two configs, two layers.
+    assert_eq!(
+        report["blobs_written"].as_array().unwrap().len(),
+        7,
+        "{report}"
+    );
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let v = run_any(
+            pausebake()
+                .args([
+                    "verify",
+                    "--containerd-version",
+                    "2.1.9",
+                    "--platform",
+                    platform,
+                    "--root",
+                ])
+                .arg(root.path()),
+        );
+        assert_eq!(v.status.code(), Some(0), "{platform}: {}", stdout(&v));
+    }
+}
+
+#[test]
+fn a_symlinked_containerd_root_is_followed_inside_the_root() {
+    let root = tempdir();
+    // On the host this names a real directory; in the root it means root/<that path>.
+    let host = tempdir();
+    let host_dir = fs::canonicalize(host.path()).unwrap();
+    fs::create_dir_all(root.path().join("var/lib")).unwrap();
+    std::os::unix::fs::symlink(&host_dir, root.path().join("var/lib/containerd")).unwrap();
+    let c = Containerd {
+        version: "2.1.9".into(),
+        bin_dir: PathBuf::new(),
+    };
+    // And a config directory linked to /etc, as some images do: read as root/etc.
+    fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.path().join("etc/containerd")).unwrap();
+    let host_etc_before = fs::metadata("/etc/config.toml").ok().map(|m| m.len());
+    bake(root.path(), &c, &[]);
+    assert_eq!(
+        files_under(&host_dir),
+        Vec::<PathBuf>::new(),
+        "the host was written"
+    );
+    assert_eq!(
+        fs::metadata("/etc/config.toml").ok().map(|m| m.len()),
+        host_etc_before
+    );
+    let config = fs::read_to_string(root.path().join("etc/config.toml")).unwrap();
+    assert!(config.contains(NAME), "{config}");
+    let inside = root
+        .path()
+        .join(host_dir.strip_prefix("/").unwrap())
+        .join("io.containerd.metadata.v1.bolt/meta.db");
+    assert!(inside.is_file(), "{}", inside.display());
+}
+
+#[test]
+fn a_running_containerd_is_refused_and_nothing_is_written() {
+    let _serial = serial();
+    let Some(c) = versions().into_iter().next() else {
+        return;
+    };
+    let root = tempdir();
+    let ctd = offline(&c, root.path());
+    let blobs = root
+        .path()
+        .join("var/lib/containerd/io.containerd.content.v1.content/blobs/sha256");
+    let before = files_under(&blobs);
+    let start = std::time::Instant::now();
+    let out = run_any(
+        pausebake()
+            .args(["bake", "--containerd-version", &c.version, "--root"])
+            .arg(root.path()),
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(
+            "is locked: containerd appears to be running on this root; stop it and retry"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        files_under(&blobs),
+        before,
+        "blobs written under a running containerd"
+    );
+    assert!(!root.path().join("etc/containerd/config.toml").exists());
+    drop(ctd);
+}
+
+#[test]
+fn same_inputs_same_bytes() {
+    let c = Containerd {
+        version: "2.1.9".into(),
+        bin_dir: PathBuf::new(),
+    };
+    let roots = [tempdir(), tempdir()];
+    for r in &roots {
+        run_ok(
+            pausebake()
+                .args(["bake", "--containerd-version", &c.version, "--archive"])
+                .arg(multi_arch_archive())
+                .args(["--platform", "linux/arm64", "--root"])
+                .arg(r.path())
+                .env("SOURCE_DATE_EPOCH", "1700000000"),
+        );
+    }
+    let files = |r: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        files_under(r)
+            .into_iter()
+            .map(|p| {
+                (
+                    p.strip_prefix(r).unwrap().to_path_buf(),
+                    fs::read(&p).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (files(roots[0].path()), files(roots[1].path()));
+    assert!(a.iter().any(|(p, _)| p.ends_with("meta.db")));
+    assert_eq!(a.len(), b.len());
+    for ((pa, ba), (pb, bb)) in a.iter().zip(&b) {
+        assert_eq!(pa, pb);
+        assert!(
+            ba == bb,
+            "{} differs between two identical bakes",
+            pa.display()
+        );
+    }
+    // And the JSON forms parse and agree with the exit code.
+    let out = run_any(
+        pausebake()
+            .args([
+                "verify",
+                "--json",
+                "--containerd-version",
+                "2.1.9",
+                "--platform",
+                "linux/amd64",
+                "--root",
+            ])
+            .arg(roots[0].path()),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let failed: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "fail")
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["platform"], "{report}");
+}
+
+#[test]
+fn versions_and_platform_come_from_the_roots_own_containerd() {
+    let _serial = serial();
+    for c in versions() {
+        let root = tempdir();
+        let bin = root.path().join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::copy(c.bin("containerd"), bin.join("containerd")).unwrap();
+        let out = run_ok(pausebake().args(["bake", "--root"]).arg(root.path()));
+        let text = stdout(&out);
+        let (major, minor, patch) = c.semver();
+        assert!(
+            text.contains(&format!(
+                "containerd {major}.{minor}.{patch} (/usr/bin/containerd)"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("platform   linux/"), "{text}");
+        assert!(text.contains("(/usr/bin/containerd)\n"), "{text}");
+        assert!(text.contains("verify     ok"), "{text}");
+        let ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "detected");
+        no_pull(&ctd);
+    }
+}
