@@ -299,6 +299,9 @@ fn root_with_image(dir: &Path, work: &Path) -> PathBuf {
 
 #[test]
 fn hostile_archives_are_refused_and_nothing_is_written() {
+    if !crate::harness::have("prlimit") {
+        return;
+    }
     let t = tempdir();
     let work = t.path().join("work");
     fs::create_dir(&work).unwrap();
@@ -445,8 +448,15 @@ fn hostile_archives_are_refused_and_nothing_is_written() {
     for (i, (what, bytes, needles)) in cases.iter().enumerate() {
         let path = work.join(format!("hostile-{i}.tar"));
         fs::write(&path, bytes).unwrap();
+        // 256 MiB of address space: a reader that sized a buffer from a declared length
+        // (8 GiB, 1 TiB) would die here instead of refusing.
+        let plain = import(&path, &root);
+        let mut cmd = Command::new("prlimit");
+        cmd.arg("--as=268435456")
+            .arg(crate::harness::PAUSEBAKE)
+            .args(plain.get_args());
         let start = Instant::now();
-        let out = refused(&mut import(&path, &root), needles);
+        let out = refused(&mut cmd, needles);
         eprintln!(
             "{what}: refused in {:?}: {}",
             start.elapsed(),
