@@ -542,14 +542,18 @@ fn root_symlinks_resolve_inside_the_root() {
 }
 
 /// `R/etc/containerd` as a symlink to the host's `/etc` (literally, and to a sentinel of this
-/// test, absolute and climbing): `configure` writes the config inside R where the link
-/// resolves there, or refuses the link; the host paths are never touched.
+/// test, absolute and climbing): `bake` writes the config inside R where the link resolves
+/// there; `configure` does the same or refuses the link (it does not use `rootfs::Root`
+/// yet); the host paths are never touched.
 #[test]
 fn configure_never_writes_through_a_link_to_the_host() {
     let t = tempdir();
     let host = t.path().join("host");
     fs::create_dir_all(host.join("etc")).unwrap();
     let host_rel = host.strip_prefix("/").unwrap();
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let archive = good_archive(&work, "registry.example/pause:1");
     let sentinel_before = snapshot(&host);
     let real_etc = (
         snapshot_top(Path::new("/etc")),
@@ -608,6 +612,23 @@ fn configure_never_writes_through_a_link_to_the_host() {
                 "refused"
             }
         );
+        // bake goes through the same link and must write inside the root.
+        let root = t.path().join(format!("bake-root-{i}"));
+        fs::create_dir_all(root.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&link, root.join("etc/containerd")).unwrap();
+        run_ok(
+            pausebake()
+                .arg("bake")
+                .arg("--root")
+                .arg(&root)
+                .args(["--platform", PLATFORM, "--containerd-version", "1.7.0"])
+                .arg("--archive")
+                .arg(&archive)
+                .args(["--name", "registry.example/pause:1"]),
+        );
+        let text = fs::read_to_string(root.join(&resolved).join("config.toml"))
+            .unwrap_or_else(|e| panic!("{what}: bake wrote no config inside the root: {e}"));
+        assert!(text.contains("registry.example/pause:1"), "{what}: {text}");
         assert_same(
             &format!("{what}: host sentinel"),
             &sentinel_before,
