@@ -45,3 +45,6 @@ fi
 
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh
+
+# A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
+if [ "$(id -u)" = 0 ]; then tests/debian-root.sh >/dev/null; fi
