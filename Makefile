@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DIST ?= dist
 
-.PHONY: all test lint image bench clean
+.PHONY: all test lint image bench fuzz clean
 
 all:
 	$(CARGO) build --release --locked
@@ -46,6 +46,21 @@ image:
 bench:
 	$(CARGO) build --release --locked
 	tests/bench/run.sh
+
+# Fuzz the readers of hostile bytes (fuzz/: archive::read, bolt::read_tree) for
+# FUZZ_SECONDS each; not part of `test`. cargo-fuzz passes nightly-only -Z flags (sanitizer,
+# coverage passes); RUSTC_BOOTSTRAP=1 lets the stable compiler accept them. A crash stops
+# make and leaves the input in fuzz/artifacts/TARGET/: fix the bug, then commit the input
+# as fuzz/regressions/TARGET/err-NAME (or ok-NAME), which `cargo test` reads back.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= archive bolt
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t fuzz/corpus/$$t fuzz/regressions/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -print_final_stats=1; \
+	done
 
 clean:
 	rm -rf $(DIST)

@@ -11,7 +11,7 @@ use crate::platform::{Arch, Platform};
 
 /// Build the Kubernetes pause image and bake it into an offline root's containerd store.
 #[derive(Debug, Parser)]
-#[command(name = "pausebake", version, help_expected = true)]
+#[command(name = "pausebake", version, help_expected = true, max_term_width = 80)]
 pub enum Cli {
     /// Compile pause for one or more architectures
     Build(BuildArgs),
@@ -34,7 +34,7 @@ pub enum Cli {
 #[derive(Debug, Args)]
 pub struct CompileArgs {
     /// Architectures, comma-separated (amd64, arm64, arm, ppc64le, s390x, riscv64)
-    /// [default: the host's]
+    /// [default: the host's; for bake, the root's]
     #[arg(long, value_delimiter = ',', value_parser = parse_arch)]
     pub arch: Vec<Arch>,
     /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc

@@ -7,6 +7,8 @@ mod bolt;
 mod cli;
 mod containerd;
 mod exec;
+#[cfg(test)]
+mod fuzzed;
 mod image;
 mod pause;
 mod platform;

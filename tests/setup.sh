@@ -22,6 +22,8 @@ packages=(
   golang-go golang-github-coreos-bbolt-dev
   # unshare, chroot, ip, ps, file
   util-linux coreutils iproute2 procps file
+  # SIGKILL at every write of bake (fault injection), tests/it/harden.rs
+  strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
 )
@@ -43,3 +45,6 @@ fi
 
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh
+
+# A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
+if [ "$(id -u)" = 0 ]; then tests/debian-root.sh >/dev/null; fi

@@ -242,17 +242,30 @@ impl Db {
             );
         }
 
-        for &(id, n) in &enc.runs {
-            let at = (id - base) as usize * size;
+        let old_len = self
+            .file
+            .metadata()
+            .with_context(|| format!("reading the size of {path}"))?
+            .len();
+        let pages_written = (|| -> Result<()> {
+            for &(id, n) in &enc.runs {
+                let at = (id - base) as usize * size;
+                self.file
+                    .write_all_at(&enc.pages[at..at + n as usize * size], id * size as u64)
+                    .with_context(|| format!("writing page {id} of {path}"))?;
+                self.step()?;
+            }
             self.file
-                .write_all_at(&enc.pages[at..at + n as usize * size], id * size as u64)
-                .with_context(|| format!("writing page {id} of {path}"))?;
-            self.step()?;
+                .sync_data()
+                .with_context(|| format!("syncing {path}"))?;
+            self.step()
+        })();
+        if let Err(e) = pages_written {
+            // No meta page names the new pages yet: cut them off again, so a failed commit
+            // (a full disk) leaves the file byte-identical. Best effort; the error is the news.
+            let _ = self.file.set_len(old_len);
+            return Err(e);
         }
-        self.file
-            .sync_data()
-            .with_context(|| format!("syncing {path}"))?;
-        self.step()?;
         let meta_page = enc.meta.encode();
         let slot = enc.meta.txid % 2;
         self.file

@@ -11,6 +11,31 @@ fn every_subcommand_has_help() {
 }
 
 #[test]
+fn help_fits_in_80_columns() {
+    for sub in [
+        "",
+        "build",
+        "image",
+        "import",
+        "configure",
+        "verify",
+        "bake",
+    ] {
+        for flag in ["-h", "--help"] {
+            let mut cmd = pausebake();
+            if !sub.is_empty() {
+                cmd.arg(sub);
+            }
+            // A wide terminal must not widen the help: Packer logs and man pages are not.
+            let out = run_ok(cmd.arg(flag).env("COLUMNS", "200"));
+            for line in stdout(&out).lines() {
+                assert!(line.chars().count() <= 80, "{sub} {flag}: {line:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn unknown_arch_is_a_usage_error() {
     let out = run_any(pausebake().args(["build", "--arch", "mips"]));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -515,39 +515,12 @@ impl Running {
     /// Pids of every process this instance left behind: containerd, and everything in its
     /// mount namespace or descended from those (shims, runc, pause). Empty once stopped.
     pub fn processes(&self) -> Vec<u32> {
-        let procs = proc_table();
-        let mut roots: BTreeSet<u32> = BTreeSet::new();
         // once stopped, containerd has been reaped and its pid may belong to anyone
-        if !self.stopped && procs.iter().any(|p| p.pid == self.pid) {
-            roots.insert(self.pid);
-        }
-        if let Some((ns, _pinned)) = &self.mnt_ns {
-            for p in &procs {
-                if p.mnt_ns.as_deref() == Some(ns.as_str()) {
-                    roots.insert(p.pid);
-                }
-            }
-        }
+        let pid = (!self.stopped).then_some(self.pid);
         // shims keep containerd's socket path on their command line
         let address = self.address.display().to_string();
-        for p in &procs {
-            if p.cmdline.contains(&address) {
-                roots.insert(p.pid);
-            }
-        }
-        // and all their descendants (containers have their own mount namespaces)
-        loop {
-            let before = roots.len();
-            for p in &procs {
-                if roots.contains(&p.ppid) {
-                    roots.insert(p.pid);
-                }
-            }
-            if roots.len() == before {
-                break;
-            }
-        }
-        roots.into_iter().collect()
+        let ns = self.mnt_ns.as_ref().map(|(ns, _pinned)| ns.as_str());
+        process_tree(pid, ns, Some(&address))
     }
 
     /// Stops containerd (SIGTERM, then SIGKILL after a grace period) and kills every process
@@ -647,6 +620,37 @@ impl Drop for Running {
 }
 
 /// One row of /proc.
+/// A containerd's processes: `pid` if given and alive, everything in mount namespace `mnt_ns`, every
+/// process whose command line contains `marker`, and all their descendants (containers have
+/// mount namespaces of their own, so only the parent chain finds them).
+pub fn process_tree(pid: Option<u32>, mnt_ns: Option<&str>, marker: Option<&str>) -> Vec<u32> {
+    let procs = proc_table();
+    let mut roots: BTreeSet<u32> = BTreeSet::new();
+    if let Some(pid) = pid.filter(|pid| procs.iter().any(|p| p.pid == *pid)) {
+        roots.insert(pid);
+    }
+    for p in &procs {
+        if mnt_ns.is_some() && p.mnt_ns.as_deref() == mnt_ns {
+            roots.insert(p.pid);
+        }
+        if marker.is_some_and(|m| p.cmdline.contains(m)) {
+            roots.insert(p.pid);
+        }
+    }
+    loop {
+        let before = roots.len();
+        for p in &procs {
+            if roots.contains(&p.ppid) {
+                roots.insert(p.pid);
+            }
+        }
+        if roots.len() == before {
+            break;
+        }
+    }
+    roots.into_iter().collect()
+}
+
 struct Proc {
     pid: u32,
     ppid: u32,

@@ -8,6 +8,8 @@ mod cli;
 mod configure;
 mod containerd;
 mod cri;
+mod distro;
+mod harden;
 mod harness;
 mod image;
 mod packer;

@@ -56,3 +56,40 @@ fn templates_validate_offline() {
         run_ok(cmd.arg(&t));
     }
 }
+
+#[test]
+fn local_root_template_bakes_a_root_that_verifies() {
+    if !have("packer") || !have("containerd") {
+        return;
+    }
+    let dir = tempdir();
+    let root = dir.path().join("root");
+    // The root's own containerd tells pausebake which config key to write.
+    std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/containerd", root.join("usr/bin/containerd")).unwrap();
+    let out = run_ok(
+        std::process::Command::new("packer")
+            .arg("build")
+            .arg("-var")
+            .arg(format!("pausebake={PAUSEBAKE}"))
+            .arg("-var")
+            .arg(format!("root={}", root.display()))
+            .arg("-var")
+            .arg("kubernetes_version=1.31.2")
+            .arg(repo().join("packer/examples/local-root.pkr.hcl"))
+            .env("CHECKPOINT_DISABLE", "1"),
+    );
+    let log = stdout(&out);
+    assert!(log.contains("registry.k8s.io/pause:3.10"), "{log}");
+    let out = run_ok(pausebake().arg("verify").arg("--root").arg(&root));
+    assert!(
+        stdout(&out).contains("registry.k8s.io/pause:3.10"),
+        "{}",
+        stdout(&out)
+    );
+    let config = std::fs::read_to_string(root.join("etc/containerd/config.toml")).unwrap();
+    assert!(
+        config.contains("sandbox_image = \"registry.k8s.io/pause:3.10\""),
+        "{config}"
+    );
+}
