@@ -286,6 +286,15 @@ fn refused(cmd: &mut Command, needles: &[&str]) -> Output {
 }
 
 /// A root that already holds one imported image (so `meta.db` and blobs exist).
+/// A temporary directory holding `work/` (archives) and `root/` with one image imported.
+fn workspace_with_image() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempdir();
+    let work = t.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let root = root_with_image(t.path(), &work);
+    (t, work, root)
+}
+
 fn root_with_image(dir: &Path, work: &Path) -> PathBuf {
     let root = dir.join("root");
     fs::create_dir_all(&root).unwrap();
@@ -302,10 +311,7 @@ fn hostile_archives_are_refused_and_nothing_is_written() {
     if !crate::harness::have("prlimit") {
         return;
     }
-    let t = tempdir();
-    let work = t.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let root = root_with_image(t.path(), &work);
+    let (_dir, work, root) = workspace_with_image();
     let good_path = good_archive(&work, "registry.example/hostile:1");
     let good = fs::read(&good_path).unwrap();
     let entries = entries_of(&good);
@@ -651,10 +657,7 @@ fn snapshot_top(dir: &Path) -> Vec<String> {
 
 #[test]
 fn corrupt_meta_db_is_reported_and_left_alone() {
-    let t = tempdir();
-    let work = t.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let root = root_with_image(t.path(), &work);
+    let (_dir, work, root) = workspace_with_image();
     let archive = good_archive(&work, "registry.example/after:1");
     let meta = root.join(META);
     let mut bytes = fs::read(&meta).unwrap();
@@ -671,10 +674,7 @@ fn corrupt_meta_db_is_reported_and_left_alone() {
 
 #[test]
 fn locked_meta_db_is_refused_within_a_second() {
-    let t = tempdir();
-    let work = t.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let root = root_with_image(t.path(), &work);
+    let (_dir, work, root) = workspace_with_image();
     let archive = good_archive(&work, "registry.example/after:1");
     // The lock containerd's bbolt takes: flock(LOCK_EX) on meta.db, held by this process.
     let held = fs::File::open(root.join(META)).unwrap();
@@ -698,10 +698,7 @@ fn meta_db_of_a_running_containerd_is_refused() {
     let Some(c) = crate::containerd::versions().into_iter().next() else {
         return;
     };
-    let t = tempdir();
-    let work = t.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let root = root_with_image(t.path(), &work);
+    let (_dir, work, root) = workspace_with_image();
     let archive = good_archive(&work, "registry.example/after:1");
     let mut running = c.start(&root, Default::default());
     let meta_before = fs::read(root.join(META)).unwrap();
