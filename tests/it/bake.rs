@@ -167,6 +167,9 @@ fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
         ]);
         sandbox_ready(&ctd, "after-gc");
         no_pull(&ctd);
+        // verify reads meta.db without bbolt's lock, so it also audits a running node.
+        let out = verify(root.path(), &c, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
         drop(ctd);
 
         let out = verify(root.path(), &c, &[]);
