@@ -64,8 +64,13 @@ impl Chrooted {
     /// their descendants (pause, in a mount namespace of its own).
     fn stop(&mut self) {
         let pid = self.child.id();
-        let ns = fs::read_link(format!("/proc/{pid}/ns/mnt"))
-            .ok()
+        let ns_path = format!("/proc/{pid}/ns/mnt");
+        // Namespace inode numbers are reused once a namespace dies, and other tests start
+        // containerds in fresh ones: an open handle keeps this one alive while we compare.
+        let pin = fs::File::open(&ns_path).ok();
+        let ns = pin
+            .as_ref()
+            .and(fs::read_link(&ns_path).ok())
             .map(|l| l.display().to_string());
         // Gather before killing: once the shims die, pause is re-parented out of the tree.
         let mut tree = process_tree(Some(pid), ns.as_deref(), None);
