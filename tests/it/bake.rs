@@ -811,3 +811,44 @@ fn versions_and_platform_come_from_the_roots_own_containerd() {
         no_pull(&ctd);
     }
 }
+
+/// `--no-pin` writes neither CRI label; a containerd that pins then labels the configured
+/// sandbox image itself at startup, so the pod still starts offline and is still pinned.
+#[test]
+fn no_pin_writes_no_cri_labels_and_containerd_adds_its_own() {
+    let _serial = serial();
+    let dump_of = |root: &Path| {
+        let meta = root.join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+        stdout(&run_ok(pausebake().args(["bolt", "dump"]).arg(&meta)))
+    };
+    // Without --no-pin the labels are there, in the form the dump shows them.
+    let pinned = tempdir();
+    run_ok(
+        pausebake()
+            .args(["bake", "--containerd-version", "2.1.9", "--root"])
+            .arg(pinned.path()),
+    );
+    let dump = dump_of(pinned.path());
+    assert!(dump.contains(&hexs("io.cri-containerd.pinned")), "{dump}");
+    for c in versions() {
+        let root = tempdir();
+        let out = bake(root.path(), &c, &["--no-pin"]);
+        let dump = dump_of(root.path());
+        assert!(
+            !dump.contains(&hexs("io.cri-containerd")),
+            "--no-pin wrote a CRI label:\n{dump}\n{}",
+            stdout(&out)
+        );
+        assert!(dump.contains(&hexs(NAME)), "no image record:\n{dump}");
+
+        let ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "no-pin");
+        no_pull(&ctd);
+        let status = ctd
+            .cri()
+            .image_status(NAME)
+            .expect("ImageStatus")
+            .unwrap_or_else(|| panic!("containerd {} lost {NAME}", c.version));
+        assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+    }
+}
