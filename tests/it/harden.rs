@@ -23,6 +23,11 @@ const PLATFORM: &str = "linux/amd64";
 
 /// A valid OCI archive of the committed static amd64 pause, named `name`, uncompressed layer.
 fn good_archive(dir: &Path, name: &str) -> PathBuf {
+    pause_archive(dir, name, &["--compression", "none"])
+}
+
+/// `pausebake image` of the committed static amd64 pause, named `name`, with `args`.
+fn pause_archive(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
     run_ok(
         pausebake()
@@ -31,7 +36,8 @@ fn good_archive(dir: &Path, name: &str) -> PathBuf {
                 "--binary=amd64={}",
                 repo().join("tests/fixtures/pause-static-amd64").display()
             ))
-            .args(["--compression", "none", "--name", name, "--output"])
+            .args(args)
+            .args(["--name", name, "--output"])
             .arg(&out),
     );
     out
@@ -877,28 +883,13 @@ fn full_disk_leaves_the_previous_state() {
         skip("mounting a tmpfs needs root");
         return;
     }
-    let t = tempdir();
-    let work = t.path().join("work");
-    fs::create_dir(&work).unwrap();
-    let seeded = root_with_image(t.path(), &work);
+    let (t, work, seeded) = workspace_with_image();
     // Another epoch: new layer, config and manifest blobs, so a full disk can stop the blob
     // writes as well as the meta.db commit.
-    let archive = work.join("fits.tar");
-    run_ok(
-        pausebake()
-            .arg("image")
-            .arg(format!(
-                "--binary=amd64={}",
-                repo().join("tests/fixtures/pause-static-amd64").display()
-            ))
-            .args([
-                "--source-date-epoch",
-                "86400",
-                "--name",
-                "registry.example/fits:1",
-            ])
-            .arg("--output")
-            .arg(&archive),
+    let archive = pause_archive(
+        &work,
+        "registry.example/fits:1",
+        &["--source-date-epoch", "86400"],
     );
     let mnt = t.path().join("disk");
     fs::create_dir(&mnt).unwrap();
