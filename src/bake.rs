@@ -47,6 +47,8 @@ pub struct ConfigChange {
     pub value: String,
     pub created: bool,
     pub changed: bool,
+    /// Imported files or stale keys that may override the setting.
+    pub warnings: Vec<String>,
 }
 
 /// `pausebake bake`.
@@ -156,7 +158,8 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
         };
         let built = crate::pause::compile_all(&compile)?;
         let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
-        (built.clone(), format!("compiled for {}", archs.join(", ")))
+        let source = format!("compiled for {}", archs.join(", "));
+        (built, source)
     } else {
         let bins = crate::pause::read_binaries(&args.spec.binary)?;
         let list: Vec<String> = args
@@ -179,16 +182,18 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
     Ok((image, source))
 }
 
-/// Sets the sandbox image in the root's config for containerd `v` with `config::write` (the
-/// key that version reads, every other line kept, the file reached through the root).
+/// Sets the sandbox image in the root's config for containerd `v` with `config::apply`, as
+/// `configure` does (the key that version reads, every other line kept, the file reached
+/// through the root, and the same warnings).
 fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
-    let (applied, _) = config::write(root, &v, name)?;
+    let applied = config::apply(root, &v, name)?;
     Ok(ConfigChange {
         path: store::CONFIG_PATH.into(),
         key: applied.edit.key.dotted(),
         value: name.into(),
         created: applied.created,
         changed: applied.edit.text.is_some(),
+        warnings: applied.warnings,
     })
 }
 
@@ -247,6 +252,9 @@ fn print(s: &Summary, json: bool) -> Result<()> {
         c.value,
         c.path
     );
+    for warning in &c.warnings {
+        eprintln!("pausebake: warning: {warning}");
+    }
     let fails: Vec<&verify::Finding> = s
         .verify
         .findings

@@ -528,23 +528,12 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
-/// Sets the sandbox image in `root`'s containerd config for `containerd`, reporting which
-/// imported files or stale keys may override it: [`write()`] plus the warnings.
-pub fn apply(root: &Root, containerd: &Version, image_ref: &str) -> Result<Applied> {
-    let (mut applied, final_text) = write(root, containerd, image_ref)?;
-    applied.warnings = ignored_key_warnings(&final_text, applied.edit.config_version);
-    applied
-        .warnings
-        .extend(drop_in_warnings(root, &final_text, containerd)?);
-    Ok(applied)
-}
-
 /// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
 /// `etc/containerd/config.toml` (absent = empty), edits it, and replaces it atomically (temp
 /// file + rename, keeping mode and owner) when anything changed. The file is reached through
-/// [`Root`], so a symlinked `/etc/containerd` stays inside the root. Returns what was done
-/// (without warnings) and the config text now in force.
-pub fn write(root: &Root, containerd: &Version, image_ref: &str) -> Result<(Applied, String)> {
+/// [`Root`], so a symlinked `/etc/containerd` stays inside the root. Also reports which
+/// imported files or stale keys may override the setting.
+pub fn apply(root: &Root, containerd: &Version, image_ref: &str) -> Result<Applied> {
     let path = root.resolve(CONFIG_PATH)?;
     let old = root.read_to_string(CONFIG_PATH)?;
     let text = old.as_deref().unwrap_or_default();
@@ -558,16 +547,15 @@ pub fn write(root: &Root, containerd: &Version, image_ref: &str) -> Result<(Appl
         // a new config is world-readable like the packaged one; a replaced one keeps its mode
         root.write_atomic(CONFIG_PATH, new.as_bytes(), 0o644)?;
     }
-    let final_text = edit.text.clone().unwrap_or_else(|| text.to_string());
-    Ok((
-        Applied {
-            path,
-            edit,
-            created: old.is_none(),
-            warnings: Vec::new(),
-        },
-        final_text,
-    ))
+    let in_force = edit.text.as_deref().unwrap_or(text);
+    let mut warnings = ignored_key_warnings(in_force, edit.config_version);
+    warnings.extend(drop_in_warnings(root, in_force, containerd)?);
+    Ok(Applied {
+        path,
+        edit,
+        created: old.is_none(),
+        warnings,
+    })
 }
 
 /// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs

@@ -852,3 +852,33 @@ fn no_pin_writes_no_cri_labels_and_containerd_adds_its_own() {
         assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
     }
 }
+
+/// bake warns, as configure does, when an imported drop-in overrides the sandbox image it set.
+#[test]
+fn bake_warns_about_a_drop_in_that_overrides_the_sandbox_image() {
+    let root = tempdir();
+    let conf_d = root.path().join("etc/containerd/conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    std::fs::write(
+        root.path().join("etc/containerd/config.toml"),
+        "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf_d.join("20-pause.toml"),
+        "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other.invalid/pause:1'\n",
+    )
+    .unwrap();
+    let out = run_any(
+        pausebake()
+            .args(["bake", "--containerd-version", "2.1.9", "--root"])
+            .arg(root.path()),
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("pausebake: warning: ")
+            && err.contains("20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other.invalid/pause:1', which overrides the main config"),
+        "{}",
+        describe(&Command::new("pausebake"), &out)
+    );
+}
