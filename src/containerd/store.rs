@@ -838,11 +838,11 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     let meta_host = root.resolve(&meta_path)?;
 
     // Open first: a locked or unreadable meta.db must stop us before any blob is written.
+    // A zero-length file (an interrupted create) is Db::open's to initialise, as Go does.
     let existing = match fs::metadata(&meta_host) {
-        Ok(m) if m.len() > 0 => {
+        Ok(_) => {
             Some(Db::open(&meta_host).with_context(|| format!("opening {}", meta_host.display()))?)
         }
-        Ok(_) => None,
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
     };

@@ -975,3 +975,27 @@ fn full_disk_leaves_the_previous_state() {
         "the import never fitted: the disk is too small for this test"
     );
 }
+
+/// A zero-length meta.db, what a create interrupted before its first write leaves: bbolt
+/// treats it as a new file, and so does import; containerd then finds the image.
+#[test]
+fn empty_meta_db_from_an_interrupted_create_is_initialised() {
+    let t = tempdir();
+    let archive = good_archive(t.path(), "registry.example/empty:1");
+    let root = t.path().join("root");
+    fs::create_dir_all(root.join(META).parent().unwrap()).unwrap();
+    fs::write(root.join(META), b"").unwrap();
+    run_ok(&mut import(&archive, &root));
+    assert!(fs::metadata(root.join(META)).unwrap().len() > 0);
+    let Some(c) = crate::containerd::versions().into_iter().next() else {
+        return;
+    };
+    let running = c.start(&root, Default::default());
+    let out = running.ctr_ok(&["-n", "k8s.io", "images", "ls", "-q"]);
+    assert_eq!(
+        crate::harness::stdout(&out).trim(),
+        "registry.example/empty:1",
+        "{}",
+        running.log()
+    );
+}
