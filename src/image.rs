@@ -235,6 +235,18 @@ pub fn descriptor(media_type: MediaType, bytes: &[u8]) -> Descriptor {
     Descriptor::new(media_type, bytes.len() as u64, digest)
 }
 
+/// The hex part of `digest` when it is a well-formed sha256 digest (`sha256:` and 64
+/// lower-case hex digits, as OCI requires); `None` for anything else, so a digest read from
+/// an untrusted place can never become a path like `../..`.
+pub fn sha256_hex(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    let well_formed = hex.len() == 64
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    well_formed.then_some(hex)
+}
+
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
@@ -524,6 +536,24 @@ pub struct PlatformSummary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sha256_hex_takes_only_well_formed_digests() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            super::sha256_hex(&format!("sha256:{hex}")),
+            Some(hex.as_str())
+        );
+        for bad in [
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha512:{hex}"),
+            format!("sha256:../../{}", "a".repeat(58)),
+            hex.clone(),
+        ] {
+            assert_eq!(super::sha256_hex(&bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     fn spec(compression: Compression) -> ImageSpec {

@@ -209,14 +209,10 @@ pub fn normalize_ref(reference: &str) -> Result<String> {
         None => (reference, None),
     };
     if let Some(d) = digest {
-        let hex = d
-            .strip_prefix("sha256:")
-            .ok_or_else(|| bad("only sha256 digests are supported"))?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        {
+        if !d.starts_with("sha256:") {
+            return Err(bad("only sha256 digests are supported"));
+        }
+        if crate::image::sha256_hex(d).is_none() {
             return Err(bad("the digest is not 64 lower-case hex digits"));
         }
     }

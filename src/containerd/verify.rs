@@ -638,7 +638,8 @@ pub fn audit(
     };
     let blob_dir: PathBuf = root.resolve(ctd_root.join(store::CONTENT_DIR).join("blobs/sha256"))?;
     let blob = |digest: &str| -> Result<Option<Vec<u8>>> {
-        let Some(hex) = digest.strip_prefix("sha256:") else {
+        // meta.db is untrusted: a malformed digest is a missing blob, never a path.
+        let Some(hex) = crate::image::sha256_hex(digest) else {
             return Ok(None);
         };
         let path = blob_dir.join(hex);
