@@ -87,6 +87,7 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
             platform: Some(platform),
             pin: !args.no_pin,
             time: Time::for_records(epoch),
+            root_arch: platform.arch,
         },
     )?;
     let configure = configure(root, ctd, &name)?;

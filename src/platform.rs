@@ -22,7 +22,7 @@ pub enum Arch {
     Riscv64,
 }
 
-/// ELF byte order.
+/// Byte order, of an ELF file or of a bbolt file (which is the creating machine's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endian {
     Little,

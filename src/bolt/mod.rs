@@ -116,6 +116,12 @@ pub fn read_tree(bytes: &[u8]) -> Result<Bucket> {
     Ok(read::load(bytes)?.tree)
 }
 
+/// The byte order of a bbolt file (of its current meta page), which only a machine of the
+/// same order can open.
+pub fn byte_order(bytes: &[u8]) -> Result<Endian> {
+    Ok(page::current_meta(bytes)?.endian)
+}
+
 /// An open, locked bbolt file and its tree in memory.
 pub struct Db {
     path: PathBuf,
@@ -136,8 +142,9 @@ pub struct Db {
 impl Db {
     /// Opens an existing bbolt file: flock(LOCK_EX|LOCK_NB) first, then reads the whole tree.
     /// If locked: fails at once, saying containerd appears to be running on that root. A
-    /// zero-length file (an interrupted create) is initialised as a new file, as Go does.
-    pub fn open(path: &Path) -> Result<Db> {
+    /// zero-length file (an interrupted create) is initialised as a new file in byte order
+    /// `order_if_new`, as Go does in its own order; a file with content keeps its order.
+    pub fn open(path: &Path, order_if_new: Endian) -> Result<Db> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -149,15 +156,16 @@ impl Db {
         file.read_to_end(&mut bytes)
             .with_context(|| format!("reading {}", path.display()))?;
         if bytes.is_empty() {
-            bytes = init(&file, path)?;
+            bytes = init(&file, path, order_if_new)?;
         }
         let loaded = read::load(&bytes).with_context(|| format!("reading {}", path.display()))?;
         Ok(Db::from_loaded(path, file, bytes, loaded))
     }
 
     /// Creates a new bbolt file at `path` (must not exist; page size 4096), locked, with an
-    /// empty root bucket, laid out exactly as Go's bbolt creates one.
-    pub fn create(path: &Path) -> Result<Db> {
+    /// empty root bucket, laid out exactly as Go's bbolt creates one on a machine of byte
+    /// order `order` (the machine that will open it: Go reads its own order only).
+    pub fn create(path: &Path, order: Endian) -> Result<Db> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -166,7 +174,7 @@ impl Db {
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
         lock(&file, path)?;
-        let bytes = init(&file, path)?;
+        let bytes = init(&file, path, order)?;
         // The new directory entry must be durable too.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)
@@ -324,9 +332,10 @@ fn lock(file: &File, path: &Path) -> Result<()> {
     }
 }
 
-/// Writes Go's empty database into the empty, locked `file` and syncs it.
-fn init(file: &File, path: &Path) -> Result<Vec<u8>> {
-    let bytes = write::empty_file(NEW_PAGE_SIZE, Endian::native());
+/// Writes Go's empty database, in byte order `order`, into the empty, locked `file` and
+/// syncs it.
+fn init(file: &File, path: &Path, order: Endian) -> Result<Vec<u8>> {
+    let bytes = write::empty_file(NEW_PAGE_SIZE, order);
     file.write_all_at(&bytes, 0)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing a new bbolt file at {}", path.display()))?;
@@ -384,10 +393,11 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             value,
             stop_after_writes,
         } => {
+            // The dev tool's files are for Go's bbolt on this machine.
             let mut db = if file.exists() {
-                Db::open(file)?
+                Db::open(file, Endian::native())?
             } else {
-                Db::create(file)?
+                Db::create(file, Endian::native())?
             };
             db.stop_after_writes = *stop_after_writes;
             let path: Vec<&[u8]> = bucket
@@ -408,10 +418,11 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             seed,
             commits,
         } => {
+            // The dev tool's files are for Go's bbolt on this machine.
             let mut db = if file.exists() {
-                Db::open(file)?
+                Db::open(file, Endian::native())?
             } else {
-                Db::create(file)?
+                Db::create(file, Endian::native())?
             };
             let mut rng = random::Rng::new(*seed);
             for _ in 0..*commits {
@@ -422,7 +433,7 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
                 db.commit()?;
             }
         }
-        BoltCommand::Rewrite { file } => Db::open(file)?.commit_with(false)?,
+        BoltCommand::Rewrite { file } => Db::open(file, Endian::native())?.commit_with(false)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -714,7 +725,7 @@ mod tests {
     fn db_commits_in_place_and_locks() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
-        let mut db = Db::create(&path).unwrap();
+        let mut db = Db::create(&path, Little).unwrap();
         assert!(!db.is_dirty());
         db.commit().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * 4096);
@@ -724,14 +735,14 @@ mod tests {
             .put(b"k", b"v")
             .unwrap();
         assert!(db.is_dirty());
-        let err = format!("{:#}", Db::open(&path).err().unwrap());
+        let err = format!("{:#}", Db::open(&path, Little).err().unwrap());
         assert!(err.contains("containerd appears to be running"), "{err}");
         assert!(err.contains(&path.display().to_string()), "{err}");
         db.commit().unwrap();
         assert!(!db.is_dirty());
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
         drop(db);
-        let db = Db::open(&path).unwrap();
+        let db = Db::open(&path, Little).unwrap();
         assert_eq!(
             db.root()
                 .bucket_at(&[b"v1", b"k8s.io"])
@@ -747,10 +758,24 @@ mod tests {
         );
         drop(db);
 
-        assert!(format!("{:#}", Db::create(&path).err().unwrap()).contains("creating"));
+        assert!(format!("{:#}", Db::create(&path, Little).err().unwrap()).contains("creating"));
         let empty = dir.path().join("empty.db");
         std::fs::write(&empty, b"").unwrap();
-        assert_eq!(Db::open(&empty).unwrap().root(), &Bucket::default());
+        let db = Db::open(&empty, Big).unwrap();
+        assert_eq!(db.root(), &Bucket::default());
+        assert_eq!(db.meta.endian, Big);
+        drop(db);
+        assert_eq!(byte_order(&std::fs::read(&empty).unwrap()).unwrap(), Big);
+        // An existing file keeps its own order whatever a new one would get.
+        let mut db = Db::open(&path, Big).unwrap();
+        db.root_mut()
+            .bucket_at_mut(&[b"v2"])
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
+        db.commit().unwrap();
+        drop(db);
+        assert_eq!(byte_order(&std::fs::read(&path).unwrap()).unwrap(), Little);
     }
 
     #[test]

@@ -33,15 +33,13 @@ pub const MAX_PAGE_SIZE: u32 = 1 << 24;
 /// Bytes of the meta page covered by the layout (header + fields + checksum).
 pub const META_LEN: usize = 80;
 
-/// The file's byte order: bbolt casts structs onto the mmap, so files are native-endian and
-/// an s390x file is big-endian. Detected from the magic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endian {
-    Little,
-    Big,
-}
+/// The file's byte order: bbolt casts structs onto the mmap, so a file is in the byte order
+/// of the machine that created it (an s390x file is big-endian) and is detected from the
+/// magic. The type is the platform's, so "the root's architecture" maps onto it directly.
+pub use crate::platform::Endian;
 
 impl Endian {
+    /// This machine's order: what Go's bbolt running here reads and writes.
     pub fn native() -> Endian {
         if cfg!(target_endian = "big") {
             Endian::Big

@@ -536,6 +536,10 @@ pub struct Spec {
     /// Write the CRI `managed` and `pinned` labels (both, or neither when false).
     pub pin: bool,
     pub time: Time,
+    /// The architecture of the root: a `meta.db` this install creates is in its byte order,
+    /// because containerd's bbolt reads only its own machine's (an existing file keeps its
+    /// order).
+    pub root_arch: Arch,
 }
 
 /// The records an image becomes: a bucket tree rooted like the `meta.db` root bucket, and
@@ -836,9 +840,10 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     // Open first: a locked or unreadable meta.db must stop us before any blob is written.
     // A zero-length file (an interrupted create) is Db::open's to initialise, as Go does.
     let existing = match fs::metadata(&meta_host) {
-        Ok(_) => {
-            Some(Db::open(&meta_host).with_context(|| format!("opening {}", meta_host.display()))?)
-        }
+        Ok(_) => Some(
+            Db::open(&meta_host, spec.root_arch.endian())
+                .with_context(|| format!("opening {}", meta_host.display()))?,
+        ),
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
     };
@@ -890,7 +895,7 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
             Some(db) => db,
             None => {
                 root.create_dir_all(&meta_dir, 0o711)?;
-                Db::create(&meta_host)
+                Db::create(&meta_host, spec.root_arch.endian())
                     .with_context(|| format!("creating {}", meta_host.display()))?
             }
         };
@@ -932,11 +937,14 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
             names.push(n);
         }
     }
+    // The root's platform decides a new meta.db's byte order even when every manifest is
+    // imported.
+    let (root_platform, source) =
+        crate::containerd::verify::resolve_platform(&root, args.target.platform)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
     } else {
-        let (p, source) = crate::containerd::verify::resolve_platform(&root, args.target.platform)?;
-        (Some(p), source)
+        (Some(root_platform), source)
     };
     let spec = Spec {
         names,
@@ -944,6 +952,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         platform,
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
+        root_arch: root_platform.arch,
     };
     let report = install(&image, &root, &spec)?;
     if args.output.json {
@@ -1050,6 +1059,7 @@ pub mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
+            root_arch: Arch::Amd64,
         }
     }
 

@@ -26,7 +26,7 @@ use crate::containerd::config::{containerd_version_or_newest, kubernetes_version
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
 use crate::containerd::versions::{self, ConfigVersion, SandboxKey, Version};
 use crate::image::Image;
-use crate::platform::Platform;
+use crate::platform::{Endian, Platform};
 use crate::rootfs::Root;
 
 // --- versions ----------------------------------------------------------------------------
@@ -207,6 +207,8 @@ pub struct Inputs<'a> {
     pub config: Option<&'a str>,
     /// `v1` root of `meta.db`, `None` when the file does not exist.
     pub db: Option<&'a Bucket>,
+    /// `meta.db`'s byte order, `None` when the file does not exist.
+    pub db_order: Option<Endian>,
     pub namespace: &'a str,
     pub platform: Platform,
     /// Reads a blob file by digest: `None` when absent.
@@ -271,6 +273,21 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
         ));
         return Ok(out);
     };
+    let want_order = inp.platform.arch.endian();
+    if let Some(order) = inp.db_order.filter(|&o| o != want_order) {
+        // containerd's bbolt reads only its own machine's byte order.
+        out.push(Finding::fail(
+            "byte order",
+            format!(
+                "{} is {} but the root's platform {} is {}: containerd there fails with \"invalid database\" and no pod starts",
+                store::META_DB,
+                order_name(order),
+                inp.platform,
+                order_name(want_order)
+            ),
+            "the file was written for another architecture: move it aside and run pausebake bake (with the right --platform) to create one in the root's order",
+        ));
+    }
     let ns_path: [&[u8]; 2] = [b"v1", inp.namespace.as_bytes()];
     let images = db.bucket_at(&[ns_path[0], ns_path[1], b"images"]);
     // One malformed record anywhere makes containerd's image List fail (§3).
@@ -611,6 +628,13 @@ pub struct Report {
     pub findings: Vec<Finding>,
 }
 
+fn order_name(order: Endian) -> &'static str {
+    match order {
+        Endian::Little => "little-endian",
+        Endian::Big => "big-endian",
+    }
+}
+
 /// Gathers the inputs from `root` and runs [`check`].
 pub fn audit(
     root: &Root,
@@ -628,12 +652,19 @@ pub fn audit(
     let config = root.read_to_string(store::CONFIG_PATH)?;
     let ctd_root = store::containerd_root(root)?;
     let meta = root.resolve(ctd_root.join(store::META_DIR).join(store::META_DB))?;
-    let tree = match std::fs::read(&meta) {
-        Ok(bytes) => Some(
-            crate::bolt::read_tree(&bytes)
-                .with_context(|| format!("reading {}", meta.display()))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+    let (tree, db_order) = match std::fs::read(&meta) {
+        Ok(bytes) => {
+            let read = |bytes: &[u8]| -> Result<(Bucket, Endian)> {
+                Ok((
+                    crate::bolt::read_tree(bytes)?,
+                    crate::bolt::byte_order(bytes)?,
+                ))
+            };
+            let (tree, order) =
+                read(&bytes).with_context(|| format!("reading {}", meta.display()))?;
+            (Some(tree), Some(order))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
     };
     let blob_dir: PathBuf = root.resolve(ctd_root.join(store::CONTENT_DIR).join("blobs/sha256"))?;
@@ -654,6 +685,7 @@ pub fn audit(
         kubernetes: k8s.as_ref().map(|f| f.version),
         config: config.as_deref(),
         db: tree.as_ref(),
+        db_order,
         namespace,
         platform,
         blob: &blob,
@@ -760,6 +792,7 @@ mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
+            root_arch: Arch::Amd64,
         };
         let mut db = Bucket::default();
         merge(&mut db, &records(&image, &spec).unwrap().tree, "k8s.io").unwrap();
@@ -782,6 +815,7 @@ mod tests {
             kubernetes: Some(Version::new(1, 31, 0)),
             config: Some(config),
             db: Some(db),
+            db_order: Some(platform.arch.endian()),
             namespace: "k8s.io",
             platform,
             blob: &blob,
@@ -902,6 +936,7 @@ mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
+            root_arch: Arch::Amd64,
         };
         let recs = records(&image, &spec).unwrap();
         assert_eq!(recs.selection.blobs.len(), 7);
@@ -990,6 +1025,32 @@ mod tests {
     }
 
     #[test]
+    fn a_meta_db_in_the_wrong_byte_order_fails() {
+        let (db, image) = baked(true);
+        let blob = |d: &str| Ok(image.blobs.get(d).cloned());
+        let s390x = Platform { arch: Arch::S390x };
+        let inputs = |order| Inputs {
+            containerd: Version::new(2, 1, 9),
+            kubernetes: None,
+            config: Some(V3_CONFIG),
+            db: Some(&db),
+            db_order: Some(order),
+            namespace: "k8s.io",
+            platform: s390x,
+            blob: &blob,
+        };
+        let f = check(&inputs(Endian::Little)).unwrap();
+        let bad = f.iter().find(|f| f.check == "byte order").unwrap();
+        assert_eq!(bad.status, Status::Fail);
+        assert_eq!(
+            bad.message,
+            "meta.db is little-endian but the root's platform linux/s390x is big-endian: containerd there fails with \"invalid database\" and no pod starts"
+        );
+        let f = check(&inputs(Endian::Big)).unwrap();
+        assert!(f.iter().all(|f| f.check != "byte order"), "{f:?}");
+    }
+
+    #[test]
     fn the_pause_tag_is_checked_against_kubernetes() {
         let (db, image) = baked(true);
         let blob = |d: &str| Ok(image.blobs.get(d).cloned());
@@ -998,6 +1059,7 @@ mod tests {
             kubernetes: Some(Version::new(1, 34, 1)),
             config: Some(V3_CONFIG),
             db: Some(&db),
+            db_order: Some(Endian::Little),
             namespace: "k8s.io",
             platform: AMD64,
             blob: &blob,

@@ -882,3 +882,56 @@ fn bake_warns_about_a_drop_in_that_overrides_the_sandbox_image() {
         describe(&Command::new("pausebake"), &out)
     );
 }
+
+/// The bbolt magic at offset 16 of the first meta page, in the file's byte order.
+fn meta_db_magic(root: &Path) -> [u8; 4] {
+    let db = root.join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+    let bytes = fs::read(&db).unwrap_or_else(|e| panic!("reading {}: {e}", db.display()));
+    bytes[16..20].try_into().unwrap()
+}
+
+#[test]
+fn a_fresh_meta_db_is_in_the_byte_order_of_the_roots_platform() {
+    // containerd's bbolt reads only its own machine's byte order: a little-endian meta.db on
+    // an s390x node is "invalid database" and the CRI plugin never loads.
+    const BIG: [u8; 4] = [0xed, 0x0c, 0xda, 0xed];
+    const LITTLE: [u8; 4] = [0xed, 0xda, 0x0c, 0xed];
+    for (platform, magic) in [("linux/s390x", BIG), ("linux/arm64", LITTLE)] {
+        let dir = tempdir();
+        run_ok(
+            pausebake()
+                .args(["bake", "--root"])
+                .arg(dir.path())
+                .args(["--platform", platform]),
+        );
+        assert_eq!(meta_db_magic(dir.path()), magic, "{platform}");
+        // An existing file keeps its order: a second bake for the same root commits in place.
+        run_ok(pausebake().args(["bake", "--root"]).arg(dir.path()).args([
+            "--platform",
+            platform,
+            "--name",
+            "example.com/pause:extra",
+        ]));
+        assert_eq!(meta_db_magic(dir.path()), magic, "{platform}, rebaked");
+    }
+    // verify names both orders when they disagree.
+    let dir = tempdir();
+    run_ok(
+        pausebake()
+            .args(["bake", "--root"])
+            .arg(dir.path())
+            .args(["--platform", "linux/s390x"]),
+    );
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--root"])
+            .arg(dir.path())
+            .args(["--platform", "linux/amd64"]),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL byte order: meta.db is big-endian but the root's platform linux/amd64 is little-endian"),
+        "{}",
+        stdout(&out)
+    );
+}
