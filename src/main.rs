@@ -13,6 +13,8 @@ mod image;
 mod pause;
 mod platform;
 mod rootfs;
+#[cfg(test)]
+mod strict;
 
 use std::process::ExitCode;
 

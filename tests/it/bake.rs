@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 use crate::containerd::{versions, Containerd, Running, StartOpts};
 use crate::cri::PodSandboxState;
@@ -70,13 +70,6 @@ fn verify_for(root: &Path, platform: &str, extra: &[&str]) -> Output {
     )
 }
 
-/// One containerd test of this module at a time: each starts several daemons, and the
-/// machines that run the suite are small.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn offline(c: &Containerd, root: &Path) -> Running {
     c.start(
         root,
@@ -125,7 +118,7 @@ fn no_pull(ctd: &Running) {
 
 #[test]
 fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     for c in versions() {
         let root = tempdir();
         let out = bake(root.path(), &c, &[]);
@@ -179,7 +172,7 @@ fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
 
 #[test]
 fn without_bake_the_sandbox_needs_a_pull() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     for c in versions() {
         let root = tempdir();
         let ctd = offline(&c, root.path());
@@ -224,7 +217,7 @@ fn other_archive() -> &'static Path {
 
 #[test]
 fn a_used_root_keeps_everything_else() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     for c in versions() {
         let root = tempdir();
         let etc = root.path().join("etc/containerd");
@@ -698,7 +691,7 @@ fn a_symlinked_containerd_root_is_followed_inside_the_root() {
 
 #[test]
 fn a_running_containerd_is_refused_and_nothing_is_written() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     let Some(c) = versions().into_iter().next() else {
         return;
     };
@@ -788,7 +781,7 @@ fn same_inputs_same_bytes() {
 
 #[test]
 fn versions_and_platform_come_from_the_roots_own_containerd() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     for c in versions() {
         let root = tempdir();
         let bin = root.path().join("usr/bin");
@@ -816,7 +809,7 @@ fn versions_and_platform_come_from_the_roots_own_containerd() {
 /// sandbox image itself at startup, so the pod still starts offline and is still pinned.
 #[test]
 fn no_pin_writes_no_cri_labels_and_containerd_adds_its_own() {
-    let _serial = serial();
+    let _lock = containerd_lock();
     let dump_of = |root: &Path| {
         let meta = root.join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
         stdout(&run_ok(pausebake().args(["bolt", "dump"]).arg(&meta)))
