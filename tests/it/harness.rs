@@ -12,6 +12,11 @@ use std::thread::ThreadId;
 /// The pausebake binary cargo built for these tests.
 pub const PAUSEBAKE: &str = env!("CARGO_BIN_EXE_pausebake");
 
+/// The bound for a refusal that must not wait (a locked meta.db): waiting for the lock would
+/// take forever, so a generous bound proves it, and a loaded machine running the suite in
+/// parallel cannot fail it. Speed itself is measured in `make bench`, not here.
+pub const NO_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The repository root.
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
