@@ -14,6 +14,8 @@ test:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
 	$(CARGO) test --locked
+	# The fuzz targets still compile (without libFuzzer's C++ and the sanitizer: `make fuzz`).
+	$(CARGO) check --locked --manifest-path fuzz/Cargo.toml --no-default-features --bins
 
 lint:
 	$(CARGO) fmt --check
@@ -51,7 +53,9 @@ bench:
 # FUZZ_SECONDS each; not part of `test`. cargo-fuzz passes nightly-only -Z flags (sanitizer,
 # coverage passes); RUSTC_BOOTSTRAP=1 lets the stable compiler accept them. A crash stops
 # make and leaves the input in fuzz/artifacts/TARGET/: fix the bug, then commit the input
-# as fuzz/regressions/TARGET/err-NAME (or ok-NAME), which `cargo test` reads back.
+# as fuzz/regressions/TARGET/err-NAME (or ok-NAME) with one line per variant in
+# fuzz/regressions/TARGET.expect saying the error it must give; `cargo test` reads it back
+# in every variant the target reads (src/fuzz_input.rs) and prints what it observed.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= archive bolt
 fuzz:

@@ -8,6 +8,8 @@ mod cli;
 mod containerd;
 mod exec;
 #[cfg(test)]
+mod fuzz_input;
+#[cfg(test)]
 mod fuzzed;
 mod image;
 mod pause;
