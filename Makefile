@@ -7,15 +7,17 @@ DIST ?= dist
 all:
 	$(CARGO) build --release --locked
 
-# The whole suite: install what the tests need, then lint and run every test.
+# The whole suite: install what the tests need, then lint and run every test, and check
+# that the fuzz targets compile (without libFuzzer's C++ and the sanitizer, which `make fuzz`
+# adds; in the main target directory, reusing the dependencies clippy checked).
 test:
 	tests/setup.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
 	$(CARGO) test --locked
-	# The fuzz targets still compile (without libFuzzer's C++ and the sanitizer: `make fuzz`).
-	$(CARGO) check --locked --manifest-path fuzz/Cargo.toml --no-default-features --bins
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) \
+	  $(CARGO) check --locked --manifest-path fuzz/Cargo.toml --no-default-features --bins
 
 lint:
 	$(CARGO) fmt --check
