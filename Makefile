@@ -7,13 +7,17 @@ DIST ?= dist
 all:
 	$(CARGO) build --release --locked
 
-# The whole suite: install what the tests need, then lint and run every test.
+# The whole suite: install what the tests need, then lint and run every test, and check
+# that the fuzz targets compile (without libFuzzer's C++ and the sanitizer, which `make fuzz`
+# adds; in the main target directory, reusing the dependencies clippy checked).
 test:
 	tests/setup.sh
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
 	$(CARGO) test --locked
+	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) \
+	  $(CARGO) check --locked --manifest-path fuzz/Cargo.toml --no-default-features --bins
 
 lint:
 	$(CARGO) fmt --check
@@ -51,7 +55,9 @@ bench:
 # FUZZ_SECONDS each; not part of `test`. cargo-fuzz passes nightly-only -Z flags (sanitizer,
 # coverage passes); RUSTC_BOOTSTRAP=1 lets the stable compiler accept them. A crash stops
 # make and leaves the input in fuzz/artifacts/TARGET/: fix the bug, then commit the input
-# as fuzz/regressions/TARGET/err-NAME (or ok-NAME), which `cargo test` reads back.
+# as fuzz/regressions/TARGET/err-NAME (or ok-NAME) with one line per variant in
+# fuzz/regressions/TARGET.expect saying the error it must give; `cargo test` reads it back
+# in every variant the target reads (src/fuzz_input.rs) and prints what it observed.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= archive bolt
 fuzz:

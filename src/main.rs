@@ -8,11 +8,15 @@ mod cli;
 mod containerd;
 mod exec;
 #[cfg(test)]
+mod fuzz_input;
+#[cfg(test)]
 mod fuzzed;
 mod image;
 mod pause;
 mod platform;
 mod rootfs;
+#[cfg(test)]
+mod strict;
 
 use std::process::ExitCode;
 

@@ -528,11 +528,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for (name, target) in links {
             let Some(real) = which(target, &real_path) else {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "{target} not found"
-                );
-                eprintln!("!!!! skipping: {target} not found !!!!");
+                crate::strict::skip(&format!("{target} not found"));
                 return None;
             };
             std::os::unix::fs::symlink(real, dir.path().join(name)).unwrap();

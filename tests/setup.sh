@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs. As root on Debian: apt packages (compilers, qemu-user,
 # containerd, runc, skopeo, umoci, packer, protoc, Go and its bbolt). Elsewhere it only
-# reports what is missing; the tests then skip loudly (and fail under CI=true).
+# reports what is missing; the tests then skip loudly. Under CI (CI set to anything but
+# empty, false or 0, the rule of src/strict.rs) what cannot be installed fails the setup,
+# naming the packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+ci="$(printf %s "${CI:-}" | tr -d '[:space:]' | tr '[:upper:]' '[:lower:]')"
+case "$ci" in "" | false | 0) strict=false ;; *) strict=true ;; esac
+
+# Reports what cannot be set up; exits under CI.
+cannot() {
+  if [ "$strict" = true ]; then
+    echo "setup: under CI every test must run: $*" >&2
+    exit 1
+  fi
+  echo "setup: $* (the tests that need it skip)" >&2
+}
 
 packages=(
   # compilers for the freestanding pause: clang + lld link every architecture but s390x,
@@ -28,20 +42,35 @@ packages=(
   dpkg apt
 )
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  missing=()
+# Packages not installed (all of them where dpkg is unknown).
+not_installed() {
+  local p
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    command -v dpkg-query >/dev/null &&
+      dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+      echo "$p"
   done
-  if [ "${#missing[@]}" -gt 0 ]; then
+}
+
+mapfile -t missing < <(not_installed)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${missing[*]}"
-    apt-get update -qq
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
     # A package's maintainer script must not start a system containerd.
-    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+      --no-install-recommends "${missing[@]}"
+    mapfile -t missing < <(not_installed)
+    if [ "${#missing[@]}" -gt 0 ]; then
+      echo "setup: apt-get did not install ${missing[*]}" >&2
+      exit 1
+    fi
+  else
+    cannot "not root or not Debian; cannot install ${missing[*]}"
   fi
-else
-  echo "setup: not root or not Debian; not installing packages (tests skip what is missing)" >&2
 fi
+# containerd, the tmpfs of the full-disk test and the distribution root need root.
+[ "$(id -u)" = 0 ] || cannot "not root: the containerd, full-disk and distribution tests need root"
 
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh

@@ -13,7 +13,7 @@
 //! part; Go reuses the freed pages on its next write), and writing anything but the
 //! synced-freelist form.
 
-mod page;
+pub mod page;
 mod random;
 mod read;
 mod write;

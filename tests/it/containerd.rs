@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use toml_edit::{value, DocumentMut, Item, Table};
 
 use crate::cri::Cri;
-use crate::harness::{describe, have, is_root, run_any, skip, skopeo, tempdir};
+use crate::harness::{
+    containerd_lock, describe, have, is_root, run_any, skip, skopeo, tempdir, ContainerdLock,
+};
 
 /// How long containerd may take to answer CRI after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -46,7 +48,7 @@ pub fn cache_dir() -> PathBuf {
 
 /// Every containerd build available, oldest first: the system one (`/usr/bin/containerd`,
 /// 1.6 on bookworm) and those under [`cache_dir`]. The series the tests must cover (1.6, 1.7,
-/// 2.x) each count as a skip when missing, which fails under `CI=true`. Also skips (returns
+/// 2.x) each count as a skip when missing, which fails under CI. Also skips (returns
 /// nothing) when not root or `unshare`/`nsenter`/`runc` are missing.
 pub fn versions() -> Vec<Containerd> {
     if !is_root() {
@@ -180,6 +182,7 @@ impl Containerd {
     /// (default `root/var/lib/containerd`). `root` itself is never written by the harness.
     /// Panics with the log when containerd does not come up.
     pub fn start(&self, root: &Path, opts: StartOpts) -> Running {
+        let lock = containerd_lock();
         let run = tempdir();
         let config_text = effective_config(self, root, run.path(), &opts.config_extra);
         let config = run.path().join("config.toml");
@@ -222,6 +225,7 @@ impl Containerd {
             data_root: data_root(&config_text),
             run,
             stopped: false,
+            _lock: lock,
         };
         running.wait_ready();
         running
@@ -397,6 +401,8 @@ pub struct Running {
     data_root: PathBuf,
     run: tempfile::TempDir,
     stopped: bool,
+    /// Last: released once the daemon and what it left are gone.
+    _lock: ContainerdLock,
 }
 
 impl Running {

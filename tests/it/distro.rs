@@ -18,12 +18,15 @@ use crate::harness::*;
 struct Chrooted {
     child: Child,
     log: std::path::PathBuf,
+    /// Last: released once containerd and what it left are gone.
+    _lock: ContainerdLock,
 }
 
 impl Chrooted {
     /// Starts `root`'s /usr/bin/containerd with `root`'s own config. The node's /run is a
     /// directory of the test (`run`), so the socket is reachable from outside.
     fn start(root: &Path, run: &Path, log: &Path) -> Chrooted {
+        let lock = containerd_lock();
         let script = r#"
             set -e
             R=$1 RUN=$2
@@ -49,6 +52,7 @@ impl Chrooted {
         Chrooted {
             child,
             log: log.to_path_buf(),
+            _lock: lock,
         }
     }
 

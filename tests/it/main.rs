@@ -5,6 +5,7 @@
 mod bake;
 mod bolt;
 mod cli;
+mod compat;
 mod configure;
 mod containerd;
 mod cri;

@@ -51,20 +51,26 @@ fn have_emulators() -> bool {
 /// `None` (after a loud skip) when a compiler or an emulator is missing.
 fn binaries() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if !have_compilers() || !have_emulators() {
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pause-it");
-        let _ = fs::remove_dir_all(&dir);
-        run_ok(
-            pausebake()
-                .args(["build", "--arch", ALL, "--pause-version", VERSION, "--out"])
-                .arg(&dir),
-        );
-        Some(dir)
-    })
-    .as_deref()
+    let dir = DIR
+        .get_or_init(|| {
+            if !have_compilers() || !have_emulators() {
+                return None;
+            }
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pause-it");
+            let _ = fs::remove_dir_all(&dir);
+            run_ok(
+                pausebake()
+                    .args(["build", "--arch", ALL, "--pause-version", VERSION, "--out"])
+                    .arg(&dir),
+            );
+            Some(dir)
+        })
+        .as_deref();
+    // Memoised: every test that needs them reports the skip, not only the first.
+    if dir.is_none() {
+        skip("the pause binaries could not be built (compilers or emulators missing)");
+    }
+    dir
 }
 
 /// A command that runs `arch`'s pause with `args`: directly on the host, else under qemu.
