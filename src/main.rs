@@ -6,6 +6,7 @@ mod bake;
 mod bolt;
 mod cli;
 mod containerd;
+mod devtool;
 mod exec;
 #[cfg(test)]
 mod fuzzed;
@@ -36,10 +37,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli {
         Cli::Build(args) => pause::build(&args),
         Cli::Image(args) => archive::image(&args),
-        Cli::Import(args) => containerd::store::import(&args),
-        Cli::Configure(args) => containerd::config::configure(&args),
-        Cli::Verify(args) => containerd::verify::verify(&args),
+        Cli::Import(args) => bake::import(&args),
+        Cli::Configure(args) => bake::configure(&args),
+        Cli::Verify(args) => bake::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
-        Cli::Bolt(args) => bolt::command(&args),
+        Cli::Bolt(args) => devtool::command(&args),
     }
 }

@@ -14,43 +14,17 @@
 //! config text and a blob reader.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use oci_spec::image::Descriptor;
 
+use super::inspect::{RootFacts, CONFIG_PATH};
+use super::plan::Facts;
+use super::store::{self, read_varint, ImagePlatform, Time};
+use super::versions::{self, pinning, ConfigVersion, Pinning, SandboxKey, Version};
 use crate::bolt::Bucket;
-use crate::cli::VerifyArgs;
-use crate::containerd::config::{containerd_version_or_newest, kubernetes_version, Found};
-use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
-use crate::containerd::versions::{self, ConfigVersion, SandboxKey, Version};
-use crate::image::Image;
+use crate::image::{sha256_digest, Image};
 use crate::platform::{Endian, Platform};
-use crate::rootfs::Root;
-
-// --- versions ----------------------------------------------------------------------------
-
-/// How a containerd version treats `io.cri-containerd.pinned` (`containerd-store.md` §7.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pinning {
-    /// 1.6.0–1.6.21, 1.7.0–1.7.2: no pinning.
-    Unsupported,
-    /// 1.6.22+, 1.7.3+: pinned when the normalized config name equals the image name.
-    Normalized,
-    /// 2.x: pinned when the raw config string equals the image name.
-    Raw,
-}
-
-pub fn pinning(v: Version) -> Pinning {
-    match (v.major, v.minor, v.patch) {
-        (1, 6, p) if p < 22 => Pinning::Unsupported,
-        (1, 7, p) if p < 3 => Pinning::Unsupported,
-        (1, m, _) if m < 6 => Pinning::Unsupported,
-        (1, _, _) => Pinning::Normalized,
-        _ => Pinning::Raw,
-    }
-}
 
 // --- config ------------------------------------------------------------------------------
 
@@ -97,7 +71,7 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
     };
     let doc: toml_edit::DocumentMut = text
         .parse()
-        .with_context(|| format!("parsing {} as TOML", store::CONFIG_PATH))?;
+        .with_context(|| format!("parsing {} as TOML", CONFIG_PATH))?;
     let version = doc.get("version").and_then(|i| i.as_integer()).unwrap_or(1);
     let v1 = get_str(&doc, KEY_V1);
     let v2 = get_str(&doc, KEY_V2);
@@ -138,7 +112,7 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
             problems.push(Finding::fail(
                 "config",
                 format!("containerd {v} refuses config version = {n} and will not start"),
-                "use version = 2 for containerd 1.x, version = 3 for 2.0-2.2",
+                "use version = 2 for containerd 1.x, version = 3 for 2.x",
             ));
             (if v1x { KEY_V2 } else { KEY_V3 }, None)
         }
@@ -232,8 +206,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
                 ),
                 (None, 0) => format!(
                     "no {}: containerd {v} uses its default {}",
-                    store::CONFIG_PATH,
-                    setting.effective
+                    CONFIG_PATH, setting.effective
                 ),
                 (None, _) => format!(
                     "{} not set: containerd {v} uses its default {}",
@@ -458,7 +431,7 @@ impl Walk<'_, '_> {
     /// Checks `d` and what containerd needs below it; `false` if anything failed.
     fn visit(&mut self, d: &Descriptor, parent: Option<&str>, depth: usize) -> Result<bool> {
         let digest = d.digest().to_string();
-        if depth > 8 || !self.seen.insert(digest.clone()) {
+        if depth > crate::image::MAX_DEPTH || !self.seen.insert(digest.clone()) {
             return Ok(true);
         }
         let mut ok = true;
@@ -525,13 +498,13 @@ impl Walk<'_, '_> {
             }
             Some(b) => b,
         };
-        if bytes.len() as u64 != d.size() || store::sha256_digest(&bytes) != digest {
+        if bytes.len() as u64 != d.size() || sha256_digest(&bytes) != digest {
             self.out.push(Finding::fail(
                 "content",
                 format!(
                     "corrupted blob {digest} ({file}): {} bytes hashing to {}",
                     bytes.len(),
-                    store::sha256_digest(&bytes)
+                    sha256_digest(&bytes)
                 ),
                 "re-run pausebake bake (rewrites damaged blobs)",
             ));
@@ -635,88 +608,33 @@ fn order_name(order: Endian) -> &'static str {
     }
 }
 
-/// Gathers the inputs from `root` and runs [`check`].
-pub fn audit(
-    root: &Root,
-    namespace: &str,
-    platform: Option<Platform>,
-    containerd: Option<&str>,
-    kubernetes: Option<&str>,
-) -> Result<Report> {
-    let Found {
-        version: ctd,
-        source: ctd_source,
-    } = containerd_version_or_newest(root, containerd)?;
-    let k8s = kubernetes_version(root, kubernetes)?;
-    let (platform, platform_source) = resolve_platform(root, platform)?;
-    let config = root.read_to_string(store::CONFIG_PATH)?;
-    let ctd_root = store::containerd_root(root)?;
-    let meta = root.resolve(ctd_root.join(store::META_DIR).join(store::META_DB))?;
-    let (tree, db_order) = match std::fs::read(&meta) {
-        Ok(bytes) => {
-            let read = |bytes: &[u8]| -> Result<(Bucket, Endian)> {
-                Ok((
-                    crate::bolt::read_tree(bytes)?,
-                    crate::bolt::byte_order(bytes)?,
-                ))
-            };
-            let (tree, order) =
-                read(&bytes).with_context(|| format!("reading {}", meta.display()))?;
-            (Some(tree), Some(order))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
-    };
-    let blob_dir: PathBuf = root.resolve(ctd_root.join(store::CONTENT_DIR).join("blobs/sha256"))?;
-    let blob = |digest: &str| -> Result<Option<Vec<u8>>> {
-        // meta.db is untrusted: a malformed digest is a missing blob, never a path.
-        let Some(hex) = crate::image::sha256_hex(digest) else {
-            return Ok(None);
-        };
-        let path = blob_dir.join(hex);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    };
+/// Runs [`check`] over a root's facts (re-read after any change, so every version and the
+/// platform keep their true source).
+pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
+    let blob = |digest: &str| facts.read_blob(digest);
+    let meta = &facts.meta;
     let findings = check(&Inputs {
-        containerd: ctd,
-        kubernetes: k8s.as_ref().map(|f| f.version),
-        config: config.as_deref(),
-        db: tree.as_ref(),
-        db_order,
+        containerd: facts.containerd.value,
+        kubernetes: facts.kubernetes.as_ref().map(|k| k.value),
+        config: facts.config.text.as_deref(),
+        db: (meta.exists && meta.order.is_some()).then_some(&meta.tree),
+        db_order: meta.order,
         namespace,
-        platform,
+        platform: facts.platform.value,
         blob: &blob,
     })?;
+    let facts = Facts::of(facts);
     Ok(Report {
         ok: findings.iter().all(|f| f.status != Status::Fail),
-        root: root.dir().display().to_string(),
-        containerd_version: ctd.to_string(),
-        containerd_version_source: ctd_source,
-        kubernetes_version: k8s.map(|f| format!("{} ({})", f.version, f.source)),
-        platform: platform.to_string(),
-        platform_source,
+        root: facts.root,
+        containerd_version: facts.containerd_version,
+        containerd_version_source: facts.containerd_version_source,
+        kubernetes_version: facts.kubernetes_version,
+        platform: facts.platform,
+        platform_source: facts.platform_source,
         namespace: namespace.to_string(),
         findings,
     })
-}
-
-/// `--platform`, else the root's binaries, else the host's.
-pub fn resolve_platform(root: &Root, given: Option<Platform>) -> Result<(Platform, String)> {
-    if let Some(p) = given {
-        return Ok((p, "--platform".into()));
-    }
-    if let Some((p, path)) = store::root_platform(root)? {
-        return Ok((p, path));
-    }
-    let arch = crate::platform::Arch::host()
-        .ok_or_else(|| anyhow!("detecting the root's platform: no binaries in the root and an unknown host; pass --platform"))?;
-    Ok((
-        Platform { arch },
-        "no binaries in the root; the host's".into(),
-    ))
 }
 
 pub fn print(report: &Report, json: bool) -> Result<()> {
@@ -754,24 +672,6 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `pausebake verify`.
-pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root)?;
-    let report = audit(
-        &root,
-        &args.target.namespace,
-        args.target.platform,
-        args.target.containerd_version.as_deref(),
-        args.kubernetes_version.as_deref(),
-    )?;
-    print(&report, args.output.json)?;
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,7 +692,6 @@ mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
-            root_arch: Arch::Amd64,
         };
         let mut db = Bucket::default();
         merge(&mut db, &records(&image, &spec).unwrap().tree, "k8s.io").unwrap();
@@ -936,7 +835,6 @@ mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
-            root_arch: Arch::Amd64,
         };
         let recs = records(&image, &spec).unwrap();
         assert_eq!(recs.selection.blobs.len(), 7);
@@ -1069,14 +967,5 @@ mod tests {
         assert_eq!(k.status, Status::Warn);
         assert_eq!(k.message, "Kubernetes 1.34 uses registry.k8s.io/pause:3.10.1, the config names registry.k8s.io/pause:3.10: kubeadm pre-pulls registry.k8s.io/pause:3.10.1");
         assert!(f.iter().all(|f| f.status != Status::Fail));
-    }
-
-    #[test]
-    fn pinning_per_version() {
-        assert_eq!(pinning(Version::new(1, 6, 20)), Pinning::Unsupported);
-        assert_eq!(pinning(Version::new(1, 6, 22)), Pinning::Normalized);
-        assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
-        assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
-        assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
     }
 }
