@@ -414,8 +414,19 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
     // symbolic links by normalized path: (path as written, target as written)
     let mut links: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut total = 0u64;
-    for entry in archive.entries().context("reading the tar")? {
-        let mut entry = entry.context("reading a tar header (truncated or corrupt archive?)")?;
+    for (i, entry) in archive.entries().context("reading the tar")?.enumerate() {
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            // The tar library's message quotes the bytes it could not parse: for a file that
+            // is no archive at all (say /etc/passwd) that would echo its content.
+            Err(_) if i == 0 => bail!(
+                "not a tar or OCI archive (no tar header at its start); pass an OCI archive, \
+                 OCI directory or docker archive"
+            ),
+            Err(e) => {
+                return Err(e).context("reading a tar header (truncated or corrupt archive?)")
+            }
+        };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = normalize(&raw).with_context(|| format!("refusing entry {raw:?}"))?;
         let kind = entry.header().entry_type();
@@ -1706,6 +1717,26 @@ mod tests {
             gunzip(back.blob(&theirs[1]).unwrap()),
             gunzip(image.blob(&ours[1]).unwrap()),
             "layer"
+        );
+    }
+
+    #[test]
+    fn a_text_file_is_named_not_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        fs::write(
+            &path,
+            "root:x:0:0:secret-gecos:/root:/bin/bash\n".repeat(20),
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "reading tar {}: not a tar or OCI archive (no tar header at its start); pass an \
+                 OCI archive, OCI directory or docker archive",
+                path.display()
+            )
         );
     }
 }

@@ -280,8 +280,8 @@ pub struct BakeArgs {
 /// The help of `--containerd-version`, naming the releases of the one version table.
 fn containerd_version_help() -> String {
     format!(
-        "containerd version to act for [default: read from the root's containerd; without \
-         one, the newest known] (knows {})",
+        "containerd version to act for (pausebake knows {}) [default: read from the \
+         root's containerd]",
         versions::known_releases()
     )
 }
