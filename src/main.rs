@@ -14,6 +14,8 @@ mod image;
 mod pause;
 mod platform;
 mod rootfs;
+#[cfg(test)]
+mod structure;
 
 use std::process::ExitCode;
 

@@ -38,21 +38,7 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
         .parse()
         .context("parsing the containerd config as TOML")?;
     if doc.as_table().is_empty() {
-        let config_version = ConfigVersion::native(*containerd)?;
-        let key = sandbox_key(config_version);
-        let mut out = String::new();
-        if !text.trim().is_empty() {
-            // keep the comments of an otherwise empty file above the new settings
-            out.push_str(text.trim_end());
-            out.push_str("\n\n");
-        }
-        out.push_str(&minimal(config_version, image_ref));
-        return Ok(Edit {
-            config_version,
-            key,
-            old: None,
-            text: Some(out),
-        });
+        return edit_empty(text, containerd, image_ref);
     }
     let number = match doc.get("version") {
         None => None,
@@ -67,47 +53,8 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
 
     // comments after the last setting; a new table goes after them unless they are moved
     let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
-    let mut created_leaf = false;
-    let mut item: &mut Item = doc.as_item_mut();
-    for (depth, name) in key.tables.iter().enumerate() {
-        let parent = item.as_table_like_mut().expect("checked on the way down");
-        if parent.get(name).is_none() {
-            created_leaf = depth + 1 == key.tables.len();
-            let mut new = Table::new();
-            // only the table holding the key gets a [header] of its own
-            new.set_implicit(depth + 1 < key.tables.len());
-            parent.insert(name, Item::Table(new));
-        }
-        item = parent.get_mut(name).expect("inserted above");
-        if !item.is_table_like() {
-            bail!(
-                "{} in the containerd config is not a table",
-                key.tables[..=depth].join(".")
-            );
-        }
-    }
-    if let Some(t) = item.as_table_mut() {
-        // an implicit table (only sub-tables so far) that gains a key must print its header
-        t.set_implicit(false);
-    }
-    let header_indent = item
-        .as_table()
-        .and_then(|t| t.decor().prefix())
-        .and_then(|p| p.as_str())
-        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
-        .unwrap_or_default();
-    let table = item.as_table_like_mut().expect("checked above");
-
-    let old = match table.get(key.key) {
-        None => None,
-        Some(item) => Some(
-            item.as_str()
-                .with_context(|| {
-                    format!("{} in the containerd config is not a string", key.dotted())
-                })?
-                .to_string(),
-        ),
-    };
+    let (item, created_leaf) = descend(&mut doc, key)?;
+    let old = set_value(item, key, image_ref)?;
     if old.as_deref() == Some(image_ref) {
         return Ok(Edit {
             config_version,
@@ -115,22 +62,6 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
             old,
             text: None,
         });
-    }
-    match table.get_mut(key.key) {
-        Some(item) => {
-            let current = item.as_value().expect("a string is a value");
-            let literal = current.to_string().trim_start().starts_with('\'');
-            let mut value = string_value(image_ref, literal);
-            *value.decor_mut() = current.decor().clone();
-            *item = Item::Value(value);
-        }
-        None => {
-            let indent = key_indent(table, &header_indent);
-            table.insert(key.key, Item::Value(string_value(image_ref, false)));
-            if let Some(mut k) = table.key_mut(key.key) {
-                k.leaf_decor_mut().set_prefix(indent);
-            }
-        }
     }
     if created_leaf && !trailing.trim().is_empty() {
         // keep the file's closing comments where they were: before the appended table
@@ -149,6 +80,95 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
         old,
         text: Some(doc.to_string()),
     })
+}
+
+/// [`edit`] of a text with no settings (empty, or comments only): a minimal config at the
+/// release's native version, below the comments.
+fn edit_empty(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
+    let config_version = ConfigVersion::native(*containerd)?;
+    let mut out = String::new();
+    if !text.trim().is_empty() {
+        out.push_str(text.trim_end());
+        out.push_str("\n\n");
+    }
+    out.push_str(&minimal(config_version, image_ref));
+    Ok(Edit {
+        config_version,
+        key: sandbox_key(config_version),
+        old: None,
+        text: Some(out),
+    })
+}
+
+/// The table that holds `key` in `doc`, created on the way down when missing (only that
+/// table gets a `[header]` of its own), and whether that table itself was created.
+fn descend(doc: &mut DocumentMut, key: SandboxKey) -> Result<(&mut Item, bool)> {
+    let mut created_leaf = false;
+    let mut item: &mut Item = doc.as_item_mut();
+    for (depth, name) in key.tables.iter().enumerate() {
+        let parent = item.as_table_like_mut().expect("checked on the way down");
+        if parent.get(name).is_none() {
+            created_leaf = depth + 1 == key.tables.len();
+            let mut new = Table::new();
+            new.set_implicit(depth + 1 < key.tables.len());
+            parent.insert(name, Item::Table(new));
+        }
+        item = parent.get_mut(name).expect("inserted above");
+        if !item.is_table_like() {
+            bail!(
+                "{} in the containerd config is not a table",
+                key.tables[..=depth].join(".")
+            );
+        }
+    }
+    if let Some(t) = item.as_table_mut() {
+        // an implicit table (only sub-tables so far) that gains a key must print its header
+        t.set_implicit(false);
+    }
+    Ok((item, created_leaf))
+}
+
+/// Sets `key` to `image_ref` in its table `item`, keeping the old value's quoting and
+/// decoration (or, for a new key, its siblings' indentation); returns the old value. Leaves
+/// the table alone when it already holds `image_ref`.
+fn set_value(item: &mut Item, key: SandboxKey, image_ref: &str) -> Result<Option<String>> {
+    let header_indent = item
+        .as_table()
+        .and_then(|t| t.decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let table = item.as_table_like_mut().expect("checked by descend");
+    let old = match table.get(key.key) {
+        None => None,
+        Some(item) => Some(
+            item.as_str()
+                .with_context(|| {
+                    format!("{} in the containerd config is not a string", key.dotted())
+                })?
+                .to_string(),
+        ),
+    };
+    if old.as_deref() == Some(image_ref) {
+        return Ok(old);
+    }
+    match table.get_mut(key.key) {
+        Some(item) => {
+            let current = item.as_value().expect("a string is a value");
+            let literal = current.to_string().trim_start().starts_with('\'');
+            let mut value = string_value(image_ref, literal);
+            *value.decor_mut() = current.decor().clone();
+            *item = Item::Value(value);
+        }
+        None => {
+            let indent = key_indent(table, &header_indent);
+            table.insert(key.key, Item::Value(string_value(image_ref, false)));
+            if let Some(mut k) = table.key_mut(key.key) {
+                k.leaf_decor_mut().set_prefix(indent);
+            }
+        }
+    }
+    Ok(old)
 }
 
 /// A TOML string for `s`: a literal ('…') one when the replaced value was literal and `s`
