@@ -737,7 +737,7 @@ fn load_blob(source: &Source, desc: &Descriptor, parent: &str) -> Result<Vec<u8>
         },
         bytes.len()
     );
-    let actual = image::sha256_digest(&bytes);
+    let actual = crate::digest::sha256_digest(&bytes);
     ensure!(
         actual == digest,
         "blob {digest} is corrupt: its content hashes to {actual}"
@@ -789,9 +789,9 @@ fn read_docker(source: &Source) -> Result<Image> {
                 .take(MAX_BLOB)
                 .read_to_end(&mut out)
                 .with_context(|| format!("decompressing layer {name}"))?;
-            image::sha256_digest(&out)
+            crate::digest::sha256_digest(&out)
         } else {
-            image::sha256_digest(&bytes)
+            crate::digest::sha256_digest(&bytes)
         };
         ensure!(
             &uncompressed == diff_id,
@@ -845,7 +845,7 @@ fn check_named_digest(name: &str, bytes: &[u8]) -> Result<()> {
     let stem = last.strip_suffix(".json").unwrap_or(last);
     let named = stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit());
     if named {
-        let actual = image::sha256_digest(bytes);
+        let actual = crate::digest::sha256_digest(bytes);
         ensure!(
             actual[7..] == *stem,
             "{name} is corrupt: its content hashes to {actual}"
@@ -857,28 +857,8 @@ fn check_named_digest(name: &str, bytes: &[u8]) -> Result<()> {
 /// containerd's `normalizeReference` for docker RepoTags: `busybox` ->
 /// `docker.io/library/busybox:latest`; fully qualified references are kept.
 fn normalize_docker_ref(tag: &str) -> Result<String> {
-    ensure!(
-        !tag.is_empty() && !tag.contains(char::is_whitespace),
-        "refusing RepoTag {tag:?} in manifest.json"
-    );
-    let (first, rest) = match tag.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (first.to_string(), rest.to_string())
-        }
-        Some(_) => ("docker.io".to_string(), tag.to_string()),
-        None => ("docker.io".to_string(), format!("library/{tag}")),
-    };
-    let rest = if first == "docker.io" && !rest.contains('/') {
-        format!("library/{rest}")
-    } else {
-        rest
-    };
-    let has_tag = image::ref_tag(&rest).is_some() || rest.contains('@');
-    Ok(if has_tag {
-        format!("{first}/{rest}")
-    } else {
-        format!("{first}/{rest}:latest")
-    })
+    crate::reference::normalize(tag)
+        .with_context(|| format!("refusing RepoTag {tag:?} in manifest.json"))
 }
 
 #[cfg(test)]
@@ -971,7 +951,7 @@ mod tests {
                 let mut data = Vec::new();
                 e.read_to_end(&mut data).unwrap();
                 if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-                    assert_eq!(image::sha256_digest(&data), format!("sha256:{hex}"));
+                    assert_eq!(crate::digest::sha256_digest(&data), format!("sha256:{hex}"));
                 }
                 if path == "oci-layout" {
                     assert_eq!(data, br#"{"imageLayoutVersion":"1.0.0"}"#);

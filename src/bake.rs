@@ -23,7 +23,7 @@ use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::inspect::{inspect, Overrides, RootFacts, Sourced};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan, StoreRequest};
-use crate::containerd::store::{self, Time};
+use crate::containerd::store::Time;
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
@@ -64,7 +64,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
     for n in &image.names {
-        push_unique(&mut names, store::normalize_ref(n)?);
+        push_unique(&mut names, crate::reference::normalize(n)?);
     }
     probe(&mut facts, &image)?;
     let req = StoreRequest {
@@ -104,7 +104,7 @@ fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
 /// All normalized as CRI looks them up.
 pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>, Named)> {
     let (first, why) = match given.first() {
-        Some(n) => (store::normalize_ref(n)?, "--name".to_string()),
+        Some(n) => (crate::reference::normalize(n)?, "--name".to_string()),
         None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let mut names = vec![first.clone()];
@@ -339,7 +339,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             config::default_image(k8s.as_ref(), facts.containerd.value)?
         }
     };
-    let image = store::normalize_ref(&requested)?;
+    let image = crate::reference::normalize(&requested)?;
     let named = Named {
         name: image.clone(),
         name_source: why.clone(),

@@ -7,12 +7,14 @@ mod bolt;
 mod cli;
 mod containerd;
 mod devtool;
+mod digest;
 mod exec;
 #[cfg(test)]
 mod fuzzed;
 mod image;
 mod pause;
 mod platform;
+mod reference;
 mod rootfs;
 #[cfg(test)]
 mod structure;

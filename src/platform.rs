@@ -130,8 +130,9 @@ impl Arch {
     }
 
     /// The class, byte order and machine of an ELF header (its first 20 bytes); `None` when
-    /// the bytes are not an ELF header. The one ELF header parser: the root's platform and
-    /// the pause binary check both read it here.
+    /// the bytes are not an ELF header. How pausebake reads a root's binaries; the pause
+    /// binary check (`pause::check_elf`) reads the same fields with a diagnosis per field,
+    /// and both map them to an architecture with [`Arch::from_elf`] alone.
     pub fn elf_ident(header: &[u8]) -> Option<(bool, Endian, u16)> {
         if header.len() < 20 || &header[..4] != b"\x7fELF" {
             return None;

@@ -101,7 +101,7 @@ fn write_blobs(plan: &StorePlan, image: &Image, root: &Root) -> Result<()> {
             .blobs
             .get(digest)
             .with_context(|| format!("writing blob {digest}: not in the image"))?;
-        let hex = crate::image::sha256_hex(digest)
+        let hex = crate::digest::sha256_hex(digest)
             .with_context(|| format!("writing blob {digest}: not a sha256 digest"))?;
         let path = blob_dir.join(hex);
         rootfs::replace_file(&path, bytes, 0o444)

@@ -189,7 +189,7 @@ impl RootFacts {
     /// The bytes of the blob file for `digest`, `None` when absent. A digest that is not a
     /// well-formed sha256 (meta.db is untrusted) is a missing blob, never a path.
     pub fn read_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let Some(hex) = crate::image::sha256_hex(digest) else {
+        let Some(hex) = crate::digest::sha256_hex(digest) else {
             return Ok(None);
         };
         self.root.read(self.blob_dir.join(hex))

@@ -12,7 +12,7 @@ use anyhow::Result;
 
 use super::config::{self, ConfigPlan};
 use super::inspect::{BlobState, RootFacts};
-use super::store::{self, merge, records, Spec, Time};
+use super::store::{merge, records, Spec, Time};
 use crate::bolt::Bucket;
 use crate::image::Image;
 use crate::platform::{Endian, Platform};
@@ -291,11 +291,11 @@ fn write_import(f: &mut fmt::Formatter<'_>, i: &StorePlan) -> fmt::Result {
     Ok(())
 }
 
-/// The name [`store::normalize_ref`] gives each of `given`, first ones first, without repeats.
+/// The name [`crate::reference::normalize`] gives each of `given`, first ones first, without repeats.
 pub fn normalized_names<'a>(given: impl IntoIterator<Item = &'a String>) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for n in given {
-        push_unique(&mut names, store::normalize_ref(n)?);
+        push_unique(&mut names, crate::reference::normalize(n)?);
     }
     Ok(names)
 }

@@ -171,79 +171,6 @@ pub fn read_varint(b: &[u8]) -> Option<i64> {
     None
 }
 
-// --- references ---------------------------------------------------------------------------
-
-/// Normalizes an image reference the way CRI does before looking it up (docker's
-/// `ParseDockerRef`): `pause:3.10` -> `docker.io/library/pause:3.10`, a missing tag becomes
-/// `:latest`, `name:tag@digest` becomes `name@digest`. CRI finds an image only by exactly
-/// this string (`containerd-store.md` §7.2), and containerd 2.x pins only the exact configured
-/// string, so configure writes this form too.
-pub fn normalize_ref(reference: &str) -> Result<String> {
-    let bad = |why: &str| anyhow!("parsing image reference {reference:?}: {why}");
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    if let Some(d) = digest {
-        if !d.starts_with("sha256:") {
-            return Err(bad("only sha256 digests are supported"));
-        }
-        if crate::image::sha256_hex(d).is_none() {
-            return Err(bad("the digest is not 64 lower-case hex digits"));
-        }
-    }
-    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (
-            &name_tag[..last_slash + i],
-            Some(&name_tag[last_slash + i + 1..]),
-        ),
-        None => (name_tag, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && t.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-            && !t.starts_with(['.', '-']);
-        ensure!(ok, bad("invalid tag"));
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.bytes().any(|c| c.is_ascii_uppercase()) =>
-        {
-            (first, rest.to_string())
-        }
-        Some(_) => ("docker.io", name.to_string()),
-        None => ("docker.io", name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io"
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    ensure!(
-        !path.is_empty()
-            && path.split('/').all(|c| !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || matches!(b, b'.' | b'_' | b'-'))),
-        bad("repository names are lower-case letters, digits and . _ - separated by /")
-    );
-    Ok(match (digest, tag) {
-        (Some(d), _) => format!("{domain}/{path}@{d}"),
-        (None, Some(t)) => format!("{domain}/{path}:{t}"),
-        (None, None) => format!("{domain}/{path}:latest"),
-    })
-}
-
 // --- the image tree -------------------------------------------------------------------------
 
 fn media_type(d: &Descriptor) -> String {
@@ -271,7 +198,7 @@ pub fn blob<'a>(image: &'a Image, d: &Descriptor) -> Result<&'a [u8]> {
         bytes.len(),
         d.size()
     );
-    let actual = crate::image::sha256_digest(bytes);
+    let actual = crate::digest::sha256_digest(bytes);
     ensure!(
         actual == digest,
         "reading blob {digest}: its content hashes to {actual}"
@@ -699,7 +626,7 @@ pub mod tests {
     use serde_json::json;
 
     fn add(blobs: &mut BTreeMap<String, Vec<u8>>, bytes: Vec<u8>) -> (String, u64) {
-        let d = crate::image::sha256_digest(&bytes);
+        let d = crate::digest::sha256_digest(&bytes);
         let n = bytes.len() as u64;
         blobs.insert(d.clone(), bytes);
         (d, n)
@@ -824,60 +751,6 @@ pub mod tests {
         assert_eq!(read_varint(&varint(-5)), Some(-5));
         assert_eq!(read_varint(&[0x86]), None);
         assert_eq!(read_varint(&[0x06, 0x00]), None);
-    }
-
-    #[test]
-    fn names_are_normalized_like_cri() {
-        for (input, want) in [
-            ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
-            ("pause", "docker.io/library/pause:latest"),
-            ("pause:3.9", "docker.io/library/pause:3.9"),
-            ("me/pause:1", "docker.io/me/pause:1"),
-            (
-                "localhost/kubernetes/pause",
-                "localhost/kubernetes/pause:latest",
-            ),
-            ("localhost:5000/p:1", "localhost:5000/p:1"),
-            ("index.docker.io/x/y:z", "docker.io/x/y:z"),
-        ] {
-            assert_eq!(normalize_ref(input).unwrap(), want, "{input}");
-        }
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            normalize_ref(&format!("registry.k8s.io/pause:3.10@{d}")).unwrap(),
-            format!("registry.k8s.io/pause@{d}")
-        );
-        for bad in ["Pause:1", "registry.k8s.io/pause:", "x@sha256:12", ""] {
-            assert!(normalize_ref(bad).is_err(), "{bad}");
-        }
-    }
-
-    // The cases of config.rs's former `normalize_reference`, which this function replaced.
-    #[test]
-    fn references_normalize_like_cri() {
-        let n = |s: &str| normalize_ref(s).unwrap();
-        assert_eq!(
-            n("registry.k8s.io/pause:3.10"),
-            "registry.k8s.io/pause:3.10"
-        );
-        assert_eq!(n("pause:3.10"), "docker.io/library/pause:3.10");
-        assert_eq!(n("pause"), "docker.io/library/pause:latest");
-        assert_eq!(n("rancher/pause:3.6"), "docker.io/rancher/pause:3.6");
-        assert_eq!(
-            n("localhost/kubernetes/pause"),
-            "localhost/kubernetes/pause:latest"
-        );
-        assert_eq!(n("localhost:5000/pause:1"), "localhost:5000/pause:1");
-        // the tag is dropped when a digest pins the image (the old case used `sha256:abc`,
-        // which CRI itself rejects; a digest must be 64 hex digits)
-        let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(
-            n(&format!("registry.k8s.io/pause:3.10@{d}")),
-            format!("registry.k8s.io/pause@{d}")
-        );
-        assert!(normalize_ref("registry.k8s.io/pause:3.10@sha256:abc").is_err());
-        assert!(normalize_ref("Registry.k8s.io/Pause:1").is_err());
-        assert!(normalize_ref("pause:").is_err());
     }
 
     #[test]

@@ -23,7 +23,8 @@ use super::plan::Facts;
 use super::store::{self, read_varint, ImagePlatform, Time};
 use super::versions::{self, pinning, ConfigVersion, Pinning, SandboxKey, Version};
 use crate::bolt::Bucket;
-use crate::image::{sha256_digest, Image};
+use crate::digest::sha256_digest;
+use crate::image::Image;
 use crate::platform::{Endian, Platform};
 
 // --- config ------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ impl Finding {
     }
 }
 
-/// Everything [`check`] looks at, gathered from a root by [`verify`] (or built by a test).
+/// Everything [`check`] looks at, taken from a root's facts by [`audit`] (or built by a test).
 pub struct Inputs<'a> {
     pub containerd: Version,
     pub kubernetes: Option<Version>,
@@ -265,7 +266,7 @@ fn rule_name(
     setting: &SandboxSetting,
     v: Version,
 ) -> std::result::Result<(String, Option<Finding>), Finding> {
-    let name = store::normalize_ref(&setting.effective).map_err(|e| {
+    let name = crate::reference::normalize(&setting.effective).map_err(|e| {
         Finding::fail(
             "name",
             format!("{e:#}"),
