@@ -16,7 +16,7 @@ use anyhow::{bail, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigureArgs, ContainerdArgs, ImportArgs, KubernetesArgs, PlatformArgs,
-    VerifyArgs,
+    TargetArgs, VerifyArgs,
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
@@ -52,14 +52,19 @@ fn overrides(
     }
 }
 
+/// The overrides of `bake` and `verify`.
+fn target_overrides(target: &TargetArgs, kubernetes: &KubernetesArgs) -> Overrides {
+    overrides(
+        Some(&target.platform),
+        Some(&target.containerd),
+        Some(kubernetes),
+    )
+}
+
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.root.root)?;
-    let over = overrides(
-        Some(&args.platform),
-        Some(&args.containerd),
-        Some(&args.kubernetes),
-    );
+    let root = Root::new(&args.target.root.root)?;
+    let over = target_overrides(&args.target, &args.kubernetes);
     let mut facts = inspect(&root, &over)?;
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
@@ -69,7 +74,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     probe(&mut facts, &image)?;
     let req = StoreRequest {
         names,
-        namespace: args.namespace.namespace.clone(),
+        namespace: args.target.namespace.namespace.clone(),
         platform: Some(facts.platform.value),
         pin: !args.no_pin,
         time: Time::for_records(args.spec.epoch.source_date_epoch),
@@ -417,13 +422,9 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
 
 /// `pausebake verify`.
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.root.root)?;
-    let over = overrides(
-        Some(&args.platform),
-        Some(&args.containerd),
-        Some(&args.kubernetes),
-    );
-    let report = verify::audit(&inspect(&root, &over)?, &args.namespace.namespace)?;
+    let root = Root::new(&args.target.root.root)?;
+    let over = target_overrides(&args.target, &args.kubernetes);
+    let report = verify::audit(&inspect(&root, &over)?, &args.target.namespace.namespace)?;
     verify::print(&report, args.output.json)?;
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -229,8 +229,9 @@ pub struct ConfigureArgs {
     pub output: OutputArgs,
 }
 
+/// The root, namespace, platform and containerd that `verify` and `bake` act on.
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub struct TargetArgs {
     #[command(flatten)]
     pub root: RootArgs,
     #[command(flatten)]
@@ -239,6 +240,12 @@ pub struct VerifyArgs {
     pub platform: PlatformArgs,
     #[command(flatten)]
     pub containerd: ContainerdArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
     #[command(flatten)]
@@ -248,13 +255,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct BakeArgs {
     #[command(flatten)]
-    pub root: RootArgs,
-    #[command(flatten)]
-    pub namespace: NamespaceArgs,
-    #[command(flatten)]
-    pub platform: PlatformArgs,
-    #[command(flatten)]
-    pub containerd: ContainerdArgs,
+    pub target: TargetArgs,
     #[command(flatten)]
     pub compile: CompileArgs,
     #[command(flatten)]

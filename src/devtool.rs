@@ -1,6 +1,7 @@
 //! `pausebake bolt`: the hidden developer command the tests drive to read and change bbolt
 //! files. It lives apart from [`crate::bolt`], which knows nothing of the command line.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -24,12 +25,7 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             key,
             value,
         } => {
-            // The dev tool's files are for Go's bbolt on this machine.
-            let mut db = if file.exists() {
-                Db::open(file, Endian::native())?
-            } else {
-                Db::create(file, Endian::native())?
-            };
+            let mut db = open_or_create(file)?;
             let path: Vec<&[u8]> = bucket
                 .split('/')
                 .filter(|s| !s.is_empty())
@@ -48,12 +44,7 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             seed,
             commits,
         } => {
-            // The dev tool's files are for Go's bbolt on this machine.
-            let mut db = if file.exists() {
-                Db::open(file, Endian::native())?
-            } else {
-                Db::create(file, Endian::native())?
-            };
+            let mut db = open_or_create(file)?;
             let mut rng = random::Rng::new(*seed);
             for _ in 0..*commits {
                 if db.root().entries.is_empty() {
@@ -66,4 +57,14 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
         BoltCommand::Rewrite { file } => Db::open(file, Endian::native())?.rewrite()?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens `file`, creating it when missing: the dev tool's files are for Go's bbolt on this
+/// machine, so in its byte order.
+fn open_or_create(file: &Path) -> Result<Db> {
+    if file.exists() {
+        Db::open(file, Endian::native())
+    } else {
+        Db::create(file, Endian::native())
+    }
 }

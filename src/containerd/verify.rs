@@ -821,6 +821,24 @@ mod tests {
         .unwrap()
     }
 
+    /// Inputs for containerd 2.1.9 on amd64, reading [`V3_CONFIG`].
+    fn amd64_inputs<'a>(
+        db: &'a Bucket,
+        blob: &'a dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+        kubernetes: Option<Version>,
+    ) -> Inputs<'a> {
+        Inputs {
+            containerd: Version::new(2, 1, 9),
+            kubernetes,
+            config: Some(V3_CONFIG),
+            db: Some(db),
+            db_order: Some(Endian::Little),
+            namespace: "k8s.io",
+            platform: AMD64,
+            blob,
+        }
+    }
+
     fn fails(f: &[Finding]) -> Vec<String> {
         f.iter()
             .filter(|f| f.status == Status::Fail)
@@ -1051,17 +1069,7 @@ mod tests {
     fn the_pause_tag_is_checked_against_kubernetes() {
         let (db, image) = baked(true);
         let blob = |d: &str| Ok(image.blobs.get(d).cloned());
-        let f = check(&Inputs {
-            containerd: Version::new(2, 1, 9),
-            kubernetes: Some(Version::new(1, 34, 1)),
-            config: Some(V3_CONFIG),
-            db: Some(&db),
-            db_order: Some(Endian::Little),
-            namespace: "k8s.io",
-            platform: AMD64,
-            blob: &blob,
-        })
-        .unwrap();
+        let f = check(&amd64_inputs(&db, &blob, Some(Version::new(1, 34, 1)))).unwrap();
         let k = f.iter().find(|f| f.check == "kubernetes").unwrap();
         assert_eq!(k.status, Status::Warn);
         assert_eq!(k.message, "Kubernetes 1.34 uses registry.k8s.io/pause:3.10.1, the config names registry.k8s.io/pause:3.10: kubeadm pre-pulls registry.k8s.io/pause:3.10.1");
@@ -1145,17 +1153,13 @@ mod tests {
     fn rule_content_passes_an_intact_tree() {
         let (db, image) = baked(true);
         let blob = |d: &str| Ok(image.blobs.get(d).cloned());
-        let inputs = Inputs {
-            containerd: Version::new(2, 1, 9),
-            kubernetes: None,
-            config: Some(V3_CONFIG),
-            db: Some(&db),
-            db_order: Some(Endian::Little),
-            namespace: "k8s.io",
-            platform: AMD64,
-            blob: &blob,
-        };
-        let f = rule_content(&inputs, &db, &image.target, "registry.k8s.io/pause:3.10").unwrap();
+        let f = rule_content(
+            &amd64_inputs(&db, &blob, None),
+            &db,
+            &image.target,
+            "registry.k8s.io/pause:3.10",
+        )
+        .unwrap();
         assert_eq!(f.len(), 1, "{f:?}");
         assert!(f[0]
             .message

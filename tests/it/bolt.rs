@@ -259,16 +259,8 @@ fn damaged_files_are_refused_naming_the_page() {
 /// SIGKILLs `bolt set` just before its `n`th call of `syscall` (strace's fault injection,
 /// so the commit path carries no test hook); `None` when it made fewer calls and finished.
 fn killed_before(set: &[&str], file: &Path, syscall: &str, n: u32) -> Option<()> {
-    let mut cmd = Command::new("strace");
-    // strace injects only into the calls it traces.
-    cmd.args(["-f", "-o", "/dev/null", "-e"])
-        .arg(format!("trace={syscall}"))
-        .arg("-e")
-        .arg(format!("inject={syscall}:signal=KILL:when={n}"))
-        .arg(crate::harness::PAUSEBAKE)
-        .args(set)
-        .arg(file)
-        .stdout(Stdio::null());
+    let mut cmd = crate::harness::pausebake_killed_before(syscall, n);
+    cmd.args(set).arg(file).stdout(Stdio::null());
     let out = run_any(&mut cmd);
     if out.status.success() {
         return None;

@@ -823,14 +823,8 @@ fn sigkill_during_bake_keeps_the_store_usable() {
         for n in 1.. {
             let root = t.path().join(format!("killed-{syscall}-{n}"));
             copy_tree(&pristine, &root);
-            let mut cmd = Command::new("strace");
-            // strace injects only into the calls it traces.
-            cmd.args(["-f", "-o", "/dev/null", "-e"])
-                .arg(format!("trace={syscall}"))
-                .arg("-e")
-                .arg(format!("inject={syscall}:signal=KILL:when={n}"))
-                .arg(crate::harness::PAUSEBAKE)
-                .args(bake(&root).get_args());
+            let mut cmd = crate::harness::pausebake_killed_before(syscall, n);
+            cmd.args(bake(&root).get_args());
             let out = run_any(&mut cmd);
             if out.status.success() {
                 // Fewer than n calls: every one of them has been interrupted.
