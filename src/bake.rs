@@ -221,11 +221,11 @@ fn print_summary(p: &Plan) {
                 i.blobs_present
             );
         } else {
-            println!("  import     {}", i.counts());
+            println!("  import     {}", i.counts(true));
         }
     }
     if let Some(c) = &p.configure {
-        println!("  configure  {}", c.line());
+        println!("  configure  {}", c.line(true));
         for warning in &c.warnings {
             eprintln!("pausebake: warning: {warning}");
         }

@@ -196,16 +196,22 @@ pub fn plan(
 }
 
 impl StorePlan {
-    /// The one-line count of what the import changes, for the summaries.
-    pub fn counts(&self) -> String {
+    /// The one-line count of what the import changes: as done (`done`, the summary after a
+    /// run) or as planned (`--dry-run`).
+    pub fn counts(&self, done: bool) -> String {
         let count = |what: &str| {
             self.records_changed
                 .iter()
                 .filter(|c| c.starts_with(what))
                 .count()
         };
+        let (written, records) = if done {
+            ("written", "new or updated")
+        } else {
+            ("to write", "to add or update")
+        };
         format!(
-            "{} blobs written, {} present; {} content and {} image records new or updated in {}",
+            "{} blobs {written}, {} present; {} content and {} image records {records} in {}",
             self.blobs_written.len(),
             self.blobs_present,
             count("content "),
@@ -216,14 +222,15 @@ impl StorePlan {
 }
 
 impl ConfigPlan {
-    /// `created KEY = "VALUE" in PATH`, `set …`, or `unchanged: …`.
-    pub fn line(&self) -> String {
-        let how = if !self.changed {
-            "unchanged:"
-        } else if self.created {
-            "created"
-        } else {
-            "set"
+    /// `created KEY = "VALUE" in PATH`, `set …`, or `unchanged: …`; as planned (`done`
+    /// false): `to create …`, `to set …`.
+    pub fn line(&self, done: bool) -> String {
+        let how = match (self.changed, self.created, done) {
+            (false, _, _) => "unchanged:",
+            (true, true, true) => "created",
+            (true, false, true) => "set",
+            (true, true, false) => "to create",
+            (true, false, false) => "to set",
         };
         format!("{how} {} = {:?} in {}", self.key, self.new, self.path)
     }
@@ -260,7 +267,7 @@ impl fmt::Display for Plan {
             write_import(f, i)?;
         }
         if let Some(c) = &self.configure {
-            writeln!(f, "  configure  {}", c.line())?;
+            writeln!(f, "  configure  {}", c.line(false))?;
             if let (true, Some(old)) = (c.changed, &c.old) {
                 writeln!(f, "    was {old:?}")?;
             }
@@ -281,7 +288,7 @@ fn write_import(f: &mut fmt::Formatter<'_>, i: &StorePlan) -> fmt::Result {
             i.blobs_present
         );
     }
-    writeln!(f, "  import     {}", i.counts())?;
+    writeln!(f, "  import     {}", i.counts(false))?;
     for b in &i.blobs_written {
         writeln!(f, "    blob {b}")?;
     }
