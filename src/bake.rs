@@ -22,8 +22,8 @@ use crate::containerd::apply::apply;
 use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::inspect::{inspect, Overrides, RootFacts, Sourced};
-use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan, StoreRequest};
-use crate::containerd::store::Time;
+use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
+use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
@@ -72,7 +72,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         push_unique(&mut names, crate::reference::normalize(n)?);
     }
     probe(&mut facts, &image)?;
-    let req = StoreRequest {
+    let req = Spec {
         names,
         namespace: args.target.namespace.namespace.clone(),
         platform: Some(facts.platform.value),
@@ -267,7 +267,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     } else {
         (Some(facts.platform.value), facts.platform.source.clone())
     };
-    let req = StoreRequest {
+    let req = Spec {
         names,
         namespace: args.namespace.namespace.clone(),
         platform,

@@ -134,3 +134,109 @@ fn apply_config(plan: &ConfigPlan, root: &Root) -> Result<()> {
     root.create_dir_all(dir, 0o755)?;
     root.write_atomic(&plan.path, text.as_bytes(), 0o644)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containerd::inspect::{inspect, Overrides, RootFacts};
+    use crate::containerd::plan::{self, Named};
+    use crate::containerd::store::tests::test_image;
+    use crate::containerd::store::{Spec, Time};
+    use crate::containerd::versions::Version;
+    use crate::platform::{Arch, Platform};
+
+    const AMD64: Platform = Platform { arch: Arch::Amd64 };
+
+    fn facts(root: &Root, image: &Image) -> RootFacts {
+        let over = Overrides {
+            platform: Some(AMD64),
+            containerd: Some(Version::new(2, 1, 9)),
+            kubernetes: None,
+        };
+        let mut facts = inspect(root, &over).unwrap();
+        facts
+            .probe_blobs(image.blobs.iter().map(|(d, b)| (d.as_str(), b.as_slice())))
+            .unwrap();
+        facts
+    }
+
+    fn bake_plan(facts: &RootFacts, image: &Image, name: &str) -> Plan {
+        let spec = Spec {
+            names: vec![name.to_string()],
+            namespace: "k8s.io".into(),
+            platform: Some(AMD64),
+            pin: true,
+            time: Time {
+                unix_secs: 0,
+                nanos: 0,
+            },
+        };
+        let named = Named {
+            name: name.to_string(),
+            name_source: "test".into(),
+        };
+        plan::plan(facts, Some(named), Some((image, "test".into(), &spec))).unwrap()
+    }
+
+    #[test]
+    fn a_plan_applied_leaves_nothing_to_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        let name = "registry.k8s.io/pause:3.10";
+        let first = bake_plan(&facts(&root, &image), &image, name);
+        let store = first.import.as_ref().unwrap();
+        // index, amd64's manifest, config and layer
+        assert_eq!(store.blobs_written.len(), 4);
+        assert_eq!(
+            store.records_changed.len(),
+            6,
+            "{:?}",
+            store.records_changed
+        );
+        assert!(first.configure.as_ref().unwrap().created);
+        let shown = first.to_string();
+        assert!(
+            shown.contains("  import     4 blobs to write, 0 present"),
+            "{shown}"
+        );
+        apply(&first, Some(&image), &root).unwrap();
+        let again = bake_plan(&facts(&root, &image), &image, name);
+        assert!(again.import.as_ref().unwrap().unchanged, "{again}");
+        assert!(!again.configure.as_ref().unwrap().changed, "{again}");
+    }
+
+    #[test]
+    fn apply_refuses_a_root_that_changed_since_inspect() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let image = test_image(&[Arch::Amd64], true);
+        let stale = bake_plan(&facts(&root, &image), &image, "registry.k8s.io/pause:3.10");
+        // Another writer gets there first.
+        let other = bake_plan(&facts(&root, &image), &image, "example.invalid/other:1");
+        apply(&other, Some(&image), &root).unwrap();
+        let err = format!("{:#}", apply(&stale, Some(&image), &root).unwrap_err());
+        assert!(
+            err.ends_with(
+                "meta.db changed since pausebake read it (is containerd running on this root?); \
+                 nothing written: run the command again"
+            ),
+            "{err}"
+        );
+        // The config alone changed: refused too, and left as the other writer made it.
+        let fresh = bake_plan(&facts(&root, &image), &image, "registry.k8s.io/pause:3.10");
+        let config = "/etc/containerd/config.toml";
+        root.write_atomic(config, b"version = 3\n", 0o644).unwrap();
+        let mut config_only = fresh.clone();
+        config_only.import = None;
+        let err = format!("{:#}", apply(&config_only, None, &root).unwrap_err());
+        assert!(
+            err.contains("config.toml changed since pausebake read it"),
+            "{err}"
+        );
+        assert_eq!(
+            root.read_to_string(config).unwrap().as_deref(),
+            Some("version = 3\n")
+        );
+    }
+}

@@ -12,10 +12,10 @@ use anyhow::Result;
 
 use super::config::{self, ConfigPlan};
 use super::inspect::{BlobState, RootFacts};
-use super::store::{merge, records, Spec, Time};
+use super::store::{merge, records, Spec};
 use crate::bolt::Bucket;
 use crate::image::Image;
-use crate::platform::{Endian, Platform};
+use crate::platform::Endian;
 
 /// The facts a plan was made from, each once with its source (for `--json` and the summary).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -82,30 +82,11 @@ pub struct StorePlan {
     pub blob_dir: PathBuf,
 }
 
-/// What to put into the store.
-#[derive(Debug, Clone)]
-pub struct StoreRequest {
-    /// Normalized references, one image record each.
-    pub names: Vec<String>,
-    pub namespace: String,
-    /// Only the manifests for this platform; every one when `None` (`--all-platforms`).
-    pub platform: Option<Platform>,
-    pub pin: bool,
-    pub time: Time,
-}
-
 /// The store part of a plan: the records [`records`] makes, merged into the inspected
 /// `meta.db` tree, and which blobs are missing. `facts.blobs` must hold the image's blobs
 /// ([`RootFacts::probe_blobs`]).
-pub fn store(facts: &RootFacts, req: &StoreRequest, image: &Image) -> Result<StorePlan> {
-    let spec = Spec {
-        names: req.names.clone(),
-        namespace: req.namespace.clone(),
-        platform: req.platform,
-        pin: req.pin,
-        time: req.time,
-    };
-    let recs = records(image, &spec)?;
+pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> {
+    let recs = records(image, req)?;
     let mut tree = facts.meta.tree.clone();
     let changes = merge(&mut tree, &recs.tree, &req.namespace)?;
     let mut written = Vec::new();
@@ -174,7 +155,7 @@ pub struct Plan {
 pub fn plan(
     facts: &RootFacts,
     named: Option<Named>,
-    image: Option<(&Image, String, &StoreRequest)>,
+    image: Option<(&Image, String, &Spec)>,
 ) -> Result<Plan> {
     let (import, image_source) = match image {
         Some((image, source, req)) => (Some(store(facts, req, image)?), Some(source)),

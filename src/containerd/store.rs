@@ -1,7 +1,8 @@
 //! The image as containerd stores it under a root: content blobs and the `meta.db` records
-//! (content, images, GC labels) that make CRI find it locally, written offline.
+//! (content, images, GC labels) that make CRI find it locally. Pure: [`records`] builds them
+//! and [`merge`] folds them into a database tree; [`super::apply`] writes them.
 //!
-//! What this module writes, relative to containerd's `root` (`/var/lib/containerd` unless
+//! What is written, relative to containerd's `root` (`/var/lib/containerd` unless
 //! the root's `/etc/containerd/config.toml` sets `root`), in the style of containerd's
 //! `core/metadata/buckets.go` (facts and sources: `containerd-store.md` §0–§6):
 //!

@@ -690,12 +690,9 @@ impl Walk<'_, '_> {
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub ok: bool,
-    pub root: String,
-    pub containerd_version: String,
-    pub containerd_version_source: String,
-    pub kubernetes_version: Option<String>,
-    pub platform: String,
-    pub platform_source: String,
+    /// The root's facts, each with its source: the same value `bake` reports at its top.
+    #[serde(flatten)]
+    pub facts: Facts,
     pub namespace: String,
     pub findings: Vec<Finding>,
 }
@@ -722,15 +719,9 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         platform: facts.platform.value,
         blob: &blob,
     })?;
-    let facts = Facts::of(facts);
     Ok(Report {
         ok: findings.iter().all(|f| f.status != Status::Fail),
-        root: facts.root,
-        containerd_version: facts.containerd_version,
-        containerd_version_source: facts.containerd_version_source,
-        kubernetes_version: facts.kubernetes_version,
-        platform: facts.platform,
-        platform_source: facts.platform_source,
+        facts: Facts::of(facts),
         namespace: namespace.to_string(),
         findings,
     })
@@ -743,11 +734,11 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
     }
     println!(
         "root {}: containerd {} ({}), platform {} ({})",
-        report.root,
-        report.containerd_version,
-        report.containerd_version_source,
-        report.platform,
-        report.platform_source
+        report.facts.root,
+        report.facts.containerd_version,
+        report.facts.containerd_version_source,
+        report.facts.platform,
+        report.facts.platform_source
     );
     for f in &report.findings {
         let tag = match f.status {
