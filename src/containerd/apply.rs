@@ -140,8 +140,8 @@ mod tests {
     use super::*;
     use crate::containerd::inspect::{inspect, Overrides, RootFacts};
     use crate::containerd::plan::{self, Named};
-    use crate::containerd::store::tests::test_image;
-    use crate::containerd::store::{Spec, Time};
+    use crate::containerd::store::tests::{spec as store_spec, test_image};
+    use crate::containerd::store::Spec;
     use crate::containerd::versions::Version;
     use crate::platform::{Arch, Platform};
 
@@ -163,13 +163,7 @@ mod tests {
     fn bake_plan(facts: &RootFacts, image: &Image, name: &str) -> Plan {
         let spec = Spec {
             names: vec![name.to_string()],
-            namespace: "k8s.io".into(),
-            platform: Some(AMD64),
-            pin: true,
-            time: Time {
-                unix_secs: 0,
-                nanos: 0,
-            },
+            ..store_spec(Some(AMD64), true)
         };
         let named = Named {
             name: name.to_string(),

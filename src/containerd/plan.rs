@@ -226,13 +226,16 @@ impl fmt::Display for Plan {
             "  platform   {} ({})",
             facts.platform, facts.platform_source
         )?;
-        writeln!(
-            f,
-            "  containerd {} ({})",
-            facts.containerd_version, facts.containerd_version_source
-        )?;
-        if let Some(k) = &facts.kubernetes_version {
-            writeln!(f, "  kubernetes {k}")?;
+        // The versions choose the name and the config key: an import uses neither.
+        if self.configure.is_some() {
+            writeln!(
+                f,
+                "  containerd {} ({})",
+                facts.containerd_version, facts.containerd_version_source
+            )?;
+            if let Some(k) = &facts.kubernetes_version {
+                writeln!(f, "  kubernetes {k}")?;
+            }
         }
         if let Some(n) = &self.named {
             writeln!(f, "  name       {} ({})", n.name, n.name_source)?;

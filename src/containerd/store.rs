@@ -676,7 +676,8 @@ pub mod tests {
         }
     }
 
-    fn spec(platform: Option<Platform>, pin: bool) -> Spec {
+    /// `registry.k8s.io/pause:3.10` in `k8s.io` at time 0, for `platform` (all when `None`).
+    pub fn spec(platform: Option<Platform>, pin: bool) -> Spec {
         Spec {
             names: vec!["registry.k8s.io/pause:3.10".into()],
             namespace: "k8s.io".into(),

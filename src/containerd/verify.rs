@@ -765,24 +765,15 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containerd::store::tests::test_image;
-    use crate::containerd::store::{merge, records, Spec};
+    use crate::containerd::store::tests::{spec, test_image};
+    use crate::containerd::store::{merge, records};
     use crate::platform::Arch;
 
     const AMD64: Platform = Platform { arch: Arch::Amd64 };
 
     fn baked(pin: bool) -> (Bucket, Image) {
         let image = test_image(&[Arch::Amd64, Arch::Arm64], true);
-        let spec = Spec {
-            names: vec!["registry.k8s.io/pause:3.10".into()],
-            namespace: "k8s.io".into(),
-            platform: Some(AMD64),
-            pin,
-            time: Time {
-                unix_secs: 0,
-                nanos: 0,
-            },
-        };
+        let spec = spec(Some(AMD64), pin);
         let mut db = Bucket::default();
         merge(&mut db, &records(&image, &spec).unwrap().tree, "k8s.io").unwrap();
         (db, image)
@@ -934,16 +925,7 @@ mod tests {
         // As a docker archive's synthesized index: no platform on the entries. Like
         // containerd, import keeps every such manifest, and verify reads each.
         let image = test_image(&[Arch::Amd64, Arch::Arm64], false);
-        let spec = Spec {
-            names: vec!["registry.k8s.io/pause:3.10".into()],
-            namespace: "k8s.io".into(),
-            platform: Some(AMD64),
-            pin: true,
-            time: Time {
-                unix_secs: 0,
-                nanos: 0,
-            },
-        };
+        let spec = spec(Some(AMD64), true);
         let recs = records(&image, &spec).unwrap();
         assert_eq!(recs.selection.blobs.len(), 7);
         assert_eq!(recs.selection.manifests.len(), 1);
