@@ -21,7 +21,7 @@ use crate::cli::{
 use crate::containerd::apply::apply;
 use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
-use crate::containerd::inspect::{inspect, Overrides, RootFacts, Sourced};
+use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
@@ -260,7 +260,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let names = normalized_names(image.names.iter().chain(&args.names))?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
-    let mut facts = inspect(&root, &overrides(Some(&args.platform), None, None))?;
+    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None))?;
     probe(&mut facts, &image)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())

@@ -107,6 +107,17 @@ pub struct RootFacts {
 
 /// Probes `root` once. A flag in `overrides` replaces the fact it names and is its source.
 pub fn inspect(root: &Root, overrides: &Overrides) -> Result<RootFacts> {
+    probe(root, overrides, true)
+}
+
+/// [`inspect`] for a command that only writes the store (`import`): the containerd and
+/// Kubernetes versions are not read, so a root whose binaries tell none can still be
+/// imported into.
+pub fn inspect_store(root: &Root, overrides: &Overrides) -> Result<RootFacts> {
+    probe(root, overrides, false)
+}
+
+fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<RootFacts> {
     let platform = match overrides.platform {
         Some(p) => Sourced {
             value: p,
@@ -114,16 +125,24 @@ pub fn inspect(root: &Root, overrides: &Overrides) -> Result<RootFacts> {
         },
         None => root_platform(root)?,
     };
-    let (containerd, containerd_assumed) = match overrides.containerd {
-        Some(v) => (sourced(v, "--containerd-version"), false),
-        None => match detect_containerd(root)? {
+    let (containerd, containerd_assumed) = match (overrides.containerd, read_versions) {
+        (Some(v), _) => (sourced(v, "--containerd-version"), false),
+        (None, false) => (
+            sourced(
+                versions::NEWEST_KNOWN,
+                "not read: the command uses no containerd version",
+            ),
+            true,
+        ),
+        (None, true) => match detect_containerd(root)? {
             Some(f) => (found(f), false),
             None => (newest_known(), true),
         },
     };
-    let kubernetes = match overrides.kubernetes {
-        Some(v) => Some(sourced(v, "--kubernetes-version")),
-        None => detect_kubernetes(root)?.map(found),
+    let kubernetes = match (overrides.kubernetes, read_versions) {
+        (Some(v), _) => Some(sourced(v, "--kubernetes-version")),
+        (None, false) => None,
+        (None, true) => detect_kubernetes(root)?.map(found),
     };
     let config = read_config(root)?;
     let containerd_root = containerd_root(root, &config)?;
@@ -486,5 +505,23 @@ mod tests {
             )]
         );
         assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    #[test]
+    fn an_import_needs_no_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        root.create_dir_all("/usr/bin", 0o755).unwrap();
+        root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
+            .unwrap();
+        let err = inspect(&root, &Overrides::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot tell the containerd version"),
+            "{err}"
+        );
+        let facts = inspect_store(&root, &Overrides::default()).unwrap();
+        assert!(facts.containerd_assumed);
+        assert_eq!(facts.kubernetes, None);
     }
 }
