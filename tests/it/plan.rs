@@ -278,4 +278,22 @@ fn bake_json_names_one_source_per_fact() {
             ("name", "registry.k8s.io/pause:3.10"),
         ],
     );
+    // containerd's own binary: both its version and the platform come from it.
+    let system = Path::new("/usr/bin/containerd");
+    if !system.is_file() {
+        crate::harness::skip("/usr/bin/containerd not installed (tests/setup.sh installs it)");
+        return;
+    }
+    let own = tempdir();
+    fs::create_dir_all(own.path().join("usr/bin")).unwrap();
+    fs::copy(system, own.path().join("usr/bin/containerd")).unwrap();
+    check(
+        "detected containerd binary",
+        own.path(),
+        &[],
+        &[
+            ("containerd_version_source", "/usr/bin/containerd"),
+            ("platform_source", "/usr/bin/containerd"),
+        ],
+    );
 }
