@@ -387,4 +387,32 @@ mod tests {
         assert!(parse_binary("arm64=/tmp/p").is_ok());
         assert!(parse_binary("/tmp/p").is_err());
     }
+
+    #[test]
+    fn each_subcommand_takes_only_its_own_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ());
+        let unknown = clap::error::ErrorKind::UnknownArgument;
+        let configure = ["pausebake", "configure", "--root", "/r"];
+        assert!(parse(&configure).is_ok());
+        for flag in ["--platform=arm64", "--namespace=x", "--no-pin"] {
+            let err = parse(&[&configure[..], &[flag]].concat()).unwrap_err();
+            assert_eq!(err.kind(), unknown, "configure {flag}");
+        }
+        let import = ["pausebake", "import", "a.tar", "--root", "/r"];
+        for flag in ["--containerd-version=2.1.9", "--kubernetes-version=1.31.0"] {
+            let err = parse(&[&import[..], &[flag]].concat()).unwrap_err();
+            assert_eq!(err.kind(), unknown, "import {flag}");
+        }
+        let verify = ["pausebake", "verify", "--root", "/r", "--dry-run"];
+        assert_eq!(parse(&verify).unwrap_err().kind(), unknown);
+        let bake = [
+            "pausebake",
+            "bake",
+            "--root",
+            "/r",
+            "--dry-run",
+            "--platform=arm64",
+        ];
+        assert!(parse(&bake).is_ok());
+    }
 }
