@@ -414,8 +414,19 @@ fn read_tar_from(reader: impl Read, plain_len: Option<u64>) -> Result<BTreeMap<S
     // symbolic links by normalized path: (path as written, target as written)
     let mut links: BTreeMap<String, (String, String)> = BTreeMap::new();
     let mut total = 0u64;
-    for entry in archive.entries().context("reading the tar")? {
-        let mut entry = entry.context("reading a tar header (truncated or corrupt archive?)")?;
+    for (i, entry) in archive.entries().context("reading the tar")?.enumerate() {
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            // The tar library's message quotes the bytes it could not parse: for a file that
+            // is no archive at all (say /etc/passwd) that would echo its content.
+            Err(_) if i == 0 => bail!(
+                "not a tar or OCI archive (no tar header at its start); pass an OCI archive, \
+                 OCI directory or docker archive"
+            ),
+            Err(e) => {
+                return Err(e).context("reading a tar header (truncated or corrupt archive?)")
+            }
+        };
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = normalize(&raw).with_context(|| format!("refusing entry {raw:?}"))?;
         let kind = entry.header().entry_type();
@@ -726,7 +737,7 @@ fn load_blob(source: &Source, desc: &Descriptor, parent: &str) -> Result<Vec<u8>
         },
         bytes.len()
     );
-    let actual = image::sha256_digest(&bytes);
+    let actual = crate::digest::sha256_digest(&bytes);
     ensure!(
         actual == digest,
         "blob {digest} is corrupt: its content hashes to {actual}"
@@ -778,9 +789,9 @@ fn read_docker(source: &Source) -> Result<Image> {
                 .take(MAX_BLOB)
                 .read_to_end(&mut out)
                 .with_context(|| format!("decompressing layer {name}"))?;
-            image::sha256_digest(&out)
+            crate::digest::sha256_digest(&out)
         } else {
-            image::sha256_digest(&bytes)
+            crate::digest::sha256_digest(&bytes)
         };
         ensure!(
             &uncompressed == diff_id,
@@ -834,7 +845,7 @@ fn check_named_digest(name: &str, bytes: &[u8]) -> Result<()> {
     let stem = last.strip_suffix(".json").unwrap_or(last);
     let named = stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit());
     if named {
-        let actual = image::sha256_digest(bytes);
+        let actual = crate::digest::sha256_digest(bytes);
         ensure!(
             actual[7..] == *stem,
             "{name} is corrupt: its content hashes to {actual}"
@@ -846,28 +857,8 @@ fn check_named_digest(name: &str, bytes: &[u8]) -> Result<()> {
 /// containerd's `normalizeReference` for docker RepoTags: `busybox` ->
 /// `docker.io/library/busybox:latest`; fully qualified references are kept.
 fn normalize_docker_ref(tag: &str) -> Result<String> {
-    ensure!(
-        !tag.is_empty() && !tag.contains(char::is_whitespace),
-        "refusing RepoTag {tag:?} in manifest.json"
-    );
-    let (first, rest) = match tag.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
-            (first.to_string(), rest.to_string())
-        }
-        Some(_) => ("docker.io".to_string(), tag.to_string()),
-        None => ("docker.io".to_string(), format!("library/{tag}")),
-    };
-    let rest = if first == "docker.io" && !rest.contains('/') {
-        format!("library/{rest}")
-    } else {
-        rest
-    };
-    let has_tag = image::ref_tag(&rest).is_some() || rest.contains('@');
-    Ok(if has_tag {
-        format!("{first}/{rest}")
-    } else {
-        format!("{first}/{rest}:latest")
-    })
+    crate::reference::normalize(tag)
+        .with_context(|| format!("refusing RepoTag {tag:?} in manifest.json"))
 }
 
 #[cfg(test)]
@@ -960,7 +951,7 @@ mod tests {
                 let mut data = Vec::new();
                 e.read_to_end(&mut data).unwrap();
                 if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-                    assert_eq!(image::sha256_digest(&data), format!("sha256:{hex}"));
+                    assert_eq!(crate::digest::sha256_digest(&data), format!("sha256:{hex}"));
                 }
                 if path == "oci-layout" {
                     assert_eq!(data, br#"{"imageLayoutVersion":"1.0.0"}"#);
@@ -1702,6 +1693,26 @@ mod tests {
             gunzip(back.blob(&theirs[1]).unwrap()),
             gunzip(image.blob(&ours[1]).unwrap()),
             "layer"
+        );
+    }
+
+    #[test]
+    fn a_text_file_is_named_not_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("passwd");
+        fs::write(
+            &path,
+            "root:x:0:0:secret-gecos:/root:/bin/bash\n".repeat(20),
+        )
+        .unwrap();
+        let err = format!("{:#}", read(&path).unwrap_err());
+        assert_eq!(
+            err,
+            format!(
+                "reading tar {}: not a tar or OCI archive (no tar header at its start); pass an \
+                 OCI archive, OCI directory or docker archive",
+                path.display()
+            )
         );
     }
 }

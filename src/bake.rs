@@ -1,176 +1,138 @@
-//! `bake`: compile, assemble, import, configure and verify in one step, one summary.
+//! `bake`: compile, assemble, import, configure and verify in one step, one summary; and the
+//! other commands that act on a root (`import`, `configure`, `verify`), each the same pass:
+//! inspect the root once, plan, apply (unless `--dry-run`), verify over re-read facts.
 //!
 //! The choices `bake` makes for a root, each printed with where it came from:
 //! - platform: `--platform`, else the root's binaries, else the host's;
 //! - containerd version: `--containerd-version`, else the root's binary or package, else the
-//!   newest layout pausebake knows (config version 3, `pinned_images.sandbox`): a fresh root
-//!   most likely gets a current containerd;
+//!   newest release of the version table: a fresh root most likely gets a current containerd;
 //! - name: the first `--name`, else the pause of the Kubernetes version (`--kubernetes-version`
 //!   or found in the root), else the default of that containerd. The config gets that name
 //!   byte for byte, so CRI finds it (and 2.x pins it).
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
-use crate::cli::{BakeArgs, CompileArgs};
-use crate::containerd::config::{self, Found};
-use crate::containerd::store::{self, Spec, Time};
+use crate::cli::{
+    BakeArgs, CompileArgs, ConfigureArgs, ContainerdArgs, ImportArgs, KubernetesArgs, PlatformArgs,
+    TargetArgs, VerifyArgs,
+};
+use crate::containerd::apply::apply;
+use crate::containerd::config;
+use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
+use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
+use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
+use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
-use crate::platform::Platform;
 use crate::rootfs::Root;
 
-/// Everything `bake` did, for the summary and `--json`.
+/// Everything `bake` did (or, with `--dry-run`, would do), for the summary and `--json`.
 #[derive(Debug, serde::Serialize)]
 pub struct Summary {
-    pub root: String,
-    pub platform: String,
-    pub platform_source: String,
-    pub containerd_version: String,
-    pub containerd_version_source: String,
-    pub kubernetes_version: Option<String>,
-    pub name: String,
-    pub name_source: String,
-    pub image_source: String,
-    pub import: store::Report,
-    pub configure: ConfigChange,
-    pub verify: verify::Report,
+    pub dry_run: bool,
+    #[serde(flatten)]
+    pub plan: Plan,
+    /// The audit after the change; `None` under `--dry-run`.
+    pub verify: Option<verify::Report>,
 }
 
-/// What happened to the config file.
-#[derive(Debug, serde::Serialize)]
-pub struct ConfigChange {
-    pub path: String,
-    pub key: String,
-    pub value: String,
-    pub created: bool,
-    pub changed: bool,
-    /// Imported files or stale keys that may override the setting.
-    pub warnings: Vec<String>,
+/// The flags that replace facts, from whichever of them a command has.
+fn overrides(
+    platform: Option<&PlatformArgs>,
+    containerd: Option<&ContainerdArgs>,
+    kubernetes: Option<&KubernetesArgs>,
+) -> Overrides {
+    Overrides {
+        platform: platform.and_then(|p| p.platform),
+        containerd: containerd.and_then(|c| c.containerd_version),
+        kubernetes: kubernetes.and_then(|k| k.kubernetes_version),
+    }
+}
+
+/// The overrides of `bake` and `verify`.
+fn target_overrides(target: &TargetArgs, kubernetes: &KubernetesArgs) -> Overrides {
+    overrides(
+        Some(&target.platform),
+        Some(&target.containerd),
+        Some(kubernetes),
+    )
 }
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root)?;
-    let summary = run(&root, args)?;
-    print(&summary, args.output.json)?;
-    Ok(if summary.verify.ok {
-        ExitCode::SUCCESS
+    let root = Root::new(&args.target.root.root)?;
+    let over = target_overrides(&args.target, &args.kubernetes);
+    let mut facts = inspect(&root, &over)?;
+    let (mut names, named) = choose_names(&args.names, &facts)?;
+    let (image, image_source) = image_for(args, &facts, &names)?;
+    for n in &image.names {
+        push_unique(&mut names, crate::reference::normalize(n)?);
+    }
+    probe(&mut facts, &image)?;
+    let req = Spec {
+        names,
+        namespace: args.target.namespace.namespace.clone(),
+        platform: Some(facts.platform.value),
+        pin: !args.no_pin,
+        time: Time::for_records(args.spec.epoch.source_date_epoch),
+    };
+    let plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    let verify = if args.dry_run.dry_run {
+        None
     } else {
-        ExitCode::from(3)
+        apply(&plan, Some(&image), &root)?;
+        // Re-read: verify judges the root as it is now, each fact with its true source.
+        Some(verify::audit(&inspect(&root, &over)?, &req.namespace)?)
+    };
+    let summary = Summary {
+        dry_run: args.dry_run.dry_run,
+        plan,
+        verify,
+    };
+    print(&summary, args.output.json)?;
+    Ok(match &summary.verify {
+        Some(report) if !report.ok => ExitCode::from(3),
+        _ => ExitCode::SUCCESS,
     })
 }
 
-fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
-    let (platform, platform_source) = verify::resolve_platform(root, args.target.platform)?;
-    let Found {
-        version: ctd,
-        source: ctd_source,
-    } = config::containerd_version_or_newest(root, args.target.containerd_version.as_deref())?;
-    let k8s = config::kubernetes_version(root, args.kubernetes_version.as_deref())?;
-    let (mut names, name_source) = choose_names(&args.names, k8s.as_ref(), ctd)?;
-    let name = names[0].clone();
-
-    let epoch = args.spec.epoch.source_date_epoch;
-    let (image, image_source) = image_for(args, platform, &names)?;
-    for n in &image.names {
-        push_unique(&mut names, store::normalize_ref(n)?);
-    }
-    let import = store::install(
-        &image,
-        root,
-        &Spec {
-            names,
-            namespace: args.target.namespace.clone(),
-            platform: Some(platform),
-            pin: !args.no_pin,
-            time: Time::for_records(epoch),
-            root_arch: platform.arch,
-        },
-    )?;
-    let configure = configure(root, ctd, &name)?;
-    let report = verify::audit(
-        root,
-        &args.target.namespace,
-        Some(platform),
-        Some(&ctd.to_string()),
-        k8s.as_ref().map(|k| k.version.to_string()).as_deref(),
-    )?;
-    Ok(Summary {
-        root: root.dir().display().to_string(),
-        platform: platform.to_string(),
-        platform_source,
-        containerd_version: ctd.to_string(),
-        containerd_version_source: ctd_source,
-        kubernetes_version: k8s.map(|k| format!("{} ({})", k.version, k.source)),
-        name,
-        name_source,
-        image_source,
-        import,
-        configure,
-        verify: report,
-    })
+/// Records what the root holds of each of the image's blobs, for the plan.
+fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
+    facts.probe_blobs(image.blobs.iter().map(|(d, b)| (d.as_str(), b.as_slice())))
 }
 
 /// The image records to write, the first being the one the config names, and why that one:
 /// the first `--name`, else the pause of the Kubernetes version, else containerd's default.
 /// All normalized as CRI looks them up.
-pub fn choose_names(
-    given: &[String],
-    k8s: Option<&Found>,
-    ctd: Version,
-) -> Result<(Vec<String>, String)> {
+pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>, Named)> {
     let (first, why) = match given.first() {
-        Some(n) => (store::normalize_ref(n)?, "--name".to_string()),
-        None => config::default_image(k8s, ctd)?,
+        Some(n) => (crate::reference::normalize(n)?, "--name".to_string()),
+        None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
-    let mut names = vec![first];
-    for n in given.iter().skip(1) {
-        push_unique(&mut names, store::normalize_ref(n)?);
+    let mut names = vec![first.clone()];
+    for n in normalized_names(given.iter().skip(1))? {
+        push_unique(&mut names, n);
     }
-    Ok((names, why))
-}
-
-fn push_unique(names: &mut Vec<String>, name: String) {
-    if !names.contains(&name) {
-        names.push(name);
-    }
+    Ok((
+        names,
+        Named {
+            name: first,
+            name_source: why,
+        },
+    ))
 }
 
 /// The image to bake: `--archive`, else assembled from `--binary` files or a fresh compile
 /// for the root's architecture.
-fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(Image, String)> {
+fn image_for(args: &BakeArgs, facts: &RootFacts, names: &[String]) -> Result<(Image, String)> {
     if let Some(path) = &args.archive {
         let image = crate::archive::read(path)?;
         return Ok((image, format!("archive {}", path.display())));
     }
-    let (binaries, source) = if args.spec.binary.is_empty() {
-        let arch = if args.compile.arch.is_empty() {
-            vec![platform.arch]
-        } else {
-            args.compile.arch.clone()
-        };
-        let compile = CompileArgs {
-            arch,
-            cc: args.compile.cc.clone(),
-            pause_version: args.compile.pause_version.clone(),
-        };
-        let built = crate::pause::compile_all(&compile)?;
-        let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
-        let source = format!("compiled for {}", archs.join(", "));
-        (built, source)
-    } else {
-        let bins = crate::pause::read_binaries(&args.spec.binary)?;
-        let list: Vec<String> = args
-            .spec
-            .binary
-            .iter()
-            .map(|(a, p)| format!("{a}={}", p.display()))
-            .collect();
-        (bins, format!("--binary {}", list.join(" ")))
-    };
+    let (binaries, source) = pause_binaries(args, facts)?;
     let image = crate::image::assemble(
         &binaries,
         &crate::image::ImageSpec {
@@ -183,19 +145,36 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
     Ok((image, source))
 }
 
-/// Sets the sandbox image in the root's config for containerd `v` with `config::apply`, as
-/// `configure` does (the key that version reads, every other line kept, the file reached
-/// through the root, and the same warnings).
-fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
-    let applied = config::apply(root, &v, name)?;
-    Ok(ConfigChange {
-        path: store::CONFIG_PATH.into(),
-        key: applied.edit.key.dotted(),
-        value: name.into(),
-        created: applied.created,
-        changed: applied.edit.text.is_some(),
-        warnings: applied.warnings,
-    })
+/// Pause programs by architecture.
+type Binaries = Vec<(crate::platform::Arch, Vec<u8>)>;
+
+/// Where the pause programs come from: `--binary` files, else a compile for `--arch` or the
+/// root's architecture. The one step that knows how pause bytes are made.
+fn pause_binaries(args: &BakeArgs, facts: &RootFacts) -> Result<(Binaries, String)> {
+    if !args.spec.binary.is_empty() {
+        let bins = crate::pause::read_binaries(&args.spec.binary)?;
+        let list: Vec<String> = args
+            .spec
+            .binary
+            .iter()
+            .map(|(a, p)| format!("{a}={}", p.display()))
+            .collect();
+        return Ok((bins, format!("--binary {}", list.join(" "))));
+    }
+    let arch = if args.compile.arch.is_empty() {
+        vec![facts.platform.value.arch]
+    } else {
+        args.compile.arch.clone()
+    };
+    let compile = CompileArgs {
+        arch,
+        cc: args.compile.cc.clone(),
+        pause_version: args.compile.pause_version.clone(),
+    };
+    let built = crate::pause::compile_all(&compile)?;
+    let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
+    let source = format!("compiled for {}", archs.join(", "));
+    Ok((built, source))
 }
 
 fn print(s: &Summary, json: bool) -> Result<()> {
@@ -203,120 +182,301 @@ fn print(s: &Summary, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(s)?);
         return Ok(());
     }
-    println!("bake: root {}", s.root);
-    println!("  platform   {} ({})", s.platform, s.platform_source);
+    if s.dry_run {
+        print!("bake --dry-run (nothing written): {}", s.plan);
+        return Ok(());
+    }
+    print_summary(&s.plan);
+    if let Some(report) = &s.verify {
+        print_verify(report);
+    }
+    Ok(())
+}
+
+/// The summary of a bake that was carried out: one line per step.
+fn print_summary(p: &Plan) {
+    let f = &p.facts;
+    println!("bake: root {}", f.root);
+    println!("  platform   {} ({})", f.platform, f.platform_source);
     println!(
         "  containerd {} ({})",
-        s.containerd_version, s.containerd_version_source
+        f.containerd_version, f.containerd_version_source
     );
-    if let Some(k) = &s.kubernetes_version {
+    if let Some(k) = &f.kubernetes_version {
         println!("  kubernetes {k}");
     }
-    println!("  name       {} ({})", s.name, s.name_source);
-    println!(
-        "  image      {} {} ({})",
-        s.import.target_media_type, s.import.target, s.image_source
-    );
-    let i = &s.import;
-    if i.unchanged {
-        println!(
-            "  import     unchanged ({} blobs already present)",
-            i.blobs_present
-        );
-    } else {
-        let count = |what: &str| {
-            i.records_changed
-                .iter()
-                .filter(|c| c.starts_with(what))
-                .count()
-        };
-        println!(
-            "  import     {} blobs written, {} present; {} content and {} image records new or updated in {}",
-            i.blobs_written.len(),
-            i.blobs_present,
-            count("content "),
-            count("image "),
-            i.meta_db
-        );
+    if let Some(n) = &p.named {
+        println!("  name       {} ({})", n.name, n.name_source);
     }
-    let c = &s.configure;
-    println!(
-        "  configure  {} {} = {:?} in {}",
-        if !c.changed {
-            "unchanged:"
-        } else if c.created {
-            "created"
+    if let Some(i) = &p.import {
+        println!(
+            "  image      {} {} ({})",
+            i.target_media_type,
+            i.target,
+            p.image_source.as_deref().unwrap_or_default()
+        );
+        if i.unchanged {
+            println!(
+                "  import     unchanged ({} blobs already present)",
+                i.blobs_present
+            );
         } else {
-            "set"
-        },
-        c.key,
-        c.value,
-        c.path
-    );
-    for warning in &c.warnings {
-        eprintln!("pausebake: warning: {warning}");
+            println!("  import     {}", i.counts(true));
+        }
     }
-    let fails: Vec<&verify::Finding> = s
-        .verify
-        .findings
-        .iter()
-        .filter(|f| f.status != verify::Status::Ok)
-        .collect();
-    if s.verify.ok {
+    if let Some(c) = &p.configure {
+        println!("  configure  {}", c.line(true));
+        for warning in &c.warnings {
+            eprintln!("pausebake: warning: {warning}");
+        }
+    }
+}
+
+fn print_verify(report: &verify::Report) {
+    if report.ok {
         println!("  verify     ok: a pod sandbox would start here with no network");
     } else {
         println!("  verify     PROBLEMS: CRI would try to pull the sandbox image");
     }
-    for f in fails {
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.status != verify::Status::Ok)
+    {
         println!("    {:?} {}: {}", f.status, f.check, f.message);
         if let Some(fix) = &f.fix {
             println!("      fix: {fix}");
         }
     }
-    Ok(())
+}
+
+// --- import, configure, verify ----------------------------------------------------------
+
+/// `pausebake import`.
+pub fn import(args: &ImportArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.root.root)?;
+    // Everything is validated while reading, before the root is touched.
+    let image = crate::archive::read(&args.archive)?;
+    let names = normalized_names(image.names.iter().chain(&args.names))?;
+    // The root's platform decides a new meta.db's byte order even when every manifest is
+    // imported.
+    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None))?;
+    probe(&mut facts, &image)?;
+    let (platform, platform_source) = if args.all_platforms {
+        (None, "--all-platforms".to_string())
+    } else {
+        (Some(facts.platform.value), facts.platform.source.clone())
+    };
+    let req = Spec {
+        names,
+        namespace: args.namespace.namespace.clone(),
+        platform,
+        pin: !args.no_pin,
+        time: Time::for_records(args.epoch.source_date_epoch),
+    };
+    let source = format!("archive {}", args.archive.display());
+    let plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    if !args.dry_run.dry_run {
+        apply(&plan, Some(&image), &root)?;
+    }
+    let store = plan.import.as_ref().expect("an import plan imports");
+    if args.output.json && args.dry_run.dry_run {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else if args.output.json {
+        println!("{}", serde_json::to_string_pretty(store)?);
+    } else if args.dry_run.dry_run {
+        print!("import --dry-run (nothing written): {plan}");
+    } else {
+        print_import(store, &platform_source);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text form of an import that was carried out.
+fn print_import(r: &plan::StorePlan, platform_source: &str) {
+    println!(
+        "import: {} {} into {}",
+        r.target_media_type, r.target, r.meta_db
+    );
+    for m in &r.manifests {
+        println!("  manifest {m} (platform: {platform_source})");
+    }
+    for n in &r.names {
+        println!(
+            "  image {n} in {}{}",
+            r.namespace,
+            if r.pinned { ", pinned" } else { "" }
+        );
+    }
+    if r.unchanged {
+        println!("  unchanged: every blob and record was already there");
+        return;
+    }
+    println!(
+        "  {} blobs written, {} already present",
+        r.blobs_written.len(),
+        r.blobs_present
+    );
+    for c in &r.records_changed {
+        println!("  {c}");
+    }
+}
+
+/// `pausebake configure`.
+pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.root.root)?;
+    let facts = inspect(
+        &root,
+        &overrides(None, Some(&args.containerd), Some(&args.kubernetes)),
+    )?;
+    if facts.containerd_assumed {
+        bail!(
+            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
+             pass --containerd-version",
+            root.dir().display(),
+            CONTAINERD_PATHS.join(", ")
+        );
+    }
+    let (requested, why) = match &args.sandbox_image {
+        Some(image) => (image.clone(), "--sandbox-image".to_string()),
+        None => {
+            let k8s = facts.kubernetes.as_ref().map(|k| on_host(&root, k));
+            config::default_image(k8s.as_ref(), facts.containerd.value)?
+        }
+    };
+    let image = crate::reference::normalize(&requested)?;
+    let named = Named {
+        name: image.clone(),
+        name_source: why.clone(),
+    };
+    let plan = plan::plan(&facts, Some(named), None)?;
+    if !args.dry_run.dry_run {
+        apply(&plan, None, &root)?;
+    }
+    let ctd = on_host(&root, &facts.containerd);
+    let c = plan
+        .configure
+        .as_ref()
+        .expect("a configure plan configures");
+    if args.output.json {
+        let doc = serde_json::json!({
+            "dry_run": args.dry_run.dry_run,
+            "path": root.resolve(&c.path)?,
+            "containerd_version": ctd.value.to_string(),
+            "containerd_version_from": ctd.source,
+            "config_version": c.config_version,
+            "key": c.key,
+            "old": c.old,
+            "new": image,
+            "requested": requested,
+            "why": why,
+            "changed": c.changed,
+            "created": c.created,
+            "warnings": c.warnings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if image != requested {
+        println!("normalized {requested:?} to {image:?} (the name CRI looks up)");
+    }
+    let what = format!("{} = {image:?}", c.key);
+    let context = format!(
+        "containerd {} from {}, config version {}; image: {why}",
+        ctd.value, ctd.source, c.config_version
+    );
+    let path = root.resolve(&c.path)?;
+    let path = path.display();
+    let prefix = if args.dry_run.dry_run {
+        "would have "
+    } else {
+        ""
+    };
+    match (c.changed, c.created, &c.old) {
+        (false, _, _) => println!("unchanged: {path} already sets {what} ({context})"),
+        (true, true, _) => println!("{prefix}created {path} with {what} ({context})"),
+        (true, false, Some(old)) => {
+            println!("{prefix}changed {path}: {what}, was {old:?} ({context})")
+        }
+        (true, false, None) => println!("{prefix}changed {path}: added {what} ({context})"),
+    }
+    for warning in &c.warnings {
+        eprintln!("pausebake: warning: {warning}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fact whose source is a path inside the root, shown as the host path of that file
+/// (`configure` names host paths).
+fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
+    let source = if fact.source.starts_with('/') {
+        format!("{}{}", root.dir().display(), fact.source)
+    } else {
+        fact.source.clone()
+    };
+    Sourced {
+        value: fact.value,
+        source,
+    }
+}
+
+/// `pausebake verify`.
+pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
+    let root = Root::new(&args.target.root.root)?;
+    let over = target_overrides(&args.target, &args.kubernetes);
+    let report = verify::audit(&inspect(&root, &over)?, &args.target.namespace.namespace)?;
+    verify::print(&report, args.output.json)?;
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::containerd::inspect::Sourced;
 
     #[test]
     fn names_come_from_the_flag_then_kubernetes_then_containerd() {
-        let ctd = Version::new(1, 7, 24);
-        let k8s = Found {
-            version: Version::new(1, 30, 2),
-            source: "/var/lib/dpkg/status (kubelet 1.30.2-1.1)".into(),
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let mut facts = inspect(&root, &Overrides::default()).unwrap();
+        facts.containerd = Sourced {
+            value: Version::new(1, 7, 24),
+            source: "test".into(),
         };
+        facts.kubernetes = Some(Sourced {
+            value: Version::new(1, 30, 2),
+            source: "/var/lib/dpkg/status (kubelet 1.30.2-1.1)".into(),
+        });
         let given = [
             "pause:3.9".to_string(),
             "example.invalid/p:1".into(),
             "pause:3.9".into(),
         ];
+        let (names, named) = choose_names(&given, &facts).unwrap();
         assert_eq!(
-            choose_names(&given, Some(&k8s), ctd).unwrap(),
+            (names, named.name_source.as_str()),
             (
                 vec![
                     "docker.io/library/pause:3.9".to_string(),
                     "example.invalid/p:1".to_string()
                 ],
-                "--name".to_string()
+                "--name"
             )
         );
+        let (names, named) = choose_names(&[], &facts).unwrap();
+        assert_eq!(names, ["registry.k8s.io/pause:3.9"]);
         assert_eq!(
-            choose_names(&[], Some(&k8s), ctd).unwrap(),
-            (
-                vec!["registry.k8s.io/pause:3.9".to_string()],
-                "the pause of Kubernetes 1.30.2 (/var/lib/dpkg/status (kubelet 1.30.2-1.1))"
-                    .to_string()
-            )
+            named.name_source,
+            "the pause of Kubernetes 1.30.2 (/var/lib/dpkg/status (kubelet 1.30.2-1.1))"
         );
-        assert_eq!(
-            choose_names(&[], None, ctd).unwrap(),
-            (
-                vec!["registry.k8s.io/pause:3.8".to_string()],
-                "the default of containerd 1.7.24".to_string()
-            )
-        );
-        assert!(choose_names(&["Bad:Name".to_string()], None, ctd).is_err());
+        facts.kubernetes = None;
+        let (names, named) = choose_names(&[], &facts).unwrap();
+        assert_eq!(names, ["registry.k8s.io/pause:3.8"]);
+        assert_eq!(named.name_source, "the default of containerd 1.7.24");
+        assert!(choose_names(&["Bad:Name".to_string()], &facts).is_err());
     }
 }

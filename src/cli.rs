@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::containerd::versions::{self, Version};
 use crate::platform::{Arch, Platform};
 
 /// Build the Kubernetes pause image and bake it into an offline root's containerd store.
@@ -129,21 +130,57 @@ pub struct ImageArgs {
     pub output_args: OutputArgs,
 }
 
-/// Where in the root, and for which platform and namespace, records go.
+/// The root a command reads or writes.
 #[derive(Debug, Args)]
-pub struct TargetArgs {
-    /// Root filesystem to write into (a mounted image, a chroot, or / with containerd stopped)
+pub struct RootArgs {
+    /// Root filesystem to work on (a mounted image, a chroot, or / with containerd stopped)
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
+}
+
+/// The containerd namespace of the image records.
+#[derive(Debug, Args)]
+pub struct NamespaceArgs {
     /// containerd namespace
     #[arg(long, default_value = "k8s.io")]
     pub namespace: String,
-    /// Platform to import and verify [default: detected from the root's binaries]
+}
+
+/// The root's platform, instead of reading it from the root's binaries.
+#[derive(Debug, Args)]
+pub struct PlatformArgs {
+    /// Platform of the root [default: detected from the root's binaries]
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
     pub platform: Option<Platform>,
-    /// containerd version to assume [default: read from the root's containerd binary]
-    #[arg(long, value_name = "VERSION")]
-    pub containerd_version: Option<String>,
+}
+
+/// The root's containerd version, instead of reading it from the root.
+#[derive(Debug, Args)]
+pub struct ContainerdArgs {
+    #[arg(
+        long,
+        value_name = "VERSION",
+        value_parser = parse_version,
+        help = containerd_version_help()
+    )]
+    pub containerd_version: Option<Version>,
+}
+
+/// The root's Kubernetes version, instead of reading it from the root.
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Kubernetes version to pick (or check) the pause tag for [default: detected in the
+    /// root]
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub kubernetes_version: Option<Version>,
+}
+
+/// Show the plan instead of carrying it out.
+#[derive(Debug, Args)]
+pub struct DryRunArgs {
+    /// Print what would change (text, or JSON with --json) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -152,7 +189,11 @@ pub struct ImportArgs {
     #[arg(value_name = "ARCHIVE")]
     pub archive: PathBuf,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub namespace: NamespaceArgs,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
     /// Image reference to record, in addition to the names the archive carries (repeatable)
     #[arg(long = "name", value_name = "REF")]
     pub names: Vec<String>,
@@ -165,31 +206,48 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub epoch: EpochArgs,
     #[command(flatten)]
+    pub dry_run: DryRunArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ConfigureArgs {
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub containerd: ContainerdArgs,
     /// Sandbox image reference to set [default: the pause matching the root's Kubernetes
     /// version, else the root's containerd default]
     #[arg(long, value_name = "REF")]
     pub sandbox_image: Option<String>,
-    /// Kubernetes version to pick the pause tag for [default: detected in the root]
-    #[arg(long, value_name = "VERSION")]
-    pub kubernetes_version: Option<String>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub dry_run: DryRunArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// The root, namespace, platform and containerd that `verify` and `bake` act on.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub root: RootArgs,
+    #[command(flatten)]
+    pub namespace: NamespaceArgs,
+    #[command(flatten)]
+    pub platform: PlatformArgs,
+    #[command(flatten)]
+    pub containerd: ContainerdArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Kubernetes version to check the pause tag against [default: detected in the root]
-    #[arg(long, value_name = "VERSION")]
-    pub kubernetes_version: Option<String>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -205,9 +263,8 @@ pub struct BakeArgs {
     /// Import this archive instead of building the image
     #[arg(long, value_name = "PATH", conflicts_with_all = ["binary", "arch", "cc"])]
     pub archive: Option<PathBuf>,
-    /// Kubernetes version to pick the pause tag for [default: detected in the root]
-    #[arg(long, value_name = "VERSION")]
-    pub kubernetes_version: Option<String>,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
     /// Image reference; the first is set in the config, the rest add image records
     /// (repeatable) [default: the pause matching the Kubernetes version]
     #[arg(long = "name", value_name = "REF")]
@@ -216,7 +273,18 @@ pub struct BakeArgs {
     #[arg(long)]
     pub no_pin: bool,
     #[command(flatten)]
+    pub dry_run: DryRunArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// The help of `--containerd-version`, naming the releases of the one version table.
+fn containerd_version_help() -> String {
+    format!(
+        "containerd version to act for (pausebake knows {}) [default: read from the \
+         root's containerd]",
+        versions::known_releases()
+    )
 }
 
 #[derive(Debug, Args)]
@@ -245,10 +313,6 @@ pub enum BoltCommand {
         /// Value to store
         #[arg(long)]
         value: String,
-        /// Stop the process (SIGSTOP) after this many writes and syncs, so a test can kill it
-        /// at exactly that point of the commit
-        #[arg(long, value_name = "N")]
-        stop_after_writes: Option<u64>,
     },
     /// Apply seeded random changes in COMMITS transactions (creates the file if missing)
     Random {
@@ -274,6 +338,10 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse().map_err(|e: anyhow::Error| e.to_string())
+}
+
+fn parse_version(s: &str) -> Result<Version, String> {
+    s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
 }
 
 fn parse_epoch(s: &str) -> Result<u64, String> {
@@ -318,5 +386,33 @@ mod tests {
     fn binary_needs_arch_and_path() {
         assert!(parse_binary("arm64=/tmp/p").is_ok());
         assert!(parse_binary("/tmp/p").is_err());
+    }
+
+    #[test]
+    fn each_subcommand_takes_only_its_own_flags() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ());
+        let unknown = clap::error::ErrorKind::UnknownArgument;
+        let configure = ["pausebake", "configure", "--root", "/r"];
+        assert!(parse(&configure).is_ok());
+        for flag in ["--platform=arm64", "--namespace=x", "--no-pin"] {
+            let err = parse(&[&configure[..], &[flag]].concat()).unwrap_err();
+            assert_eq!(err.kind(), unknown, "configure {flag}");
+        }
+        let import = ["pausebake", "import", "a.tar", "--root", "/r"];
+        for flag in ["--containerd-version=2.1.9", "--kubernetes-version=1.31.0"] {
+            let err = parse(&[&import[..], &[flag]].concat()).unwrap_err();
+            assert_eq!(err.kind(), unknown, "import {flag}");
+        }
+        let verify = ["pausebake", "verify", "--root", "/r", "--dry-run"];
+        assert_eq!(parse(&verify).unwrap_err().kind(), unknown);
+        let bake = [
+            "pausebake",
+            "bake",
+            "--root",
+            "/r",
+            "--dry-run",
+            "--platform=arm64",
+        ];
+        assert!(parse(&bake).is_ok());
     }
 }

@@ -18,7 +18,6 @@ use oci_spec::image::{
     PlatformBuilder, RootFsBuilder, ANNOTATION_REF_NAME,
 };
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::cli::Compression;
 use crate::platform::{Arch, Platform};
@@ -91,7 +90,7 @@ pub fn assemble(binaries: &[(Arch, Vec<u8>)], spec: &ImageSpec) -> Result<Image>
         );
     }
     for name in &spec.names {
-        check_reference(name)?;
+        crate::reference::check_qualified(name)?;
     }
     let created = rfc3339(spec.epoch)?;
     let mut blobs = BTreeMap::new();
@@ -129,7 +128,7 @@ fn platform_manifest(
     blobs: &mut BTreeMap<String, Vec<u8>>,
 ) -> Result<Descriptor> {
     let tar = layer_tar(elf, spec.epoch)?;
-    let diff_id = sha256_digest(&tar);
+    let diff_id = crate::digest::sha256_digest(&tar);
     let layer = match spec.compression {
         Compression::Gzip => add_blob(blobs, MediaType::ImageLayerGzip, gzip(&tar)?),
         Compression::None => add_blob(blobs, MediaType::ImageLayer, tar),
@@ -229,33 +228,10 @@ fn add_blob(
 
 /// The descriptor of `bytes`.
 pub fn descriptor(media_type: MediaType, bytes: &[u8]) -> Descriptor {
-    let digest: oci_spec::image::Digest = sha256_digest(bytes)
+    let digest: oci_spec::image::Digest = crate::digest::sha256_digest(bytes)
         .parse()
         .expect("a sha256 hex digest is a valid OCI digest");
     Descriptor::new(media_type, bytes.len() as u64, digest)
-}
-
-/// The hex part of `digest` when it is a well-formed sha256 digest (`sha256:` and 64
-/// lower-case hex digits, as OCI requires); `None` for anything else, so a digest read from
-/// an untrusted place can never become a path like `../..`.
-pub fn sha256_hex(digest: &str) -> Option<&str> {
-    let hex = digest.strip_prefix("sha256:")?;
-    let well_formed = hex.len() == 64
-        && hex
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    well_formed.then_some(hex)
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for b in hash {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 /// JSON with every object's keys sorted and no insignificant whitespace, so a digest never
@@ -292,24 +268,6 @@ pub fn rfc3339(epoch: u64) -> Result<String> {
     ))
 }
 
-/// Refuses a name CRI would not find: containerd's importer records `io.containerd.image.name`
-/// verbatim, while CRI looks images up by the normalized reference, so `pause:3.10` would be
-/// stored as written and never match `docker.io/library/pause:3.10`.
-pub fn check_reference(name: &str) -> Result<()> {
-    let domain = name.split('/').next().unwrap_or_default();
-    let qualified = name.contains('/') && (domain.contains(['.', ':']) || domain == "localhost");
-    ensure!(
-        qualified && !name.contains(char::is_whitespace),
-        "image name {name:?} is not a fully qualified reference; give one with a registry, \
-         like registry.k8s.io/pause:3.10"
-    );
-    ensure!(
-        ref_tag(name).is_some() || name.contains('@'),
-        "image name {name:?} has no tag; give one, like registry.k8s.io/pause:3.10"
-    );
-    Ok(())
-}
-
 /// `names` without repeats, first occurrence kept.
 fn dedup(names: &[String]) -> Vec<String> {
     let mut seen = BTreeSet::new();
@@ -318,13 +276,6 @@ fn dedup(names: &[String]) -> Vec<String> {
         .filter(|n| seen.insert(n.as_str()))
         .cloned()
         .collect()
-}
-
-/// The tag of a reference (`registry.k8s.io/pause:3.10` -> `3.10`), if it has one.
-pub fn ref_tag(name: &str) -> Option<&str> {
-    let name = name.split('@').next().unwrap_or(name);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.split_once(':').map(|(_, tag)| tag)
 }
 
 /// Whether a media type is an image index (OCI or Docker manifest list).
@@ -487,7 +438,7 @@ impl Image {
                     let mut desc = self.target.clone();
                     let mut annotations = desc.annotations().clone().unwrap_or_default();
                     annotations.insert(ANNOTATION_IMAGE_NAME.to_string(), name.clone());
-                    if let Some(tag) = ref_tag(name) {
+                    if let Some(tag) = crate::reference::tag(name) {
                         annotations.insert(ANNOTATION_REF_NAME.to_string(), tag.to_string());
                     }
                     desc.set_annotations(Some(annotations));
@@ -536,24 +487,6 @@ pub struct PlatformSummary {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn sha256_hex_takes_only_well_formed_digests() {
-        let hex = "a".repeat(64);
-        assert_eq!(
-            super::sha256_hex(&format!("sha256:{hex}")),
-            Some(hex.as_str())
-        );
-        for bad in [
-            format!("sha256:{}", "A".repeat(64)),
-            format!("sha256:{}", "a".repeat(63)),
-            format!("sha512:{hex}"),
-            format!("sha256:../../{}", "a".repeat(58)),
-            hex.clone(),
-        ] {
-            assert_eq!(super::sha256_hex(&bad), None, "{bad}");
-        }
-    }
-
     use super::*;
 
     fn spec(compression: Compression) -> ImageSpec {
@@ -607,33 +540,12 @@ mod tests {
 
     #[test]
     fn names_must_be_full_references() {
-        check_reference("registry.k8s.io/pause:3.10").unwrap();
-        check_reference("localhost/pause:1").unwrap();
-        check_reference("localhost:5000/pause:1").unwrap();
-        let err = check_reference("pause:3.10").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "image name \"pause:3.10\" is not a fully qualified reference; give one with a \
-             registry, like registry.k8s.io/pause:3.10"
-        );
-        let err = check_reference("registry.k8s.io/pause")
-            .unwrap_err()
-            .to_string();
-        assert!(err.ends_with("has no tag; give one, like registry.k8s.io/pause:3.10"));
         let bins = [fake(Arch::Amd64)];
         let bad = ImageSpec {
             names: vec!["me/pause:1".into()],
             ..spec(Compression::Gzip)
         };
         assert!(assemble(&bins, &bad).is_err());
-    }
-
-    #[test]
-    fn ref_tags() {
-        assert_eq!(ref_tag("registry.k8s.io/pause:3.10"), Some("3.10"));
-        assert_eq!(ref_tag("localhost:5000/pause"), None);
-        assert_eq!(ref_tag("localhost:5000/pause:v1"), Some("v1"));
-        assert_eq!(ref_tag("pause@sha256:abc"), None);
     }
 
     #[test]
@@ -777,7 +689,7 @@ mod tests {
         }
         // The layer tar alone: independent of the deflate backend, so stable across hosts.
         assert_eq!(
-            sha256_digest(&layer_tar(b"not really an elf for amd64", 0).unwrap()),
+            crate::digest::sha256_digest(&layer_tar(b"not really an elf for amd64", 0).unwrap()),
             "sha256:1ee30b1b73661ab58afc61801d500e445c61608ea6f5225eb91ae89d96516033"
         );
     }

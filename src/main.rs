@@ -6,6 +6,8 @@ mod bake;
 mod bolt;
 mod cli;
 mod containerd;
+mod devtool;
+mod digest;
 mod exec;
 #[cfg(test)]
 mod fuzz_input;
@@ -14,9 +16,12 @@ mod fuzzed;
 mod image;
 mod pause;
 mod platform;
+mod reference;
 mod rootfs;
 #[cfg(test)]
 mod strict;
+#[cfg(test)]
+mod structure;
 
 use std::process::ExitCode;
 
@@ -40,10 +45,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli {
         Cli::Build(args) => pause::build(&args),
         Cli::Image(args) => archive::image(&args),
-        Cli::Import(args) => containerd::store::import(&args),
-        Cli::Configure(args) => containerd::config::configure(&args),
-        Cli::Verify(args) => containerd::verify::verify(&args),
+        Cli::Import(args) => bake::import(&args),
+        Cli::Configure(args) => bake::configure(&args),
+        Cli::Verify(args) => bake::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
-        Cli::Bolt(args) => bolt::command(&args),
+        Cli::Bolt(args) => devtool::command(&args),
     }
 }

@@ -20,7 +20,6 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::cli::{BuildArgs, CompileArgs};
 use crate::exec;
@@ -39,7 +38,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     for (arch, elf) in &binaries {
         let path = args.out.join(format!("pause-linux-{arch}"));
         write_executable(&path, elf)?;
-        let sha256 = sha256_hex(elf);
+        let sha256 = crate::digest::sha256_hex_of(elf);
         if args.output.json {
             report.push(serde_json::json!({
                 "arch": arch.name(),
@@ -340,16 +339,6 @@ fn c_string_literal(s: &str) -> Result<String> {
     Ok(lit)
 }
 
-/// Lower-case hex sha256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            write!(s, "{b:02x}").expect("writing to a String cannot fail");
-            s
-        })
-}
-
 /// Writes `bytes` to `path` with mode 0755 via a temporary name and a rename, so a reader
 /// never sees half a binary.
 fn write_executable(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -631,14 +620,6 @@ mod tests {
         ] {
             assert!(a.contains(&OsString::from(flag)), "{flag}");
         }
-    }
-
-    #[test]
-    fn sha256_is_lower_hex() {
-        assert_eq!(
-            sha256_hex(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 
     #[test]

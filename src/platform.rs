@@ -129,6 +129,33 @@ impl Arch {
         })
     }
 
+    /// The class, byte order and machine of an ELF header (its first 20 bytes); `None` when
+    /// the bytes are not an ELF header. How pausebake reads a root's binaries; the pause
+    /// binary check (`pause::check_elf`) reads the same fields with a diagnosis per field,
+    /// and both map them to an architecture with [`Arch::from_elf`] alone.
+    pub fn elf_ident(header: &[u8]) -> Option<(bool, Endian, u16)> {
+        if header.len() < 20 || &header[..4] != b"\x7fELF" {
+            return None;
+        }
+        let is_64 = match header[4] {
+            1 => false,
+            2 => true,
+            _ => return None,
+        };
+        let (endian, machine) = match header[5] {
+            1 => (Endian::Little, u16::from_le_bytes([header[18], header[19]])),
+            2 => (Endian::Big, u16::from_be_bytes([header[18], header[19]])),
+            _ => return None,
+        };
+        Some((is_64, endian, machine))
+    }
+
+    /// The architecture of an ELF header (first 20 bytes), if it is one we know.
+    pub fn from_elf_header(header: &[u8]) -> Option<Arch> {
+        let (is_64, endian, machine) = Arch::elf_ident(header)?;
+        Arch::from_elf(machine, is_64, endian)
+    }
+
     /// Debian packages that provide a compiler for this architecture, for error messages.
     /// lld cannot link s390x, so there clang needs the cross binutils' ld.
     pub fn debian_compiler_packages(self) -> String {

@@ -14,7 +14,7 @@
 //! synced-freelist form.
 
 pub mod page;
-mod random;
+pub mod random;
 mod read;
 mod write;
 
@@ -23,11 +23,9 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{BoltArgs, BoltCommand};
 use page::{Endian, Meta};
 use read::{Loaded, Pages, Shape};
 
@@ -134,9 +132,6 @@ pub struct Db {
     shape: Shape,
     committed: Bucket,
     root: Bucket,
-    /// Test hook: stop the process after this many writes and syncs (see `command`).
-    stop_after_writes: Option<u64>,
-    writes: u64,
 }
 
 impl Db {
@@ -194,8 +189,6 @@ impl Db {
             shape: loaded.shape,
             committed: loaded.tree.clone(),
             root: loaded.tree,
-            stop_after_writes: None,
-            writes: 0,
         }
     }
 
@@ -220,6 +213,11 @@ impl Db {
             return Ok(());
         }
         self.commit_with(true)
+    }
+
+    /// Rewrites every page of the tree in one transaction (no page is kept).
+    pub fn rewrite(&mut self) -> Result<()> {
+        self.commit_with(false)
     }
 
     /// Commits, keeping the pages of unchanged buckets only if `keep`.
@@ -261,12 +259,11 @@ impl Db {
                 self.file
                     .write_all_at(&enc.pages[at..at + n as usize * size], id * size as u64)
                     .with_context(|| format!("writing page {id} of {path}"))?;
-                self.step()?;
             }
             self.file
                 .sync_data()
                 .with_context(|| format!("syncing {path}"))?;
-            self.step()
+            Ok(())
         })();
         if let Err(e) = pages_written {
             // No meta page names the new pages yet: cut them off again, so a failed commit
@@ -279,27 +276,14 @@ impl Db {
         self.file
             .write_all_at(&meta_page, slot * size as u64)
             .with_context(|| format!("writing meta page {slot} of {path}"))?;
-        self.step()?;
         self.file
             .sync_data()
             .with_context(|| format!("syncing {path}"))?;
-        self.step()?;
 
         apply(&mut self.bytes, &self.meta, &enc);
         self.meta = enc.meta;
         self.shape = enc.shape;
         self.committed = self.root.clone();
-        Ok(())
-    }
-
-    /// Counts one write or sync; the test hook stops the process at the chosen one, so a test
-    /// can SIGKILL it exactly there.
-    fn step(&mut self) -> Result<()> {
-        self.writes += 1;
-        if self.stop_after_writes == Some(self.writes) {
-            let pid = std::process::id().to_string();
-            crate::exec::run(std::process::Command::new("kill").args(["-STOP", &pid]))?;
-        }
         Ok(())
     }
 }
@@ -375,67 +359,6 @@ fn dump_into(out: &mut String, path: &str, bucket: &Bucket) {
             dump_into(out, &path, b);
         }
     }
-}
-
-/// `pausebake bolt`: the hidden developer command the tests drive.
-pub fn command(args: &BoltArgs) -> Result<ExitCode> {
-    match &args.command {
-        BoltCommand::Dump { file } => {
-            let bytes =
-                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let tree = read_tree(&bytes).with_context(|| format!("reading {}", file.display()))?;
-            print!("{}", dump(&tree));
-        }
-        BoltCommand::Set {
-            file,
-            bucket,
-            key,
-            value,
-            stop_after_writes,
-        } => {
-            // The dev tool's files are for Go's bbolt on this machine.
-            let mut db = if file.exists() {
-                Db::open(file, Endian::native())?
-            } else {
-                Db::create(file, Endian::native())?
-            };
-            db.stop_after_writes = *stop_after_writes;
-            let path: Vec<&[u8]> = bucket
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::as_bytes)
-                .collect();
-            if path.is_empty() {
-                bail!("setting {key:?}: --bucket must name at least one bucket (the root holds only buckets)");
-            }
-            db.root_mut()
-                .bucket_at_mut(&path)?
-                .put(key.as_bytes(), value.as_bytes())?;
-            db.commit()?;
-        }
-        BoltCommand::Random {
-            file,
-            seed,
-            commits,
-        } => {
-            // The dev tool's files are for Go's bbolt on this machine.
-            let mut db = if file.exists() {
-                Db::open(file, Endian::native())?
-            } else {
-                Db::create(file, Endian::native())?
-            };
-            let mut rng = random::Rng::new(*seed);
-            for _ in 0..*commits {
-                if db.root().entries.is_empty() {
-                    *db.root_mut() = random::tree(&mut rng);
-                }
-                random::change(&mut rng, db.root_mut());
-                db.commit()?;
-            }
-        }
-        BoltCommand::Rewrite { file } => Db::open(file, Endian::native())?.commit_with(false)?,
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -1,327 +1,21 @@
-//! containerd's configuration inside an offline root: find which containerd (and Kubernetes)
-//! the root carries, and set the sandbox image with the key that containerd reads, keeping
-//! every other line and comment of the file.
+//! containerd's configuration: set the sandbox image with the key the root's containerd
+//! reads, keeping every other line and comment of the file, and say what imported files or
+//! stale keys may override it.
 //!
-//! The edit is a pure text transform ([`edit`]: `&str` in, no new text when nothing
-//! changes); [`apply`] is the thin I/O around it (read, edit, atomic replace). Version facts
-//! live in [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the
-//! whole CRI section of the main file (`containerd-store.md` §8.2).
-
-use std::fs;
-
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+//! Pure: the edit is a text transform ([`edit`]: `&str` in, no new text when nothing
+//! changes) and [`plan`] turns a root's [`ConfigFacts`] into a [`ConfigPlan`]; reading the
+//! files is [`super::inspect`]'s, writing them [`super::apply`]'s. Version facts live in
+//! [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the whole
+//! CRI section of the main file (`containerd-store.md` §8.2).
 
 use anyhow::{bail, Context, Result};
-use serde_json::json;
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
-use super::store::CONFIG_PATH;
+use super::inspect::{ConfigFacts, Sourced};
 use super::versions::{
-    check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
+    self, check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
     SandboxKey, Version,
 };
-use crate::cli::ConfigureArgs;
-use crate::rootfs::Root;
-
-/// Where distributions and image builders install containerd, searched in this order.
-pub const CONTAINERD_PATHS: &[&str] = &[
-    "usr/bin/containerd",
-    "usr/local/bin/containerd",
-    "usr/sbin/containerd",
-    "usr/local/sbin/containerd",
-    "bin/containerd",
-    "opt/bin/containerd",
-];
-
-/// Where the kubelet and kubeadm are installed, searched in this order.
-pub const KUBERNETES_PATHS: &[&str] = &[
-    "usr/bin/kubelet",
-    "usr/local/bin/kubelet",
-    "opt/bin/kubelet",
-    "bin/kubelet",
-    "usr/bin/kubeadm",
-    "usr/local/bin/kubeadm",
-    "opt/bin/kubeadm",
-    "bin/kubeadm",
-];
-
-/// A version and where it was found, for messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub version: Version,
-    /// A flag (`--containerd-version`) or a path as seen inside the root, with what was read
-    /// there: `/usr/bin/containerd`, `/var/lib/dpkg/status (containerd 1.7.24~ds1-6)`.
-    pub source: String,
-}
-
-impl Found {
-    /// The same, with a path inside the root shown as the host path of the root's directory
-    /// plus that path (`configure` names host paths; `bake` and `verify` root paths).
-    pub fn on_host(self, root: &Root) -> Found {
-        let source = if self.source.starts_with('/') {
-            format!("{}{}", root.dir().display(), self.source)
-        } else {
-            self.source
-        };
-        Found { source, ..self }
-    }
-}
-
-/// The first of `candidates` that is a file in the root: its path inside the root (with a
-/// leading `/`), its host path and its bytes. Paths go through [`Root`], so a symlink inside
-/// the root resolves inside it, never on the host.
-fn find_in_root(root: &Root, candidates: &[&str]) -> Result<Option<(String, PathBuf, Vec<u8>)>> {
-    for rel in candidates {
-        let host = root.resolve(rel)?;
-        if host.is_file() {
-            let bytes = fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
-            return Ok(Some((format!("/{rel}"), host, bytes)));
-        }
-    }
-    Ok(None)
-}
-
-/// The dpkg database, relative to the root.
-const DPKG_STATUS: &str = "var/lib/dpkg/status";
-
-/// containerd's version in `root` and where it was read: from the bytes of its binary (it
-/// may be built for another architecture, so it is never run), else from the dpkg database
-/// (packages `containerd`, `containerd.io`). `None` when the root has neither; an error when
-/// it has a binary whose version cannot be read and no package, since guessing would pick a
-/// config layout this containerd may refuse.
-pub fn detect_containerd(root: &Root) -> Result<Option<Found>> {
-    let binary = find_in_root(root, CONTAINERD_PATHS)?;
-    if let Some((path, _, bytes)) = &binary {
-        if let Some(version) = containerd_version_in(bytes) {
-            return Ok(Some(Found {
-                version,
-                source: path.clone(),
-            }));
-        }
-    }
-    if let Some(found) = dpkg_version(root, &["containerd", "containerd.io"])? {
-        return Ok(Some(found));
-    }
-    match binary {
-        Some((_, path, _)) => bail!(
-            "cannot tell the containerd version of {} (and no containerd package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            path.display()
-        ),
-        None => Ok(None),
-    }
-}
-
-/// The Kubernetes version in `root` and where it was read: the dpkg database (packages
-/// `kubelet`, `kubeadm`; exact), else the bytes of the kubelet or kubeadm binary. `None`
-/// when the root has neither.
-pub fn detect_kubernetes(root: &Root) -> Result<Option<Found>> {
-    if let Some(found) = dpkg_version(root, &["kubelet", "kubeadm"])? {
-        return Ok(Some(found));
-    }
-    let Some((path, host, bytes)) = find_in_root(root, KUBERNETES_PATHS)? else {
-        return Ok(None);
-    };
-    match kubernetes_version_in(&bytes) {
-        Some(version) => Ok(Some(Found {
-            version,
-            source: path,
-        })),
-        None => bail!(
-            "cannot tell the Kubernetes version of {}; pass --kubernetes-version",
-            host.display()
-        ),
-    }
-}
-
-/// The containerd version to act for: `--containerd-version` (`given`), else read from the
-/// root ([`detect_containerd`]).
-pub fn containerd_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
-    match given {
-        Some(v) => Ok(Some(Found {
-            version: v.parse()?,
-            source: "--containerd-version".into(),
-        })),
-        None => detect_containerd(root),
-    }
-}
-
-/// The containerd version assumed when a root has none: the newest whose layout pausebake
-/// knows (config version 3, `pinned_images.sandbox`); a fresh root most likely gets a
-/// current containerd.
-pub const NEWEST_KNOWN: Version = Version::new(2, 1, 0);
-
-/// [`containerd_version`], else [`NEWEST_KNOWN`] for a root without containerd (`bake` and
-/// `verify`; `configure` refuses to guess).
-pub fn containerd_version_or_newest(root: &Root, given: Option<&str>) -> Result<Found> {
-    Ok(containerd_version(root, given)?.unwrap_or_else(|| Found {
-        version: NEWEST_KNOWN,
-        source: format!(
-            "no containerd in the root: using the newest config layout (containerd \
-             {NEWEST_KNOWN}, config version 3)"
-        ),
-    }))
-}
-
-/// The Kubernetes version to act for: `--kubernetes-version` (`given`), else read from the
-/// root ([`detect_kubernetes`]).
-pub fn kubernetes_version(root: &Root, given: Option<&str>) -> Result<Option<Found>> {
-    match given {
-        Some(v) => Ok(Some(Found {
-            version: v.parse()?,
-            source: "--kubernetes-version".into(),
-        })),
-        None => detect_kubernetes(root),
-    }
-}
-
-/// The version of the first of `packages` installed according to the root's dpkg database.
-fn dpkg_version(root: &Root, packages: &[&str]) -> Result<Option<Found>> {
-    let Some(status) = root.read_to_string(DPKG_STATUS)? else {
-        return Ok(None);
-    };
-    Ok(
-        dpkg_version_in(&status, packages).map(|(package, raw, version)| Found {
-            version,
-            source: format!("/{DPKG_STATUS} ({package} {raw})"),
-        }),
-    )
-}
-
-/// `(package, Version field, parsed version)` of the first of `packages` (in that order)
-/// that a dpkg status text lists as installed. The epoch (`1:`) and Debian revision are
-/// dropped: `1:1.7.24~ds1-6` is containerd 1.7.24.
-fn dpkg_version_in(status: &str, packages: &[&str]) -> Option<(String, String, Version)> {
-    let mut installed = Vec::new();
-    for stanza in status.split("\n\n") {
-        let field = |name: &str| {
-            stanza
-                .lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(str::trim)
-        };
-        let (Some(package), Some(raw), Some(state)) =
-            (field("Package"), field("Version"), field("Status"))
-        else {
-            continue;
-        };
-        if !state.ends_with(" installed") {
-            continue;
-        }
-        let upstream = raw.split_once(':').map_or(raw, |(_, v)| v);
-        if let Ok(version) = upstream.parse::<Version>() {
-            installed.push((package.to_string(), raw.to_string(), version));
-        }
-    }
-    packages
-        .iter()
-        .find_map(|want| installed.iter().find(|(p, _, _)| p == want).cloned())
-}
-
-/// A `MAJOR.MINOR.PATCH` found in a binary.
-struct Candidate<'a> {
-    version: Version,
-    /// Written with a leading `v`.
-    v: bool,
-    /// The byte before the token (before the `v`, if any).
-    lead: Option<u8>,
-    /// Up to 16 bytes after the token.
-    after: &'a [u8],
-}
-
-/// Every `MAJOR.MINOR.PATCH` (optionally after a `v`) that is not part of a longer word or
-/// number: no letter, digit or dot before it, no digit or dot after it.
-fn version_candidates(bytes: &[u8]) -> impl Iterator<Item = Candidate<'_>> {
-    let number = |at: usize| -> Option<(u32, usize)> {
-        let len = bytes[at..]
-            .iter()
-            .take(6)
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if len == 0 || len == 6 {
-            return None;
-        }
-        let text = std::str::from_utf8(&bytes[at..at + len]).ok()?;
-        Some((text.parse().ok()?, at + len))
-    };
-    (0..bytes.len()).filter_map(move |start| {
-        if !bytes[start].is_ascii_digit() {
-            return None;
-        }
-        let v = start > 0 && bytes[start - 1] == b'v';
-        let token = if v { start - 1 } else { start };
-        let lead = token.checked_sub(1).map(|i| bytes[i]);
-        if lead.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'.') {
-            return None;
-        }
-        let (major, at) = number(start)?;
-        if bytes.get(at) != Some(&b'.') {
-            return None;
-        }
-        let (minor, at) = number(at + 1)?;
-        if bytes.get(at) != Some(&b'.') {
-            return None;
-        }
-        let (patch, at) = number(at + 1)?;
-        if bytes
-            .get(at)
-            .is_some_and(|b| b.is_ascii_digit() || *b == b'.')
-        {
-            return None;
-        }
-        Some(Candidate {
-            version: Version::new(major, minor, patch),
-            v,
-            lead,
-            after: &bytes[at..bytes.len().min(at + 16)],
-        })
-    })
-}
-
-/// The containerd version in a containerd binary's bytes. Go stores the `-X` link-time
-/// version without delimiters, so only anchored forms count: the source's own default
-/// `X.Y.Z+unknown` (every release sets it in `version/version.go`) and a distribution's
-/// `X.Y.Z~ds…` or `X.Y.Z+ds…` (Debian). The distribution's string wins when both appear.
-pub fn containerd_version_in(bytes: &[u8]) -> Option<Version> {
-    let mut distro = Vec::new();
-    let mut source = Vec::new();
-    for c in version_candidates(bytes) {
-        if !(1..=2).contains(&c.version.major) {
-            continue;
-        }
-        if c.after.starts_with(b"~ds") || c.after.starts_with(b"+ds") {
-            distro.push(c.version);
-        } else if c.after.starts_with(b"+unknown") {
-            source.push(c.version);
-        }
-    }
-    most_frequent(if distro.is_empty() { source } else { distro })
-}
-
-/// The Kubernetes version in a kubelet or kubeadm binary's bytes: the `v1.MINOR.PATCH`
-/// (minor 10 or later) that occurs most often, since the build sets it into several
-/// packages' `gitVersion`. Tab-led ones are skipped: Go's embedded module list reads
-/// `\tv1.65.0\t` for every dependency.
-pub fn kubernetes_version_in(bytes: &[u8]) -> Option<Version> {
-    let found = version_candidates(bytes)
-        .filter(|c| c.v && c.lead != Some(b'\t') && c.version.major == 1 && c.version.minor >= 10)
-        .map(|c| c.version)
-        .collect();
-    most_frequent(found)
-}
-
-/// The most frequent version; ties go to the highest.
-fn most_frequent(mut versions: Vec<Version>) -> Option<Version> {
-    versions.sort();
-    let mut best: Option<(usize, Version)> = None;
-    for chunk in versions.chunk_by(|a, b| a == b) {
-        if !matches!(best, Some((n, _)) if chunk.len() < n) {
-            best = Some((chunk.len(), chunk[0]));
-        }
-    }
-    best.map(|(_, v)| v)
-}
 
 /// What setting the sandbox image does to a config text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,21 +38,7 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
         .parse()
         .context("parsing the containerd config as TOML")?;
     if doc.as_table().is_empty() {
-        let config_version = ConfigVersion::native(*containerd);
-        let key = sandbox_key(config_version);
-        let mut out = String::new();
-        if !text.trim().is_empty() {
-            // keep the comments of an otherwise empty file above the new settings
-            out.push_str(text.trim_end());
-            out.push_str("\n\n");
-        }
-        out.push_str(&minimal(config_version, image_ref));
-        return Ok(Edit {
-            config_version,
-            key,
-            old: None,
-            text: Some(out),
-        });
+        return edit_empty(text, containerd, image_ref);
     }
     let number = match doc.get("version") {
         None => None,
@@ -373,47 +53,8 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
 
     // comments after the last setting; a new table goes after them unless they are moved
     let trailing = doc.trailing().as_str().unwrap_or_default().to_string();
-    let mut created_leaf = false;
-    let mut item: &mut Item = doc.as_item_mut();
-    for (depth, name) in key.tables.iter().enumerate() {
-        let parent = item.as_table_like_mut().expect("checked on the way down");
-        if parent.get(name).is_none() {
-            created_leaf = depth + 1 == key.tables.len();
-            let mut new = Table::new();
-            // only the table holding the key gets a [header] of its own
-            new.set_implicit(depth + 1 < key.tables.len());
-            parent.insert(name, Item::Table(new));
-        }
-        item = parent.get_mut(name).expect("inserted above");
-        if !item.is_table_like() {
-            bail!(
-                "{} in the containerd config is not a table",
-                key.tables[..=depth].join(".")
-            );
-        }
-    }
-    if let Some(t) = item.as_table_mut() {
-        // an implicit table (only sub-tables so far) that gains a key must print its header
-        t.set_implicit(false);
-    }
-    let header_indent = item
-        .as_table()
-        .and_then(|t| t.decor().prefix())
-        .and_then(|p| p.as_str())
-        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
-        .unwrap_or_default();
-    let table = item.as_table_like_mut().expect("checked above");
-
-    let old = match table.get(key.key) {
-        None => None,
-        Some(item) => Some(
-            item.as_str()
-                .with_context(|| {
-                    format!("{} in the containerd config is not a string", key.dotted())
-                })?
-                .to_string(),
-        ),
-    };
+    let (item, created_leaf) = descend(&mut doc, key)?;
+    let old = set_value(item, key, image_ref)?;
     if old.as_deref() == Some(image_ref) {
         return Ok(Edit {
             config_version,
@@ -421,22 +62,6 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
             old,
             text: None,
         });
-    }
-    match table.get_mut(key.key) {
-        Some(item) => {
-            let current = item.as_value().expect("a string is a value");
-            let literal = current.to_string().trim_start().starts_with('\'');
-            let mut value = string_value(image_ref, literal);
-            *value.decor_mut() = current.decor().clone();
-            *item = Item::Value(value);
-        }
-        None => {
-            let indent = key_indent(table, &header_indent);
-            table.insert(key.key, Item::Value(string_value(image_ref, false)));
-            if let Some(mut k) = table.key_mut(key.key) {
-                k.leaf_decor_mut().set_prefix(indent);
-            }
-        }
     }
     if created_leaf && !trailing.trim().is_empty() {
         // keep the file's closing comments where they were: before the appended table
@@ -455,6 +80,95 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
         old,
         text: Some(doc.to_string()),
     })
+}
+
+/// [`edit`] of a text with no settings (empty, or comments only): a minimal config at the
+/// release's native version, below the comments.
+fn edit_empty(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
+    let config_version = ConfigVersion::native(*containerd)?;
+    let mut out = String::new();
+    if !text.trim().is_empty() {
+        out.push_str(text.trim_end());
+        out.push_str("\n\n");
+    }
+    out.push_str(&minimal(config_version, image_ref));
+    Ok(Edit {
+        config_version,
+        key: sandbox_key(config_version),
+        old: None,
+        text: Some(out),
+    })
+}
+
+/// The table that holds `key` in `doc`, created on the way down when missing (only that
+/// table gets a `[header]` of its own), and whether that table itself was created.
+fn descend(doc: &mut DocumentMut, key: SandboxKey) -> Result<(&mut Item, bool)> {
+    let mut created_leaf = false;
+    let mut item: &mut Item = doc.as_item_mut();
+    for (depth, name) in key.tables.iter().enumerate() {
+        let parent = item.as_table_like_mut().expect("checked on the way down");
+        if parent.get(name).is_none() {
+            created_leaf = depth + 1 == key.tables.len();
+            let mut new = Table::new();
+            new.set_implicit(depth + 1 < key.tables.len());
+            parent.insert(name, Item::Table(new));
+        }
+        item = parent.get_mut(name).expect("inserted above");
+        if !item.is_table_like() {
+            bail!(
+                "{} in the containerd config is not a table",
+                key.tables[..=depth].join(".")
+            );
+        }
+    }
+    if let Some(t) = item.as_table_mut() {
+        // an implicit table (only sub-tables so far) that gains a key must print its header
+        t.set_implicit(false);
+    }
+    Ok((item, created_leaf))
+}
+
+/// Sets `key` to `image_ref` in its table `item`, keeping the old value's quoting and
+/// decoration (or, for a new key, its siblings' indentation); returns the old value. Leaves
+/// the table alone when it already holds `image_ref`.
+fn set_value(item: &mut Item, key: SandboxKey, image_ref: &str) -> Result<Option<String>> {
+    let header_indent = item
+        .as_table()
+        .and_then(|t| t.decor().prefix())
+        .and_then(|p| p.as_str())
+        .map(|p| p.rsplit('\n').next().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let table = item.as_table_like_mut().expect("checked by descend");
+    let old = match table.get(key.key) {
+        None => None,
+        Some(item) => Some(
+            item.as_str()
+                .with_context(|| {
+                    format!("{} in the containerd config is not a string", key.dotted())
+                })?
+                .to_string(),
+        ),
+    };
+    if old.as_deref() == Some(image_ref) {
+        return Ok(old);
+    }
+    match table.get_mut(key.key) {
+        Some(item) => {
+            let current = item.as_value().expect("a string is a value");
+            let literal = current.to_string().trim_start().starts_with('\'');
+            let mut value = string_value(image_ref, literal);
+            *value.decor_mut() = current.decor().clone();
+            *item = Item::Value(value);
+        }
+        None => {
+            let indent = key_indent(table, &header_indent);
+            table.insert(key.key, Item::Value(string_value(image_ref, false)));
+            if let Some(mut k) = table.key_mut(key.key) {
+                k.leaf_decor_mut().set_prefix(indent);
+            }
+        }
+    }
+    Ok(old)
 }
 
 /// A TOML string for `s`: a literal ('…') one when the replaced value was literal and `s`
@@ -504,57 +218,81 @@ fn minimal(version: ConfigVersion, image_ref: &str) -> String {
 /// Which image to name and why, when no name is given: the pause of the root's Kubernetes
 /// (`--kubernetes-version` or found in the root), else the default of its containerd. Used
 /// by `configure` and `bake`.
-pub fn default_image(kubernetes: Option<&Found>, containerd: Version) -> Result<(String, String)> {
-    match kubernetes {
-        Some(k) => Ok((
-            kubernetes_pause_image(k.version)?,
-            format!("the pause of Kubernetes {} ({})", k.version, k.source),
-        )),
-        None => Ok((
+pub fn default_image(
+    kubernetes: Option<&Sourced<Version>>,
+    containerd: Version,
+) -> Result<(String, String)> {
+    let Some(k) = kubernetes else {
+        return Ok((
             default_sandbox_image(containerd)?.to_string(),
             format!("the default of containerd {containerd}"),
-        )),
-    }
+        ));
+    };
+    let image = kubernetes_pause_image(k.value)?;
+    let why = if k.value.minor > versions::NEWEST_KUBERNETES_MINOR {
+        format!(
+            "the newest known mapping (Kubernetes 1.{}+), for Kubernetes {} ({}), newer than \
+             any pausebake knows",
+            versions::NEWEST_KUBERNETES_MINOR,
+            k.value,
+            k.source
+        )
+    } else {
+        format!("the pause of Kubernetes {} ({})", k.value, k.source)
+    };
+    Ok((image, why))
 }
 
-/// What [`apply`] did to a root's config.
-#[derive(Debug, Clone)]
-pub struct Applied {
-    pub path: PathBuf,
-    pub edit: Edit,
-    /// The file did not exist before.
+/// What setting the sandbox image will do to a root's config, for the plan and `--json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigPlan {
+    /// The main config file, inside the root.
+    pub path: String,
+    pub config_version: i64,
+    pub key: String,
+    /// The value before, if the key was set.
+    pub old: Option<String>,
+    pub new: String,
+    /// The file does not exist yet.
     pub created: bool,
-    /// Imported files (drop-ins) that may override the edit, one sentence each.
+    pub changed: bool,
+    /// Imported files or stale keys that may override the setting.
     pub warnings: Vec<String>,
+    /// The file's new text, when it changes.
+    #[serde(skip)]
+    pub text: Option<String>,
+    /// The text the plan was made from (`None`: no file); apply refuses if it changed.
+    #[serde(skip)]
+    pub before: Option<String>,
 }
 
-/// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
-/// `etc/containerd/config.toml` (absent = empty), edits it, and replaces it atomically (temp
-/// file + rename, keeping mode and owner) when anything changed. The file is reached through
-/// [`Root`], so a symlinked `/etc/containerd` stays inside the root. Also reports which
-/// imported files or stale keys may override the setting.
-pub fn apply(root: &Root, containerd: &Version, image_ref: &str) -> Result<Applied> {
-    let path = root.resolve(CONFIG_PATH)?;
-    let old = root.read_to_string(CONFIG_PATH)?;
-    let text = old.as_deref().unwrap_or_default();
-    let edit = edit(text, containerd, image_ref)
-        .with_context(|| format!("setting the sandbox image in {}", path.display()))?;
-    if let Some(new) = &edit.text {
-        let dir = Path::new(CONFIG_PATH)
-            .parent()
-            .expect("the config path has a parent directory");
-        root.create_dir_all(dir, 0o755)?;
-        // a new config is world-readable like the packaged one; a replaced one keeps its mode
-        root.write_atomic(CONFIG_PATH, new.as_bytes(), 0o644)?;
-    }
+/// The config edit that sets `image_ref` for `containerd`, over the config as inspected.
+pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Result<ConfigPlan> {
+    let text = config.text.as_deref().unwrap_or_default();
+    let edit = edit(text, &containerd, image_ref)
+        .with_context(|| format!("setting the sandbox image in {}", config.path))?;
     let in_force = edit.text.as_deref().unwrap_or(text);
     let mut warnings = ignored_key_warnings(in_force, edit.config_version);
-    warnings.extend(drop_in_warnings(root, in_force, containerd)?);
-    Ok(Applied {
-        path,
-        edit,
-        created: old.is_none(),
+    if versions::is_newer_than_known(containerd) {
+        warnings.push(format!(
+            "containerd {containerd} is newer than any pausebake knows ({}): configured as {}",
+            versions::known_releases(),
+            versions::NEWEST_KNOWN
+        ));
+    }
+    warnings.extend(config.import_notes.iter().cloned());
+    warnings.extend(drop_in_warnings(&config.imports, &containerd)?);
+    Ok(ConfigPlan {
+        path: config.path.clone(),
+        config_version: edit.config_version.number(),
+        key: edit.key.dotted(),
+        old: edit.old,
+        new: image_ref.to_string(),
+        created: config.text.is_none(),
+        changed: edit.text.is_some(),
         warnings,
+        text: edit.text,
+        before: config.text.clone(),
     })
 }
 
@@ -585,73 +323,15 @@ fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String
     }
 }
 
-/// The files a config's `imports` name, inside the root, sorted: absolute node paths map
-/// into the root, relative ones are relative to `etc/containerd`; `*` and `?` are expanded
-/// in the file name (a pattern in a directory name is reported as unsupported). One level:
-/// imports of imported files are not followed.
-pub fn imported_files(root: &Root, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
-    let doc: DocumentMut = config_text
-        .parse()
-        .context("parsing the containerd config as TOML")?;
-    let mut files = Vec::new();
-    let mut unsupported = Vec::new();
-    let Some(imports) = doc.get("imports").and_then(|i| i.as_array()) else {
-        return Ok((files, unsupported));
-    };
-    for pattern in imports.iter().filter_map(|v| v.as_str()) {
-        let rel = match pattern.strip_prefix('/') {
-            Some(abs) => abs.to_string(),
-            None => format!("etc/containerd/{pattern}"),
-        };
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        if dir.contains(['*', '?', '[']) {
-            unsupported.push(format!(
-                "import {pattern:?} has a pattern in a directory name; pausebake did not check it"
-            ));
-            continue;
-        }
-        let names = if name.contains(['*', '?']) {
-            root.read_dir(dir)?
-                .into_iter()
-                .filter(|n| glob_match(name.as_bytes(), n.as_encoded_bytes()))
-                .collect()
-        } else {
-            vec![name.into()]
-        };
-        for name in names {
-            let path = root.resolve(Path::new(dir).join(name))?;
-            if path.is_file() {
-                files.push(path);
-            }
-        }
-    }
-    // containerd sorts glob matches too
-    files.sort();
-    files.dedup();
-    Ok((files, unsupported))
-}
-
-/// `*` and `?` matching of one path component.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
-        Some((b'?', rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && glob_match(rest, &name[1..]),
-    }
-}
-
-/// What imported files do to the sandbox setting of the main file: one that sets a sandbox
-/// key overrides it (later files win); on 1.x one with any CRI plugin section replaces the
-/// main file's whole section (`containerd-store.md` §8.2).
-fn drop_in_warnings(root: &Root, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
-    let (files, mut warnings) = imported_files(root, config_text)?;
-    for file in files {
-        let text =
-            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+/// What imported files (path inside the root, text) do to the sandbox setting of the main
+/// file: one that sets a sandbox key overrides it (later files win); on 1.x one with any CRI
+/// plugin section replaces the main file's whole section (`containerd-store.md` §8.2).
+fn drop_in_warnings(imports: &[(String, String)], containerd: &Version) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for (file, text) in imports {
         let doc: DocumentMut = text
             .parse()
-            .with_context(|| format!("parsing {} as TOML", file.display()))?;
+            .with_context(|| format!("parsing {file} as TOML"))?;
         for version in [ConfigVersion::V1, ConfigVersion::V2, ConfigVersion::V3] {
             let key = sandbox_key(version);
             let table = key.tables.iter().try_fold(doc.as_item(), |item, name| {
@@ -661,97 +341,22 @@ fn drop_in_warnings(root: &Root, config_text: &str, containerd: &Version) -> Res
                 continue;
             };
             if let Some(value) = table.as_table_like().and_then(|t| t.get(key.key)) {
+                let shown = value.as_value().map(|v| v.to_string()).unwrap_or_default();
                 warnings.push(format!(
-                    "{} (imported) sets {} = {}, which overrides the main config",
-                    file.display(),
+                    "{file} (imported) sets {} = {}, which overrides the main config",
                     key.dotted(),
-                    value
-                        .as_value()
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                        .trim()
+                    shown.trim()
                 ));
             } else if containerd.major < 2 && version != ConfigVersion::V3 {
                 warnings.push(format!(
-                    "{} (imported) has a {} section, which replaces the main config's whole \
+                    "{file} (imported) has a {} section, which replaces the main config's whole \
                      section (and its sandbox image) in containerd {containerd}",
-                    file.display(),
                     key.tables.join(".")
                 ));
             }
         }
     }
     Ok(warnings)
-}
-
-/// `pausebake configure`.
-pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root)?;
-    let root = &root;
-    let Some(Found {
-        version: containerd,
-        source: containerd_from,
-    }) = containerd_version(root, args.target.containerd_version.as_deref())?
-        .map(|f| f.on_host(root))
-    else {
-        bail!(
-            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            root.dir().display(),
-            CONTAINERD_PATHS.join(", ")
-        );
-    };
-    let (requested, why) = match &args.sandbox_image {
-        Some(image) => (image.clone(), "--sandbox-image".to_string()),
-        None => default_image(
-            kubernetes_version(root, args.kubernetes_version.as_deref())?
-                .map(|f| f.on_host(root))
-                .as_ref(),
-            containerd,
-        )?,
-    };
-    let image = super::store::normalize_ref(&requested)?;
-    let applied = apply(root, &containerd, &image)?;
-    let edit = &applied.edit;
-    if args.output.json {
-        let doc = json!({
-            "path": applied.path,
-            "containerd_version": containerd.to_string(),
-            "containerd_version_from": containerd_from,
-            "config_version": edit.config_version.number(),
-            "key": edit.key.dotted(),
-            "old": edit.old,
-            "new": image,
-            "requested": requested,
-            "why": why,
-            "changed": edit.text.is_some(),
-            "created": applied.created,
-            "warnings": applied.warnings,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    if image != requested {
-        println!("normalized {requested:?} to {image:?} (the name CRI looks up)");
-    }
-    let what = format!("{} = {image:?}", edit.key.dotted());
-    let context = format!(
-        "containerd {containerd} from {containerd_from}, config version {}; image: {why}",
-        edit.config_version.number()
-    );
-    let path = applied.path.display();
-    match (&edit.text, applied.created, &edit.old) {
-        (None, _, _) => println!("unchanged: {path} already sets {what} ({context})"),
-        (Some(_), true, _) => println!("created {path} with {what} ({context})"),
-        (Some(_), false, Some(old)) => {
-            println!("changed {path}: {what}, was {old:?} ({context})")
-        }
-        (Some(_), false, None) => println!("changed {path}: added {what} ({context})"),
-    }
-    for warning in &applied.warnings {
-        eprintln!("pausebake: warning: {warning}");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -985,177 +590,42 @@ sandbox_image = "registry.k8s.io/pause:3.9"
     }
 
     #[test]
-    fn globs_match_one_component() {
-        assert!(glob_match(b"*.toml", b"10-cri.toml"));
-        assert!(glob_match(b"??-*.toml", b"10-cri.toml"));
-        assert!(!glob_match(b"*.toml", b"10-cri.toml.bak"));
-        assert!(glob_match(b"exact.toml", b"exact.toml"));
-        assert!(!glob_match(b"?", b""));
-    }
-
-    #[test]
     fn drop_ins_that_override_are_reported() {
-        let root = tempfile::tempdir().unwrap();
-        let conf_d = root.path().join("etc/containerd/conf.d");
-        fs::create_dir_all(&conf_d).unwrap();
-        fs::write(
-            conf_d.join("10-cri.toml"),
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
-        )
-        .unwrap();
-        fs::write(
-            conf_d.join("20-pause.toml"),
-            "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n",
-        )
-        .unwrap();
-        fs::write(conf_d.join("notes.txt"), "not imported").unwrap();
-        let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\"]\n";
-        let (files, unsupported) = imported_files(&Root::new(root.path()).unwrap(), main).unwrap();
+        let imports = [
+            (
+                "/etc/containerd/conf.d/10-cri.toml".to_string(),
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n".to_string(),
+            ),
+            (
+                "/etc/containerd/conf.d/20-pause.toml".to_string(),
+                "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n".to_string(),
+            ),
+        ];
         assert_eq!(
-            files,
-            [conf_d.join("10-cri.toml"), conf_d.join("20-pause.toml")]
-        );
-        assert!(unsupported.is_empty());
-        let d = conf_d.display();
-        assert_eq!(
-            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("1.7.24")).unwrap(),
+            drop_in_warnings(&imports, &v("1.7.24")).unwrap(),
             [
-                format!("{d}/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24"),
-                format!("{d}/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config"),
+                "/etc/containerd/conf.d/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24",
+                "/etc/containerd/conf.d/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config",
             ]
         );
         // 2.x deep-merges: a CRI section without the key changes nothing
-        assert_eq!(
-            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("2.1.9"))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(drop_in_warnings(
-            &Root::new(root.path()).unwrap(),
-            "version = 2\n",
-            &v("1.7.24")
-        )
-        .unwrap()
-        .is_empty());
+        assert_eq!(drop_in_warnings(&imports, &v("2.1.9")).unwrap().len(), 1);
+        assert!(drop_in_warnings(&[], &v("1.7.24")).unwrap().is_empty());
     }
 
     #[test]
-    fn containerd_version_from_anchored_strings() {
-        // how the real binaries carry it (see the integration test for the binaries)
-        let debian =
-            b"\0go1.19.8\0\0\x001.6.20~ds1\0\0call frame\x001.6.20~ds1-1+deb12u3\0 v1.0.7\0";
-        assert_eq!(containerd_version_in(debian), Some(v("1.6.20")));
-        let packed = b"relative to /debug/pprof/2.1.9+unknownmissing tableunknown field v1.0.7\0";
-        assert_eq!(containerd_version_in(packed), Some(v("2.1.9")));
-        let both = b"\x001.7.24+unknownlen\0v1.7.8\0\x001.7.24~ds1\0";
-        assert_eq!(containerd_version_in(both), Some(v("1.7.24")));
-        // neither anchor: do not guess
-        assert_eq!(containerd_version_in(b"\0v1.7.24\0v1.0.7\0"), None);
-        // part of a longer number or word: not a version
-        assert_eq!(containerd_version_in(b"x1.6.20~ds1 11.6.20+unknown"), None);
-    }
-
-    #[test]
-    fn dpkg_status_gives_installed_packages_only() {
-        let status = "Package: containerd\nStatus: deinstall ok config-files\nVersion: 1.6.20~ds1-1\n\n\
-                      Package: containerd.io\nStatus: install ok installed\nVersion: 1:1.7.24-1\n\n\
-                      Package: kubelet\nStatus: install ok installed\nArchitecture: arm64\nVersion: 1.31.2-1.1\n";
-        assert_eq!(
-            dpkg_version_in(status, &["containerd", "containerd.io"]),
-            Some(("containerd.io".into(), "1:1.7.24-1".into(), v("1.7.24")))
-        );
-        assert_eq!(
-            dpkg_version_in(status, &["kubelet", "kubeadm"]).map(|f| f.2),
-            Some(v("1.31.2"))
-        );
-        assert_eq!(dpkg_version_in(status, &["kubeadm"]), None);
-    }
-
-    #[test]
-    fn kubernetes_version_ignores_the_module_list() {
-        let kubelet = b"dep\tgithub.com/spf13/cobra\tv1.8.1\th1:\ndep\tgoogle.golang.org/grpc\tv1.65.0\th1:\n\
-                        \0v1.31.2\0\0\0v0.0.0-master+$Format:%H$\0v1.31.2\0";
-        assert_eq!(kubernetes_version_in(kubelet), Some(v("1.31.2")));
-        assert_eq!(kubernetes_version_in(b"dep\tx\tv1.65.0\th1:"), None);
-        assert_eq!(kubernetes_version_in(b"nothing here"), None);
-    }
-
-    #[test]
-    fn versions_are_found_in_real_binaries() {
-        let b = std::fs::read("/usr/bin/containerd").unwrap();
-        let found = containerd_version_in(&b).unwrap();
-        let out = std::process::Command::new("/usr/bin/containerd")
-            .arg("--version")
-            .output()
-            .unwrap();
-        let printed = String::from_utf8_lossy(&out.stdout);
+    fn kubernetes_newer_than_the_table_says_newest_known_mapping() {
+        let k = |s: &str| Sourced {
+            value: v(s),
+            source: "--kubernetes-version".to_string(),
+        };
+        let (image, why) = default_image(Some(&k("1.40.0")), v("2.1.9")).unwrap();
+        assert_eq!(image, "registry.k8s.io/pause:3.10.2");
         assert!(
-            printed.contains(&format!(" {found}")),
-            "{printed} vs {found}"
+            why.starts_with("the newest known mapping (Kubernetes 1.36+)"),
+            "{why}"
         );
-        assert_eq!(
-            containerd_version_in(b"xx\x002.1.9+unknownmissing"),
-            Some(v("2.1.9"))
-        );
-        assert_eq!(
-            containerd_version_in(b"\x002.1.9+ds1\x00"),
-            Some(v("2.1.9"))
-        );
-        assert_eq!(
-            kubernetes_version_in(b"\x00v1.31.2\x00 v1.31.2 v1.2.3 v0.30.1"),
-            Some(v("1.31.2"))
-        );
-    }
-
-    #[test]
-    fn versions_are_read_through_symlinks_inside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        root.create_dir_all("/usr/lib/containerd", 0o755).unwrap();
-        root.create_dir_all("/usr/bin", 0o755).unwrap();
-        root.write_atomic(
-            "/usr/lib/containerd/containerd",
-            b"\x001.7.24~ds1\x00",
-            0o755,
-        )
-        .unwrap();
-        // absolute, as a package would make it: resolved inside the root, not on the host
-        std::os::unix::fs::symlink(
-            "/usr/lib/containerd/containerd",
-            dir.path().join("usr/bin/containerd"),
-        )
-        .unwrap();
-        let found = detect_containerd(&root).unwrap().unwrap();
-        assert_eq!(found.version, v("1.7.24"));
-        assert_eq!(found.source, "/usr/bin/containerd");
-        assert_eq!(detect_kubernetes(&root).unwrap(), None);
-    }
-
-    #[test]
-    fn an_unreadable_containerd_binary_is_not_guessed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        assert_eq!(containerd_version(&root, None).unwrap(), None);
-        assert_eq!(
-            containerd_version_or_newest(&root, None).unwrap().version,
-            NEWEST_KNOWN
-        );
-        root.create_dir_all("/usr/bin", 0o755).unwrap();
-        root.write_atomic("/usr/bin/containerd", b"#!/bin/sh\n", 0o755)
-            .unwrap();
-        let err = containerd_version(&root, None).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            format!(
-                "cannot tell the containerd version of {}/usr/bin/containerd (and no containerd \
-                 package in var/lib/dpkg/status); pass --containerd-version",
-                root.dir().display()
-            )
-        );
-        let f = containerd_version(&root, Some("1.7.24~ds1"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(f.version, v("1.7.24"));
+        let (_, why) = default_image(Some(&k("1.31.2")), v("2.1.9")).unwrap();
+        assert_eq!(why, "the pause of Kubernetes 1.31.2 (--kubernetes-version)");
     }
 }

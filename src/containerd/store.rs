@@ -1,7 +1,8 @@
 //! The image as containerd stores it under a root: content blobs and the `meta.db` records
-//! (content, images, GC labels) that make CRI find it locally, written offline.
+//! (content, images, GC labels) that make CRI find it locally. Pure: [`records`] builds them
+//! and [`merge`] folds them into a database tree; [`super::apply`] writes them.
 //!
-//! What this module writes, relative to containerd's `root` (`/var/lib/containerd` unless
+//! What is written, relative to containerd's `root` (`/var/lib/containerd` unless
 //! the root's `/etc/containerd/config.toml` sets `root`), in the style of containerd's
 //! `core/metadata/buckets.go` (facts and sources: `containerd-store.md` §0–§6):
 //!
@@ -47,26 +48,15 @@
 //! §7.3), CRI's `sha256:<config>` twin record (CRI adds it at startup, §11.9).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::io::{ErrorKind, Read};
-use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use oci_spec::image::Descriptor;
-use sha2::{Digest as _, Sha256};
 
-use crate::bolt::{Bucket, Db, Node};
-use crate::cli::ImportArgs;
+use crate::bolt::{Bucket, Node};
 use crate::image::Image;
-use crate::platform::{Arch, Endian, Platform};
-use crate::rootfs::{self, Root};
+use crate::platform::{Arch, Platform};
 
-/// containerd's root when the config does not set one (`defaults/defaults_unix.go`).
-pub const DEFAULT_CONTAINERD_ROOT: &str = "/var/lib/containerd";
-/// containerd's main config file inside a root.
-pub const CONFIG_PATH: &str = "/etc/containerd/config.toml";
 pub const CONTENT_DIR: &str = "io.containerd.content.v1.content";
 pub const META_DIR: &str = "io.containerd.metadata.v1.bolt";
 pub const META_DB: &str = "meta.db";
@@ -79,9 +69,6 @@ pub const LABEL_IMAGE_MANAGED: &str = "managed";
 pub const LABEL_PINNED: &str = "io.cri-containerd.pinned";
 pub const LABEL_PINNED_PINNED: &str = "pinned";
 pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
-
-/// Deepest index nesting followed; real images nest at most one level.
-const MAX_DEPTH: usize = 8;
 
 const INDEX_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
@@ -185,89 +172,6 @@ pub fn read_varint(b: &[u8]) -> Option<i64> {
     None
 }
 
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-// --- references ---------------------------------------------------------------------------
-
-/// Normalizes an image reference the way CRI does before looking it up (docker's
-/// `ParseDockerRef`): `pause:3.10` -> `docker.io/library/pause:3.10`, a missing tag becomes
-/// `:latest`, `name:tag@digest` becomes `name@digest`. CRI finds an image only by exactly
-/// this string (`containerd-store.md` §7.2), and containerd 2.x pins only the exact configured
-/// string, so configure writes this form too.
-pub fn normalize_ref(reference: &str) -> Result<String> {
-    let bad = |why: &str| anyhow!("parsing image reference {reference:?}: {why}");
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (reference, None),
-    };
-    if let Some(d) = digest {
-        if !d.starts_with("sha256:") {
-            return Err(bad("only sha256 digests are supported"));
-        }
-        if crate::image::sha256_hex(d).is_none() {
-            return Err(bad("the digest is not 64 lower-case hex digits"));
-        }
-    }
-    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name_tag[last_slash..].rfind(':') {
-        Some(i) => (
-            &name_tag[..last_slash + i],
-            Some(&name_tag[last_slash + i + 1..]),
-        ),
-        None => (name_tag, None),
-    };
-    if let Some(t) = tag {
-        let ok = !t.is_empty()
-            && t.len() <= 128
-            && t.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-            && !t.starts_with(['.', '-']);
-        ensure!(ok, bad("invalid tag"));
-    }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.bytes().any(|c| c.is_ascii_uppercase()) =>
-        {
-            (first, rest.to_string())
-        }
-        Some(_) => ("docker.io", name.to_string()),
-        None => ("docker.io", name.to_string()),
-    };
-    let domain = if domain == "index.docker.io" {
-        "docker.io"
-    } else {
-        domain
-    };
-    let path = if domain == "docker.io" && !path.contains('/') {
-        format!("library/{path}")
-    } else {
-        path
-    };
-    ensure!(
-        !path.is_empty()
-            && path.split('/').all(|c| !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase()
-                    || b.is_ascii_digit()
-                    || matches!(b, b'.' | b'_' | b'-'))),
-        bad("repository names are lower-case letters, digits and . _ - separated by /")
-    );
-    Ok(match (digest, tag) {
-        (Some(d), _) => format!("{domain}/{path}@{d}"),
-        (None, Some(t)) => format!("{domain}/{path}:{t}"),
-        (None, None) => format!("{domain}/{path}:latest"),
-    })
-}
-
 // --- the image tree -------------------------------------------------------------------------
 
 fn media_type(d: &Descriptor) -> String {
@@ -295,7 +199,7 @@ pub fn blob<'a>(image: &'a Image, d: &Descriptor) -> Result<&'a [u8]> {
         bytes.len(),
         d.size()
     );
-    let actual = sha256_digest(bytes);
+    let actual = crate::digest::sha256_digest(bytes);
     ensure!(
         actual == digest,
         "reading blob {digest}: its content hashes to {actual}"
@@ -446,8 +350,9 @@ fn walk(
 ) -> Result<()> {
     let digest = d.digest().to_string();
     ensure!(
-        depth <= MAX_DEPTH,
-        "walking the image: indexes nested deeper than {MAX_DEPTH} at {digest}"
+        depth <= crate::image::MAX_DEPTH,
+        "walking the image: indexes nested deeper than {} at {digest}",
+        crate::image::MAX_DEPTH
     );
     blob(image, d)?;
     if sel.blobs.contains_key(&digest) {
@@ -536,10 +441,6 @@ pub struct Spec {
     /// Write the CRI `managed` and `pinned` labels (both, or neither when false).
     pub pin: bool,
     pub time: Time,
-    /// The architecture of the root: a `meta.db` this install creates is in its byte order,
-    /// because containerd's bbolt reads only its own machine's (an existing file keeps its
-    /// order).
-    pub root_arch: Arch,
 }
 
 /// The records an image becomes: a bucket tree rooted like the `meta.db` root bucket, and
@@ -719,280 +620,6 @@ fn merge_record(old: &mut Bucket, new: &Bucket) -> Result<bool> {
     Ok(true)
 }
 
-// --- the root ---------------------------------------------------------------------------
-
-/// containerd's `root` inside `root`: the config's top-level `root` when it sets one, else
-/// [`DEFAULT_CONTAINERD_ROOT`]. An in-root absolute path.
-pub fn containerd_root(root: &Root) -> Result<PathBuf> {
-    let Some(text) = root.read_to_string(CONFIG_PATH)? else {
-        return Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT));
-    };
-    let host = root.resolve(CONFIG_PATH)?;
-    let doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {} as TOML", host.display()))?;
-    match doc.get("root") {
-        None => Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT)),
-        Some(item) => {
-            let dir = item.as_str().ok_or_else(|| {
-                anyhow!("reading `root` in {}: expected a string", host.display())
-            })?;
-            ensure!(
-                dir.starts_with('/'),
-                "reading `root` in {}: {dir:?} is not an absolute path",
-                host.display()
-            );
-            Ok(PathBuf::from(dir))
-        }
-    }
-}
-
-/// Binaries whose ELF header tells the root's architecture, most telling first; the rest of
-/// `/usr/bin` is tried after them.
-const PLATFORM_PROBES: [&str; 8] = [
-    "/usr/bin/containerd",
-    "/usr/local/bin/containerd",
-    "/usr/bin/kubelet",
-    "/usr/local/bin/kubelet",
-    "/usr/bin/runc",
-    "/usr/sbin/runc",
-    "/bin/sh",
-    "/usr/bin/env",
-];
-
-/// The root's platform read from the ELF header of one of its binaries, with the in-root
-/// path that told it; `None` when the root has no binaries (an empty directory).
-pub fn root_platform(root: &Root) -> Result<Option<(Platform, String)>> {
-    let mut candidates: Vec<String> = PLATFORM_PROBES.iter().map(|s| s.to_string()).collect();
-    for name in root.read_dir("/usr/bin")? {
-        candidates.push(format!("/usr/bin/{}", name.to_string_lossy()));
-    }
-    for path in candidates {
-        let host = root.resolve(&path)?;
-        let mut header = [0u8; 20];
-        let read = fs::File::open(&host).and_then(|mut f| f.read_exact(&mut header));
-        match read {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::NotFound | ErrorKind::UnexpectedEof | ErrorKind::IsADirectory
-                ) || e.raw_os_error() == Some(21) =>
-            {
-                continue
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", host.display())),
-        }
-        if let Some(arch) = elf_arch(&header) {
-            return Ok(Some((Platform { arch }, path)));
-        }
-    }
-    Ok(None)
-}
-
-/// The architecture in an ELF header (first 20 bytes), if it is one we know.
-pub fn elf_arch(header: &[u8]) -> Option<Arch> {
-    if header.len() < 20 || &header[..4] != b"\x7fELF" {
-        return None;
-    }
-    let is_64 = match header[4] {
-        1 => false,
-        2 => true,
-        _ => return None,
-    };
-    let (endian, machine) = match header[5] {
-        1 => (Endian::Little, u16::from_le_bytes([header[18], header[19]])),
-        2 => (Endian::Big, u16::from_be_bytes([header[18], header[19]])),
-        _ => return None,
-    };
-    Arch::from_elf(machine, is_64, endian)
-}
-
-/// What [`install`] did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
-    /// containerd's root, inside the root.
-    pub containerd_root: String,
-    pub meta_db: String,
-    pub names: Vec<String>,
-    pub namespace: String,
-    pub target: String,
-    pub target_media_type: String,
-    /// `os/arch[/variant] digest` of every manifest written.
-    pub manifests: Vec<String>,
-    pub blobs_written: Vec<String>,
-    pub blobs_present: usize,
-    pub records_changed: Vec<String>,
-    pub pinned: bool,
-    pub unchanged: bool,
-}
-
-/// Writes `image` into the containerd store under `root`: validates everything, opens (or
-/// creates) `meta.db` (refused while containerd holds it), writes the missing blobs, then
-/// commits the records in one transaction. Nothing is written if any check fails.
-pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
-    let recs = records(image, spec)?;
-    let ctd = containerd_root(root)?;
-    let meta_dir = ctd.join(META_DIR);
-    let meta_path = meta_dir.join(META_DB);
-    let meta_host = root.resolve(&meta_path)?;
-
-    // Open first: a locked or unreadable meta.db must stop us before any blob is written.
-    // A zero-length file (an interrupted create) is Db::open's to initialise, as Go does.
-    let existing = match fs::metadata(&meta_host) {
-        Ok(_) => Some(
-            Db::open(&meta_host, spec.root_arch.endian())
-                .with_context(|| format!("opening {}", meta_host.display()))?,
-        ),
-        Err(e) if e.kind() == ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
-    };
-    let mut tree = existing
-        .as_ref()
-        .map(|db| db.root().clone())
-        .unwrap_or_default();
-    let changes = merge(&mut tree, &recs.tree, &spec.namespace)?;
-
-    // containerd makes its root 0711 and the store's directories 0755.
-    if let Some(parent) = ctd.parent() {
-        root.create_dir_all(parent, 0o755)?;
-    }
-    root.create_dir_all(&ctd, 0o711)?;
-    let blob_dir = root.create_dir_all(ctd.join(CONTENT_DIR).join("blobs/sha256"), 0o755)?;
-    let mut written = Vec::new();
-    let mut present = 0;
-    for digest in recs.selection.blobs.keys() {
-        let bytes = &image.blobs[digest];
-        let hex = digest
-            .strip_prefix("sha256:")
-            .expect("select() only keeps sha256 digests it verified");
-        let path = blob_dir.join(hex);
-        match fs::read(&path) {
-            Ok(old) if old == *bytes => {
-                present += 1;
-                continue;
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-        // Mode 0444 as containerd's ingest leaves committed blobs (a damaged file being
-        // replaced may have had another).
-        rootfs::replace_file(&path, bytes, 0o444)
-            .with_context(|| format!("writing blob {digest}"))?;
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o444))
-            .with_context(|| format!("setting mode of {}", path.display()))?;
-        written.push(digest.clone());
-    }
-    // One directory sync for every rename: the names must be durable before meta.db
-    // points at them.
-    if !written.is_empty() {
-        rootfs::sync_dir(&blob_dir)?;
-    }
-
-    if !changes.is_empty() {
-        let mut db = match existing {
-            Some(db) => db,
-            None => {
-                root.create_dir_all(&meta_dir, 0o711)?;
-                Db::create(&meta_host, spec.root_arch.endian())
-                    .with_context(|| format!("creating {}", meta_host.display()))?
-            }
-        };
-        *db.root_mut() = tree;
-        db.commit()
-            .with_context(|| format!("committing {}", meta_host.display()))?;
-    }
-
-    Ok(Report {
-        containerd_root: ctd.display().to_string(),
-        meta_db: meta_path.display().to_string(),
-        names: spec.names.clone(),
-        namespace: spec.namespace.clone(),
-        target: image.target.digest().to_string(),
-        target_media_type: media_type(&image.target),
-        manifests: recs
-            .selection
-            .manifests
-            .iter()
-            .map(|(p, d)| format!("{p} {d}"))
-            .collect(),
-        unchanged: written.is_empty() && changes.is_empty(),
-        blobs_written: written,
-        blobs_present: present,
-        records_changed: changes,
-        pinned: spec.pin,
-    })
-}
-
-/// `pausebake import`.
-pub fn import(args: &ImportArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root)?;
-    // Everything is validated while reading, before the root is touched.
-    let image = crate::archive::read(&args.archive)?;
-    let mut names = Vec::new();
-    for n in image.names.iter().chain(&args.names) {
-        let n = normalize_ref(n)?;
-        if !names.contains(&n) {
-            names.push(n);
-        }
-    }
-    // The root's platform decides a new meta.db's byte order even when every manifest is
-    // imported.
-    let (root_platform, source) =
-        crate::containerd::verify::resolve_platform(&root, args.target.platform)?;
-    let (platform, platform_source) = if args.all_platforms {
-        (None, "--all-platforms".to_string())
-    } else {
-        (Some(root_platform), source)
-    };
-    let spec = Spec {
-        names,
-        namespace: args.target.namespace.clone(),
-        platform,
-        pin: !args.no_pin,
-        time: Time::for_records(args.epoch.source_date_epoch),
-        root_arch: root_platform.arch,
-    };
-    let report = install(&image, &root, &spec)?;
-    if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report, &platform_source);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The text form of a [`Report`].
-pub fn print_report(r: &Report, platform_source: &str) {
-    println!(
-        "import: {} {} into {}",
-        r.target_media_type, r.target, r.meta_db
-    );
-    for m in &r.manifests {
-        println!("  manifest {m} (platform: {platform_source})");
-    }
-    for n in &r.names {
-        println!(
-            "  image {n} in {}{}",
-            r.namespace,
-            if r.pinned { ", pinned" } else { "" }
-        );
-    }
-    if r.unchanged {
-        println!("  unchanged: every blob and record was already there");
-        return;
-    }
-    println!(
-        "  {} blobs written, {} already present",
-        r.blobs_written.len(),
-        r.blobs_present
-    );
-    for c in &r.records_changed {
-        println!("  {c}");
-    }
-}
-
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -1000,7 +627,7 @@ pub mod tests {
     use serde_json::json;
 
     fn add(blobs: &mut BTreeMap<String, Vec<u8>>, bytes: Vec<u8>) -> (String, u64) {
-        let d = sha256_digest(&bytes);
+        let d = crate::digest::sha256_digest(&bytes);
         let n = bytes.len() as u64;
         blobs.insert(d.clone(), bytes);
         (d, n)
@@ -1049,7 +676,8 @@ pub mod tests {
         }
     }
 
-    fn spec(platform: Option<Platform>, pin: bool) -> Spec {
+    /// `registry.k8s.io/pause:3.10` in `k8s.io` at time 0, for `platform` (all when `None`).
+    pub fn spec(platform: Option<Platform>, pin: bool) -> Spec {
         Spec {
             names: vec!["registry.k8s.io/pause:3.10".into()],
             namespace: "k8s.io".into(),
@@ -1059,7 +687,6 @@ pub mod tests {
                 unix_secs: 0,
                 nanos: 0,
             },
-            root_arch: Arch::Amd64,
         }
     }
 
@@ -1126,60 +753,6 @@ pub mod tests {
         assert_eq!(read_varint(&varint(-5)), Some(-5));
         assert_eq!(read_varint(&[0x86]), None);
         assert_eq!(read_varint(&[0x06, 0x00]), None);
-    }
-
-    #[test]
-    fn names_are_normalized_like_cri() {
-        for (input, want) in [
-            ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
-            ("pause", "docker.io/library/pause:latest"),
-            ("pause:3.9", "docker.io/library/pause:3.9"),
-            ("me/pause:1", "docker.io/me/pause:1"),
-            (
-                "localhost/kubernetes/pause",
-                "localhost/kubernetes/pause:latest",
-            ),
-            ("localhost:5000/p:1", "localhost:5000/p:1"),
-            ("index.docker.io/x/y:z", "docker.io/x/y:z"),
-        ] {
-            assert_eq!(normalize_ref(input).unwrap(), want, "{input}");
-        }
-        let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            normalize_ref(&format!("registry.k8s.io/pause:3.10@{d}")).unwrap(),
-            format!("registry.k8s.io/pause@{d}")
-        );
-        for bad in ["Pause:1", "registry.k8s.io/pause:", "x@sha256:12", ""] {
-            assert!(normalize_ref(bad).is_err(), "{bad}");
-        }
-    }
-
-    // The cases of config.rs's former `normalize_reference`, which this function replaced.
-    #[test]
-    fn references_normalize_like_cri() {
-        let n = |s: &str| normalize_ref(s).unwrap();
-        assert_eq!(
-            n("registry.k8s.io/pause:3.10"),
-            "registry.k8s.io/pause:3.10"
-        );
-        assert_eq!(n("pause:3.10"), "docker.io/library/pause:3.10");
-        assert_eq!(n("pause"), "docker.io/library/pause:latest");
-        assert_eq!(n("rancher/pause:3.6"), "docker.io/rancher/pause:3.6");
-        assert_eq!(
-            n("localhost/kubernetes/pause"),
-            "localhost/kubernetes/pause:latest"
-        );
-        assert_eq!(n("localhost:5000/pause:1"), "localhost:5000/pause:1");
-        // the tag is dropped when a digest pins the image (the old case used `sha256:abc`,
-        // which CRI itself rejects; a digest must be 64 hex digits)
-        let d = format!("sha256:{}", "ab".repeat(32));
-        assert_eq!(
-            n(&format!("registry.k8s.io/pause:3.10@{d}")),
-            format!("registry.k8s.io/pause@{d}")
-        );
-        assert!(normalize_ref("registry.k8s.io/pause:3.10@sha256:abc").is_err());
-        assert!(normalize_ref("Registry.k8s.io/Pause:1").is_err());
-        assert!(normalize_ref("pause:").is_err());
     }
 
     #[test]
@@ -1436,39 +1009,5 @@ pub mod tests {
             .unwrap()
             .value(LABEL_PINNED.as_bytes())
             .is_some());
-    }
-
-    #[test]
-    fn elf_headers_name_the_arch() {
-        let sh = fs::read("/bin/sh").unwrap();
-        assert_eq!(elf_arch(&sh[..20]), Arch::host());
-        assert_eq!(elf_arch(b"#!/bin/sh\n echo not elf"), None);
-    }
-
-    #[test]
-    fn root_platform_and_containerd_root_come_from_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Root::new(dir.path()).unwrap();
-        assert_eq!(root_platform(&root).unwrap(), None);
-        assert_eq!(
-            containerd_root(&root).unwrap(),
-            PathBuf::from("/var/lib/containerd")
-        );
-        // An s390x ELF header (big-endian, 64-bit, machine 22).
-        let mut hdr = b"\x7fELF\x02\x02\x01\x00".to_vec();
-        hdr.resize(18, 0);
-        hdr.extend_from_slice(&22u16.to_be_bytes());
-        root.create_dir_all("/usr/bin", 0o755).unwrap();
-        root.write_atomic("/usr/bin/zz", &hdr, 0o755).unwrap();
-        let (p, from) = root_platform(&root).unwrap().unwrap();
-        assert_eq!((p.arch, from.as_str()), (Arch::S390x, "/usr/bin/zz"));
-        root.create_dir_all("/etc/containerd", 0o755).unwrap();
-        root.write_atomic(
-            CONFIG_PATH,
-            b"# mine\nversion = 2\nroot = \"/data/ctd\"\n",
-            0o644,
-        )
-        .unwrap();
-        assert_eq!(containerd_root(&root).unwrap(), PathBuf::from("/data/ctd"));
     }
 }

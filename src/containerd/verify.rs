@@ -14,43 +14,18 @@
 //! config text and a blob reader.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::ExitCode;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use oci_spec::image::Descriptor;
 
+use super::inspect::{RootFacts, CONFIG_PATH};
+use super::plan::Facts;
+use super::store::{self, read_varint, ImagePlatform, Time};
+use super::versions::{self, pinning, ConfigVersion, Pinning, SandboxKey, Version};
 use crate::bolt::Bucket;
-use crate::cli::VerifyArgs;
-use crate::containerd::config::{containerd_version_or_newest, kubernetes_version, Found};
-use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
-use crate::containerd::versions::{self, ConfigVersion, SandboxKey, Version};
+use crate::digest::sha256_digest;
 use crate::image::Image;
 use crate::platform::{Endian, Platform};
-use crate::rootfs::Root;
-
-// --- versions ----------------------------------------------------------------------------
-
-/// How a containerd version treats `io.cri-containerd.pinned` (`containerd-store.md` §7.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pinning {
-    /// 1.6.0–1.6.21, 1.7.0–1.7.2: no pinning.
-    Unsupported,
-    /// 1.6.22+, 1.7.3+: pinned when the normalized config name equals the image name.
-    Normalized,
-    /// 2.x: pinned when the raw config string equals the image name.
-    Raw,
-}
-
-pub fn pinning(v: Version) -> Pinning {
-    match (v.major, v.minor, v.patch) {
-        (1, 6, p) if p < 22 => Pinning::Unsupported,
-        (1, 7, p) if p < 3 => Pinning::Unsupported,
-        (1, m, _) if m < 6 => Pinning::Unsupported,
-        (1, _, _) => Pinning::Normalized,
-        _ => Pinning::Raw,
-    }
-}
 
 // --- config ------------------------------------------------------------------------------
 
@@ -97,7 +72,7 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
     };
     let doc: toml_edit::DocumentMut = text
         .parse()
-        .with_context(|| format!("parsing {} as TOML", store::CONFIG_PATH))?;
+        .with_context(|| format!("parsing {} as TOML", CONFIG_PATH))?;
     let version = doc.get("version").and_then(|i| i.as_integer()).unwrap_or(1);
     let v1 = get_str(&doc, KEY_V1);
     let v2 = get_str(&doc, KEY_V2);
@@ -138,7 +113,7 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
             problems.push(Finding::fail(
                 "config",
                 format!("containerd {v} refuses config version = {n} and will not start"),
-                "use version = 2 for containerd 1.x, version = 3 for 2.0-2.2",
+                "use version = 2 for containerd 1.x, version = 3 for 2.x",
             ));
             (if v1x { KEY_V2 } else { KEY_V3 }, None)
         }
@@ -200,7 +175,7 @@ impl Finding {
     }
 }
 
-/// Everything [`check`] looks at, gathered from a root by [`verify`] (or built by a test).
+/// Everything [`check`] looks at, taken from a root's facts by [`audit`] (or built by a test).
 pub struct Inputs<'a> {
     pub containerd: Version,
     pub kubernetes: Option<Version>,
@@ -215,56 +190,23 @@ pub struct Inputs<'a> {
     pub blob: &'a dyn Fn(&str) -> Result<Option<Vec<u8>>>,
 }
 
-/// The whole audit. Never stops at the first failure: every finding is listed.
+/// The whole audit, rule by rule in the order containerd asks. Never stops at the first
+/// failure: every finding is listed (a rule that cannot run without an earlier answer is
+/// skipped once that answer is a failure).
 pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let v = inp.containerd;
-    let setting = sandbox_setting(inp.config, v)?;
-    let config_failed = !setting.problems.is_empty();
-    out.extend(setting.problems.iter().cloned());
-    if !config_failed {
-        out.push(Finding::ok(
-            "config",
-            match (&setting.value, setting.config_version) {
-                (Some(val), n) => format!(
-                    "containerd {v} reads {} = {val:?} (config version {n})",
-                    setting.key.dotted()
-                ),
-                (None, 0) => format!(
-                    "no {}: containerd {v} uses its default {}",
-                    store::CONFIG_PATH,
-                    setting.effective
-                ),
-                (None, _) => format!(
-                    "{} not set: containerd {v} uses its default {}",
-                    setting.key.dotted(),
-                    setting.effective
-                ),
-            },
-        ));
-    }
-    let name = match store::normalize_ref(&setting.effective) {
-        Ok(n) => n,
-        Err(e) => {
-            out.push(Finding::fail(
-                "name",
-                format!("{e:#}"),
-                "set a valid, fully qualified reference (pausebake configure --sandbox-image)",
-            ));
+    let setting = sandbox_setting(inp.config, inp.containerd)?;
+    out.extend(rule_config(&setting, inp.containerd));
+    let name = match rule_name(&setting, inp.containerd) {
+        Ok((name, warning)) => {
+            out.extend(warning);
+            name
+        }
+        Err(fail) => {
+            out.push(fail);
             return Ok(out);
         }
     };
-    if name != setting.effective && pinning(v) == Pinning::Raw {
-        out.push(Finding::warn(
-            "name",
-            format!(
-                "the config says {:?}; CRI finds {name} but containerd {v} never pins it",
-                setting.effective
-            ),
-            format!("write the full name {name:?} in the config"),
-        ));
-    }
-
     let Some(db) = inp.db else {
         out.push(Finding::fail(
             "image",
@@ -273,26 +215,98 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
         ));
         return Ok(out);
     };
-    let want_order = inp.platform.arch.endian();
-    if let Some(order) = inp.db_order.filter(|&o| o != want_order) {
-        // containerd's bbolt reads only its own machine's byte order.
-        out.push(Finding::fail(
-            "byte order",
-            format!(
-                "{} is {} but the root's platform {} is {}: containerd there fails with \"invalid database\" and no pod starts",
-                store::META_DB,
-                order_name(order),
-                inp.platform,
-                order_name(want_order)
-            ),
-            "the file was written for another architecture: move it aside and run pausebake bake (with the right --platform) to create one in the root's order",
-        ));
+    out.extend(rule_byte_order(inp.db_order, inp.platform));
+    let images = db.bucket_at(&[b"v1", inp.namespace.as_bytes(), b"images"]);
+    out.extend(rule_records(images, inp.namespace));
+    let (rec, target) = match rule_image(images, &name, inp.namespace) {
+        Ok(Some((rec, target, found))) => {
+            out.push(found);
+            (rec, target)
+        }
+        Ok(None) => return Ok(out), // reported as malformed by rule_records
+        Err(fail) => {
+            out.push(fail);
+            return Ok(out);
+        }
+    };
+    out.extend(rule_content(inp, db, &target, &name)?);
+    out.push(rule_pin(rec, &name, &setting, inp.containerd));
+    if let Some(k8s) = inp.kubernetes {
+        out.push(rule_kubernetes(k8s, &name)?);
     }
-    let ns_path: [&[u8]; 2] = [b"v1", inp.namespace.as_bytes()];
-    let images = db.bucket_at(&[ns_path[0], ns_path[1], b"images"]);
-    // One malformed record anywhere makes containerd's image List fail (§3).
+    Ok(out)
+}
+
+/// Rule "config": which key this containerd reads, and whether it reads the file at all.
+fn rule_config(setting: &SandboxSetting, v: Version) -> Vec<Finding> {
+    if !setting.problems.is_empty() {
+        return setting.problems.clone();
+    }
+    let message = match (&setting.value, setting.config_version) {
+        (Some(val), n) => format!(
+            "containerd {v} reads {} = {val:?} (config version {n})",
+            setting.key.dotted()
+        ),
+        (None, 0) => format!(
+            "no {CONFIG_PATH}: containerd {v} uses its default {}",
+            setting.effective
+        ),
+        (None, _) => format!(
+            "{} not set: containerd {v} uses its default {}",
+            setting.key.dotted(),
+            setting.effective
+        ),
+    };
+    vec![Finding::ok("config", message)]
+}
+
+/// Rule "name": the name CRI looks up (normalized), and a warning when 2.x will not pin it
+/// because the config does not spell it that way.
+fn rule_name(
+    setting: &SandboxSetting,
+    v: Version,
+) -> std::result::Result<(String, Option<Finding>), Finding> {
+    let name = crate::reference::normalize(&setting.effective).map_err(|e| {
+        Finding::fail(
+            "name",
+            format!("{e:#}"),
+            "set a valid, fully qualified reference (pausebake configure --sandbox-image)",
+        )
+    })?;
+    let warning = (name != setting.effective && pinning(v) == Pinning::Raw).then(|| {
+        Finding::warn(
+            "name",
+            format!(
+                "the config says {:?}; CRI finds {name} but containerd {v} never pins it",
+                setting.effective
+            ),
+            format!("write the full name {name:?} in the config"),
+        )
+    });
+    Ok((name, warning))
+}
+
+/// Rule "byte order": containerd's bbolt reads only its own machine's byte order.
+fn rule_byte_order(order: Option<Endian>, platform: Platform) -> Option<Finding> {
+    let want = platform.arch.endian();
+    let order = order.filter(|&o| o != want)?;
+    Some(Finding::fail(
+        "byte order",
+        format!(
+            "{} is {} but the root's platform {platform} is {}: containerd there fails with \"invalid database\" and no pod starts",
+            store::META_DB,
+            order_name(order),
+            order_name(want)
+        ),
+        "the file was written for another architecture: move it aside and run pausebake bake (with the right --platform) to create one in the root's order",
+    ))
+}
+
+/// Rule "image" (records): one malformed record anywhere makes containerd's image List fail
+/// (`containerd-store.md` §3).
+fn rule_records(images: Option<&Bucket>, namespace: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
     for (key, node) in images.map(|b| &b.entries).into_iter().flatten() {
-        let other = String::from_utf8_lossy(key);
         let ok = match node {
             crate::bolt::Node::Bucket(rec) => record_ok(rec),
             crate::bolt::Node::Value(_) => false,
@@ -300,11 +314,24 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
         if !ok {
             out.push(Finding::fail(
                 "image",
-                format!("image record {other:?} in {} is malformed: containerd cannot list any image in the namespace", inp.namespace),
+                format!("image record {:?} in {namespace} is malformed: containerd cannot list any image in the namespace", String::from_utf8_lossy(key)),
                 "remove or rewrite that record (re-run pausebake bake)",
             ));
         }
     }
+    out
+}
+
+/// An image record and its target, with the finding that names them.
+type Found<'a> = (&'a Bucket, Descriptor, Finding);
+
+/// Rule "image": a record with exactly the name CRI looks up. `Ok(None)` when the record is
+/// there but malformed (reported by [`rule_records`]).
+fn rule_image<'a>(
+    images: Option<&'a Bucket>,
+    name: &str,
+    namespace: &str,
+) -> std::result::Result<Option<Found<'a>>, Finding> {
     let Some(rec) = images.and_then(|b| b.bucket(name.as_bytes())) else {
         let have: Vec<String> = images
             .map(|b| {
@@ -314,72 +341,83 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
                     .collect()
             })
             .unwrap_or_default();
-        out.push(Finding::fail(
+        let have = if have.is_empty() {
+            "none".to_string()
+        } else {
+            have.join(", ")
+        };
+        return Err(Finding::fail(
             "image",
-            format!(
-                "no image named {name} in namespace {} (it has: {}): CRI would pull it",
-                inp.namespace,
-                if have.is_empty() {
-                    "none".into()
-                } else {
-                    have.join(", ")
-                }
-            ),
+            format!("no image named {name} in namespace {namespace} (it has: {have}): CRI would pull it"),
             format!("pausebake bake --name {name}, or configure the name that is there"),
         ));
-        return Ok(out);
     };
     let Some(target) = rec.bucket(b"target").and_then(target_descriptor) else {
-        return Ok(out); // reported as malformed above
+        return Ok(None);
     };
-    out.push(Finding::ok(
+    let found = Finding::ok(
         "image",
         format!("{name} -> {} {}", target.media_type(), target.digest()),
-    ));
+    );
+    Ok(Some((rec, target, found)))
+}
 
-    let blobs = db.bucket_at(&[ns_path[0], ns_path[1], b"content", b"blob"]);
+/// Rules "content", "gc" and "platform": the target leads to a manifest for the root's
+/// platform with every blob present, sized, hashed and GC-labelled.
+fn rule_content(
+    inp: &Inputs,
+    db: &Bucket,
+    target: &Descriptor,
+    name: &str,
+) -> Result<Vec<Finding>> {
+    let mut out = Vec::new();
     let mut walk = Walk {
         inp,
-        blobs,
+        blobs: db.bucket_at(&[b"v1", inp.namespace.as_bytes(), b"content", b"blob"]),
         image: Image {
             blobs: Default::default(),
             target: target.clone(),
-            names: vec![name.clone()],
+            names: vec![name.to_string()],
         },
         out: &mut out,
         manifests: Vec::new(),
         platforms: BTreeSet::new(),
         seen: BTreeSet::new(),
     };
-    let intact = walk.visit(&target, None, 0)?;
+    let intact = walk.visit(target, None, 0)?;
     let manifests = std::mem::take(&mut walk.manifests);
     let platforms: Vec<String> = std::mem::take(&mut walk.platforms).into_iter().collect();
-    if intact {
-        match manifests.first() {
-            Some((p, d)) => out.push(Finding::ok(
-                "content",
-                format!("manifest {d} for {p}: every blob present, sized, hashed and GC-labelled"),
-            )),
-            None => out.push(Finding::fail(
-                "platform",
-                format!(
-                    "{name} has no manifest for {} (it has: {}): CRI would pull it",
-                    inp.platform,
-                    platforms.join(", ")
-                ),
-                format!(
-                    "bake an image that includes {} (pausebake bake --platform {})",
-                    inp.platform, inp.platform
-                ),
-            )),
-        }
+    if !intact {
+        return Ok(out);
     }
+    out.push(match manifests.first() {
+        Some((p, d)) => Finding::ok(
+            "content",
+            format!("manifest {d} for {p}: every blob present, sized, hashed and GC-labelled"),
+        ),
+        None => Finding::fail(
+            "platform",
+            format!(
+                "{name} has no manifest for {} (it has: {}): CRI would pull it",
+                inp.platform,
+                platforms.join(", ")
+            ),
+            format!(
+                "bake an image that includes {} (pausebake bake --platform {})",
+                inp.platform, inp.platform
+            ),
+        ),
+    });
+    Ok(out)
+}
 
+/// Rule "pin": the CRI labels are consistent and honoured by this containerd version.
+fn rule_pin(rec: &Bucket, name: &str, setting: &SandboxSetting, v: Version) -> Finding {
     let labels = rec.bucket(b"labels");
     let label = |k: &str| labels.and_then(|l| l.value(k.as_bytes()));
     let managed = label(store::LABEL_IMAGE) == Some(store::LABEL_IMAGE_MANAGED.as_bytes());
     let pinned = label(store::LABEL_PINNED) == Some(store::LABEL_PINNED_PINNED.as_bytes());
-    out.push(match (managed, pinned, pinning(v)) {
+    match (managed, pinned, pinning(v)) {
         (true, false, Pinning::Normalized) => Finding::warn(
             "pin",
             format!("{name} is labelled managed but not pinned: containerd {v} will never pin it"),
@@ -394,7 +432,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
             "pin",
             format!("{name} is pinned; containerd {v} predates pinning and ignores the label"),
         ),
-        (_, true, Pinning::Raw) if setting.value.as_deref() != Some(name.as_str()) => Finding::warn(
+        (_, true, Pinning::Raw) if setting.value.as_deref() != Some(name) => Finding::warn(
             "pin",
             format!("{name} is pinned, but containerd {v} re-labels it unpinned at startup: the config does not name it byte for byte"),
             format!("set {} = {name:?}", setting.key.dotted()),
@@ -405,21 +443,27 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
             "pin",
             format!("{name} carries no CRI labels; containerd {v} adds them at startup"),
         ),
-    });
-
-    if let Some(k8s) = inp.kubernetes {
-        let want = versions::kubernetes_pause_image(k8s)?;
-        out.push(if name == want {
-            Finding::ok("kubernetes", format!("{name} is the pause of Kubernetes {}.{}", k8s.major, k8s.minor))
-        } else {
-            Finding::warn(
-                "kubernetes",
-                format!("Kubernetes {}.{} uses {want}, the config names {name}: kubeadm pre-pulls {want}", k8s.major, k8s.minor),
-                format!("pausebake bake --kubernetes-version {k8s} (or --name {want})"),
-            )
-        });
     }
-    Ok(out)
+}
+
+/// Rule "kubernetes": the pause tag is the one the root's Kubernetes uses.
+fn rule_kubernetes(k8s: Version, name: &str) -> Result<Finding> {
+    let want = versions::kubernetes_pause_image(k8s)?;
+    let minor = format!("{}.{}", k8s.major, k8s.minor);
+    Ok(if name == want {
+        Finding::ok(
+            "kubernetes",
+            format!("{name} is the pause of Kubernetes {minor}"),
+        )
+    } else {
+        Finding::warn(
+            "kubernetes",
+            format!(
+                "Kubernetes {minor} uses {want}, the config names {name}: kubeadm pre-pulls {want}"
+            ),
+            format!("pausebake bake --kubernetes-version {k8s} (or --name {want})"),
+        )
+    })
 }
 
 fn record_ok(rec: &Bucket) -> bool {
@@ -458,86 +502,17 @@ impl Walk<'_, '_> {
     /// Checks `d` and what containerd needs below it; `false` if anything failed.
     fn visit(&mut self, d: &Descriptor, parent: Option<&str>, depth: usize) -> Result<bool> {
         let digest = d.digest().to_string();
-        if depth > 8 || !self.seen.insert(digest.clone()) {
+        if depth > crate::image::MAX_DEPTH || !self.seen.insert(digest.clone()) {
             return Ok(true);
         }
         let mut ok = true;
-        let record = self.blobs.and_then(|b| b.bucket(digest.as_bytes()));
         if let Some(parent) = parent {
-            let labelled = self
-                .blobs
-                .and_then(|b| b.bucket(parent.as_bytes()))
-                .and_then(|r| r.bucket(b"labels"))
-                .is_some_and(|l| {
-                    l.entries.iter().any(|(k, v)| {
-                        let k = String::from_utf8_lossy(k);
-                        let edge = k == store::GC_REF_CONTENT
-                            || k.starts_with("containerd.io/gc.ref.content.")
-                            || k.starts_with("containerd.io/gc.ref.content/");
-                        edge && matches!(v, crate::bolt::Node::Value(v) if v == digest.as_bytes())
-                    })
-                });
-            if !labelled {
-                ok = false;
-                self.out.push(Finding::fail(
-                    "gc",
-                    format!("missing GC label: content {parent} has no containerd.io/gc.ref.content.* label naming {digest}: startup GC deletes it"),
-                    "re-run pausebake bake (labels the whole tree)",
-                ));
-            }
+            ok &= self.gc_labelled(parent, &digest);
         }
-        match record {
-            None => {
-                self.out.push(Finding::fail(
-                    "content",
-                    format!(
-                        "no content record for {digest} in meta.db: containerd cannot see the blob"
-                    ),
-                    "re-run pausebake bake",
-                ));
-                return Ok(false);
-            }
-            Some(r) => {
-                let size = r.value(b"size").and_then(read_varint);
-                if size != i64::try_from(d.size()).ok() {
-                    ok = false;
-                    self.out.push(Finding::fail(
-                        "content",
-                        format!(
-                            "content record {digest} says size {size:?}, its descriptor {}",
-                            d.size()
-                        ),
-                        "re-run pausebake bake",
-                    ));
-                }
-            }
+        match self.record_and_blob(d, &digest)? {
+            Some(record_ok) => ok &= record_ok,
+            None => return Ok(false),
         }
-        let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
-        let file = format!("{}/blobs/sha256/{hex}", store::CONTENT_DIR);
-        let bytes = match (self.inp.blob)(&digest)? {
-            None => {
-                self.out.push(Finding::fail(
-                    "content",
-                    format!("missing blob {digest} ({file})"),
-                    "re-run pausebake bake (rewrites missing blobs)",
-                ));
-                return Ok(false);
-            }
-            Some(b) => b,
-        };
-        if bytes.len() as u64 != d.size() || store::sha256_digest(&bytes) != digest {
-            self.out.push(Finding::fail(
-                "content",
-                format!(
-                    "corrupted blob {digest} ({file}): {} bytes hashing to {}",
-                    bytes.len(),
-                    store::sha256_digest(&bytes)
-                ),
-                "re-run pausebake bake (rewrites damaged blobs)",
-            ));
-            return Ok(false);
-        }
-        self.image.blobs.insert(digest.clone(), bytes);
         let kids = match store::children(&self.image, d) {
             Ok(k) => k,
             Err(e) => {
@@ -550,63 +525,160 @@ impl Walk<'_, '_> {
             }
         };
         let mt = d.media_type().to_string();
-        let want = self.inp.platform;
         if store::is_manifest(&mt) {
-            // The config first: it says whether this manifest is for our platform at all.
-            let Some((config, layers)) = kids.split_first() else {
-                return Ok(ok);
-            };
-            if !self.visit(config, Some(&digest), depth + 1)? {
-                return Ok(false);
-            }
-            let p = store::manifest_platform(&self.image, d)?;
-            self.platforms.insert(p.to_string());
-            if !p.matches(want) {
-                if depth > 0 {
-                    // Another platform's entry in an index: its layers are not needed here.
-                    return Ok(ok);
-                }
-                self.out.push(Finding::fail(
-                    "platform",
-                    format!("the image is for {p}, not {want}: CRI would pull it"),
-                    format!("bake an image built for {want}"),
-                ));
-                return Ok(false);
-            }
-            for layer in layers {
-                ok &= self.visit(layer, Some(&digest), depth + 1)?;
-            }
-            if ok {
-                self.manifests.push((p, digest));
-            }
-            return Ok(ok);
+            return Ok(self.visit_manifest(d, &kids, depth)? && ok);
         }
         if store::is_index(&mt) {
-            for kid in &kids {
-                // As containerd's platform filter: an entry naming another platform is not
-                // ours to check (its blobs may be absent by design); one without a platform
-                // is read in full and judged by its config.
-                if store::is_manifest(kid.media_type().as_ref()) && kid.platform().is_some() {
-                    let p = store::manifest_platform(&self.image, kid)?;
-                    self.platforms.insert(p.to_string());
-                    if !p.matches(want) {
-                        continue;
-                    }
-                    let kid_digest = kid.digest().to_string();
-                    let recorded = self.blobs.and_then(|b| b.bucket(kid_digest.as_bytes()));
-                    if recorded.is_none() && (self.inp.blob)(&kid_digest)?.is_none() {
-                        // Listed but never imported: the import chose other platforms.
-                        ok = false;
-                        self.out.push(Finding::fail(
-                            "platform",
-                            format!("the {p} manifest {kid_digest} is listed in {digest} but was not imported (the import took other platforms): CRI would pull it"),
-                            format!("pausebake bake --platform {want} (or import --all-platforms)"),
-                        ));
-                        continue;
-                    }
-                }
-                ok &= self.visit(kid, Some(&digest), depth + 1)?;
+            ok &= self.visit_index(&digest, &kids, depth)?;
+        }
+        Ok(ok)
+    }
+
+    /// Whether the content record of `parent` carries a `containerd.io/gc.ref.content*`
+    /// label naming `digest`, so startup GC keeps it (reported when not).
+    fn gc_labelled(&mut self, parent: &str, digest: &str) -> bool {
+        let labelled = self
+            .blobs
+            .and_then(|b| b.bucket(parent.as_bytes()))
+            .and_then(|r| r.bucket(b"labels"))
+            .is_some_and(|l| {
+                l.entries.iter().any(|(k, v)| {
+                    let k = String::from_utf8_lossy(k);
+                    let edge = k == store::GC_REF_CONTENT
+                        || k.starts_with("containerd.io/gc.ref.content.")
+                        || k.starts_with("containerd.io/gc.ref.content/");
+                    edge && matches!(v, crate::bolt::Node::Value(v) if v == digest.as_bytes())
+                })
+            });
+        if !labelled {
+            self.out.push(Finding::fail(
+                "gc",
+                format!("missing GC label: content {parent} has no containerd.io/gc.ref.content.* label naming {digest}: startup GC deletes it"),
+                "re-run pausebake bake (labels the whole tree)",
+            ));
+        }
+        labelled
+    }
+
+    /// Checks the content record and the blob file of `d`, keeping the bytes for parsing:
+    /// `None` when either is missing or the blob is damaged (the walk cannot go on), else
+    /// whether the record's size is right.
+    fn record_and_blob(&mut self, d: &Descriptor, digest: &str) -> Result<Option<bool>> {
+        let Some(record) = self.blobs.and_then(|b| b.bucket(digest.as_bytes())) else {
+            self.out.push(Finding::fail(
+                "content",
+                format!(
+                    "no content record for {digest} in meta.db: containerd cannot see the blob"
+                ),
+                "re-run pausebake bake",
+            ));
+            return Ok(None);
+        };
+        let size = record.value(b"size").and_then(read_varint);
+        let size_ok = size == i64::try_from(d.size()).ok();
+        if !size_ok {
+            self.out.push(Finding::fail(
+                "content",
+                format!(
+                    "content record {digest} says size {size:?}, its descriptor {}",
+                    d.size()
+                ),
+                "re-run pausebake bake",
+            ));
+        }
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        let file = format!("{}/blobs/sha256/{hex}", store::CONTENT_DIR);
+        let Some(bytes) = (self.inp.blob)(digest)? else {
+            self.out.push(Finding::fail(
+                "content",
+                format!("missing blob {digest} ({file})"),
+                "re-run pausebake bake (rewrites missing blobs)",
+            ));
+            return Ok(None);
+        };
+        let actual = sha256_digest(&bytes);
+        if bytes.len() as u64 != d.size() || actual != digest {
+            self.out.push(Finding::fail(
+                "content",
+                format!(
+                    "corrupted blob {digest} ({file}): {} bytes hashing to {actual}",
+                    bytes.len()
+                ),
+                "re-run pausebake bake (rewrites damaged blobs)",
+            ));
+            return Ok(None);
+        }
+        self.image.blobs.insert(digest.to_string(), bytes);
+        Ok(Some(size_ok))
+    }
+
+    /// A manifest: its config first (it says whether this manifest is for our platform at
+    /// all), then, if it is, its layers.
+    fn visit_manifest(
+        &mut self,
+        d: &Descriptor,
+        kids: &[Descriptor],
+        depth: usize,
+    ) -> Result<bool> {
+        let digest = d.digest().to_string();
+        let want = self.inp.platform;
+        let Some((config, layers)) = kids.split_first() else {
+            return Ok(true);
+        };
+        if !self.visit(config, Some(&digest), depth + 1)? {
+            return Ok(false);
+        }
+        let p = store::manifest_platform(&self.image, d)?;
+        self.platforms.insert(p.to_string());
+        if !p.matches(want) {
+            if depth > 0 {
+                // Another platform's entry in an index: its layers are not needed here.
+                return Ok(true);
             }
+            self.out.push(Finding::fail(
+                "platform",
+                format!("the image is for {p}, not {want}: CRI would pull it"),
+                format!("bake an image built for {want}"),
+            ));
+            return Ok(false);
+        }
+        let mut ok = true;
+        for layer in layers {
+            ok &= self.visit(layer, Some(&digest), depth + 1)?;
+        }
+        if ok {
+            self.manifests.push((p, digest));
+        }
+        Ok(ok)
+    }
+
+    /// An index: as containerd's platform filter, an entry naming another platform is not
+    /// ours to check (its blobs may be absent by design); one without a platform is read in
+    /// full and judged by its config.
+    fn visit_index(&mut self, digest: &str, kids: &[Descriptor], depth: usize) -> Result<bool> {
+        let want = self.inp.platform;
+        let mut ok = true;
+        for kid in kids {
+            if store::is_manifest(kid.media_type().as_ref()) && kid.platform().is_some() {
+                let p = store::manifest_platform(&self.image, kid)?;
+                self.platforms.insert(p.to_string());
+                if !p.matches(want) {
+                    continue;
+                }
+                let kid_digest = kid.digest().to_string();
+                let recorded = self.blobs.and_then(|b| b.bucket(kid_digest.as_bytes()));
+                if recorded.is_none() && (self.inp.blob)(&kid_digest)?.is_none() {
+                    // Listed but never imported: the import chose other platforms.
+                    ok = false;
+                    self.out.push(Finding::fail(
+                        "platform",
+                        format!("the {p} manifest {kid_digest} is listed in {digest} but was not imported (the import took other platforms): CRI would pull it"),
+                        format!("pausebake bake --platform {want} (or import --all-platforms)"),
+                    ));
+                    continue;
+                }
+            }
+            ok &= self.visit(kid, Some(digest), depth + 1)?;
         }
         Ok(ok)
     }
@@ -618,12 +690,9 @@ impl Walk<'_, '_> {
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
     pub ok: bool,
-    pub root: String,
-    pub containerd_version: String,
-    pub containerd_version_source: String,
-    pub kubernetes_version: Option<String>,
-    pub platform: String,
-    pub platform_source: String,
+    /// The root's facts, each with its source: the same value `bake` reports at its top.
+    #[serde(flatten)]
+    pub facts: Facts,
     pub namespace: String,
     pub findings: Vec<Finding>,
 }
@@ -635,88 +704,27 @@ fn order_name(order: Endian) -> &'static str {
     }
 }
 
-/// Gathers the inputs from `root` and runs [`check`].
-pub fn audit(
-    root: &Root,
-    namespace: &str,
-    platform: Option<Platform>,
-    containerd: Option<&str>,
-    kubernetes: Option<&str>,
-) -> Result<Report> {
-    let Found {
-        version: ctd,
-        source: ctd_source,
-    } = containerd_version_or_newest(root, containerd)?;
-    let k8s = kubernetes_version(root, kubernetes)?;
-    let (platform, platform_source) = resolve_platform(root, platform)?;
-    let config = root.read_to_string(store::CONFIG_PATH)?;
-    let ctd_root = store::containerd_root(root)?;
-    let meta = root.resolve(ctd_root.join(store::META_DIR).join(store::META_DB))?;
-    let (tree, db_order) = match std::fs::read(&meta) {
-        Ok(bytes) => {
-            let read = |bytes: &[u8]| -> Result<(Bucket, Endian)> {
-                Ok((
-                    crate::bolt::read_tree(bytes)?,
-                    crate::bolt::byte_order(bytes)?,
-                ))
-            };
-            let (tree, order) =
-                read(&bytes).with_context(|| format!("reading {}", meta.display()))?;
-            (Some(tree), Some(order))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
-    };
-    let blob_dir: PathBuf = root.resolve(ctd_root.join(store::CONTENT_DIR).join("blobs/sha256"))?;
-    let blob = |digest: &str| -> Result<Option<Vec<u8>>> {
-        // meta.db is untrusted: a malformed digest is a missing blob, never a path.
-        let Some(hex) = crate::image::sha256_hex(digest) else {
-            return Ok(None);
-        };
-        let path = blob_dir.join(hex);
-        match std::fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
-    };
+/// Runs [`check`] over a root's facts (re-read after any change, so every version and the
+/// platform keep their true source).
+pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
+    let blob = |digest: &str| facts.read_blob(digest);
+    let meta = &facts.meta;
     let findings = check(&Inputs {
-        containerd: ctd,
-        kubernetes: k8s.as_ref().map(|f| f.version),
-        config: config.as_deref(),
-        db: tree.as_ref(),
-        db_order,
+        containerd: facts.containerd.value,
+        kubernetes: facts.kubernetes.as_ref().map(|k| k.value),
+        config: facts.config.text.as_deref(),
+        db: (meta.exists && meta.order.is_some()).then_some(&meta.tree),
+        db_order: meta.order,
         namespace,
-        platform,
+        platform: facts.platform.value,
         blob: &blob,
     })?;
     Ok(Report {
         ok: findings.iter().all(|f| f.status != Status::Fail),
-        root: root.dir().display().to_string(),
-        containerd_version: ctd.to_string(),
-        containerd_version_source: ctd_source,
-        kubernetes_version: k8s.map(|f| format!("{} ({})", f.version, f.source)),
-        platform: platform.to_string(),
-        platform_source,
+        facts: Facts::of(facts),
         namespace: namespace.to_string(),
         findings,
     })
-}
-
-/// `--platform`, else the root's binaries, else the host's.
-pub fn resolve_platform(root: &Root, given: Option<Platform>) -> Result<(Platform, String)> {
-    if let Some(p) = given {
-        return Ok((p, "--platform".into()));
-    }
-    if let Some((p, path)) = store::root_platform(root)? {
-        return Ok((p, path));
-    }
-    let arch = crate::platform::Arch::host()
-        .ok_or_else(|| anyhow!("detecting the root's platform: no binaries in the root and an unknown host; pass --platform"))?;
-    Ok((
-        Platform { arch },
-        "no binaries in the root; the host's".into(),
-    ))
 }
 
 pub fn print(report: &Report, json: bool) -> Result<()> {
@@ -726,11 +734,11 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
     }
     println!(
         "root {}: containerd {} ({}), platform {} ({})",
-        report.root,
-        report.containerd_version,
-        report.containerd_version_source,
-        report.platform,
-        report.platform_source
+        report.facts.root,
+        report.facts.containerd_version,
+        report.facts.containerd_version_source,
+        report.facts.platform,
+        report.facts.platform_source
     );
     for f in &report.findings {
         let tag = match f.status {
@@ -754,46 +762,18 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `pausebake verify`.
-pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root)?;
-    let report = audit(
-        &root,
-        &args.target.namespace,
-        args.target.platform,
-        args.target.containerd_version.as_deref(),
-        args.kubernetes_version.as_deref(),
-    )?;
-    print(&report, args.output.json)?;
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containerd::store::tests::test_image;
-    use crate::containerd::store::{merge, records, Spec};
+    use crate::containerd::store::tests::{spec, test_image};
+    use crate::containerd::store::{merge, records};
     use crate::platform::Arch;
 
     const AMD64: Platform = Platform { arch: Arch::Amd64 };
 
     fn baked(pin: bool) -> (Bucket, Image) {
         let image = test_image(&[Arch::Amd64, Arch::Arm64], true);
-        let spec = Spec {
-            names: vec!["registry.k8s.io/pause:3.10".into()],
-            namespace: "k8s.io".into(),
-            platform: Some(AMD64),
-            pin,
-            time: Time {
-                unix_secs: 0,
-                nanos: 0,
-            },
-            root_arch: Arch::Amd64,
-        };
+        let spec = spec(Some(AMD64), pin);
         let mut db = Bucket::default();
         merge(&mut db, &records(&image, &spec).unwrap().tree, "k8s.io").unwrap();
         (db, image)
@@ -821,6 +801,24 @@ mod tests {
             blob: &blob,
         })
         .unwrap()
+    }
+
+    /// Inputs for containerd 2.1.9 on amd64, reading [`V3_CONFIG`].
+    fn amd64_inputs<'a>(
+        db: &'a Bucket,
+        blob: &'a dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+        kubernetes: Option<Version>,
+    ) -> Inputs<'a> {
+        Inputs {
+            containerd: Version::new(2, 1, 9),
+            kubernetes,
+            config: Some(V3_CONFIG),
+            db: Some(db),
+            db_order: Some(Endian::Little),
+            namespace: "k8s.io",
+            platform: AMD64,
+            blob,
+        }
     }
 
     fn fails(f: &[Finding]) -> Vec<String> {
@@ -927,17 +925,7 @@ mod tests {
         // As a docker archive's synthesized index: no platform on the entries. Like
         // containerd, import keeps every such manifest, and verify reads each.
         let image = test_image(&[Arch::Amd64, Arch::Arm64], false);
-        let spec = Spec {
-            names: vec!["registry.k8s.io/pause:3.10".into()],
-            namespace: "k8s.io".into(),
-            platform: Some(AMD64),
-            pin: true,
-            time: Time {
-                unix_secs: 0,
-                nanos: 0,
-            },
-            root_arch: Arch::Amd64,
-        };
+        let spec = spec(Some(AMD64), true);
         let recs = records(&image, &spec).unwrap();
         assert_eq!(recs.selection.blobs.len(), 7);
         assert_eq!(recs.selection.manifests.len(), 1);
@@ -1054,29 +1042,129 @@ mod tests {
     fn the_pause_tag_is_checked_against_kubernetes() {
         let (db, image) = baked(true);
         let blob = |d: &str| Ok(image.blobs.get(d).cloned());
-        let f = check(&Inputs {
-            containerd: Version::new(2, 1, 9),
-            kubernetes: Some(Version::new(1, 34, 1)),
-            config: Some(V3_CONFIG),
-            db: Some(&db),
-            db_order: Some(Endian::Little),
-            namespace: "k8s.io",
-            platform: AMD64,
-            blob: &blob,
-        })
-        .unwrap();
+        let f = check(&amd64_inputs(&db, &blob, Some(Version::new(1, 34, 1)))).unwrap();
         let k = f.iter().find(|f| f.check == "kubernetes").unwrap();
         assert_eq!(k.status, Status::Warn);
         assert_eq!(k.message, "Kubernetes 1.34 uses registry.k8s.io/pause:3.10.1, the config names registry.k8s.io/pause:3.10: kubeadm pre-pulls registry.k8s.io/pause:3.10.1");
         assert!(f.iter().all(|f| f.status != Status::Fail));
     }
 
+    // --- one test per rule ---------------------------------------------------------------
+
+    fn setting(config: Option<&str>, v: Version) -> SandboxSetting {
+        sandbox_setting(config, v).unwrap()
+    }
+
     #[test]
-    fn pinning_per_version() {
-        assert_eq!(pinning(Version::new(1, 6, 20)), Pinning::Unsupported);
-        assert_eq!(pinning(Version::new(1, 6, 22)), Pinning::Normalized);
-        assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
-        assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
-        assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
+    fn rule_config_names_the_key_read() {
+        let v = Version::new(2, 1, 9);
+        let f = rule_config(&setting(Some(V3_CONFIG), v), v);
+        assert_eq!(f[0].message, "containerd 2.1.9 reads plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = \"registry.k8s.io/pause:3.10\" (config version 3)");
+        let f = rule_config(&setting(None, v), v);
+        assert_eq!(f[0].message, "no /etc/containerd/config.toml: containerd 2.1.9 uses its default registry.k8s.io/pause:3.10");
+        let old = Version::new(1, 7, 24);
+        assert_eq!(
+            rule_config(&setting(Some(V3_CONFIG), old), old)[0].status,
+            Status::Fail
+        );
+    }
+
+    #[test]
+    fn rule_name_normalizes_and_warns_when_2x_cannot_pin() {
+        let v = Version::new(2, 1, 9);
+        let short = "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'pause:3.10'\n";
+        let (name, warning) = rule_name(&setting(Some(short), v), v).unwrap();
+        assert_eq!(name, "docker.io/library/pause:3.10");
+        assert!(warning.unwrap().message.contains("never pins it"));
+        let (_, warning) = rule_name(&setting(Some(V3_CONFIG), v), v).unwrap();
+        assert_eq!(warning, None);
+        let bad = V3_CONFIG.replace("registry.k8s.io/pause:3.10", "Bad:Name");
+        assert_eq!(
+            rule_name(&setting(Some(&bad), v), v).unwrap_err().check,
+            "name"
+        );
+    }
+
+    #[test]
+    fn rule_byte_order_wants_the_platforms() {
+        let s390x = Platform { arch: Arch::S390x };
+        assert_eq!(rule_byte_order(Some(Endian::Big), s390x), None);
+        assert_eq!(rule_byte_order(None, s390x), None);
+        assert_eq!(
+            rule_byte_order(Some(Endian::Little), s390x).unwrap().check,
+            "byte order"
+        );
+    }
+
+    #[test]
+    fn rule_records_and_image_find_the_name() {
+        let (db, _) = baked(true);
+        let images = db.bucket_at(&[b"v1", b"k8s.io", b"images"]);
+        assert!(rule_records(images, "k8s.io").is_empty());
+        let (_, target, found) = rule_image(images, "registry.k8s.io/pause:3.10", "k8s.io")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.status, Status::Ok);
+        assert_eq!(target.size(), 491);
+        let missing = rule_image(images, "registry.k8s.io/pause:3.9", "k8s.io").unwrap_err();
+        assert!(missing
+            .message
+            .contains("(it has: registry.k8s.io/pause:3.10)"));
+        let mut broken = db.clone();
+        broken
+            .bucket_at_mut(&[b"v1", b"k8s.io", b"images", b"registry.k8s.io/pause:3.10"])
+            .unwrap()
+            .delete(b"target");
+        let images = broken.bucket_at(&[b"v1", b"k8s.io", b"images"]);
+        assert_eq!(rule_records(images, "k8s.io").len(), 1);
+        assert!(rule_image(images, "registry.k8s.io/pause:3.10", "k8s.io")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn rule_content_passes_an_intact_tree() {
+        let (db, image) = baked(true);
+        let blob = |d: &str| Ok(image.blobs.get(d).cloned());
+        let f = rule_content(
+            &amd64_inputs(&db, &blob, None),
+            &db,
+            &image.target,
+            "registry.k8s.io/pause:3.10",
+        )
+        .unwrap();
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0]
+            .message
+            .ends_with("every blob present, sized, hashed and GC-labelled"));
+    }
+
+    #[test]
+    fn rule_pin_reads_both_labels() {
+        let (db, _) = baked(true);
+        let rec = db
+            .bucket_at(&[b"v1", b"k8s.io", b"images", b"registry.k8s.io/pause:3.10"])
+            .unwrap();
+        let v = Version::new(2, 1, 9);
+        let f = rule_pin(
+            rec,
+            "registry.k8s.io/pause:3.10",
+            &setting(Some(V3_CONFIG), v),
+            v,
+        );
+        assert_eq!(
+            f.message,
+            "registry.k8s.io/pause:3.10 is pinned (managed + pinned)"
+        );
+        let f = rule_pin(rec, "registry.k8s.io/pause:3.10", &setting(None, v), v);
+        assert_eq!(f.status, Status::Warn);
+    }
+
+    #[test]
+    fn rule_kubernetes_compares_the_tag() {
+        let f = rule_kubernetes(Version::new(1, 31, 0), "registry.k8s.io/pause:3.10").unwrap();
+        assert_eq!(f.status, Status::Ok);
+        let f = rule_kubernetes(Version::new(1, 30, 0), "registry.k8s.io/pause:3.10").unwrap();
+        assert_eq!(f.status, Status::Warn);
     }
 }

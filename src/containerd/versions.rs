@@ -64,25 +64,126 @@ impl fmt::Display for Version {
 /// The registry every Kubernetes pause image since 1.25 is published under.
 pub const PAUSE_REPOSITORY: &str = "registry.k8s.io/pause";
 
-/// The sandbox image a containerd release uses when its config names none
-/// (`containerd-store.md` §8.1, `pause-and-anchors.md` §3.2).
-pub fn default_sandbox_image(containerd: Version) -> Result<&'static str> {
-    let Version {
-        major,
-        minor,
-        patch,
-    } = containerd;
-    Ok(match (major, minor) {
-        // the default moved off the frozen k8s.gcr.io in 1.6.9
-        (1, 6) if patch <= 8 => "k8s.gcr.io/pause:3.6",
-        (1, 6) => "registry.k8s.io/pause:3.6",
-        (1, 7) => "registry.k8s.io/pause:3.8",
-        (2, 0) | (2, 1) => "registry.k8s.io/pause:3.10",
-        (2, 2) => "registry.k8s.io/pause:3.10.1",
-        (2, 3..) => "registry.k8s.io/pause:3.10.2",
-        _ => bail!("containerd {containerd} is not supported (pausebake knows 1.6 to 2.3)"),
-    })
+/// One containerd release line pausebake knows: its built-in sandbox image and the config
+/// `version` its `containerd config default` writes (which also picks its sandbox key,
+/// [`sandbox_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    pub major: u32,
+    pub minor: u32,
+    /// The sandbox image when the config names none (`containerd-store.md` §8.1,
+    /// `pause-and-anchors.md` §3.2).
+    pub sandbox_image: &'static str,
+    pub config: ConfigVersion,
 }
+
+/// The one table of containerd releases pausebake knows, oldest first. Config, verify and
+/// `--help` all read it; a version newer than the last row is read with the last row's layout.
+pub const RELEASES: [Release; 5] = [
+    Release {
+        major: 1,
+        minor: 6,
+        sandbox_image: "registry.k8s.io/pause:3.6",
+        config: ConfigVersion::V2,
+    },
+    Release {
+        major: 1,
+        minor: 7,
+        sandbox_image: "registry.k8s.io/pause:3.8",
+        config: ConfigVersion::V2,
+    },
+    Release {
+        major: 2,
+        minor: 0,
+        sandbox_image: "registry.k8s.io/pause:3.10",
+        config: ConfigVersion::V3,
+    },
+    Release {
+        major: 2,
+        minor: 1,
+        sandbox_image: "registry.k8s.io/pause:3.10",
+        config: ConfigVersion::V3,
+    },
+    Release {
+        major: 2,
+        minor: 2,
+        sandbox_image: "registry.k8s.io/pause:3.10.1",
+        config: ConfigVersion::V3,
+    },
+];
+
+/// The newest release line in [`RELEASES`], as a version (`2.2.0`): what a root without
+/// containerd is configured for, since a fresh root most likely gets a current containerd.
+pub const NEWEST_KNOWN: Version = {
+    let last = RELEASES[RELEASES.len() - 1];
+    Version::new(last.major, last.minor, 0)
+};
+
+/// The release lines of [`RELEASES`] as `1.6, 1.7, …`, for messages and `--help`.
+pub fn known_releases() -> String {
+    RELEASES
+        .iter()
+        .map(|r| format!("{}.{}", r.major, r.minor))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The row of [`RELEASES`] for `containerd`: its own line, else the newest one for a newer
+/// version; an error for one older than the table.
+pub fn release(containerd: Version) -> Result<&'static Release> {
+    let key = (containerd.major, containerd.minor);
+    if let Some(r) = RELEASES.iter().find(|r| (r.major, r.minor) == key) {
+        return Ok(r);
+    }
+    let newest = &RELEASES[RELEASES.len() - 1];
+    if key > (newest.major, newest.minor) {
+        return Ok(newest);
+    }
+    bail!(
+        "containerd {containerd} is not supported (pausebake knows {})",
+        known_releases()
+    )
+}
+
+/// Whether `containerd` is newer than every row of [`RELEASES`] (read with the newest row).
+pub fn is_newer_than_known(containerd: Version) -> bool {
+    (containerd.major, containerd.minor) > (NEWEST_KNOWN.major, NEWEST_KNOWN.minor)
+}
+
+/// The sandbox image a containerd release uses when its config names none.
+pub fn default_sandbox_image(containerd: Version) -> Result<&'static str> {
+    let r = release(containerd)?;
+    // the default moved off the frozen k8s.gcr.io in 1.6.9
+    if (r.major, r.minor) == (1, 6) && containerd.patch <= 8 {
+        return Ok("k8s.gcr.io/pause:3.6");
+    }
+    Ok(r.sandbox_image)
+}
+
+/// How a containerd version treats `io.cri-containerd.pinned` (`containerd-store.md` §7.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinning {
+    /// 1.6.0–1.6.21, 1.7.0–1.7.2: no pinning.
+    Unsupported,
+    /// 1.6.22+, 1.7.3+: pinned when the normalized config name equals the image name.
+    Normalized,
+    /// 2.x: pinned when the raw config string equals the image name.
+    Raw,
+}
+
+pub fn pinning(v: Version) -> Pinning {
+    match (v.major, v.minor, v.patch) {
+        (1, 6, p) if p < 22 => Pinning::Unsupported,
+        (1, 7, p) if p < 3 => Pinning::Unsupported,
+        (1, m, _) if m < 6 => Pinning::Unsupported,
+        (1, _, _) => Pinning::Normalized,
+        _ => Pinning::Raw,
+    }
+}
+
+/// The newest Kubernetes minor the pause table below names by itself; newer minors get its
+/// tag, as the newest known mapping.
+pub const NEWEST_KUBERNETES_MINOR: u32 = 36;
 
 /// The pause tag kubeadm uses for a Kubernetes minor (`pause-and-anchors.md` §3.1; 1.21's
 /// 3.4.1 and 1.24's 3.7 are kubeadm's `PauseVersion` of those releases).
@@ -141,13 +242,9 @@ impl ConfigVersion {
         }
     }
 
-    /// The version `containerd config default` of that release writes.
-    pub fn native(containerd: Version) -> ConfigVersion {
-        if containerd.major >= 2 {
-            ConfigVersion::V3
-        } else {
-            ConfigVersion::V2
-        }
+    /// The version `containerd config default` of that release writes ([`RELEASES`]).
+    pub fn native(containerd: Version) -> Result<ConfigVersion> {
+        Ok(release(containerd)?.config)
     }
 }
 
@@ -246,8 +343,15 @@ mod tests {
         assert_eq!(d("2.0.0"), "registry.k8s.io/pause:3.10");
         assert_eq!(d("2.1.9"), "registry.k8s.io/pause:3.10");
         assert_eq!(d("2.2.7"), "registry.k8s.io/pause:3.10.1");
-        assert_eq!(d("2.3.4"), "registry.k8s.io/pause:3.10.2");
-        assert!(default_sandbox_image(v("1.5.18")).is_err());
+        // newer than the table: the newest row
+        assert_eq!(d("2.3.4"), "registry.k8s.io/pause:3.10.1");
+        assert!(is_newer_than_known(v("2.3.0")) && !is_newer_than_known(v("2.2.9")));
+        let err = default_sandbox_image(v("1.5.18")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "containerd 1.5.18 is not supported (pausebake knows 1.6, 1.7, 2.0, 2.1, 2.2)"
+        );
+        assert_eq!(NEWEST_KNOWN, v("2.2.0"));
     }
 
     #[test]
@@ -271,6 +375,15 @@ mod tests {
     }
 
     #[test]
+    fn pinning_per_version() {
+        assert_eq!(pinning(Version::new(1, 6, 20)), Pinning::Unsupported);
+        assert_eq!(pinning(Version::new(1, 6, 22)), Pinning::Normalized);
+        assert_eq!(pinning(Version::new(1, 7, 2)), Pinning::Unsupported);
+        assert_eq!(pinning(Version::new(1, 7, 3)), Pinning::Normalized);
+        assert_eq!(pinning(Version::new(2, 0, 0)), Pinning::Raw);
+    }
+
+    #[test]
     fn sandbox_key_per_config_version() {
         assert_eq!(
             sandbox_key(ConfigVersion::V1).dotted(),
@@ -288,8 +401,14 @@ mod tests {
 
     #[test]
     fn config_versions_each_containerd_reads() {
-        assert_eq!(ConfigVersion::native(v("1.7.24")), ConfigVersion::V2);
-        assert_eq!(ConfigVersion::native(v("2.1.9")), ConfigVersion::V3);
+        assert_eq!(
+            ConfigVersion::native(v("1.7.24")).unwrap(),
+            ConfigVersion::V2
+        );
+        assert_eq!(
+            ConfigVersion::native(v("2.1.9")).unwrap(),
+            ConfigVersion::V3
+        );
         assert_eq!(ConfigVersion::from_number(None).unwrap(), ConfigVersion::V1);
         assert!(ConfigVersion::from_number(Some(4)).is_err());
         assert!(check_reads(v("2.1.9"), ConfigVersion::V2).is_ok());

@@ -24,7 +24,7 @@ const PLATFORM: &str = "linux/amd64";
 // --- building archives --------------------------------------------------------------------
 
 /// A valid OCI archive of the committed static amd64 pause, named `name`, uncompressed layer.
-fn good_archive(dir: &Path, name: &str) -> PathBuf {
+pub fn good_archive(dir: &Path, name: &str) -> PathBuf {
     pause_archive(dir, name, &["--compression", "none"])
 }
 
@@ -191,7 +191,7 @@ fn nested(entries: &[Entry], depth: usize) -> Vec<u8> {
 // --- watching a root ----------------------------------------------------------------------
 
 /// Everything about every path under `dir` that a write could change, symlinks not followed.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut out = BTreeMap::new();
     walk(dir, dir, &mut out);
     out
@@ -250,7 +250,11 @@ fn without_mtimes(mut snap: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, Stri
 }
 
 /// Panics listing every difference between two snapshots.
-fn assert_same(what: &str, before: &BTreeMap<PathBuf, String>, after: &BTreeMap<PathBuf, String>) {
+pub fn assert_same(
+    what: &str,
+    before: &BTreeMap<PathBuf, String>,
+    after: &BTreeMap<PathBuf, String>,
+) {
     if before == after {
         return;
     }

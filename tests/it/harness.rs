@@ -125,6 +125,20 @@ pub fn pausebake() -> Command {
     Command::new(PAUSEBAKE)
 }
 
+/// `strace` running pausebake so that it is SIGKILLed just before its `n`th call of
+/// `syscall` (strace's fault injection: the code under test carries no hook). Add
+/// pausebake's arguments.
+pub fn pausebake_killed_before(syscall: &str, n: u32) -> Command {
+    let mut cmd = Command::new("strace");
+    // strace injects only into the calls it traces.
+    cmd.args(["-f", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={syscall}"))
+        .arg("-e")
+        .arg(format!("inject={syscall}:signal=KILL:when={n}"))
+        .arg(PAUSEBAKE);
+    cmd
+}
+
 /// Runs `cmd`, panicking with its command line, status, stdout and stderr unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = run_any(cmd);

@@ -15,3 +15,4 @@ mod harness;
 mod image;
 mod packer;
 mod pause;
+mod plan;
