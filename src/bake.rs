@@ -139,8 +139,8 @@ fn push_unique(names: &mut Vec<String>, name: String) {
     }
 }
 
-/// The image to bake: `--archive`, else assembled from `--binary` files or a fresh compile
-/// for the root's architecture.
+/// The image to bake: `--archive`, else assembled from `--binary` files or the root
+/// architecture's pause (built in, or compiled with `--compile`).
 fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(Image, String)> {
     if let Some(path) = &args.archive {
         let image = crate::archive::read(path)?;
@@ -154,12 +154,16 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
         };
         let compile = CompileArgs {
             arch,
-            cc: args.compile.cc.clone(),
-            pause_version: args.compile.pause_version.clone(),
+            ..args.compile.clone()
         };
-        let built = crate::pause::compile_all(&compile)?;
+        let built = crate::pause::programs(&compile)?;
         let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
-        let source = format!("compiled for {}", archs.join(", "));
+        let how = if compile.compiles() {
+            "compiled"
+        } else {
+            "built in"
+        };
+        let source = format!("{how} for {}", archs.join(", "));
         (built, source)
     } else {
         let bins = crate::pause::read_binaries(&args.spec.binary)?;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::platform::{Arch, Platform};
 
@@ -25,24 +25,51 @@ pub enum Cli {
     Verify(VerifyArgs),
     /// Compile, assemble, import, configure and verify in one step
     Bake(BakeArgs),
+    /// Print the version, the built-in pause programs' sha256 and the image digests
+    Version(VersionArgs),
     /// Developer tool: read or change a bbolt file (used by the tests)
     #[command(hide = true)]
     Bolt(BoltArgs),
 }
 
-/// How the pause binary is produced.
-#[derive(Debug, Args)]
+/// Parses the command line; `--version` prints [`crate::version::text`], so the long
+/// version names the built-in pause programs and the digests of the images they make.
+pub fn parse() -> Cli {
+    let long = crate::version::text().unwrap_or_else(|e| format!("(error: {e:#})"));
+    let matches = Cli::command().long_version(long).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// How the pause binary is produced: the program built into pausebake, unless compiling
+/// is asked for.
+#[derive(Debug, Clone, Args)]
 pub struct CompileArgs {
     /// Architectures, comma-separated (amd64, arm64, arm, ppc64le, s390x, riscv64)
     /// [default: the host's; for bake, the root's]
     #[arg(long, value_delimiter = ',', value_parser = parse_arch)]
     pub arch: Vec<Arch>,
-    /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc
+    /// Compile templates/pause.c with a C compiler on this host instead of using the pause
+    /// programs built into pausebake (implied by --cc, --ld and --pause-version)
+    #[arg(long)]
+    pub compile: bool,
+    /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc (implies
+    /// --compile)
     #[arg(long, value_name = "PATH")]
     pub cc: Option<PathBuf>,
-    /// Version string compiled into pause and printed by `pause -v`
-    #[arg(long, value_name = "STRING", default_value = concat!("pausebake-", env!("CARGO_PKG_VERSION")))]
-    pub pause_version: String,
+    /// Linker for clang instead of ld.lld (s390x: s390x-linux-gnu-ld) (implies --compile)
+    #[arg(long, value_name = "PATH")]
+    pub ld: Option<PathBuf>,
+    /// Version string compiled into pause and printed by `pause -v` (implies --compile)
+    /// [default: the built-in programs' pausebake-VERSION]
+    #[arg(long, value_name = "STRING")]
+    pub pause_version: Option<String>,
+}
+
+impl CompileArgs {
+    /// Whether pause is compiled on this host rather than taken from pausebake itself.
+    pub fn compiles(&self) -> bool {
+        self.compile || self.cc.is_some() || self.ld.is_some() || self.pause_version.is_some()
+    }
 }
 
 /// Machine-readable output.
@@ -203,7 +230,11 @@ pub struct BakeArgs {
     #[command(flatten)]
     pub spec: ImageSpecArgs,
     /// Import this archive instead of building the image
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["binary", "arch", "cc"])]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["binary", "arch", "compile", "cc", "ld", "pause_version"]
+    )]
     pub archive: Option<PathBuf>,
     /// Kubernetes version to pick the pause tag for [default: detected in the root]
     #[arg(long, value_name = "VERSION")]
@@ -215,6 +246,12 @@ pub struct BakeArgs {
     /// Write no CRI managed/pinned labels
     #[arg(long)]
     pub no_pin: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -292,7 +329,6 @@ fn parse_binary(s: &str) -> Result<(Arch, PathBuf), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn verify_cli() {

@@ -13,16 +13,16 @@ mod image;
 mod pause;
 mod platform;
 mod rootfs;
+mod version;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-
 use cli::Cli;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    end_quietly_on_broken_pipe();
+    match run(cli::parse()) {
         Ok(code) => code,
         Err(err) => {
             // One line: Packer and CI logs are line-oriented.
@@ -40,6 +40,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cli::Configure(args) => containerd::config::configure(&args),
         Cli::Verify(args) => containerd::verify::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
+        Cli::Version(args) => version::version(&args),
         Cli::Bolt(args) => bolt::command(&args),
     }
+}
+
+/// A closed stdout (`pausebake image | head -1`) ends the program quietly with status 0, as
+/// ripgrep does, instead of `println!`'s panic. Rust ignores SIGPIPE, so the write fails
+/// with EPIPE and `println!` panics with this fixed message; every other panic is reported
+/// as usual.
+fn end_quietly_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }

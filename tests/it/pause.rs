@@ -621,7 +621,7 @@ fn missing_compiler_names_the_debian_packages() {
         let out = run_any(
             pausebake()
                 .env("PATH", "")
-                .args(["build", "--arch", arch, "--out"])
+                .args(["build", "--compile", "--arch", arch, "--out"])
                 .arg(out_dir.path()),
         );
         assert_eq!(out.status.code(), Some(1), "{out:?}");
