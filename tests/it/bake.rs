@@ -77,7 +77,7 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn offline(c: &Containerd, root: &Path) -> Running {
+pub fn offline(c: &Containerd, root: &Path) -> Running {
     c.start(
         root,
         StartOpts {
@@ -88,7 +88,7 @@ fn offline(c: &Containerd, root: &Path) -> Running {
 }
 
 /// Runs a host-network sandbox and asserts it is READY.
-fn sandbox_ready(ctd: &Running, name: &str) {
+pub fn sandbox_ready(ctd: &Running, name: &str) {
     let logs = tempdir();
     let (id, state) = ctd
         .cri()

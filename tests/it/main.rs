@@ -14,3 +14,4 @@ mod harness;
 mod image;
 mod packer;
 mod pause;
+mod release;
