@@ -4,7 +4,7 @@ use crate::harness::*;
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["build", "image", "import", "configure", "verify", "bake"] {
+    for sub in ["build", "image", "import", "configure", "verify", "bake", "version"] {
         let out = run_ok(pausebake().args([sub, "--help"]));
         assert!(stdout(&out).contains("Usage: pausebake"), "{sub}");
     }
@@ -20,6 +20,7 @@ fn help_fits_in_80_columns() {
         "configure",
         "verify",
         "bake",
+        "version",
     ] {
         for flag in ["-h", "--help"] {
             let mut cmd = pausebake();
