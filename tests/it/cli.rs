@@ -4,7 +4,15 @@ use crate::harness::*;
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["build", "image", "import", "configure", "verify", "bake", "version"] {
+    for sub in [
+        "build",
+        "image",
+        "import",
+        "configure",
+        "verify",
+        "bake",
+        "version",
+    ] {
         let out = run_ok(pausebake().args([sub, "--help"]));
         assert!(stdout(&out).contains("Usage: pausebake"), "{sub}");
     }

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::bake::{offline, sandbox_ready};
-use crate::containerd::versions;
+use crate::containerd::{versions, Containerd};
 use crate::harness::*;
 
 const ARCHES: [&str; 6] = ["amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64"];
@@ -244,6 +244,15 @@ fn copy_source(dest: &Path) {
         let to = dest.join(name);
         fs::create_dir_all(to.parent().unwrap()).unwrap();
         fs::copy(&from, &to).unwrap();
+        // The checkout's mtimes: a second test run in the same place then finds the crate
+        // fresh in the shared target directory instead of rebuilding it.
+        let mtime = fs::metadata(&from).unwrap().modified().unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&to)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
     }
 }
 
@@ -413,8 +422,9 @@ fn static_binary_alone_in_an_empty_chroot_bakes_every_platform() {
     for (i, platform) in PLATFORMS.iter().enumerate() {
         let root = format!("r{i}");
         fs::create_dir(jail.join(&root)).unwrap();
-        let mut cmd = Command::new("chroot");
-        // Nothing but the binary and the roots it writes: no libc, no shell, no compiler.
+        let mut cmd = Command::new(which("chroot").unwrap());
+        // Nothing but the binary and the roots it writes: no libc, no shell, no compiler,
+        // no environment.
         cmd.arg(jail).arg("/pausebake").env_clear();
         let digest = bake_digest(cmd, &format!("/{root}"), platform);
         assert_eq!(
@@ -465,8 +475,15 @@ fn static_arm64_binary_bakes_every_platform_under_qemu_user() {
 }
 
 /// A fresh copy of the cached bullseye root (with sudo and systemd, for the amazon-ebs
-/// step), under `dir/root`, with the files a booted node has. `None` after a loud skip.
-fn bullseye_root(dir: &Path) -> Option<PathBuf> {
+/// step), under `dir/root`, with the files a booted node has, and the containerd that
+/// boots it in these tests. `None` after a loud skip.
+///
+/// Bullseye ships containerd 1.4.13, which pausebake refuses (it knows 1.6 to 2.3) and whose
+/// CRI (v1alpha2 only) the tests' runtime.v1 client cannot talk to; a Kubernetes node on
+/// bullseye runs a newer containerd from elsewhere. So the host's containerd 1.6 binary
+/// replaces the root's: it is what `bake --root /` finds in the root, and the same binary
+/// then boots the baked store.
+fn bullseye_root(dir: &Path) -> Option<(PathBuf, Containerd)> {
     if !is_root() {
         skip("the bullseye test needs root (debootstrap, chroot)");
         return None;
@@ -474,6 +491,9 @@ fn bullseye_root(dir: &Path) -> Option<PathBuf> {
     if !(have("debootstrap") && have("chroot")) {
         return None;
     }
+    let c = versions()
+        .into_iter()
+        .find(|c| c.version.starts_with("1.6"))?;
     let tarball = stdout(&run_ok(
         Command::new(repo().join("tests/debian-root.sh")).args(["bullseye", "sudo,systemd"]),
     ));
@@ -492,7 +512,8 @@ fn bullseye_root(dir: &Path) -> Option<PathBuf> {
             fs::write(root.join(file), text).unwrap();
         }
     }
-    Some(root)
+    install(&c.bin("containerd"), &root.join("usr/bin/containerd"));
+    Some((root, c))
 }
 
 fn install(from: &Path, to: &Path) {
@@ -504,7 +525,7 @@ fn install(from: &Path, to: &Path) {
 fn bullseye_root_static_binary_bakes_it_and_containerd_runs_a_sandbox_offline() {
     let Some(dist) = dist() else { return };
     let dir = tempdir();
-    let Some(root) = bullseye_root(dir.path()) else {
+    let Some((root, c)) = bullseye_root(dir.path()) else {
         return;
     };
     // The glibc build (the test binary, built on bookworm) does not start on glibc 2.31.
@@ -532,7 +553,10 @@ fn bullseye_root_static_binary_bakes_it_and_containerd_runs_a_sandbox_offline() 
             .args(["/pausebake", "bake", "--root", "/"]),
     );
     let summary = stdout(&out);
-    assert!(summary.contains("  containerd 1.4.13 ("), "{summary}");
+    assert!(
+        summary.contains(&format!("  containerd {} (", c.semver_string())),
+        "{summary}"
+    );
     assert!(summary.contains("verify     ok"), "{summary}");
     run_ok(
         Command::new("chroot")
@@ -540,15 +564,7 @@ fn bullseye_root_static_binary_bakes_it_and_containerd_runs_a_sandbox_offline() 
             .args(["/pausebake", "verify", "--root", "/"]),
     );
 
-    // The root's own containerd is 1.4, which serves only the v1alpha2 CRI API our client
-    // (runtime.v1) does not speak; so the host's containerd 1.6 boots this root's store and
-    // config (containerd/state inside the root), in an empty network namespace.
-    let Some(c) = versions()
-        .into_iter()
-        .find(|c| c.version.starts_with("1.6"))
-    else {
-        return;
-    };
+    // The root's containerd boots its store and config, in an empty network namespace.
     let ctd = offline(&c, &root);
     sandbox_ready(&ctd, "bullseye");
     assert!(ctd.pull_attempts().is_empty(), "{}", ctd.log());
@@ -611,7 +627,7 @@ fn amazon_ebs_shell_step_runs_in_a_bullseye_root() {
         return;
     }
     let dir = tempdir();
-    let Some(root) = bullseye_root(dir.path()) else {
+    let Some((root, _)) = bullseye_root(dir.path()) else {
         return;
     };
     // The file provisioner's upload.
