@@ -35,8 +35,13 @@ pub enum Cli {
 /// Parses the command line; `--version` prints [`crate::version::text`], so the long
 /// version names the built-in pause programs and the digests of the images they make.
 pub fn parse() -> Cli {
-    let long = crate::version::text().unwrap_or_else(|e| format!("(error: {e:#})"));
-    let matches = Cli::command().long_version(long).get_matches();
+    let mut command = Cli::command();
+    // Assembling six images for that text is work no other command needs.
+    if std::env::args_os().any(|a| a == "--version") {
+        let long = crate::version::text().unwrap_or_else(|e| format!("(error: {e:#})"));
+        command = command.long_version(long);
+    }
+    let matches = command.get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 

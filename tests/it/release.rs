@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 use crate::bake::{offline, sandbox_ready};
 use crate::containerd::{versions, Containerd};
 use crate::harness::*;
+use crate::pause::qemu;
 
 const ARCHES: [&str; 6] = ["amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64"];
 const ALL: &str = "amd64,arm64,arm,ppc64le,s390x,riscv64";
@@ -52,7 +53,8 @@ fn bake_digest(mut cmd: Command, root: &str, platform: &str) -> String {
 
 #[test]
 fn built_in_pause_is_the_pinned_toolchains_build_of_pause_c() {
-    if !(have("clang-19") && have("ld.lld-19")) {
+    let emulators = || ARCHES.iter().all(|a| *a == host_arch() || have(&qemu(a)));
+    if !(have("clang-19") && have("ld.lld-19") && emulators()) {
         return;
     }
     let (compiled, built_in) = (tempdir(), tempdir());
@@ -79,7 +81,22 @@ fn built_in_pause_is_the_pinned_toolchains_build_of_pause_c() {
     );
     for arch in ARCHES {
         let name = format!("pause-linux-{arch}");
-        let committed = fs::read(repo().join("templates").join(&name)).unwrap();
+        let path = repo().join("templates").join(&name);
+        // What ships runs: natively or under qemu-user, it prints the version it carries.
+        let mut run = if arch == host_arch() {
+            Command::new(&path)
+        } else {
+            let mut cmd = Command::new(qemu(arch));
+            cmd.arg(&path);
+            cmd
+        };
+        let out = run_ok(run.arg("-v"));
+        assert_eq!(
+            stdout(&out),
+            format!("pause.c pausebake-{}\n", env!("CARGO_PKG_VERSION")),
+            "{arch}"
+        );
+        let committed = fs::read(&path).unwrap();
         assert!(
             fs::read(compiled.path().join(&name)).unwrap() == committed,
             "templates/{name} is not clang-19's build of templates/pause.c: run make pause-binaries"
