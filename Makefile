@@ -19,8 +19,8 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# dist/pause.oci.tar for every architecture whose compiler is present (an architecture
-# that does not compile is skipped, loudly), plus its sha256 and image digest.
+# dist/pause.oci.tar for IMAGE_ARCHES (the built-in pause programs; an architecture whose
+# `build` fails is skipped, loudly), plus its sha256 and image digest.
 # SOURCE_DATE_EPOCH is honoured; IMAGE_FLAGS adds e.g. --name REF or --compression none.
 IMAGE_ARCHES ?= amd64 arm64 arm ppc64le s390x riscv64
 IMAGE_FLAGS ?=

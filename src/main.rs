@@ -1,5 +1,5 @@
-//! pausebake: compile the Kubernetes pause program, assemble a byte-reproducible OCI image
-//! of it, and bake it into an offline root's containerd store and config.
+//! pausebake: carry (or compile) the Kubernetes pause program, assemble a byte-reproducible
+//! OCI image of it, and bake it into an offline root's containerd store and config.
 
 mod archive;
 mod bake;
