@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use crate::bake::{offline, sandbox_ready};
 use crate::containerd::{versions, Containerd};
+use crate::distro::debian_root;
 use crate::harness::*;
 use crate::pause::qemu;
 
@@ -511,24 +512,7 @@ fn bullseye_root(dir: &Path) -> Option<(PathBuf, Containerd)> {
     let c = versions()
         .into_iter()
         .find(|c| c.version.starts_with("1.6"))?;
-    let tarball = stdout(&run_ok(
-        Command::new(repo().join("tests/debian-root.sh")).args(["bullseye", "sudo,systemd"]),
-    ));
-    let root = dir.join("root");
-    fs::create_dir(&root).unwrap();
-    run_ok(
-        Command::new("tar")
-            .args(["--numeric-owner", "-xf", tarball.trim(), "-C"])
-            .arg(&root),
-    );
-    for (file, text) in [
-        ("etc/hosts", "127.0.0.1 localhost\n"),
-        ("etc/hostname", "node\n"),
-    ] {
-        if !root.join(file).exists() {
-            fs::write(root.join(file), text).unwrap();
-        }
-    }
+    let root = debian_root(dir, &["bullseye", "sudo,systemd"]);
     install(&c.bin("containerd"), &root.join("usr/bin/containerd"));
     Some((root, c))
 }
