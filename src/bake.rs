@@ -1,4 +1,4 @@
-//! `bake`: compile, assemble, import, configure and verify in one step, one summary.
+//! `bake`: assemble, import, configure and verify in one step, one summary.
 //!
 //! The choices `bake` makes for a root, each printed with where it came from:
 //! - platform: `--platform`, else the root's binaries, else the host's;

@@ -13,7 +13,7 @@ use crate::platform::{Arch, Platform};
 #[derive(Debug, Parser)]
 #[command(name = "pausebake", version, help_expected = true, max_term_width = 80)]
 pub enum Cli {
-    /// Compile pause for one or more architectures
+    /// Write the built-in pause (or compile it) for one or more architectures
     Build(BuildArgs),
     /// Write the pause image as an OCI archive, OCI directory or docker archive
     Image(ImageArgs),
@@ -23,7 +23,7 @@ pub enum Cli {
     Configure(ConfigureArgs),
     /// Check that a pod sandbox would start on --root with no network (exit 3 if not)
     Verify(VerifyArgs),
-    /// Compile, assemble, import, configure and verify in one step
+    /// Assemble, import, configure and verify in one step
     Bake(BakeArgs),
     /// Print the version, the built-in pause programs' sha256 and the image digests
     Version(VersionArgs),
