@@ -2,7 +2,7 @@
 CARGO ?= cargo
 DIST ?= dist
 
-.PHONY: all test lint image bench fuzz clean
+.PHONY: all test lint image dist pause-binaries bench fuzz clean
 
 all:
 	$(CARGO) build --release --locked
@@ -23,8 +23,8 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-# dist/pause.oci.tar for every architecture whose compiler is present (an architecture
-# that does not compile is skipped, loudly), plus its sha256 and image digest.
+# dist/pause.oci.tar for IMAGE_ARCHES (the built-in pause programs; an architecture whose
+# `build` fails is skipped, loudly), plus its sha256 and image digest.
 # SOURCE_DATE_EPOCH is honoured; IMAGE_FLAGS adds e.g. --name REF or --compression none.
 IMAGE_ARCHES ?= amd64 arm64 arm ppc64le s390x riscv64
 IMAGE_FLAGS ?=
@@ -45,6 +45,24 @@ image:
 	head -n 1 $(DIST)/pause.oci.tar.txt >$(DIST)/pause.oci.tar.digest
 	cd $(DIST) && sha256sum pause.oci.tar >pause.oci.tar.sha256
 	@cat $(DIST)/pause.oci.tar.txt $(DIST)/pause.oci.tar.sha256
+
+# The release files: static pausebake for amd64 and arm64, pause.oci.tar (six platforms),
+# SHA256SUMS and provenance.json, byte-identical from any checkout (tools/dist.sh).
+dist:
+	DIST=$(DIST) CARGO=$(CARGO) tools/dist.sh
+
+# The six built-in pause programs, rebuilt from templates/pause.c with the pinned toolchain
+# (Debian bookworm's clang-19 and lld-19, which link all six). Run after changing pause.c
+# or the version, and commit the result; `make test` rebuilds them the same way and
+# requires identical bytes.
+PAUSE_CC ?= clang-19
+PAUSE_LD ?= ld.lld-19
+pause-binaries:
+	$(CARGO) run --locked --quiet -- build --cc $(PAUSE_CC) --ld $(PAUSE_LD) \
+	  --arch amd64,arm64,arm,ppc64le,s390x,riscv64 --out templates
+	cd templates && sha256sum pause-linux-amd64 pause-linux-arm64 pause-linux-arm \
+	  pause-linux-ppc64le pause-linux-s390x pause-linux-riscv64 >pause-linux.sha256
+	{ $(PAUSE_CC) --version | head -n 1; $(PAUSE_LD) --version; } >templates/pause-linux.toolchain
 
 # One table: sizes, RSS and times, each beside the figure it is compared to.
 bench:

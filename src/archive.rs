@@ -91,7 +91,8 @@ pub fn image(args: &ImageArgs) -> Result<ExitCode> {
 }
 
 /// The pause binaries for `pausebake image`: each `--binary` read and checked like a
-/// compiled one, then every other `--arch` (or the host, when neither is given) compiled.
+/// compiled one, then every other `--arch` (or the host, when neither is given) built in
+/// or compiled.
 fn binaries(args: &ImageArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
     let mut out = crate::pause::read_binaries(&args.spec.binary)?;
     let rest: Vec<Arch> = args
@@ -101,17 +102,16 @@ fn binaries(args: &ImageArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
         .copied()
         .filter(|a| !out.iter().any(|(b, _)| b == a))
         .collect();
-    // No --arch: compile for the host unless prebuilt binaries were given.
-    let compile = if args.compile.arch.is_empty() {
+    // No --arch: the host's pause unless prebuilt binaries were given.
+    let more = if args.compile.arch.is_empty() {
         out.is_empty()
     } else {
         !rest.is_empty()
     };
-    if compile {
-        out.extend(crate::pause::compile_all(&CompileArgs {
+    if more {
+        out.extend(crate::pause::programs(&CompileArgs {
             arch: rest,
-            cc: args.compile.cc.clone(),
-            pause_version: args.compile.pause_version.clone(),
+            ..args.compile.clone()
         })?);
     }
     Ok(out)

@@ -125,8 +125,8 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
     ))
 }
 
-/// The image to bake: `--archive`, else assembled from `--binary` files or a fresh compile
-/// for the root's architecture.
+/// The image to bake: `--archive`, else assembled from `--binary` files or the root
+/// architecture's pause (built in, or compiled with `--compile`).
 fn image_for(args: &BakeArgs, facts: &RootFacts, names: &[String]) -> Result<(Image, String)> {
     if let Some(path) = &args.archive {
         let image = crate::archive::read(path)?;
@@ -168,13 +168,16 @@ fn pause_binaries(args: &BakeArgs, facts: &RootFacts) -> Result<(Binaries, Strin
     };
     let compile = CompileArgs {
         arch,
-        cc: args.compile.cc.clone(),
-        pause_version: args.compile.pause_version.clone(),
+        ..args.compile.clone()
     };
-    let built = crate::pause::compile_all(&compile)?;
+    let built = crate::pause::programs(&compile)?;
     let archs: Vec<&str> = built.iter().map(|(a, _)| a.name()).collect();
-    let source = format!("compiled for {}", archs.join(", "));
-    Ok((built, source))
+    let how = if compile.compiles() {
+        "compiled"
+    } else {
+        "built in"
+    };
+    Ok((built, format!("{how} for {}", archs.join(", "))))
 }
 
 fn print(s: &Summary, json: bool) -> Result<()> {

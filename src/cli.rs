@@ -14,7 +14,7 @@ use crate::platform::{Arch, Platform};
 #[derive(Debug, Parser)]
 #[command(name = "pausebake", version, help_expected = true, max_term_width = 80)]
 pub enum Cli {
-    /// Compile pause for one or more architectures
+    /// Write the built-in pause (or compile it) for one or more architectures
     Build(BuildArgs),
     /// Write the pause image as an OCI archive, OCI directory or docker archive
     Image(ImageArgs),
@@ -24,26 +24,45 @@ pub enum Cli {
     Configure(ConfigureArgs),
     /// Check that a pod sandbox would start on --root with no network (exit 3 if not)
     Verify(VerifyArgs),
-    /// Compile, assemble, import, configure and verify in one step
+    /// Assemble, import, configure and verify in one step
     Bake(BakeArgs),
+    /// Print the version, the built-in pause programs' sha256 and the image digests
+    Version(VersionArgs),
     /// Developer tool: read or change a bbolt file (used by the tests)
     #[command(hide = true)]
     Bolt(BoltArgs),
 }
 
-/// How the pause binary is produced.
-#[derive(Debug, Args)]
+/// How the pause binary is produced: the program built into pausebake, unless compiling
+/// is asked for.
+#[derive(Debug, Clone, Args)]
 pub struct CompileArgs {
     /// Architectures, comma-separated (amd64, arm64, arm, ppc64le, s390x, riscv64)
     /// [default: the host's; for bake, the root's]
     #[arg(long, value_delimiter = ',', value_parser = parse_arch)]
     pub arch: Vec<Arch>,
-    /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc
+    /// Compile templates/pause.c with a C compiler on this host instead of using the pause
+    /// programs built into pausebake (implied by --cc, --ld and --pause-version)
+    #[arg(long)]
+    pub compile: bool,
+    /// C compiler to use instead of searching for clang, TRIPLE-gcc and cc (implies
+    /// --compile)
     #[arg(long, value_name = "PATH")]
     pub cc: Option<PathBuf>,
-    /// Version string compiled into pause and printed by `pause -v`
-    #[arg(long, value_name = "STRING", default_value = concat!("pausebake-", env!("CARGO_PKG_VERSION")))]
-    pub pause_version: String,
+    /// Linker for clang instead of ld.lld (s390x: s390x-linux-gnu-ld) (implies --compile)
+    #[arg(long, value_name = "PATH")]
+    pub ld: Option<PathBuf>,
+    /// Version string compiled into pause and printed by `pause -v` (implies --compile)
+    /// [default: the built-in programs' pausebake-VERSION]
+    #[arg(long, value_name = "STRING")]
+    pub pause_version: Option<String>,
+}
+
+impl CompileArgs {
+    /// Whether pause is compiled on this host rather than taken from pausebake itself.
+    pub fn compiles(&self) -> bool {
+        self.compile || self.cc.is_some() || self.ld.is_some() || self.pause_version.is_some()
+    }
 }
 
 /// Machine-readable output.
@@ -261,7 +280,11 @@ pub struct BakeArgs {
     #[command(flatten)]
     pub spec: ImageSpecArgs,
     /// Import this archive instead of building the image
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["binary", "arch", "cc"])]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["binary", "arch", "compile", "cc", "ld", "pause_version"]
+    )]
     pub archive: Option<PathBuf>,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -285,6 +308,12 @@ fn containerd_version_help() -> String {
          root's containerd]",
         versions::known_releases()
     )
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,5 @@
-//! pausebake: compile the Kubernetes pause program, assemble a byte-reproducible OCI image
-//! of it, and bake it into an offline root's containerd store and config.
+//! pausebake: carry (or compile) the Kubernetes pause program, assemble a byte-reproducible
+//! OCI image of it, and bake it into an offline root's containerd store and config.
 
 mod archive;
 mod bake;
@@ -22,16 +22,16 @@ mod rootfs;
 mod strict;
 #[cfg(test)]
 mod structure;
+mod version;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-
 use cli::Cli;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    end_quietly_on_broken_pipe();
+    match run(version::parse()) {
         Ok(code) => code,
         Err(err) => {
             // One line: Packer and CI logs are line-oriented.
@@ -49,6 +49,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cli::Configure(args) => bake::configure(&args),
         Cli::Verify(args) => bake::verify(&args),
         Cli::Bake(args) => bake::bake(&args),
+        Cli::Version(args) => version::version(&args),
         Cli::Bolt(args) => devtool::command(&args),
     }
+}
+
+/// A closed stdout (`pausebake image | head -1`) ends the program quietly with status 0, as
+/// ripgrep does, instead of `println!`'s panic. Rust ignores SIGPIPE, so the write fails
+/// with EPIPE and `println!` panics with this fixed message; every other panic is reported
+/// as usual.
+fn end_quietly_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }

@@ -1,6 +1,14 @@
-//! The pause program: find a compiler for each architecture, compile the freestanding
-//! `templates/pause.c` with it, and check that what came out is a static ELF executable
-//! for that architecture. Also checks prebuilt binaries handed in with `--binary`.
+//! The pause program: the six binaries built into pausebake, or, with `--compile`, find a
+//! compiler for each architecture, compile the freestanding `templates/pause.c` with it, and
+//! check that what came out is a static ELF executable for that architecture. Also checks
+//! prebuilt binaries handed in with `--binary`.
+//!
+//! The built-in programs are `templates/pause-linux-<arch>`, compiled from `pause.c` by
+//! `make pause-binaries` with Debian bookworm's clang-19 and lld-19 (the one toolchain that
+//! links all six, s390x included) and committed with their sha256
+//! (`templates/pause-linux.sha256`). A test rebuilds them with that toolchain and requires
+//! identical bytes. Because they are part of the source, the image digest is a property of
+//! the pausebake version, not of whichever compiler a host happens to have.
 //!
 //! No sysroot and no C library are needed: the template makes its own system calls, so any
 //! compiler that can emit code for the target and a linker that can link it will do. The
@@ -28,10 +36,47 @@ use crate::platform::{Arch, Endian};
 /// The C source, compiled as it is; the version comes in as `-DVERSION`.
 const TEMPLATE: &str = include_str!("../templates/pause.c");
 
-/// `pausebake build`: compile, write `pause-linux-<arch>` (mode 0755) into `--out`, and
-/// report each file's size and sha256.
+/// The version string the built-in programs carry, and `--compile`'s default.
+pub const DEFAULT_VERSION: &str = concat!("pausebake-", env!("CARGO_PKG_VERSION"));
+
+/// The built-in pause programs (see the module doc), in [`Arch::ALL`] order.
+const BUILT_IN: [(Arch, &[u8]); 6] = [
+    (
+        Arch::Amd64,
+        include_bytes!("../templates/pause-linux-amd64"),
+    ),
+    (
+        Arch::Arm64,
+        include_bytes!("../templates/pause-linux-arm64"),
+    ),
+    (Arch::Arm, include_bytes!("../templates/pause-linux-arm")),
+    (
+        Arch::Ppc64le,
+        include_bytes!("../templates/pause-linux-ppc64le"),
+    ),
+    (
+        Arch::S390x,
+        include_bytes!("../templates/pause-linux-s390x"),
+    ),
+    (
+        Arch::Riscv64,
+        include_bytes!("../templates/pause-linux-riscv64"),
+    ),
+];
+
+/// The built-in pause program for `arch`.
+pub fn built_in(arch: Arch) -> &'static [u8] {
+    BUILT_IN
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map(|(_, elf)| *elf)
+        .expect("BUILT_IN holds every Arch")
+}
+
+/// `pausebake build`: write the built-in (or, with `--compile`, freshly compiled)
+/// `pause-linux-<arch>` (mode 0755) into `--out`, and report each file's size and sha256.
 pub fn build(args: &BuildArgs) -> Result<ExitCode> {
-    let binaries = compile_all(&args.compile)?;
+    let binaries = programs(&args.compile)?;
     fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output directory {}", args.out.display()))?;
     let mut report = Vec::new();
@@ -62,9 +107,9 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Compiles pause for every architecture `args` asks for (the host's by default) and
-/// returns each checked static ELF, in the order asked.
-pub fn compile_all(args: &CompileArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
+/// The pause program for every architecture `args` asks for (the host's by default), in
+/// the order asked: the built-in ones, or compiled when `args` asks for compiling.
+pub fn programs(args: &CompileArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
     let mut arches: Vec<Arch> = Vec::new();
     for arch in &args.arch {
         if !arches.contains(arch) {
@@ -79,13 +124,32 @@ pub fn compile_all(args: &CompileArgs) -> Result<Vec<(Arch, Vec<u8>)>> {
             )
         })?);
     }
+    if !args.compiles() {
+        return Ok(arches
+            .into_iter()
+            .map(|a| (a, built_in(a).to_vec()))
+            .collect());
+    }
+    compile_all(args, arches)
+}
+
+/// Compiles pause for `arches` and returns each checked static ELF, in that order.
+fn compile_all(args: &CompileArgs, arches: Vec<Arch>) -> Result<Vec<(Arch, Vec<u8>)>> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     // Find every compiler before compiling anything, so a missing one fails fast.
     let toolchains = arches
         .iter()
-        .map(|&arch| find_toolchain(arch, args.cc.as_deref(), &path, Arch::host()))
+        .map(|&arch| {
+            find_toolchain(
+                arch,
+                args.cc.as_deref(),
+                args.ld.as_deref(),
+                &path,
+                Arch::host(),
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
-    let version = c_string_literal(&args.pause_version)?;
+    let version = c_string_literal(args.pause_version.as_deref().unwrap_or(DEFAULT_VERSION))?;
     // One thread per architecture: the compilers are separate processes anyway.
     let results: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = toolchains
@@ -127,29 +191,35 @@ struct Toolchain {
 }
 
 /// Picks the compiler for `arch`: `--cc` if given, else clang with ld.lld (GNU ld for
-/// s390x), else `<triple>-gcc`, else `cc` when `arch` is the host's. `path` is the PATH
-/// to search.
+/// s390x), else `<triple>-gcc`, else `cc` when `arch` is the host's. `ld` (`--ld`) replaces
+/// clang's linker search. `path` is the PATH to search.
 fn find_toolchain(
     arch: Arch,
     cc: Option<&Path>,
+    ld: Option<&Path>,
     path: &OsStr,
     host: Option<Arch>,
 ) -> Result<Toolchain> {
     let clang_linker = || {
-        if arch == Arch::S390x {
+        if let Some(ld) = ld {
+            find_program(ld, path)
+        } else if arch == Arch::S390x {
             // lld has no s390x back end; the cross binutils' ld links clang's objects.
             which(&format!("{}-ld", arch.gnu_triple()), path)
         } else {
             which("ld.lld", path)
         }
     };
+    if let Some(ld) = ld {
+        ensure!(
+            find_program(ld, path).is_some(),
+            "finding the linker {} given with --ld: not found; give an existing linker, or \
+             omit --ld to search for one",
+            ld.display()
+        );
+    }
     if let Some(cc) = cc {
-        let found = if cc.components().count() > 1 {
-            cc.is_file().then(|| cc.to_path_buf())
-        } else {
-            which(&cc.to_string_lossy(), path)
-        };
-        let cc = found.ok_or_else(|| {
+        let cc = find_program(cc, path).ok_or_else(|| {
             anyhow!(
                 "finding the C compiler {} given with --cc: not found; give an existing \
                  compiler, or omit --cc to search for one (Debian packages: {})",
@@ -232,6 +302,16 @@ fn is_clang(cc: &Path) -> Result<bool> {
     Ok(String::from_utf8_lossy(&out.stdout).contains("clang"))
 }
 
+/// `program` as given on the command line: a path if it has a directory part, else looked
+/// up on `path`.
+fn find_program(program: &Path, path: &OsStr) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        program.is_file().then(|| program.to_path_buf())
+    } else {
+        which(&program.to_string_lossy(), path)
+    }
+}
+
 /// `program` on `path`, if it is there.
 fn which(program: &str, path: &OsStr) -> Option<PathBuf> {
     std::env::split_paths(path)
@@ -270,7 +350,11 @@ fn compile_args(tc: &Toolchain, dir: &Path, version: &str) -> Vec<OsString> {
     arg("-Wl,-z,noexecstack"); // a GNU_STACK header that keeps the stack non-executable
     arg("-Wl,-z,norelro"); // no RELRO segment: there is nothing to write-protect
     arg("-Wl,-z,noseparate-code"); // GNU ld would page-align text: 8 KiB instead of 1
-    if tc.ld.as_deref().and_then(Path::file_name) == Some(OsStr::new("ld.lld")) {
+    let is_lld = |ld: &Path| {
+        ld.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("ld.lld"))
+    };
+    if tc.ld.as_deref().is_some_and(is_lld) {
         // lld's default puts read-only data in a page of its own; sharing the code's page
         // (as GNU ld does with noseparate-code) keeps a running pause one page smaller.
         arg("-Wl,--no-rosegment");
@@ -535,12 +619,12 @@ mod tests {
         ]) else {
             return;
         };
-        let tc = find_toolchain(Arch::Arm64, None, &path, Some(Arch::Amd64)).unwrap();
+        let tc = find_toolchain(Arch::Arm64, None, None, &path, Some(Arch::Amd64)).unwrap();
         assert_eq!(tc.driver, Driver::Clang);
         assert_eq!(tc.cc, dir.path().join("clang"));
         assert_eq!(tc.ld, Some(dir.path().join("ld.lld")));
         // lld cannot link s390x; without GNU ld for it the cross gcc is next.
-        let tc = find_toolchain(Arch::S390x, None, &path, Some(Arch::Amd64)).unwrap();
+        let tc = find_toolchain(Arch::S390x, None, None, &path, Some(Arch::Amd64)).unwrap();
         assert_eq!(tc.driver, Driver::Gcc);
         assert_eq!(tc.cc, dir.path().join("s390x-linux-gnu-gcc"));
         assert_eq!(tc.ld, None);
@@ -551,9 +635,9 @@ mod tests {
         let Some((dir, path)) = fake_path(&[("cc", "cc")]) else {
             return;
         };
-        let tc = find_toolchain(Arch::Riscv64, None, &path, Some(Arch::Riscv64)).unwrap();
+        let tc = find_toolchain(Arch::Riscv64, None, None, &path, Some(Arch::Riscv64)).unwrap();
         assert_eq!((tc.driver, tc.cc), (Driver::Gcc, dir.path().join("cc")));
-        let err = find_toolchain(Arch::Arm, None, &path, Some(Arch::Amd64))
+        let err = find_toolchain(Arch::Arm, None, None, &path, Some(Arch::Amd64))
             .unwrap_err()
             .to_string();
         assert_eq!(
@@ -569,10 +653,10 @@ mod tests {
         let Some((dir, path)) = fake_path(&[("clang", "clang"), ("gcc", "gcc")]) else {
             return;
         };
-        let tc = find_toolchain(Arch::Arm64, Some(Path::new("gcc")), &path, None).unwrap();
+        let tc = find_toolchain(Arch::Arm64, Some(Path::new("gcc")), None, &path, None).unwrap();
         assert_eq!((tc.driver, tc.cc), (Driver::Gcc, dir.path().join("gcc")));
         // clang given with --cc still needs its linker.
-        let err = find_toolchain(Arch::Arm64, Some(Path::new("clang")), &path, None)
+        let err = find_toolchain(Arch::Arm64, Some(Path::new("clang")), None, &path, None)
             .unwrap_err()
             .to_string();
         assert_eq!(

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Prints the path of a minimal Debian bookworm root filesystem with containerd and runc from
-# the distribution, made with debootstrap once and cached as a tarball. The mirror is the one
-# this machine's apt already uses, so no host name lives in the repository.
+# Prints the path of a minimal Debian root filesystem (bookworm, or the SUITE given) with
+# containerd and runc from the distribution, made with debootstrap once and cached as a
+# tarball. The mirror is the one this machine's apt already uses, so no host name lives in
+# the repository.
 #
-#   tests/debian-root.sh            -> prints the cached tarball's path, building it if needed
+#   tests/debian-root.sh [SUITE [PACKAGES]]
+#       -> prints the cached tarball's path, building it if needed; PACKAGES (comma-separated)
+#          are included besides containerd and runc, and named in the tarball's name
 set -euo pipefail
+suite=${1:-bookworm}
+extra=${2:-}
 cache=${PAUSEBAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pausebake}
-tarball="$cache/debian-bookworm-containerd.tar"
+tarball="$cache/debian-$suite-containerd${extra:++${extra//,/+}}.tar"
 if [ -s "$tarball" ]; then
   echo "$tarball"
   exit 0
@@ -26,8 +31,8 @@ mirror=$(
 mkdir -p "$cache"
 work=$(mktemp -d "$cache/debootstrap.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-echo "debian-root: debootstrap bookworm from $mirror (cached afterwards)" >&2
-debootstrap --variant=minbase --include=containerd,runc bookworm "$work/root" "$mirror" >"$work/log" 2>&1 ||
+echo "debian-root: debootstrap $suite from $mirror (cached afterwards)" >&2
+debootstrap --variant=minbase --include="containerd,runc${extra:+,$extra}" "$suite" "$work/root" "$mirror" >"$work/log" 2>&1 ||
   { tail -n 30 "$work/log" >&2; exit 1; }
 # Drop the package cache: it is half the size and the tests never need it.
 rm -rf "$work/root/var/cache/apt/archives"/*.deb

@@ -24,6 +24,9 @@ packages=(
   # which needs GNU ld from the cross binutils; gcc is the host fallback, and with
   # libc6-dev builds the static glibc pause the bench compares against
   clang lld llvm gcc binutils-s390x-linux-gnu libc6-dev
+  # the pinned toolchain of the built-in pause programs (templates/pause-linux-*), which a
+  # test rebuilds: clang and lld 19 link all six architectures, s390x included
+  clang-19 lld-19
   # the <triple>-gcc fallback, tested for s390x, arm and arm64
   gcc-s390x-linux-gnu gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu
   # run foreign-architecture binaries in the behaviour suite
@@ -72,8 +75,20 @@ fi
 # containerd, the tmpfs of the full-disk test and the distribution root need root.
 [ "$(id -u)" = 0 ] || cannot "not root: the containerd, full-disk and distribution tests need root"
 
+# `make dist` builds static musl binaries for amd64 and arm64, linked by rust-lld
+if command -v rustup >/dev/null; then
+  rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/null
+else
+  echo "setup: rustup not found; make dist (and its test) needs the musl targets" >&2
+fi
+
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh
 
 # A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
-if [ "$(id -u)" = 0 ]; then tests/debian-root.sh >/dev/null; fi
+# and a bullseye one (glibc 2.31) with sudo and systemd, where tests/it/release.rs runs the
+# static release binary and the amazon-ebs example's shell step
+if [ "$(id -u)" = 0 ]; then
+  tests/debian-root.sh >/dev/null
+  tests/debian-root.sh bullseye sudo,systemd >/dev/null
+fi

@@ -3,12 +3,16 @@
 #
 # Packer 1.7+ without bundled builders: `packer plugins install github.com/hashicorp/amazon`.
 #
-#   packer build -var pausebake=target/release/pausebake packer/examples/amazon-ebs.pkr.hcl
+# The static release binary (`make dist`) runs on any Linux instance, whatever its libc, and
+# carries the pause programs: the instance needs no compiler and no package for pausebake.
+#
+#   make dist
+#   packer build packer/examples/amazon-ebs.pkr.hcl     # arm64: -var pausebake=dist/pausebake-linux-arm64
 
 variable "pausebake" {
   type        = string
-  default     = "target/release/pausebake"
-  description = "Path of a pausebake binary built for the instance's architecture."
+  default     = "dist/pausebake-linux-amd64"
+  description = "Path of the static pausebake for the instance's architecture (make dist)."
 }
 
 variable "kubernetes_version" {

@@ -70,7 +70,7 @@ fn verify_for(root: &Path, platform: &str, extra: &[&str]) -> Output {
     )
 }
 
-fn offline(c: &Containerd, root: &Path) -> Running {
+pub fn offline(c: &Containerd, root: &Path) -> Running {
     c.start(
         root,
         StartOpts {
@@ -81,7 +81,7 @@ fn offline(c: &Containerd, root: &Path) -> Running {
 }
 
 /// Runs a host-network sandbox and asserts it is READY.
-fn sandbox_ready(ctd: &Running, name: &str) {
+pub fn sandbox_ready(ctd: &Running, name: &str) {
     let logs = tempdir();
     let (id, state) = ctd
         .cri()

@@ -2,9 +2,19 @@
 
 use crate::harness::*;
 
+const SUBCOMMANDS: [&str; 7] = [
+    "build",
+    "image",
+    "import",
+    "configure",
+    "verify",
+    "bake",
+    "version",
+];
+
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["build", "image", "import", "configure", "verify", "bake"] {
+    for sub in SUBCOMMANDS {
         let out = run_ok(pausebake().args([sub, "--help"]));
         assert!(stdout(&out).contains("Usage: pausebake"), "{sub}");
     }
@@ -12,15 +22,7 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn help_fits_in_80_columns() {
-    for sub in [
-        "",
-        "build",
-        "image",
-        "import",
-        "configure",
-        "verify",
-        "bake",
-    ] {
+    for sub in std::iter::once("").chain(SUBCOMMANDS) {
         for flag in ["-h", "--help"] {
             let mut cmd = pausebake();
             if !sub.is_empty() {

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -103,20 +103,14 @@ impl Drop for Chrooted {
     }
 }
 
-#[test]
-fn debian_root_baked_from_outside_runs_a_sandbox_offline() {
-    if !is_root() {
-        skip("the distribution test needs root (debootstrap, chroot, mounts)");
-        return;
-    }
-    if !(have("debootstrap") && have("unshare") && have("chroot") && have("ip")) {
-        return;
-    }
-    let tarball = stdout(&run_ok(&mut Command::new(
-        repo().join("tests/debian-root.sh"),
-    )));
-    let dir = tempdir();
-    let root = dir.path().join("root");
+/// A fresh copy of the cached debootstrap root `tests/debian-root.sh ARGS` prints (bookworm
+/// by default; a suite and extra packages otherwise), unpacked at `dir/root`, with the files
+/// a booted node has.
+pub fn debian_root(dir: &Path, args: &[&str]) -> PathBuf {
+    let tarball = stdout(&run_ok(
+        Command::new(repo().join("tests/debian-root.sh")).args(args),
+    ));
+    let root = dir.join("root");
     fs::create_dir(&root).unwrap();
     run_ok(
         Command::new("tar")
@@ -133,6 +127,20 @@ fn debian_root_baked_from_outside_runs_a_sandbox_offline() {
             fs::write(root.join(file), text).unwrap();
         }
     }
+    root
+}
+
+#[test]
+fn debian_root_baked_from_outside_runs_a_sandbox_offline() {
+    if !is_root() {
+        skip("the distribution test needs root (debootstrap, chroot, mounts)");
+        return;
+    }
+    if !(have("debootstrap") && have("unshare") && have("chroot") && have("ip")) {
+        return;
+    }
+    let dir = tempdir();
+    let root = debian_root(dir.path(), &[]);
     let config_path = root.join("etc/containerd/config.toml");
     let config_before = fs::read_to_string(&config_path).unwrap();
 

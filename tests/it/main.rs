@@ -16,3 +16,4 @@ mod image;
 mod packer;
 mod pause;
 mod plan;
+mod release;

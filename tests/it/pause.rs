@@ -24,7 +24,7 @@ const INTERRUPT: &str = "Shutting down, got signal: Interrupt\n";
 /// How long any one pause run may take before the test calls it hung.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn qemu(arch: &str) -> String {
+pub fn qemu(arch: &str) -> String {
     let name = match arch {
         "amd64" => "x86_64",
         "arm64" => "aarch64",
@@ -627,7 +627,7 @@ fn missing_compiler_names_the_debian_packages() {
         let out = run_any(
             pausebake()
                 .env("PATH", "")
-                .args(["build", "--arch", arch, "--out"])
+                .args(["build", "--compile", "--arch", arch, "--out"])
                 .arg(out_dir.path()),
         );
         assert_eq!(out.status.code(), Some(1), "{out:?}");

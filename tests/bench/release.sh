@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Bench rows for the release binary (issue 12): the static pausebake's size against the goal
+# (5 MB) and the glibc release build, and a cold `bake` (new process, fresh root, built-in
+# pause) of the static binary against the dynamic one, RUNS times each, alternating, median
+# reported; the ratio is taken in this run. Builds the static binary with `make dist` unless
+# STATIC names one.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
+RUNS=${RUNS:-15}
+case $(uname -m) in
+  x86_64) arch=amd64 ;;
+  aarch64) arch=arm64 ;;
+  *) echo "bench release: static binaries exist for amd64 and arm64 only" >&2; exit 1 ;;
+esac
+if [ -z "${STATIC:-}" ]; then
+  make --no-print-directory dist >/dev/null
+  STATIC=$PWD/dist/pausebake-linux-$arch
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+now() { date +%s%N; }
+ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+bake_once() {
+  local bin=$1 root=$work/$2
+  mkdir -p "$root"
+  local t0; t0=$(now)
+  "$bin" bake --root "$root" >/dev/null
+  echo $(($(now) - t0))
+}
+
+static_times=() dynamic_times=()
+for i in $(seq "$RUNS"); do
+  static_times+=("$(bake_once "$STATIC" "s$i")")
+  dynamic_times+=("$(bake_once "$PAUSEBAKE" "d$i")")
+done
+s=$(printf '%s\n' "${static_times[@]}" | median)
+d=$(printf '%s\n' "${dynamic_times[@]}" | median)
+size=$(stat -c %s "$STATIC")
+dyn_size=$(stat -c %s "$PAUSEBAKE")
+echo "| static pausebake-linux-$arch size | $(mb "$size") | goal < 5 MB; glibc release build $(mb "$dyn_size") |"
+echo "| cold bake, static binary (median of $RUNS) | $(ms "$s") ms | dynamic (glibc) binary $(ms "$d") ms; ratio $(awk -v a="$s" -v b="$d" 'BEGIN { printf "%.2f", a / b }') |"
