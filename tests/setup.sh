@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs. As root on Debian: apt packages (compilers, qemu-user,
-# containerd, runc, skopeo, umoci, packer, protoc, Go and its bbolt). Elsewhere it only
+# containerd, runc, docker.io, skopeo, umoci, packer, protoc, Go and its bbolt). Elsewhere it only
 # reports what is missing; the tests then skip loudly (and fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,8 @@ packages=(
   strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
+  # docker as a consumer of the docker-archive (tests/it/arch.rs starts its own dockerd)
+  docker.io
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -35,9 +37,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    apt-get update -qq
-    # A package's maintainer script must not start a system containerd.
-    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
+    # A package's maintainer script must not start a system containerd or dockerd: RUNLEVEL=1
+    # for invoke-rc.d without systemd, and a policy-rc.d (which deb-systemd-invoke also asks)
+    # that refuses every start, unless the machine already has one.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      trap 'rm -f "$policy"' EXIT
+      printf '#!/bin/sh\n# tests/setup.sh: no service starts while it installs\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+    fi
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+      --no-install-recommends "${missing[@]}"
   fi
 else
   echo "setup: not root or not Debian; not installing packages (tests skip what is missing)" >&2
@@ -45,6 +56,11 @@ fi
 
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh
+
+# qemu-user 10 and arm64, armhf, ppc64el, s390x and riscv64 containerd sysroots for
+# tests/it/arch.rs, unpacked under ~/.cache/pausebake/foreign (about 1 GB; the first run
+# downloads about 450 MB)
+tests/fetch-foreign.sh
 
 # A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
 if [ "$(id -u)" = 0 ]; then tests/debian-root.sh >/dev/null; fi
