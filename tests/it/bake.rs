@@ -88,7 +88,7 @@ fn offline(c: &Containerd, root: &Path) -> Running {
 }
 
 /// Runs a host-network sandbox and asserts it is READY.
-fn sandbox_ready(ctd: &Running, name: &str) {
+pub(crate) fn sandbox_ready(ctd: &Running, name: &str) {
     let logs = tempdir();
     let (id, state) = ctd
         .cri()
@@ -104,7 +104,7 @@ fn sandbox_ready(ctd: &Running, name: &str) {
 }
 
 /// Whether this containerd pins the sandbox image (1.6.22+, 1.7.3+, 2.x).
-fn pins(c: &Containerd) -> bool {
+pub(crate) fn pins(c: &Containerd) -> bool {
     match c.semver() {
         (1, 6, p) => p >= 22,
         (1, 7, p) => p >= 3,
@@ -113,7 +113,7 @@ fn pins(c: &Containerd) -> bool {
     }
 }
 
-fn no_pull(ctd: &Running) {
+pub(crate) fn no_pull(ctd: &Running) {
     let pulls = ctd.pull_attempts();
     assert!(
         pulls.is_empty(),

@@ -106,6 +106,9 @@ pub struct StartOpts {
     /// TOML deep-merged over the effective config last (values override), e.g.
     /// `"[debug]\nlevel = \"debug\"\n"`. Use the key names of the config's `version`.
     pub config_extra: String,
+    /// Environment variables for containerd, inherited by its shims (e.g. `QEMU_LD_PREFIX`
+    /// for a foreign build running under qemu-user).
+    pub env: Vec<(String, String)>,
 }
 
 impl Containerd {
@@ -204,6 +207,7 @@ impl Containerd {
             .arg(self.bin("containerd"))
             .arg(&config)
             .env("PATH", self.path_env())
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
@@ -921,6 +925,7 @@ fn containerd_every_version_runs_a_host_network_sandbox_offline() {
             StartOpts {
                 no_network: true,
                 config_extra: sandbox_image_toml(c.native_config_version(), name),
+                ..Default::default()
             },
         );
         running.ctr_import("k8s.io", &archive);

@@ -2,6 +2,7 @@
 //! satisfy (compilers, qemu-user, skopeo, umoci, Go's bbolt, containerd, runc, packer).
 //! One test binary, so the harness links once.
 
+mod arch;
 mod bake;
 mod bolt;
 mod cli;
