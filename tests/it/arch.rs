@@ -207,6 +207,16 @@ fn binfmt_conf(arch: Foreign) -> PathBuf {
     PathBuf::from(format!("/usr/lib/binfmt.d/qemu-{}.conf", arch.qemu))
 }
 
+/// The magic and mask of `arch`'s ELF files, `\x`-escaped, from [`binfmt_conf`].
+fn magic_and_mask(arch: Foreign) -> (String, String) {
+    let conf = fs::read_to_string(binfmt_conf(arch))
+        .unwrap_or_else(|e| panic!("reading {}: {e}", binfmt_conf(arch).display()));
+    match conf.trim().split(':').collect::<Vec<_>>().as_slice() {
+        ["", _name, "M", _offset, magic, mask, ..] => (magic.to_string(), mask.to_string()),
+        _ => panic!("unexpected {}: {conf}", binfmt_conf(arch).display()),
+    }
+}
+
 /// Handlers registered for the time a test runs; dropping it restores binfmt_misc as it was
 /// found: our handlers removed, the handlers we disabled enabled again, the filesystem
 /// unmounted if we mounted it.
@@ -214,14 +224,39 @@ struct Binfmt {
     mine: Vec<String>,
     disabled: Vec<String>,
     mounted: bool,
-    _file_lock: fs::File,
-    _lock: MutexGuard<'static, ()>,
+    _lock: BinfmtLock,
+}
+
+/// The right to change binfmt_misc: one test at a time in this process (a mutex) and across
+/// processes (an flock on a file in the cache), since handlers are machine-wide.
+struct BinfmtLock {
+    _file: fs::File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+impl BinfmtLock {
+    /// Blocks until no other test holds the handlers.
+    fn take() -> BinfmtLock {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let file = fs::File::create(foreign_dir().join("binfmt.lock"))
+            .expect("creating the binfmt lock file");
+        file.lock().expect("locking the binfmt lock file");
+        BinfmtLock {
+            _file: file,
+            _guard: guard,
+        }
+    }
 }
 
 /// Handlers a test disabled, written before disabling them, so a run that was killed
 /// before it could restore them is repaired by the next one.
 fn disabled_record() -> PathBuf {
     foreign_dir().join("binfmt-disabled")
+}
+
+fn binfmt_mounted() -> bool {
+    Path::new(BINFMT).join("register").exists()
 }
 
 /// Writes `text` to a binfmt_misc control file in one write, as the kernel requires.
@@ -260,24 +295,17 @@ fn unescape_hex(escaped: &str) -> String {
 impl Binfmt {
     /// Registers `pausebake-qemu-<name>` for each of `archs` (flags `PF`: the emulator is
     /// opened now, so it also runs inside containers' mount namespaces, and argv[0] is kept),
-    /// disabling every other enabled handler of the same magic. Blocks while another test
-    /// (in any process) holds the handlers.
-    fn register(archs: &[(Foreign, &Path)]) -> Binfmt {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        let file_lock = fs::File::create(foreign_dir().join("binfmt.lock"))
-            .expect("creating the binfmt lock file");
-        file_lock.lock().expect("locking the binfmt lock file");
+    /// disabling every other enabled handler of the same magic, for as long as `lock` is
+    /// held (it is released on drop, after restoring).
+    fn register(lock: BinfmtLock, archs: &[(Foreign, &Path)]) -> Binfmt {
         let mut me = Binfmt {
             mine: Vec::new(),
             disabled: Vec::new(),
-            mounted: false,
-            _file_lock: file_lock,
+            mounted: !binfmt_mounted(),
             _lock: lock,
         };
-        if !Path::new(BINFMT).join("register").exists() {
+        if me.mounted {
             run_ok(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", BINFMT]));
-            me.mounted = true;
         }
         assert_eq!(
             fs::read_to_string(Path::new(BINFMT).join("status"))
@@ -294,14 +322,8 @@ impl Binfmt {
             let _ = fs::remove_file(disabled_record());
         }
         for (arch, qemu) in archs {
-            let conf = fs::read_to_string(binfmt_conf(*arch))
-                .unwrap_or_else(|e| panic!("reading {}: {e}", binfmt_conf(*arch).display()));
-            let fields: Vec<&str> = conf.trim().split(':').collect();
-            let (magic, mask) = match fields.as_slice() {
-                ["", _name, "M", _offset, magic, mask, ..] => (*magic, *mask),
-                _ => panic!("unexpected {}: {conf}", binfmt_conf(*arch).display()),
-            };
-            let hex = unescape_hex(magic);
+            let (magic, mask) = magic_and_mask(*arch);
+            let hex = unescape_hex(&magic);
             let name = format!("pausebake-qemu-{}", arch.qemu);
             // one of ours left by a killed run
             let _ = binfmt_write(&name, "-1");
@@ -531,7 +553,7 @@ fn architecture(arch: Foreign) {
         return;
     };
     let started = Instant::now();
-    let _binfmt = Binfmt::register(&[(arch, &setup.qemu)]);
+    let _binfmt = Binfmt::register(BinfmtLock::take(), &[(arch, &setup.qemu)]);
     for sysroot in &setup.builds {
         baked_root_runs_a_sandbox_offline(&setup, sysroot);
     }
@@ -562,4 +584,64 @@ fn arch_s390x_containerd_runs_a_baked_root_offline() {
 #[test]
 fn arch_riscv64_containerd_runs_a_baked_root_offline() {
     architecture(RISCV64);
+}
+
+/// The handler bookkeeping itself: another enabled handler of the same magic (standing in for
+/// Debian's `qemu-aarch64`) is disabled while ours runs the foreign binary, and everything is
+/// as before once the guard is dropped, also when the test holding it panics.
+#[test]
+fn arch_binfmt_handlers_are_restored_even_on_panic() {
+    let Some(setup) = setup(ARM64) else {
+        return;
+    };
+    let lock = BinfmtLock::take();
+    let mounted_here = !binfmt_mounted();
+    if mounted_here {
+        run_ok(Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", BINFMT]));
+    }
+    let decoy = "pausebake-decoy-aarch64";
+    let _ = binfmt_write(decoy, "-1");
+    // the same magic and mask, an interpreter that could not run anything
+    let (magic, mask) = magic_and_mask(ARM64);
+    let line = format!(":{decoy}:M::{magic}:{mask}:/bin/false:F");
+    binfmt_write("register", &line).expect("registering the decoy");
+    let containerd = setup.builds[0].containerd.bin("containerd");
+
+    let sysroot = &setup.builds[0].dir;
+    // The guard is dropped while unwinding, as in a failing test (the panic message below
+    // is expected in the output).
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _binfmt = Binfmt::register(lock, &[(ARM64, &setup.qemu)]);
+        assert_eq!(enabled_magic(decoy), None, "the decoy is disabled");
+        // The kernel itself now runs the arm64 binary through our qemu.
+        let out = run_ok(
+            Command::new(&containerd)
+                .env("QEMU_LD_PREFIX", sysroot)
+                .arg("--version"),
+        );
+        assert!(stdout(&out).starts_with("containerd "), "{}", stdout(&out));
+        panic!("expected: a test failing while it holds the handlers");
+    }));
+
+    let _lock = BinfmtLock::take();
+    let decoy_state = fs::read_to_string(Path::new(BINFMT).join(decoy));
+    let _ = binfmt_write(decoy, "-1");
+    let ours_left = Path::new(BINFMT).join("pausebake-qemu-aarch64").exists();
+    if mounted_here {
+        run_ok(Command::new("umount").arg(BINFMT));
+    }
+    let payload = panicked.expect_err("the closure panicked");
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    assert!(message.starts_with("expected: "), "{message}");
+    assert!(
+        decoy_state
+            .as_deref()
+            .is_ok_and(|s| s.starts_with("enabled\n")),
+        "the decoy is enabled again: {decoy_state:?}"
+    );
+    assert!(!ours_left, "our handler is removed");
 }

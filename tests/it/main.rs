@@ -10,6 +10,7 @@ mod configure;
 mod containerd;
 mod cri;
 mod distro;
+mod docker;
 mod harden;
 mod harness;
 mod image;
