@@ -13,12 +13,7 @@ set -euo pipefail
 cache="${PAUSEBAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pausebake}/containerd"
 suites=(trixie sid)
 
-for tool in apt-get dpkg-deb; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "fetch-containerd: $tool not found; the tests skip containerd 1.7 and 2.x" >&2
-    exit 0
-  fi
-done
+require_tools fetch-containerd "containerd 1.7 and 2.x" apt-get dpkg-deb
 
 # Unpacks the containerd of one suite; prints "<suite> <version> <dir>".
 fetch_suite() {

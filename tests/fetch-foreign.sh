@@ -28,12 +28,7 @@ declare -A suite_arches=(
   [sid]="arm64 armhf ppc64el s390x riscv64"
 )
 
-for tool in apt-get dpkg-deb tar; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "fetch-foreign: $tool not found; the tests skip foreign architectures" >&2
-    exit 0
-  fi
-done
+require_tools fetch-foreign "foreign architectures" apt-get dpkg-deb tar
 
 # The unpacked directory a stamp file names, if it is complete; else nothing.
 cached() {
@@ -148,6 +143,14 @@ fi
 qemu_line="$(fetch_qemu "$mirror")"
 echo "$qemu_line"
 qemu_dir="${qemu_line##* }"
+# The suites download side by side (each has its own apt directory); any failure fails.
+pids=()
 for suite in bookworm trixie sid; do
-  fetch_suite "$suite" "$mirror"
+  fetch_suite "$suite" "$mirror" &
+  pids+=("$!")
 done
+status=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || status=1
+done
+exit "$status"

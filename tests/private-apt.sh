@@ -7,6 +7,19 @@
 
 private_apt_keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
+# require_tools SCRIPT WHAT TOOL...: ends the calling script, successfully, when a TOOL is
+# missing: the tests that need WHAT then skip loudly (and fail under CI=true).
+require_tools() {
+  local script="$1" what="$2" tool
+  shift 2
+  for tool in "$@"; do
+    if ! command -v "$tool" >/dev/null; then
+      echo "$script: $tool not found; the tests skip $what" >&2
+      exit 0
+    fi
+  done
+}
+
 # The URI of the system's Debian archive entry: the first source (deb822 .sources or one-line
 # .list) whose suites include this system's codename. Security and backports entries name
 # other suites, so they are not picked.

@@ -109,6 +109,9 @@ pub struct StartOpts {
     /// Environment variables for containerd, inherited by its shims (e.g. `QEMU_LD_PREFIX`
     /// for a foreign build running under qemu-user).
     pub env: Vec<(String, String)>,
+    /// How long containerd may take to answer CRI; default [`START_TIMEOUT`]. Emulated
+    /// builds on a busy machine need longer.
+    pub start_timeout: Option<Duration>,
 }
 
 impl Containerd {
@@ -227,7 +230,7 @@ impl Containerd {
             run,
             stopped: false,
         };
-        running.wait_ready();
+        running.wait_ready(opts.start_timeout.unwrap_or(START_TIMEOUT));
         running
     }
 }
@@ -534,35 +537,19 @@ impl Running {
             return;
         }
         self.stopped = true;
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .status();
-            let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > STOP_TIMEOUT {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                sleep(Duration::from_millis(50));
-            }
+        // once stopped, containerd has been reaped and its pid may belong to anyone
+        let address = self.address.display().to_string();
+        let ns = self.mnt_ns.as_ref().map(|(ns, _pinned)| ns.clone());
+        let left = terminate(&mut self.child, STOP_TIMEOUT, || {
+            process_tree(None, ns.as_deref(), Some(&address))
+        });
+        if !left.is_empty() {
+            eprintln!("containerd harness: processes left: {left:?}");
         }
-        for _ in 0..50 {
-            let left = self.processes();
-            if left.is_empty() {
-                return;
-            }
-            let mut cmd = Command::new("kill");
-            cmd.arg("-KILL").args(left.iter().map(|p| p.to_string()));
-            let _ = cmd.stderr(Stdio::null()).status();
-            sleep(Duration::from_millis(100));
-        }
-        eprintln!("containerd harness: processes left: {:?}", self.processes());
     }
 
     /// Waits until CRI answers `Version` (containerd serves the socket before CRI is ready).
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, timeout: Duration) {
         let start = Instant::now();
         let mut last = String::new();
         loop {
@@ -596,11 +583,11 @@ impl Running {
                     Err(e) => last = e,
                 }
             }
-            if start.elapsed() > START_TIMEOUT {
+            if start.elapsed() > timeout {
                 let log = self.log();
                 self.stop();
                 panic!(
-                    "containerd {} did not answer CRI within {START_TIMEOUT:?} ({last})\n--- log:\n{log}",
+                    "containerd {} did not answer CRI within {timeout:?} ({last})\n--- log:\n{log}",
                     self.containerd.version
                 );
             }
@@ -623,7 +610,37 @@ impl Drop for Running {
     }
 }
 
-/// One row of /proc.
+/// Stops a daemon started as `child`: SIGTERM to its pid, SIGKILL once `grace` has passed,
+/// then SIGKILL to every process `left` still lists (what it started), for up to five
+/// seconds. Returns what is still left then.
+pub fn terminate(child: &mut Child, grace: Duration, left: impl Fn() -> Vec<u32>) -> Vec<u32> {
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if start.elapsed() > grace {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+    for _ in 0..50 {
+        let pids = left();
+        if pids.is_empty() {
+            return pids;
+        }
+        let mut cmd = Command::new("kill");
+        cmd.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
+        let _ = cmd.stderr(Stdio::null()).status();
+        sleep(Duration::from_millis(100));
+    }
+    left()
+}
+
 /// A containerd's processes: `pid` if given and alive, everything in mount namespace `mnt_ns`, every
 /// process whose command line contains `marker`, and all their descendants (containers have
 /// mount namespaces of their own, so only the parent chain finds them).

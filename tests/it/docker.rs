@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::containerd::process_tree;
+use crate::containerd::{process_tree, terminate};
 use crate::harness::*;
 
 const DOCKER: &str = "/usr/bin/docker";
@@ -136,37 +136,19 @@ impl Dockerd {
         process_tree(pid, None, Some(&marker))
     }
 
-    /// SIGTERM to dockerd by pid, SIGKILL after [`TIMEOUT`], then SIGKILL to anything left.
+    /// Stops dockerd by pid and kills everything it left. Idempotent.
     fn stop(&mut self) {
         if self.stopped {
             return;
         }
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .status();
-            let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > TIMEOUT {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                sleep(Duration::from_millis(50));
-            }
-        }
         self.stopped = true;
-        for _ in 0..50 {
-            let left = self.processes();
-            if left.is_empty() {
-                return;
-            }
-            let mut cmd = Command::new("kill");
-            cmd.arg("-KILL").args(left.iter().map(|p| p.to_string()));
-            let _ = cmd.stderr(Stdio::null()).status();
-            sleep(Duration::from_millis(100));
+        let marker = self.dir.path().display().to_string();
+        let left = terminate(&mut self.child, TIMEOUT, || {
+            process_tree(None, None, Some(&marker))
+        });
+        if !left.is_empty() {
+            eprintln!("dockerd: processes left: {left:?}");
         }
-        eprintln!("dockerd: processes left: {:?}", self.processes());
     }
 }
 
