@@ -5,7 +5,7 @@
 # - qemu-<debian version>/usr/bin/qemu-{aarch64,arm,ppc64le,s390x,riscv64}: qemu-user 10
 #   from bookworm-backports (bookworm's 7.2 rejects the shim's PR_SET_CHILD_SUBREAPER), beside
 #   the system's qemu, which stays as it is;
-# - <debian arch>-containerd-<debian version>/: a sysroot with that architecture's containerd,
+# - <debian arch>-<suite>-containerd-<debian version>/: a sysroot with that architecture's containerd,
 #   libc6 and libseccomp2 (dpkg -x, nothing installed): bookworm's 1.6 for arm64, armhf,
 #   ppc64el and s390x; trixie's 1.7 for arm64 and riscv64 (riscv64 starts at trixie); sid's
 #   2.x for all five.
@@ -66,7 +66,8 @@ fetch_qemu() {
   local dir
   dir="$(cached "$stamp" usr/bin/qemu-riscv64)"
   if [ -n "$dir" ]; then
-    echo "qemu $(basename "$dir") $dir"
+    local name="${dir##*/}"
+    echo "qemu ${name#qemu-} $dir"
     return
   fi
   private_apt "$cache/apt-bookworm-backports" "$mirror" bookworm-backports amd64
@@ -92,46 +93,63 @@ fetch_qemu() {
   echo "qemu $version $dir"
 }
 
-# The sysroots of one suite, one per architecture in suite_arches.
+# Unpacks containerd, libc6 and libseccomp2 of one architecture from the suite whose private
+# apt is configured (APT_CONFIG) into a sysroot; prints "<suite>/<arch> <version> <dir>".
+fetch_sysroot() {
+  local suite="$1" arch="$2" version="$3" apt="$4"
+  local download="$apt/download-$arch"
+  rm -rf "$download" && mkdir -p "$download"
+  (cd "$download" && apt-get -qq download "containerd:$arch=$version" "libc6:$arch" "libseccomp2:$arch" >&2)
+  # the suite is in the name: two suites may one day carry the same version
+  local dir="$cache/$arch-$suite-containerd-$version"
+  rm -rf "$dir.tmp"
+  local deb
+  for deb in "$download"/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
+  merge_usr "$dir.tmp"
+  relativize_links "$dir.tmp"
+  # The binaries must start under this qemu with this sysroot.
+  QEMU_LD_PREFIX="$dir.tmp" "$qemu_dir/usr/bin/qemu-${qemu_name[$arch]}" \
+    "$dir.tmp/usr/bin/containerd" --version >&2
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  rm -rf "$download"
+  basename "$dir" >"$cache/$suite-$arch.dir.tmp" && mv "$cache/$suite-$arch.dir.tmp" "$cache/$suite-$arch.dir"
+  echo "$suite/$arch $version $dir"
+}
+
+# The sysroots of one suite, one per architecture in suite_arches, downloaded side by side.
 fetch_suite() {
   local suite="$1" mirror="$2" arch missing=()
   for arch in ${suite_arches[$suite]}; do
     local dir
     dir="$(cached "$cache/$suite-$arch.dir" usr/bin/containerd)"
     if [ -n "$dir" ]; then
-      echo "$suite/$arch $(basename "$dir") $dir"
+      local name="${dir##*/}"
+      echo "$suite/$arch ${name##*-containerd-} $dir"
     else
       missing+=("$arch")
     fi
   done
   [ "${#missing[@]}" -gt 0 ] || return 0
   local apt="$cache/apt-$suite"
-  # shellcheck disable=SC2086 # the architectures are words
   private_apt "$apt" "$mirror" "$suite" "${missing[@]}"
+  # Versions first: the package cache is built once, before the downloads share it.
+  local versions=()
   for arch in "${missing[@]}"; do
-    local version
-    version="$(private_apt_version "containerd:$arch")"
-    if [ -z "$version" ]; then
+    versions+=("$(private_apt_version "containerd:$arch")")
+    if [ -z "${versions[-1]}" ]; then
       echo "fetch-foreign: no containerd for $arch in $suite" >&2
       return 1
     fi
-    local download="$apt/download-$arch"
-    rm -rf "$download" && mkdir -p "$download"
-    (cd "$download" && apt-get -qq download "containerd:$arch=$version" "libc6:$arch" "libseccomp2:$arch" >&2)
-    local dir="$cache/$arch-containerd-$version"
-    rm -rf "$dir.tmp"
-    local deb
-    for deb in "$download"/*.deb; do dpkg-deb -x "$deb" "$dir.tmp"; done
-    merge_usr "$dir.tmp"
-    relativize_links "$dir.tmp"
-    # The binaries must start under this qemu with this sysroot.
-    QEMU_LD_PREFIX="$dir.tmp" "$qemu_dir/usr/bin/qemu-${qemu_name[$arch]}" \
-      "$dir.tmp/usr/bin/containerd" --version >&2
-    rm -rf "$dir" && mv "$dir.tmp" "$dir"
-    rm -rf "$download"
-    basename "$dir" >"$cache/$suite-$arch.dir.tmp" && mv "$cache/$suite-$arch.dir.tmp" "$cache/$suite-$arch.dir"
-    echo "$suite/$arch $version $dir"
   done
+  local i pids=() status=0
+  for i in "${!missing[@]}"; do
+    fetch_sysroot "$suite" "${missing[$i]}" "${versions[$i]}" "$apt" &
+    pids+=("$!")
+  done
+  for i in "${pids[@]}"; do
+    wait "$i" || status=1
+  done
+  return "$status"
 }
 
 mkdir -p "$cache"

@@ -78,7 +78,8 @@ const LITTLE_ENDIAN_MAGIC: [u8; 4] = [0xed, 0xda, 0x0c, 0xed];
 
 const META_DB: &str = "var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
 
-/// Where `tests/fetch-foreign.sh` unpacks qemu and the sysroots.
+/// Where `tests/fetch-foreign.sh` unpacks qemu and the sysroots, and records them (`qemu.dir`,
+/// `<suite>-<arch>.dir`).
 fn foreign_dir() -> PathBuf {
     cache_dir().join("foreign")
 }
@@ -139,16 +140,15 @@ fn setup(arch: Foreign) -> Option<Setup> {
         stdout(&version)
     );
 
-    let prefix = format!("{}-containerd-", arch.deb);
+    // "<suite>-<arch>.dir" names the sysroot fetch-foreign.sh completed for that suite.
+    let suffix = format!("-{}.dir", arch.deb);
     let mut dirs: Vec<PathBuf> = fs::read_dir(foreign_dir())
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| {
-                    let name = p.file_name().unwrap_or_default().to_string_lossy();
-                    name.starts_with(&prefix) && !name.ends_with(".tmp")
-                })
+                .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+                .filter_map(|e| fs::read_to_string(e.path()).ok())
+                .map(|name| foreign_dir().join(name.trim()))
                 .filter(|p| p.join("usr/bin/containerd").is_file())
                 .collect()
         })
