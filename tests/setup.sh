@@ -59,7 +59,7 @@ tests/fetch-containerd.sh
 
 # qemu-user 10 and arm64, armhf, ppc64el, s390x and riscv64 containerd sysroots for
 # tests/it/arch.rs, unpacked under ~/.cache/pausebake/foreign (about 1 GB; the first run
-# downloads about 450 MB)
+# downloads roughly 500 MB)
 tests/fetch-foreign.sh
 
 # A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
