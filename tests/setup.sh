@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs. As root on Debian: apt packages (compilers, qemu-user,
-# containerd, runc, skopeo, umoci, packer, protoc, Go and its bbolt). Elsewhere it only
+# containerd, runc, docker.io, skopeo, umoci, packer, protoc, Go and its bbolt). Elsewhere it only
 # reports what is missing; the tests then skip loudly. Under CI (CI set to anything but
 # empty, false or 0, the rule of src/strict.rs) what cannot be installed fails the setup,
 # naming the packages.
@@ -43,6 +43,8 @@ packages=(
   strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
+  # docker as a consumer of the docker-archive (tests/it/arch.rs starts its own dockerd)
+  docker.io
 )
 
 # Packages not installed (all of them where dpkg is unknown).
@@ -60,7 +62,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "setup: installing ${missing[*]}"
     apt-get -o DPkg::Lock::Timeout=900 update -qq
-    # A package's maintainer script must not start a system containerd.
+    # A package's maintainer script must not start a system containerd or dockerd: RUNLEVEL=1
+    # for invoke-rc.d without systemd, and a policy-rc.d (which deb-systemd-invoke also asks)
+    # that refuses every start, unless the machine already has one.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+      trap 'rm -f "$policy"' EXIT
+      printf '#!/bin/sh\n# tests/setup.sh: no service starts while it installs\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+    fi
     DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
       --no-install-recommends "${missing[@]}"
     mapfile -t missing < <(not_installed)
@@ -79,11 +89,16 @@ fi
 if command -v rustup >/dev/null; then
   rustup target add x86_64-unknown-linux-musl aarch64-unknown-linux-musl >/dev/null
 else
-  echo "setup: rustup not found; make dist (and its test) needs the musl targets" >&2
+  cannot "rustup not found: make dist and its test need the x86_64 and aarch64 musl targets"
 fi
 
 # containerd 1.7 (trixie) and 2.x (sid) beside the system 1.6, unpacked under ~/.cache/pausebake/containerd
 tests/fetch-containerd.sh
+
+# qemu-user 10 and arm64, armhf, ppc64el, s390x and riscv64 containerd sysroots for
+# tests/it/arch.rs, unpacked under ~/.cache/pausebake/foreign (about 1 GB; the first run
+# downloads roughly 500 MB)
+tests/fetch-foreign.sh
 
 # A debootstrapped Debian root for the distribution end-to-end test (cached after the first run)
 # and a bullseye one (glibc 2.31) with sudo and systemd, where tests/it/release.rs runs the

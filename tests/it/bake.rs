@@ -97,7 +97,7 @@ pub fn sandbox_ready(ctd: &Running, name: &str) {
 }
 
 /// Whether this containerd pins the sandbox image (1.6.22+, 1.7.3+, 2.x).
-fn pins(c: &Containerd) -> bool {
+pub(crate) fn pins(c: &Containerd) -> bool {
     match c.semver() {
         (1, 6, p) => p >= 22,
         (1, 7, p) => p >= 3,
@@ -106,7 +106,7 @@ fn pins(c: &Containerd) -> bool {
     }
 }
 
-fn no_pull(ctd: &Running) {
+pub(crate) fn no_pull(ctd: &Running) {
     let pulls = ctd.pull_attempts();
     assert!(
         pulls.is_empty(),
@@ -155,21 +155,27 @@ fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
     }
 }
 
+/// Asserts RunPodSandbox fails with a pull error, and the log shows the attempt.
+pub(crate) fn sandbox_needs_a_pull(ctd: &Running) {
+    let logs = tempdir();
+    let err = ctd
+        .cri()
+        .run_pod_sandbox("control", true, logs.path())
+        .expect_err("a sandbox started without its image");
+    let msg = err.message().to_lowercase();
+    let version = &ctd.containerd.version;
+    assert!(msg.contains("pull"), "containerd {version}: {msg}");
+    // The log shows the attempt: what no_pull() looks for is there when one happens.
+    assert!(!ctd.pull_attempts().is_empty(), "{}", ctd.log());
+}
+
 #[test]
 fn without_bake_the_sandbox_needs_a_pull() {
     let _lock = containerd_lock();
     for c in versions() {
         let root = tempdir();
         let ctd = offline(&c, root.path());
-        let logs = tempdir();
-        let err = ctd
-            .cri()
-            .run_pod_sandbox("control", true, logs.path())
-            .expect_err("a sandbox started without its image");
-        let msg = err.message().to_lowercase();
-        assert!(msg.contains("pull"), "containerd {}: {msg}", c.version);
-        // The log shows the attempt: what no_pull() looks for is there when one happens.
-        assert!(!ctd.pull_attempts().is_empty(), "{}", ctd.log());
+        sandbox_needs_a_pull(&ctd);
         let out = verify(root.path(), &c, &[]);
         assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
     }

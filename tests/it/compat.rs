@@ -80,11 +80,44 @@ fn suite(c: &Containerd) -> String {
         .into_owned()
 }
 
+/// The README's architecture columns, with Debian's name for each foreign one (the names of
+/// tests/fetch-foreign.sh's sysroots).
+const COLUMNS: [(&str, &str); 6] = [
+    ("amd64", "amd64"),
+    ("arm64", "arm64"),
+    ("arm", "armhf"),
+    ("ppc64le", "ppc64el"),
+    ("s390x", "s390x"),
+    ("riscv64", "riscv64"),
+];
+
+/// The foreign architectures (README column names) that have a containerd `upstream` of
+/// `suite` under the cache of tests/fetch-foreign.sh, which tests/it/arch.rs runs: a
+/// `<suite>-<deb arch>.dir` stamp names a completed `<deb arch>-containerd-<version>` sysroot.
+fn foreign_columns(suite: &str, upstream: &str) -> Vec<&'static str> {
+    let dir = crate::harness::cache_dir().join("foreign");
+    COLUMNS
+        .iter()
+        .filter(|(_, deb)| {
+            let Ok(name) = fs::read_to_string(dir.join(format!("{suite}-{deb}.dir"))) else {
+                return false;
+            };
+            let name = name.trim();
+            let version = name
+                .strip_prefix(&format!("{deb}-containerd-"))
+                .unwrap_or("");
+            version.split(['+', '~']).next() == Some(upstream)
+                && dir.join(name).join("usr/bin/containerd").is_file()
+        })
+        .map(|(column, _)| *column)
+        .collect()
+}
+
 /// One row of the README's table: `what`, then a cell per architecture column.
 fn row(what: &str, yes: &[&str]) -> String {
-    let cells: String = ["amd64", "arm64", "arm", "ppc64le", "s390x", "riscv64"]
+    let cells: String = COLUMNS
         .iter()
-        .map(|a| if yes.contains(a) { " yes |" } else { " |" })
+        .map(|(a, _)| if yes.contains(a) { " yes |" } else { " |" })
         .collect();
     format!("| {what} |{cells}")
 }
@@ -129,13 +162,14 @@ fn readme_table_states_the_programs_tested() {
     let mut want = Vec::new();
     if !containerds.is_empty() {
         for c in &containerds {
+            let (semver, suite) = (c.semver_string(), suite(c));
+            let mut yes = vec![crate::harness::host_arch()];
+            yes.extend(foreign_columns(&suite, &semver));
             want.push(row(
                 &format!(
-                    "containerd {} ({}): import, bake, CRI sandbox offline",
-                    c.semver_string(),
-                    suite(c)
+                    "containerd {semver} ({suite}): fresh root baked, CRI sandbox READY offline"
                 ),
-                &[crate::harness::host_arch()],
+                &yes,
             ));
         }
         // No row for a containerd this run did not test.

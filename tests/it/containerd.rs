@@ -108,6 +108,12 @@ pub struct StartOpts {
     /// TOML deep-merged over the effective config last (values override), e.g.
     /// `"[debug]\nlevel = \"debug\"\n"`. Use the key names of the config's `version`.
     pub config_extra: String,
+    /// Environment variables for containerd, inherited by its shims (e.g. `QEMU_LD_PREFIX`
+    /// for a foreign build running under qemu-user).
+    pub env: Vec<(String, String)>,
+    /// How long containerd may take to answer CRI; default [`START_TIMEOUT`]. Emulated
+    /// builds on a busy machine need longer.
+    pub start_timeout: Option<Duration>,
 }
 
 impl Containerd {
@@ -207,6 +213,7 @@ impl Containerd {
             .arg(self.bin("containerd"))
             .arg(&config)
             .env("PATH", self.path_env())
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log);
@@ -227,7 +234,7 @@ impl Containerd {
             stopped: false,
             _lock: lock,
         };
-        running.wait_ready();
+        running.wait_ready(opts.start_timeout.unwrap_or(START_TIMEOUT));
         running
     }
 }
@@ -536,35 +543,19 @@ impl Running {
             return;
         }
         self.stopped = true;
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.pid.to_string()])
-                .status();
-            let start = Instant::now();
-            while self.child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > STOP_TIMEOUT {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
-                }
-                sleep(Duration::from_millis(50));
-            }
+        // once stopped, containerd has been reaped and its pid may belong to anyone
+        let address = self.address.display().to_string();
+        let ns = self.mnt_ns.as_ref().map(|(ns, _pinned)| ns.clone());
+        let left = terminate(&mut self.child, STOP_TIMEOUT, || {
+            process_tree(None, ns.as_deref(), Some(&address))
+        });
+        if !left.is_empty() {
+            eprintln!("containerd harness: processes left: {left:?}");
         }
-        for _ in 0..50 {
-            let left = self.processes();
-            if left.is_empty() {
-                return;
-            }
-            let mut cmd = Command::new("kill");
-            cmd.arg("-KILL").args(left.iter().map(|p| p.to_string()));
-            let _ = cmd.stderr(Stdio::null()).status();
-            sleep(Duration::from_millis(100));
-        }
-        eprintln!("containerd harness: processes left: {:?}", self.processes());
     }
 
     /// Waits until CRI answers `Version` (containerd serves the socket before CRI is ready).
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, timeout: Duration) {
         let start = Instant::now();
         let mut last = String::new();
         loop {
@@ -598,11 +589,11 @@ impl Running {
                     Err(e) => last = e,
                 }
             }
-            if start.elapsed() > START_TIMEOUT {
+            if start.elapsed() > timeout {
                 let log = self.log();
                 self.stop();
                 panic!(
-                    "containerd {} did not answer CRI within {START_TIMEOUT:?} ({last})\n--- log:\n{log}",
+                    "containerd {} did not answer CRI within {timeout:?} ({last})\n--- log:\n{log}",
                     self.containerd.version
                 );
             }
@@ -625,7 +616,37 @@ impl Drop for Running {
     }
 }
 
-/// One row of /proc.
+/// Stops a daemon started as `child`: SIGTERM to its pid, SIGKILL once `grace` has passed,
+/// then SIGKILL to every process `left` still lists (what it started), for up to five
+/// seconds. Returns what is still left then.
+pub fn terminate(child: &mut Child, grace: Duration, left: impl Fn() -> Vec<u32>) -> Vec<u32> {
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while child.try_wait().ok().flatten().is_none() {
+            if start.elapsed() > grace {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            sleep(Duration::from_millis(50));
+        }
+    }
+    for _ in 0..50 {
+        let pids = left();
+        if pids.is_empty() {
+            return pids;
+        }
+        let mut cmd = Command::new("kill");
+        cmd.arg("-KILL").args(pids.iter().map(|p| p.to_string()));
+        let _ = cmd.stderr(Stdio::null()).status();
+        sleep(Duration::from_millis(100));
+    }
+    left()
+}
+
 /// A containerd's processes: `pid` if given and alive, everything in mount namespace `mnt_ns`, every
 /// process whose command line contains `marker`, and all their descendants (containers have
 /// mount namespaces of their own, so only the parent chain finds them).
@@ -927,6 +948,7 @@ fn containerd_every_version_runs_a_host_network_sandbox_offline() {
             StartOpts {
                 no_network: true,
                 config_extra: sandbox_image_toml(c.native_config_version(), name),
+                ..Default::default()
             },
         );
         running.ctr_import("k8s.io", &archive);

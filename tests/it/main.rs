@@ -2,6 +2,7 @@
 //! satisfy (compilers, qemu-user, skopeo, umoci, Go's bbolt, containerd, runc, packer).
 //! One test binary, so the harness links once.
 
+mod arch;
 mod bake;
 mod bolt;
 mod cli;
@@ -10,6 +11,7 @@ mod configure;
 mod containerd;
 mod cri;
 mod distro;
+mod docker;
 mod harden;
 mod harness;
 mod image;
