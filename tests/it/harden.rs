@@ -1144,12 +1144,13 @@ fn full_disk_leaves_the_previous_state() {
 /// as we do.
 fn usable(root: &Path, name: &str, go: Option<&Path>) {
     let target = ["--platform", PLATFORM, "--containerd-version", "1.7.0"];
+    // configure takes no platform: it writes the config only.
     run_ok(
         pausebake()
             .arg("configure")
             .arg("--root")
             .arg(root)
-            .args(target)
+            .args(&target[2..])
             .args(["--sandbox-image", name]),
     );
     run_ok(
