@@ -78,26 +78,37 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
     for n in &image.names {
         push_unique(&mut names, store::normalize_ref(n)?);
     }
-    let import = store::install(
-        &image,
-        root,
-        &Spec {
-            names,
-            namespace: args.target.namespace.clone(),
-            platform: Some(platform),
-            pin: !args.no_pin,
-            time: Time::for_records(epoch),
-            root_arch: platform.arch,
-        },
-    )?;
+    let spec = Spec {
+        names,
+        namespace: args.target.namespace.clone(),
+        platform: Some(platform),
+        pin: !args.no_pin,
+        time: Time::for_records(epoch),
+        root_arch: platform.arch,
+    };
+    let live = crate::live::choose_address(root, args.live.address.as_deref(), args.live.offline)?;
+    let import = match &live {
+        Some(address) => crate::live::apply(&image, &spec, address)?,
+        None => store::install(&image, root, &spec)?,
+    };
     let configure = configure(root, ctd, &name)?;
-    let report = verify::audit(
-        root,
-        &args.target.namespace,
-        Some(platform),
-        Some(&ctd.to_string()),
-        k8s.as_ref().map(|k| k.version.to_string()).as_deref(),
-    )?;
+    let k8s_version = k8s.as_ref().map(|k| k.version.to_string());
+    let report = match &live {
+        Some(address) => crate::live::verify(
+            address,
+            root,
+            &args.target.namespace,
+            Some(platform),
+            k8s_version.as_deref(),
+        )?,
+        None => verify::audit(
+            root,
+            &args.target.namespace,
+            Some(platform),
+            Some(&ctd.to_string()),
+            k8s_version.as_deref(),
+        )?,
+    };
     Ok(Summary {
         root: root.dir().display().to_string(),
         platform: platform.to_string(),

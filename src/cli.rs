@@ -146,6 +146,19 @@ pub struct TargetArgs {
     pub containerd_version: Option<String>,
 }
 
+/// Which containerd to talk to: a running one through its socket, or none.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Work through the running containerd listening on SOCKET (its API and CRI) instead of
+    /// its files; import and bake pick the root's socket by themselves when containerd holds
+    /// meta.db
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
+    /// Never use a running containerd: refuse when it holds meta.db
+    #[arg(long, conflicts_with = "address")]
+    pub offline: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// OCI archive, OCI directory or docker archive (plain or gzip-compressed)
@@ -165,6 +178,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub epoch: EpochArgs,
     #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
@@ -179,6 +194,10 @@ pub struct ConfigureArgs {
     /// Kubernetes version to pick the pause tag for [default: detected in the root]
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
+    /// Also compare with the running containerd on SOCKET: says whether it must be restarted
+    /// to use the new setting (it is never restarted)
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -190,6 +209,10 @@ pub struct VerifyArgs {
     /// Kubernetes version to check the pause tag against [default: detected in the root]
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
+    /// Verify the running containerd on SOCKET through its API and CRI (config files are
+    /// still read from --root)
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -215,6 +238,8 @@ pub struct BakeArgs {
     /// Write no CRI managed/pinned labels
     #[arg(long)]
     pub no_pin: bool,
+    #[command(flatten)]
+    pub live: LiveArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }

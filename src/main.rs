@@ -10,6 +10,7 @@ mod exec;
 #[cfg(test)]
 mod fuzzed;
 mod image;
+mod live;
 mod pause;
 mod platform;
 mod rootfs;

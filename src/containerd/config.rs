@@ -713,6 +713,10 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let image = super::store::normalize_ref(&requested)?;
     let applied = apply(root, &containerd, &image)?;
     let edit = &applied.edit;
+    let running = match &args.address {
+        Some(address) => Some(crate::live::running_note(address, &image)?),
+        None => None,
+    };
     if args.output.json {
         let doc = json!({
             "path": applied.path,
@@ -727,6 +731,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "changed": edit.text.is_some(),
             "created": applied.created,
             "warnings": applied.warnings,
+            "running": running,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -747,6 +752,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             println!("changed {path}: {what}, was {old:?} ({context})")
         }
         (Some(_), false, None) => println!("changed {path}: added {what} ({context})"),
+    }
+    if let Some(r) = &running {
+        println!("{}", r.message);
     }
     for warning in &applied.warnings {
         eprintln!("pausebake: warning: {warning}");

@@ -814,6 +814,9 @@ pub struct Report {
     /// containerd's root, inside the root.
     pub containerd_root: String,
     pub meta_db: String,
+    /// The socket of the running containerd written through (the live path), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub names: Vec<String>,
     pub namespace: String,
     pub target: String,
@@ -907,6 +910,7 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     Ok(Report {
         containerd_root: ctd.display().to_string(),
         meta_db: meta_path.display().to_string(),
+        address: None,
         names: spec.names.clone(),
         namespace: spec.namespace.clone(),
         target: image.target.digest().to_string(),
@@ -954,7 +958,14 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         time: Time::for_records(args.epoch.source_date_epoch),
         root_arch: root_platform.arch,
     };
-    let report = install(&image, &root, &spec)?;
+    let report = match crate::live::choose_address(
+        &root,
+        args.live.address.as_deref(),
+        args.live.offline,
+    )? {
+        Some(address) => crate::live::apply(&image, &spec, &address)?,
+        None => install(&image, &root, &spec)?,
+    };
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -174,7 +174,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             check,
             status: Status::Ok,
@@ -182,7 +182,11 @@ impl Finding {
             fix: None,
         }
     }
-    fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Warn,
@@ -190,7 +194,11 @@ impl Finding {
             fix: Some(fix.into()),
         }
     }
-    fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn fail(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Fail,
@@ -757,13 +765,22 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
 /// `pausebake verify`.
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root)?;
-    let report = audit(
-        &root,
-        &args.target.namespace,
-        args.target.platform,
-        args.target.containerd_version.as_deref(),
-        args.kubernetes_version.as_deref(),
-    )?;
+    let report = match &args.address {
+        Some(address) => crate::live::verify(
+            address,
+            &root,
+            &args.target.namespace,
+            args.target.platform,
+            args.kubernetes_version.as_deref(),
+        )?,
+        None => audit(
+            &root,
+            &args.target.namespace,
+            args.target.platform,
+            args.target.containerd_version.as_deref(),
+            args.kubernetes_version.as_deref(),
+        )?,
+    };
     print(&report, args.output.json)?;
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -1,0 +1,451 @@
+//! The live `apply`: [`store::records`]' blobs, GC labels and image records written through
+//! a running containerd's API instead of into its files.
+//!
+//! Order and safety: a lease with a `containerd.io/gc.expire` label holds every blob written
+//! until the image records exist, so neither containerd's GC nor a killed pausebake can leave
+//! half an image: blobs go first, children before parents, each committed with its expected
+//! digest and size; the image records last. The lease is deleted on every path; if pausebake
+//! dies first it expires and GC takes what no record reaches.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context, Result};
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
+use containerd_client::services::v1::{
+    self as api, CreateImageRequest, GetImageRequest, InfoRequest, UpdateImageRequest,
+    UpdateRequest, WriteAction, WriteContentRequest,
+};
+use containerd_client::types::Descriptor;
+use prost_types::FieldMask;
+use tonic::{Code, Status};
+
+use super::client::{describe, Client};
+use crate::containerd::store::{self, Report, Spec};
+use crate::image::Image;
+
+/// The largest chunk sent in one `Write` message (gRPC's default limit is 4 MiB).
+const CHUNK: usize = 1 << 20;
+/// How long a lease outlives a pausebake that died holding it.
+const LEASE_EXPIRY: Duration = Duration::from_secs(10 * 60);
+const GC_EXPIRE: &str = "containerd.io/gc.expire";
+
+/// Writes `image` into the containerd at `address` as [`store::install`] writes it into a
+/// root: the same selected blobs with the same GC labels, the same image records, names,
+/// labels and namespace. A second identical run changes nothing.
+pub fn apply(image: &Image, spec: &Spec, address: &Path) -> Result<Report> {
+    let recs = store::records(image, spec)?;
+    let mut client = Client::connect(address)?;
+    client.set_namespace(&spec.namespace)?;
+    let lease = create_lease(&client)?;
+    client.set_lease(Some(&lease))?;
+    let result = write_all(&client, image, spec, &recs.selection);
+    client.set_lease(None)?;
+    let deleted = delete_lease(&client, &lease);
+    let (written, present, changes) = result?;
+    deleted?;
+    let shown = format!(
+        "containerd {} at {}",
+        client.version_string,
+        address.display()
+    );
+    Ok(Report {
+        containerd_root: shown.clone(),
+        meta_db: shown,
+        address: Some(address.display().to_string()),
+        names: spec.names.clone(),
+        namespace: spec.namespace.clone(),
+        target: image.target.digest().to_string(),
+        target_media_type: image.target.media_type().to_string(),
+        manifests: recs
+            .selection
+            .manifests
+            .iter()
+            .map(|(p, d)| format!("{p} {d}"))
+            .collect(),
+        unchanged: written.is_empty() && changes.is_empty(),
+        blobs_written: written,
+        blobs_present: present,
+        records_changed: changes,
+        pinned: spec.pin,
+    })
+}
+
+type Written = (Vec<String>, usize, Vec<String>);
+
+fn write_all(
+    client: &Client,
+    image: &Image,
+    spec: &Spec,
+    selection: &store::Selection,
+) -> Result<Written> {
+    let mut written = Vec::new();
+    let mut present = 0;
+    let mut changes = Vec::new();
+    for digest in children_first(&selection.blobs) {
+        let labels = &selection.blobs[&digest];
+        let bytes = &image.blobs[&digest];
+        match put_blob(client, &digest, bytes, labels)
+            .with_context(|| format!("writing blob {digest} into containerd"))?
+        {
+            Blob::Written => {
+                written.push(digest.clone());
+                changes.push(format!("content {digest} (new)"));
+            }
+            Blob::Labelled => {
+                present += 1;
+                changes.push(format!("content {digest} (updated)"));
+            }
+            Blob::Present => present += 1,
+        }
+    }
+    for name in &spec.names {
+        if let Some(how) = put_image(client, image, name, spec.pin)
+            .with_context(|| format!("writing image record {name} into containerd"))?
+        {
+            changes.push(format!("image {name} ({how})"));
+        }
+    }
+    Ok((written, present, changes))
+}
+
+/// Every digest after the digests its labels name: a parent is committed only once its
+/// children are there.
+fn children_first(blobs: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
+    fn visit(
+        d: &str,
+        blobs: &BTreeMap<String, BTreeMap<String, String>>,
+        done: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !done.insert(d.to_string()) {
+            return;
+        }
+        for child in blobs.get(d).into_iter().flat_map(|l| l.values()) {
+            if blobs.contains_key(child) {
+                visit(child, blobs, done, out);
+            }
+        }
+        out.push(d.to_string());
+    }
+    let mut done = BTreeSet::new();
+    let mut out = Vec::new();
+    for d in blobs.keys() {
+        visit(d, blobs, &mut done, &mut out);
+    }
+    out
+}
+
+fn create_lease(client: &Client) -> Result<String> {
+    let expire = SystemTime::now() + LEASE_EXPIRY;
+    let secs = expire
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let id = format!(
+        "pausebake-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let req = client.request(api::CreateRequest {
+        id: id.clone(),
+        labels: HashMap::from([(GC_EXPIRE.to_string(), rfc3339(secs))]),
+    });
+    client
+        .call(|ch| async move { LeasesClient::new(ch).create(req).await })
+        .map_err(|e| anyhow!("creating a lease in containerd: {}", describe(&e)))?;
+    Ok(id)
+}
+
+fn delete_lease(client: &Client, id: &str) -> Result<()> {
+    let req = client.request(api::DeleteRequest {
+        id: id.to_string(),
+        sync: false,
+    });
+    match client.call(|ch| async move { LeasesClient::new(ch).delete(req).await }) {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Code::NotFound => Ok(()),
+        Err(e) => Err(anyhow!(
+            "deleting lease {id} in containerd: {} (it expires by itself within {LEASE_EXPIRY:?})",
+            describe(&e)
+        )),
+    }
+}
+
+/// `secs` since 1970 as RFC 3339 UTC, the format of `containerd.io/gc.expire`.
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+enum Blob {
+    Written,
+    /// Already there; its GC labels were added.
+    Labelled,
+    /// Already there with every label.
+    Present,
+}
+
+/// One blob: present with our labels -> nothing; present without -> `Update` those labels;
+/// absent -> `Write` it (stat, chunks, commit with digest, size and labels). containerd
+/// answers AlreadyExists when another writer (or another namespace's identical blob) got
+/// there first: then only the labels.
+fn put_blob(
+    client: &Client,
+    digest: &str,
+    bytes: &[u8],
+    labels: &BTreeMap<String, String>,
+) -> Result<Blob> {
+    match info(client, digest)? {
+        Some(have) => relabel(client, digest, &have, labels),
+        None => match write(client, digest, bytes, labels) {
+            Ok(()) => Ok(Blob::Written),
+            Err(e) if e.code() == Code::AlreadyExists => {
+                let have = info(client, digest)?
+                    .ok_or_else(|| anyhow!("containerd said it exists, then that it does not"))?;
+                relabel(client, digest, &have, labels)
+            }
+            Err(e) => Err(anyhow!("{}", describe(&e))),
+        },
+    }
+}
+
+fn info(client: &Client, digest: &str) -> Result<Option<api::Info>> {
+    let req = client.request(InfoRequest {
+        digest: digest.to_string(),
+    });
+    match client.call(|ch| async move { ContentClient::new(ch).info(req).await }) {
+        Ok(r) => Ok(r.info),
+        Err(e) if e.code() == Code::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("asking for its info: {}", describe(&e))),
+    }
+}
+
+fn relabel(
+    client: &Client,
+    digest: &str,
+    have: &api::Info,
+    labels: &BTreeMap<String, String>,
+) -> Result<Blob> {
+    let missing: Vec<(&String, &String)> = labels
+        .iter()
+        .filter(|(k, v)| have.labels.get(*k) != Some(*v))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Blob::Present);
+    }
+    let req = client.request(UpdateRequest {
+        info: Some(api::Info {
+            digest: digest.to_string(),
+            labels: missing
+                .iter()
+                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .collect(),
+            ..Default::default()
+        }),
+        update_mask: Some(FieldMask {
+            paths: missing.iter().map(|(k, _)| format!("labels.{k}")).collect(),
+        }),
+    });
+    client
+        .call(|ch| async move { ContentClient::new(ch).update(req).await })
+        .map_err(|e| anyhow!("adding its GC labels: {}", describe(&e)))?;
+    Ok(Blob::Labelled)
+}
+
+/// The content `Write` stream for one blob. The ref is unique to this process, so two
+/// imports never wait on each other's ingest; a killed run's ingest belongs to its expiring
+/// lease.
+fn write(
+    client: &Client,
+    digest: &str,
+    bytes: &[u8],
+    labels: &BTreeMap<String, String>,
+) -> Result<(), Status> {
+    let total = bytes.len() as i64;
+    let reference = format!("pausebake-{}-{digest}", std::process::id());
+    let base = WriteContentRequest {
+        r#ref: reference,
+        total,
+        expected: digest.to_string(),
+        ..Default::default()
+    };
+    let mut msgs = vec![WriteContentRequest {
+        action: WriteAction::Stat as i32,
+        ..base.clone()
+    }];
+    for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+        msgs.push(WriteContentRequest {
+            action: WriteAction::Write as i32,
+            offset: (i * CHUNK) as i64,
+            data: chunk.to_vec(),
+            ..base.clone()
+        });
+    }
+    msgs.push(WriteContentRequest {
+        action: WriteAction::Commit as i32,
+        offset: total,
+        labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ..base
+    });
+    let req = client.request(tokio_stream::iter(msgs));
+    let ch = client.channel();
+    let want = digest.to_string();
+    client.block_on(async move {
+        let mut responses = ContentClient::new(ch).write(req).await?.into_inner();
+        let mut committed = None;
+        while let Some(r) = responses.message().await? {
+            if r.action == WriteAction::Commit as i32 {
+                committed = Some(r.digest);
+            }
+        }
+        match committed {
+            Some(d) if d == want => Ok(()),
+            Some(d) => Err(Status::data_loss(format!("containerd committed {d}"))),
+            None => Err(Status::unknown("the write stream ended without a commit")),
+        }
+    })
+}
+
+/// The image record `name`: created, re-pointed (target and our labels) or left alone.
+/// Returns what changed.
+fn put_image(
+    client: &Client,
+    image: &Image,
+    name: &str,
+    pin: bool,
+) -> Result<Option<&'static str>> {
+    let t = &image.target;
+    let target = Descriptor {
+        media_type: t.media_type().to_string(),
+        digest: t.digest().to_string(),
+        size: t.size() as i64,
+        annotations: t
+            .annotations()
+            .iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let labels: HashMap<String, String> = if pin {
+        HashMap::from([
+            (
+                store::LABEL_IMAGE.to_string(),
+                store::LABEL_IMAGE_MANAGED.to_string(),
+            ),
+            (
+                store::LABEL_PINNED.to_string(),
+                store::LABEL_PINNED_PINNED.to_string(),
+            ),
+        ])
+    } else {
+        HashMap::new()
+    };
+    let record = api::Image {
+        name: name.to_string(),
+        labels: labels.clone(),
+        target: Some(target.clone()),
+        ..Default::default()
+    };
+    let req = client.request(GetImageRequest {
+        name: name.to_string(),
+    });
+    let existing = match client.call(|ch| async move { ImagesClient::new(ch).get(req).await }) {
+        Ok(r) => r.image,
+        Err(e) if e.code() == Code::NotFound => None,
+        Err(e) => return Err(anyhow!("reading it: {}", describe(&e))),
+    };
+    let Some(have) = existing else {
+        let req = client.request(CreateImageRequest {
+            image: Some(record.clone()),
+            source_date_epoch: None,
+        });
+        return match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
+            Ok(_) => Ok(Some("new")),
+            // another import created it in between: make it ours like an existing one
+            Err(e) if e.code() == Code::AlreadyExists => update_image(client, record, &labels),
+            Err(e) => Err(anyhow!("creating it: {}", describe(&e))),
+        };
+    };
+    let same_target = have.target.as_ref() == Some(&target);
+    let labelled = labels.iter().all(|(k, v)| have.labels.get(k) == Some(v));
+    if same_target && labelled {
+        return Ok(None);
+    }
+    update_image(client, record, &labels)
+}
+
+fn update_image(
+    client: &Client,
+    record: api::Image,
+    labels: &HashMap<String, String>,
+) -> Result<Option<&'static str>> {
+    let mut paths = vec!["target".to_string()];
+    let mut keys: Vec<&String> = labels.keys().collect();
+    keys.sort();
+    paths.extend(keys.into_iter().map(|k| format!("labels.{k}")));
+    let req = client.request(UpdateImageRequest {
+        image: Some(record),
+        update_mask: Some(FieldMask { paths }),
+        source_date_epoch: None,
+    });
+    client
+        .call(|ch| async move { ImagesClient::new(ch).update(req).await })
+        .map_err(|e| anyhow!("updating it: {}", describe(&e)))?;
+    Ok(Some("updated"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_expire_is_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn children_are_written_before_their_parents() {
+        let edge = |kids: &[&str]| -> BTreeMap<String, String> {
+            kids.iter()
+                .enumerate()
+                .map(|(i, k)| (format!("containerd.io/gc.ref.content.l.{i}"), k.to_string()))
+                .collect()
+        };
+        let blobs = BTreeMap::from([
+            ("a-index".to_string(), edge(&["m-manifest"])),
+            ("m-manifest".to_string(), edge(&["c-config", "z-layer"])),
+            ("c-config".to_string(), BTreeMap::new()),
+            ("z-layer".to_string(), BTreeMap::new()),
+        ]);
+        assert_eq!(
+            children_first(&blobs),
+            ["c-config", "z-layer", "m-manifest", "a-index"]
+        );
+    }
+}

@@ -1,0 +1,506 @@
+//! The live path against real containerd 1.6, 1.7 and 2.x, each started by the test with no
+//! network: `import --address` into a containerd that already holds other images in two
+//! namespaces, then CRI RunPodSandbox READY with no pull; re-import is a no-op, re-pointing a
+//! name works, shared content is handled; `verify --address` exits 0 or 3 for each fault; bad
+//! sockets fail clearly and fast.
+
+use std::fs;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::containerd::{sandbox_image_toml, versions, Containerd, Running, StartOpts};
+use crate::cri::PodSandboxState;
+use crate::harness::*;
+
+const NAME: &str = "registry.k8s.io/pause:3.10";
+
+/// One containerd test of this module at a time (each starts daemons; machines are small).
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `pausebake image` of the committed static amd64 pause named `name`, at `epoch` (another
+/// epoch: other config and manifest digests).
+fn archive(dir: &Path, name: &str, epoch: u64) -> PathBuf {
+    let out = dir.join(format!("{}-{epoch}.tar", name.replace(['/', ':'], "_")));
+    run_ok(
+        pausebake()
+            .arg("image")
+            .arg(format!(
+                "--binary=amd64={}",
+                repo().join("tests/fixtures/pause-static-amd64").display()
+            ))
+            .args(["--source-date-epoch", &epoch.to_string()])
+            .args(["--name", name, "--output"])
+            .arg(&out),
+    );
+    out
+}
+
+/// A containerd with no network on `root`, whose config file (as on a node) names `NAME` as
+/// the sandbox image.
+fn start(c: &Containerd, root: &Path) -> Running {
+    let etc = root.join("etc/containerd");
+    fs::create_dir_all(&etc).unwrap();
+    let v = c.native_config_version();
+    fs::write(
+        etc.join("config.toml"),
+        format!("version = {v}\n\n{}", sandbox_image_toml(v, NAME)),
+    )
+    .unwrap();
+    c.start(
+        root,
+        StartOpts {
+            no_network: true,
+            ..Default::default()
+        },
+    )
+}
+
+/// `pausebake import ARCHIVE --address SOCKET --root ROOT ARGS`.
+fn import(ctd: &Running, archive: &Path, root: &Path, args: &[&str]) -> Output {
+    run_any(
+        pausebake()
+            .arg("import")
+            .arg(archive)
+            .arg("--address")
+            .arg(ctd.address())
+            .arg("--root")
+            .arg(root)
+            .args(args),
+    )
+}
+
+fn import_ok(ctd: &Running, archive: &Path, root: &Path, args: &[&str]) -> String {
+    let out = import(ctd, archive, root, args);
+    assert!(
+        out.status.success(),
+        "containerd {}: {}\n--- log:\n{}",
+        ctd.containerd.version,
+        describe(&Command::new("pausebake import"), &out),
+        ctd.log()
+    );
+    stdout(&out)
+}
+
+/// `pausebake verify --address SOCKET --root ROOT`, its exit code and stdout.
+fn verify(ctd: &Running, root: &Path) -> (Option<i32>, String) {
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--address"])
+            .arg(ctd.address())
+            .arg("--root")
+            .arg(root),
+    );
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+fn pins(c: &Containerd) -> bool {
+    match c.semver() {
+        (1, 6, p) => p >= 22,
+        (1, 7, p) => p >= 3,
+        (1, _, _) => false,
+        _ => true,
+    }
+}
+
+fn sandbox_ready(ctd: &Running, name: &str) {
+    let logs = tempdir();
+    let (id, state) = ctd
+        .cri()
+        .run_pod_sandbox(name, true, logs.path())
+        .unwrap_or_else(|e| {
+            panic!(
+                "RunPodSandbox on {}: {e}\n{}",
+                ctd.containerd.version,
+                ctd.log()
+            )
+        });
+    assert_eq!(state, PodSandboxState::SandboxReady, "{id}\n{}", ctd.log());
+    let mut cri = ctd.cri();
+    cri.stop_pod_sandbox(&id).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&id).expect("RemovePodSandbox");
+}
+
+/// `ctr -n NS images ls` lines, sorted (name, type, digest, size, platforms, labels).
+fn images(ctd: &Running, ns: &str) -> Vec<String> {
+    let out = ctd.ctr_ok(&["-n", ns, "images", "ls"]);
+    let mut lines: Vec<String> = stdout(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn line_of<'a>(lines: &'a [String], name: &str) -> Option<&'a String> {
+    lines.iter().find(|l| l.starts_with(&format!("{name} ")))
+}
+
+#[test]
+fn live_import_runs_a_sandbox_offline_and_leaves_the_rest_alone() {
+    let _serial = serial();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    // the same content under another name, and other images
+    let shared = archive(work.path(), "example.invalid/shared:1", 0);
+    let other = archive(work.path(), "example.invalid/other:1", 86400);
+    let newer = archive(work.path(), NAME, 172800);
+    for c in versions() {
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        ctd.ctr_import("k8s.io", &other);
+        ctd.ctr_import("elsewhere", &other);
+        ctd.ctr_import("elsewhere", &shared);
+        let k8s_before = images(&ctd, "k8s.io");
+        let elsewhere_before = images(&ctd, "elsewhere");
+
+        let start = Instant::now();
+        let text = import_ok(&ctd, &ours, root.path(), &[]);
+        let took = start.elapsed();
+        eprintln!("containerd {} live import in {took:?}:\n{text}", c.version);
+        assert!(
+            text.contains(&format!("into containerd {} at", c.version)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("image {NAME} in k8s.io, pinned")),
+            "{text}"
+        );
+
+        let image = ctd
+            .cri()
+            .wait_image(NAME, Duration::from_secs(5))
+            .unwrap()
+            .unwrap_or_else(|| panic!("CRI of {} does not know {NAME}", c.version));
+        assert_eq!(image.pinned, pins(&c), "pinned on {}", c.version);
+        sandbox_ready(&ctd, "live");
+        assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
+
+        // the other images, in both namespaces, are as they were
+        let k8s_after = images(&ctd, "k8s.io");
+        for line in &k8s_before {
+            assert!(k8s_after.contains(line), "{line} changed:\n{k8s_after:?}");
+        }
+        assert_eq!(images(&ctd, "elsewhere"), elsewhere_before);
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+
+        // again: nothing to do
+        let text = import_ok(&ctd, &ours, root.path(), &[]);
+        assert!(text.contains("unchanged"), "{text}");
+        assert_eq!(images(&ctd, "k8s.io"), k8s_after);
+
+        // re-point the name at a newer image
+        let text = import_ok(&ctd, &newer, root.path(), &["--json"]);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let target = json["target"].as_str().unwrap().to_string();
+        assert!(
+            json["records_changed"]
+                .as_array()
+                .unwrap()
+                .contains(&format!("image {NAME} (updated)").into()),
+            "{text}"
+        );
+        assert_eq!(json["address"], ctd.address().display().to_string());
+        let line = line_of(&images(&ctd, "k8s.io"), NAME).cloned().unwrap();
+        assert!(line.contains(&target), "{line}");
+        ctd.cri()
+            .wait_image(NAME, Duration::from_secs(5))
+            .unwrap()
+            .expect("CRI still knows the name");
+        sandbox_ready(&ctd, "repointed");
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn live_verify_exits_3_for_each_fault() {
+    let _serial = serial();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    for c in versions() {
+        // nothing imported: the image is missing
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(3), "{report}");
+        assert!(
+            report.contains(&format!("no image named {NAME}")),
+            "{report}"
+        );
+
+        // unpinned: a fault where the version pins
+        let text = import_ok(&ctd, &ours, root.path(), &["--no-pin"]);
+        assert!(!text.contains("pinned"), "{text}");
+        let (code, report) = verify(&ctd, root.path());
+        if pins(&c) {
+            assert_eq!(code, Some(3), "{report}");
+            assert!(report.contains("is not pinned"), "{report}");
+        } else {
+            assert_eq!(code, Some(0), "{report}");
+        }
+        import_ok(&ctd, &ours, root.path(), &["--json"]);
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+
+        // a missing blob: the manifest's content record removed behind our back
+        let out = import_ok(&ctd, &ours, root.path(), &["--json"]);
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let manifest = json["manifests"][0]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string();
+        ctd.ctr_ok(&["-n", "k8s.io", "content", "rm", &manifest]);
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(3), "{report}");
+        assert!(
+            report.contains(&format!("missing blob {manifest}")),
+            "{report}"
+        );
+        // and a re-import repairs it
+        let text = import_ok(&ctd, &ours, root.path(), &[]);
+        assert!(
+            text.contains(&format!("content {manifest} (new)")),
+            "{text}"
+        );
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        drop(ctd);
+
+        if c.semver().0 >= 2 {
+            continue;
+        }
+        // 1.x: a drop-in makes the running CRI use another name than the file says
+        let root = tempdir();
+        let etc = root.path().join("etc/containerd");
+        fs::create_dir_all(etc.join("conf.d")).unwrap();
+        fs::write(
+            etc.join("config.toml"),
+            format!(
+                "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\n{}",
+                sandbox_image_toml(2, NAME)
+            ),
+        )
+        .unwrap();
+        fs::write(
+            etc.join("conf.d/override.toml"),
+            format!(
+                "version = 2\n\n{}",
+                sandbox_image_toml(2, "example.invalid/other:1")
+            ),
+        )
+        .unwrap();
+        let ctd = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        import_ok(&ctd, &ours, root.path(), &[]);
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(3), "{report}");
+        assert!(
+            report.contains("the running CRI uses sandbox image example.invalid/other:1"),
+            "{report}"
+        );
+    }
+}
+
+/// `pausebake import --address SOCKET` of a small archive: must fail within `limit` with
+/// a message containing `want`.
+fn refused(address: &Path, want: &str, limit: Duration) {
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let start = Instant::now();
+    let out = run_any(
+        pausebake()
+            .arg("import")
+            .arg(&ours)
+            .arg("--address")
+            .arg(address)
+            .arg("--root")
+            .arg(work.path()),
+    );
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains(want),
+        "want {want:?}:\n{}",
+        stderr(&out)
+    );
+    assert!(took < limit, "took {took:?}: {}", stderr(&out));
+}
+
+#[test]
+fn live_bad_sockets_fail_clearly_and_fast() {
+    let dir = tempdir();
+    let fast = Duration::from_secs(3);
+    refused(
+        &dir.path().join("none.sock"),
+        "no such socket; is containerd running?",
+        fast,
+    );
+    let file = dir.path().join("file");
+    fs::write(&file, b"").unwrap();
+    refused(&file, "not a socket", fast);
+
+    // a stale socket: nothing listens
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    refused(&stale, "connection refused", fast);
+
+    // something that is not containerd: answers HTTP/1.1, or says nothing at all
+    let http = dir.path().join("http.sock");
+    let listener = UnixListener::bind(&http).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::Write;
+            let mut s = stream;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    refused(&http, "is this containerd's socket?", fast);
+    let silent = dir.path().join("silent.sock");
+    let _listener = UnixListener::bind(&silent).unwrap();
+    refused(
+        &silent,
+        "is this containerd's socket?",
+        Duration::from_secs(12),
+    );
+
+    // not root: permission denied
+    if !is_root() {
+        skip("the permission case needs root (it drops to nobody)");
+        return;
+    }
+    if !have("setpriv") {
+        return;
+    }
+    let sock = dir.path().join("root-only.sock");
+    let _root_only = UnixListener::bind(&sock).unwrap();
+    let bin = dir.path().join("pausebake");
+    fs::copy(env!("CARGO_BIN_EXE_pausebake"), &bin).unwrap();
+    let ours = archive(dir.path(), NAME, 0);
+    let open = |p: &Path, mode: u32| {
+        fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap()
+    };
+    open(dir.path(), 0o755);
+    open(&ours, 0o644);
+    open(&sock, 0o600);
+    let start = Instant::now();
+    let out = run_any(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&bin)
+            .arg("import")
+            .arg(&ours)
+            .arg("--address")
+            .arg(&sock)
+            .arg("--root")
+            .arg(dir.path()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("permission denied; run as root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(start.elapsed() < fast);
+}
+
+#[test]
+fn live_bake_and_import_use_a_running_containerd_that_holds_meta_db() {
+    let _serial = serial();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    for c in versions() {
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        // the node's own config names the socket containerd listens on
+        let config = root.path().join("etc/containerd/config.toml");
+        let text = fs::read_to_string(&config).unwrap();
+        fs::write(
+            &config,
+            format!(
+                "{text}\n[grpc]\n  address = \"{}\"\n",
+                ctd.address().display()
+            ),
+        )
+        .unwrap();
+        // --offline refuses, as before
+        let out = run_any(
+            pausebake()
+                .arg("import")
+                .arg(&ours)
+                .args(["--offline", "--root"])
+                .arg(root.path()),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(stderr(&out).contains("is locked"), "{}", stderr(&out));
+
+        let out = run_ok(
+            pausebake()
+                .args(["bake", "--archive"])
+                .arg(&ours)
+                .args(["--containerd-version", &c.version, "--name", NAME, "--root"])
+                .arg(root.path()),
+        );
+        assert!(
+            stderr(&out)
+                .contains("meta.db is locked by a running containerd: writing through its API"),
+            "{}",
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert!(text.contains("verify     ok"), "{text}");
+        assert!(text.contains("content and 1 image records new"), "{text}");
+        let cri = ctd.cri().wait_image(NAME, Duration::from_secs(5)).unwrap();
+        assert!(cri.is_some(), "CRI does not know {NAME}");
+        sandbox_ready(&ctd, "auto");
+
+        // configure on the live node says whether containerd must be restarted
+        let out = run_ok(
+            pausebake()
+                .args([
+                    "configure",
+                    "--sandbox-image",
+                    "example.invalid/p:2",
+                    "--containerd-version",
+                    &c.version,
+                    "--address",
+                ])
+                .arg(ctd.address())
+                .arg("--root")
+                .arg(root.path()),
+        );
+        let text = stdout(&out);
+        if c.semver().0 >= 2 {
+            assert!(
+                text.contains("does not report its running sandbox image"),
+                "{text}"
+            );
+        } else {
+            assert!(
+                text.contains(&format!(
+                    "uses {NAME}: restart containerd to use example.invalid/p:2"
+                )),
+                "{text}"
+            );
+        }
+    }
+}
