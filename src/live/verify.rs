@@ -30,6 +30,8 @@ use crate::image::Image;
 use crate::platform::Platform;
 use crate::rootfs::Root;
 
+/// The namespace CRI keeps its images in.
+const CRI_NAMESPACE: &str = "k8s.io";
 /// How long CRI gets to learn of an image created through the API.
 const CRI_POLL: Duration = Duration::from_secs(3);
 
@@ -207,6 +209,22 @@ pub fn verify(
         ),
     });
 
+    if namespace != CRI_NAMESPACE {
+        out.push(Finding::warn(
+            "cri",
+            format!("CRI reads images only from namespace {CRI_NAMESPACE}: it never sees {name} in {namespace}"),
+            format!("import into {CRI_NAMESPACE} (the default --namespace)"),
+        ));
+        return Ok(report(
+            &client,
+            root,
+            namespace,
+            platform,
+            platform_source,
+            k8s.map(|f| format!("{} ({})", f.version, f.source)),
+            out,
+        ));
+    }
     let start = Instant::now();
     let known = loop {
         match client.cri_image(&name) {
