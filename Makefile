@@ -4,19 +4,25 @@ DIST ?= dist
 
 .PHONY: all test lint image bench fuzz clean
 
+# The live path (--address) needs protoc (tests/setup.sh installs it); a plain
+# `cargo build` leaves it out.
+FEATURES ?= --features live
+
 all:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 
 # The whole suite: install what the tests need, then lint and run every test.
 test:
 	tests/setup.sh
 	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
-	$(CARGO) test --locked
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items $(FEATURES)
+	$(CARGO) test --locked $(FEATURES)
 
 lint:
 	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # dist/pause.oci.tar for every architecture whose compiler is present (an architecture
@@ -26,7 +32,7 @@ IMAGE_ARCHES ?= amd64 arm64 arm ppc64le s390x riscv64
 IMAGE_FLAGS ?=
 PAUSEBAKE_BIN ?= target/release/pausebake
 image:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 	rm -rf $(DIST)/bin && mkdir -p $(DIST)/bin
 	set -e; bins=""; \
 	for a in $(IMAGE_ARCHES); do \
@@ -44,7 +50,7 @@ image:
 
 # One table: sizes, RSS and times, each beside the figure it is compared to.
 bench:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 	tests/bench/run.sh
 
 # Fuzz the readers of hostile bytes (fuzz/: archive::read, bolt::read_tree) for

@@ -5,7 +5,7 @@
 //! No restart, no `ctr`, no unpack: CRI unpacks the sandbox image from local content the
 //! first time a pod needs it.
 //!
-//! pausebake stays synchronous: [`client`] keeps a private current-thread tokio runtime and
+//! pausebake stays synchronous: `client` keeps a private current-thread tokio runtime and
 //! puts a timeout on the connection and on every call. The generated gRPC clients need
 //! `protoc` to build, so the whole path sits behind the `live` cargo feature; without it,
 //! `--address` fails with an error saying how to get a build that has it.
