@@ -552,3 +552,123 @@ fn live_bake_and_import_use_a_running_containerd_that_holds_meta_db() {
         }
     }
 }
+
+/// Whether namespace `ns` holds `NAME` only whole: no record, or a record whose every blob
+/// is present (what `verify --address` reads through the API). Returns whether it is there.
+fn whole_or_absent(ctd: &Running, root: &Path, ns: &str) -> bool {
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--namespace", ns, "--address"])
+            .arg(ctd.address())
+            .arg("--root")
+            .arg(root),
+    );
+    let report = stdout(&out);
+    if report.contains(&format!("no image named {NAME} in namespace {ns}")) {
+        return false;
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a partial image in {ns}:\n{report}"
+    );
+    assert!(report.contains("ok   content: manifest"), "{report}");
+    true
+}
+
+/// Every lease in `ns` carries containerd.io/gc.expire (a killed import's lease expires).
+fn leases_expire(ctd: &Running, ns: &str) {
+    let out = ctd.ctr_ok(&["-n", ns, "leases", "ls"]);
+    for line in stdout(&out).lines().skip(1) {
+        assert!(
+            line.contains("containerd.io/gc.expire="),
+            "a lease that never expires: {line}"
+        );
+    }
+}
+
+#[test]
+fn live_killed_imports_leave_whole_images_or_none() {
+    let _serial = serial();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    for c in versions() {
+        let root = tempdir();
+        let mut ctd = start(&c, root.path());
+        let cmd = |ns: &str, address: &Path| {
+            let mut cmd = pausebake();
+            cmd.arg("import")
+                .arg(&ours)
+                .args(["--namespace", ns, "--address"])
+                .arg(address)
+                .arg("--root")
+                .arg(root.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            cmd
+        };
+        // how long a whole import takes here, then kills spread over that time
+        let start_time = Instant::now();
+        run_ok(&mut cmd("whole", ctd.address()));
+        let whole = start_time.elapsed();
+        let steps = 12u32;
+        let mut there = 0;
+        for i in 0..steps {
+            let ns = format!("kill-{i}");
+            let mut child = cmd(&ns, ctd.address()).spawn().unwrap();
+            std::thread::sleep(whole * i / steps);
+            let _ = child.kill();
+            let _ = child.wait();
+            there += usize::from(whole_or_absent(&ctd, root.path(), &ns));
+            leases_expire(&ctd, &ns);
+            run_ok(&mut cmd(&ns, ctd.address()));
+            assert!(whole_or_absent(&ctd, root.path(), &ns));
+        }
+        eprintln!(
+            "containerd {}: {steps} imports killed over {whole:?}; {there} had finished",
+            c.version
+        );
+
+        // containerd killed mid-import: the import fails, a restarted containerd holds the
+        // image whole or not at all, and a rerun succeeds
+        let mut child = cmd("k8s.io", ctd.address()).spawn().unwrap();
+        std::thread::sleep(whole / 3);
+        run_any(Command::new("kill").args(["-KILL", &ctd.pid().to_string()]));
+        let status = child.wait().unwrap();
+        ctd.stop();
+        let ctd = start(&c, root.path());
+        // an error exit (1), never a panic or a hang
+        assert!(status.success() || status.code() == Some(1), "{status}");
+        let finished = whole_or_absent(&ctd, root.path(), "k8s.io");
+        eprintln!(
+            "containerd {} killed mid-import: image there: {finished}",
+            c.version
+        );
+        run_ok(&mut cmd("k8s.io", ctd.address()));
+        drop(ctd);
+
+        // a restart and a synchronous GC keep the pinned image
+        let ctd = start(&c, root.path());
+        ctd.ctr_ok(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "tag",
+            NAME,
+            "example.invalid/unrelated:1",
+        ]);
+        ctd.ctr_ok(&[
+            "-n",
+            "k8s.io",
+            "images",
+            "rm",
+            "--sync",
+            "example.invalid/unrelated:1",
+        ]);
+        assert!(whole_or_absent(&ctd, root.path(), "k8s.io"));
+        sandbox_ready(&ctd, "after-gc");
+        assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+    }
+}
