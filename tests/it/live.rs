@@ -23,17 +23,13 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `pausebake image` of the committed static amd64 pause named `name`, at `epoch` (another
-/// epoch: other config and manifest digests).
+/// `pausebake image` of a pause compiled for the host (one that runs: sandboxes start from
+/// it), named `name`, at `epoch` (another epoch: other config and manifest digests).
 fn archive(dir: &Path, name: &str, epoch: u64) -> PathBuf {
     let out = dir.join(format!("{}-{epoch}.tar", name.replace(['/', ':'], "_")));
     run_ok(
         pausebake()
             .arg("image")
-            .arg(format!(
-                "--binary=amd64={}",
-                repo().join("tests/fixtures/pause-static-amd64").display()
-            ))
             .args(["--source-date-epoch", &epoch.to_string()])
             .args(["--name", name, "--output"])
             .arg(&out),
@@ -124,7 +120,15 @@ fn sandbox_ready(ctd: &Running, name: &str) {
             )
         });
     assert_eq!(state, PodSandboxState::SandboxReady, "{id}\n{}", ctd.log());
+    // still running a moment later: pause itself started and stayed up
+    std::thread::sleep(Duration::from_millis(300));
     let mut cri = ctd.cri();
+    assert_eq!(
+        cri.pod_sandbox_state(&id).unwrap(),
+        PodSandboxState::SandboxReady,
+        "{}",
+        ctd.log()
+    );
     cri.stop_pod_sandbox(&id).expect("StopPodSandbox");
     cri.remove_pod_sandbox(&id).expect("RemovePodSandbox");
 }
@@ -670,5 +674,90 @@ fn live_killed_imports_leave_whole_images_or_none() {
         assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
         let (code, report) = verify(&ctd, root.path());
         assert_eq!(code, Some(0), "{report}");
+    }
+}
+
+#[test]
+fn live_concurrent_imports_and_sandboxes_lose_nothing() {
+    let _serial = serial();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let other = archive(work.path(), "example.invalid/other:1", 86400);
+    for c in versions() {
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        let spawn = |archive: &Path, extra: &[&str]| {
+            pausebake()
+                .arg("import")
+                .arg(archive)
+                .arg("--address")
+                .arg(ctd.address())
+                .arg("--root")
+                .arg(root.path())
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        // the same image twice and another image, all at once
+        let children = [
+            spawn(&ours, &[]),
+            spawn(&ours, &[]),
+            spawn(&other, &["--name", "example.invalid/again:1"]),
+        ];
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        }
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        let lines = images(&ctd, "k8s.io");
+        for name in ["example.invalid/other:1", "example.invalid/again:1"] {
+            assert!(line_of(&lines, name).is_some(), "{name} missing: {lines:?}");
+        }
+
+        // imports while a CRI client creates sandboxes
+        let address = ctd.address().to_path_buf();
+        let logs = tempdir();
+        let log_dir = logs.path().to_path_buf();
+        let sandboxes = std::thread::spawn(move || {
+            let mut cri = crate::cri::Cri::connect(&address).unwrap();
+            (0..3)
+                .map(|i| {
+                    let (id, state) = cri
+                        .run_pod_sandbox(&format!("busy-{i}"), true, &log_dir)
+                        .unwrap();
+                    cri.stop_pod_sandbox(&id).unwrap();
+                    cri.remove_pod_sandbox(&id).unwrap();
+                    state
+                })
+                .collect::<Vec<_>>()
+        });
+        for i in 0..3 {
+            let name = format!("example.invalid/during:{i}");
+            let out = spawn(&other, &["--name", &name])
+                .wait_with_output()
+                .unwrap();
+            assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+        }
+        let states = sandboxes.join().expect("the sandbox thread");
+        assert_eq!(
+            states,
+            vec![PodSandboxState::SandboxReady; 3],
+            "{}",
+            ctd.log()
+        );
+        let lines = images(&ctd, "k8s.io");
+        for i in 0..3 {
+            let name = format!("example.invalid/during:{i}");
+            assert!(
+                line_of(&lines, &name).is_some(),
+                "{name} missing: {lines:?}"
+            );
+        }
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
     }
 }
