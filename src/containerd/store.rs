@@ -830,6 +830,39 @@ pub struct Report {
     pub unchanged: bool,
 }
 
+/// What one install wrote, wherever it wrote it (a root's files or a running containerd).
+pub struct Outcome {
+    pub blobs_written: Vec<String>,
+    pub blobs_present: usize,
+    pub records_changed: Vec<String>,
+}
+
+impl Report {
+    /// The report of installing `image` under `spec`; the caller fills in where
+    /// (`containerd_root`, `meta_db`, `address`).
+    pub fn of(image: &Image, spec: &Spec, selection: &Selection, outcome: Outcome) -> Report {
+        Report {
+            containerd_root: String::new(),
+            meta_db: String::new(),
+            address: None,
+            names: spec.names.clone(),
+            namespace: spec.namespace.clone(),
+            target: image.target.digest().to_string(),
+            target_media_type: media_type(&image.target),
+            manifests: selection
+                .manifests
+                .iter()
+                .map(|(p, d)| format!("{p} {d}"))
+                .collect(),
+            unchanged: outcome.blobs_written.is_empty() && outcome.records_changed.is_empty(),
+            blobs_written: outcome.blobs_written,
+            blobs_present: outcome.blobs_present,
+            records_changed: outcome.records_changed,
+            pinned: spec.pin,
+        }
+    }
+}
+
 /// Writes `image` into the containerd store under `root`: validates everything, opens (or
 /// creates) `meta.db` (refused while containerd holds it), writes the missing blobs, then
 /// commits the records in one transaction. Nothing is written if any check fails.
@@ -910,22 +943,16 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     Ok(Report {
         containerd_root: ctd.display().to_string(),
         meta_db: meta_path.display().to_string(),
-        address: None,
-        names: spec.names.clone(),
-        namespace: spec.namespace.clone(),
-        target: image.target.digest().to_string(),
-        target_media_type: media_type(&image.target),
-        manifests: recs
-            .selection
-            .manifests
-            .iter()
-            .map(|(p, d)| format!("{p} {d}"))
-            .collect(),
-        unchanged: written.is_empty() && changes.is_empty(),
-        blobs_written: written,
-        blobs_present: present,
-        records_changed: changes,
-        pinned: spec.pin,
+        ..Report::of(
+            image,
+            spec,
+            &recs.selection,
+            Outcome {
+                blobs_written: written,
+                blobs_present: present,
+                records_changed: changes,
+            },
+        )
     })
 }
 

@@ -24,7 +24,7 @@ use prost_types::FieldMask;
 use tonic::{Code, Status};
 
 use super::client::{describe, Client};
-use crate::containerd::store::{self, Report, Spec};
+use crate::containerd::store::{self, Outcome, Report, Spec};
 use crate::image::Image;
 
 /// The largest chunk sent in one `Write` message (gRPC's default limit is 4 MiB).
@@ -45,7 +45,7 @@ pub fn apply(image: &Image, spec: &Spec, address: &Path) -> Result<Report> {
     let result = write_all(&client, image, spec, &recs.selection);
     client.set_lease(None)?;
     let deleted = delete_lease(&client, &lease);
-    let (written, present, changes) = result?;
+    let outcome = result?;
     deleted?;
     let shown = format!(
         "containerd {} at {}",
@@ -56,32 +56,16 @@ pub fn apply(image: &Image, spec: &Spec, address: &Path) -> Result<Report> {
         containerd_root: shown.clone(),
         meta_db: shown,
         address: Some(address.display().to_string()),
-        names: spec.names.clone(),
-        namespace: spec.namespace.clone(),
-        target: image.target.digest().to_string(),
-        target_media_type: image.target.media_type().to_string(),
-        manifests: recs
-            .selection
-            .manifests
-            .iter()
-            .map(|(p, d)| format!("{p} {d}"))
-            .collect(),
-        unchanged: written.is_empty() && changes.is_empty(),
-        blobs_written: written,
-        blobs_present: present,
-        records_changed: changes,
-        pinned: spec.pin,
+        ..Report::of(image, spec, &recs.selection, outcome)
     })
 }
-
-type Written = (Vec<String>, usize, Vec<String>);
 
 fn write_all(
     client: &Client,
     image: &Image,
     spec: &Spec,
     selection: &store::Selection,
-) -> Result<Written> {
+) -> Result<Outcome> {
     let mut written = Vec::new();
     let mut present = 0;
     let mut changes = Vec::new();
@@ -109,7 +93,11 @@ fn write_all(
             changes.push(format!("image {name} ({how})"));
         }
     }
-    Ok((written, present, changes))
+    Ok(Outcome {
+        blobs_written: written,
+        blobs_present: present,
+        records_changed: changes,
+    })
 }
 
 /// Every digest after the digests its labels name: a parent is committed only once its
@@ -155,7 +143,7 @@ fn create_lease(client: &Client) -> Result<String> {
     );
     let req = client.request(api::CreateRequest {
         id: id.clone(),
-        labels: HashMap::from([(GC_EXPIRE.to_string(), rfc3339(secs))]),
+        labels: HashMap::from([(GC_EXPIRE.to_string(), crate::image::rfc3339(secs)?)]),
     });
     client
         .call(|ch| async move { LeasesClient::new(ch).create(req).await })
@@ -176,28 +164,6 @@ fn delete_lease(client: &Client, id: &str) -> Result<()> {
             describe(&e)
         )),
     }
-}
-
-/// `secs` since 1970 as RFC 3339 UTC, the format of `containerd.io/gc.expire`.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
 }
 
 enum Blob {
@@ -421,13 +387,6 @@ fn update_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn gc_expire_is_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
 
     #[test]
     fn children_are_written_before_their_parents() {

@@ -48,6 +48,20 @@ pub fn verify(
     let (platform, platform_source) = resolve_platform(root, platform)?;
     let k8s = kubernetes_version(root, kubernetes)?;
     let v = client.version;
+    let k8s_shown = k8s
+        .as_ref()
+        .map(|f| format!("{} ({})", f.version, f.source));
+    let finish = |findings: Vec<Finding>| {
+        report(
+            &client,
+            root,
+            namespace,
+            platform,
+            &platform_source,
+            k8s_shown.clone(),
+            findings,
+        )
+    };
     let mut out = vec![Finding::ok(
         "containerd",
         format!(
@@ -124,15 +138,7 @@ pub fn verify(
                 address.display()
             ),
         ));
-        return Ok(report(
-            &client,
-            root,
-            namespace,
-            platform,
-            platform_source,
-            k8s.map(|f| format!("{} ({})", f.version, f.source)),
-            out,
-        ));
+        return Ok(finish(out));
     };
     let Some(target) = record.target.as_ref().and_then(to_oci) else {
         out.push(Finding::fail(
@@ -140,15 +146,7 @@ pub fn verify(
             format!("image {name} has no valid target"),
             "re-import it",
         ));
-        return Ok(report(
-            &client,
-            root,
-            namespace,
-            platform,
-            platform_source,
-            k8s.map(|f| format!("{} ({})", f.version, f.source)),
-            out,
-        ));
+        return Ok(finish(out));
     };
     out.push(Finding::ok(
         "image",
@@ -215,15 +213,7 @@ pub fn verify(
             format!("CRI reads images only from namespace {CRI_NAMESPACE}: it never sees {name} in {namespace}"),
             format!("import into {CRI_NAMESPACE} (the default --namespace)"),
         ));
-        return Ok(report(
-            &client,
-            root,
-            namespace,
-            platform,
-            platform_source,
-            k8s.map(|f| format!("{} ({})", f.version, f.source)),
-            out,
-        ));
+        return Ok(finish(out));
     }
     let start = Instant::now();
     let known = loop {
@@ -263,15 +253,7 @@ pub fn verify(
             ));
         }
     }
-    Ok(report(
-        &client,
-        root,
-        namespace,
-        platform,
-        platform_source,
-        k8s.map(|f| format!("{} ({})", f.version, f.source)),
-        out,
-    ))
+    Ok(finish(out))
 }
 
 fn report(
@@ -279,7 +261,7 @@ fn report(
     root: &Root,
     namespace: &str,
     platform: Platform,
-    platform_source: String,
+    platform_source: &str,
     kubernetes_version: Option<String>,
     findings: Vec<Finding>,
 ) -> Report {
@@ -294,7 +276,7 @@ fn report(
         ),
         kubernetes_version,
         platform: platform.to_string(),
-        platform_source,
+        platform_source: platform_source.to_string(),
         namespace: namespace.to_string(),
         findings,
     }
