@@ -761,3 +761,88 @@ fn live_concurrent_imports_and_sandboxes_lose_nothing() {
         assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
     }
 }
+
+#[test]
+fn live_a_containerd_without_cri_is_refused_clearly() {
+    let Some(c) = versions().into_iter().next() else {
+        return;
+    };
+    let root = tempdir();
+    let run = tempdir();
+    let config = crate::containerd::effective_config(
+        &c,
+        root.path(),
+        run.path(),
+        "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+    );
+    let config_path = run.path().join("config.toml");
+    fs::write(&config_path, config).unwrap();
+    let socket = run.path().join("containerd.sock");
+    let log = fs::File::create(run.path().join("containerd.log")).unwrap();
+    // as the harness starts it (private /run, no network), but the harness waits for CRI
+    let mut child = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(r#"mount -t tmpfs -o mode=0755 tmpfs /run && exec "$0" --config "$1""#)
+        .arg(c.bin("containerd"))
+        .arg(&config_path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !run_any(
+        Command::new(c.bin("ctr"))
+            .arg("--address")
+            .arg(&socket)
+            .arg("version"),
+    )
+    .status
+    .success()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "containerd did not start:\n{}",
+            fs::read_to_string(run.path().join("containerd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let start = Instant::now();
+    let out = run_any(
+        pausebake()
+            .arg("import")
+            .arg(&ours)
+            .arg("--address")
+            .arg(&socket)
+            .arg("--root")
+            .arg(root.path()),
+    );
+    let took = start.elapsed();
+    // nothing was written: the check comes before any lease or blob
+    let content = run_any(
+        Command::new(c.bin("ctr"))
+            .arg("--address")
+            .arg(&socket)
+            .args(["-n", "k8s.io", "content", "ls", "-q"]),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("has its CRI plugin disabled"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(content.status.success(), "{}", stderr(&content));
+    assert_eq!(stdout(&content), "");
+}
