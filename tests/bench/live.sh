@@ -29,7 +29,7 @@ if [ -z "$CONTAINERD" ] || [ -z "$CTR" ] || [ "$(id -u)" != 0 ]; then
 fi
 version=$("$CONTAINERD" --version | awk '{print $3}')
 
-"$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null
+"$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null 2>&1
 
 now() { date +%s%N; }
 ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
@@ -64,9 +64,12 @@ until "$CTR" --address "$run/sock" version >/dev/null 2>&1; do
 done
 ctr() { "$CTR" --address "$run/sock" -n k8s.io "$@"; }
 
-# Untimed: the image and (synchronous GC) its content gone, so the next import writes all.
+# Untimed: every image record (CRI adds a sha256:<config> twin of ours) and, by synchronous
+# GC, their content gone, so the next import writes everything.
 forget() {
-  ctr images rm --sync "$NAME" >/dev/null 2>&1 || true
+  local names
+  names=$(ctr images ls -q)
+  [ -z "$names" ] || ctr images rm --sync $names >/dev/null
   if [ -n "$(ctr content ls -q)" ]; then
     echo "bench live: content left after removing the image: $(ctr content ls -q | head -n 3)" >&2
     exit 1

@@ -179,6 +179,9 @@ fn live_import_runs_a_sandbox_offline_and_leaves_the_rest_alone() {
             text.contains(&format!("image {NAME} in k8s.io, pinned")),
             "{text}"
         );
+        // the lease that held the blobs is gone
+        let leases = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "leases", "ls"]));
+        assert!(!leases.contains("pausebake-"), "{leases}");
 
         let image = ctd
             .cri()
