@@ -100,6 +100,7 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
             &args.target.namespace,
             Some(platform),
             k8s_version.as_deref(),
+            false,
         )?,
         None => verify::audit(
             root,

@@ -213,6 +213,10 @@ pub struct VerifyArgs {
     /// still read from --root)
     #[arg(long, value_name = "SOCKET")]
     pub address: Option<PathBuf>,
+    /// With --address: also start a throwaway pod sandbox (host network) through CRI,
+    /// check it runs, then remove it
+    #[arg(long, requires = "address")]
+    pub sandbox: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }

@@ -772,6 +772,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
             &args.target.namespace,
             args.target.platform,
             args.kubernetes_version.as_deref(),
+            args.sandbox,
         )?,
         None => audit(
             &root,

@@ -1,11 +1,12 @@
 //! The live `apply`: [`store::records`]' blobs, GC labels and image records written through
 //! a running containerd's API instead of into its files.
 //!
-//! Order and safety: a lease with a `containerd.io/gc.expire` label holds every blob written
-//! until the image records exist, so neither containerd's GC nor a killed pausebake can leave
-//! half an image: blobs go first, children before parents, each committed with its expected
-//! digest and size; the image records last. The lease is deleted on every path; if pausebake
-//! dies first it expires and GC takes what no record reaches.
+//! Order and safety: a lease with a `containerd.io/gc.expire` label holds every blob (written,
+//! or found present and added to it) until the image records exist, so neither containerd's GC
+//! nor a killed pausebake can leave half an image: blobs go first, children before parents,
+//! each committed with its expected digest and size; the image records last. The lease is
+//! deleted on every path; if pausebake dies first it expires and GC takes what no record
+//! reaches.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -42,7 +43,7 @@ pub fn apply(image: &Image, spec: &Spec, address: &Path) -> Result<Report> {
     client.set_namespace(&spec.namespace)?;
     let lease = create_lease(&client)?;
     client.set_lease(Some(&lease))?;
-    let result = write_all(&client, image, spec, &recs.selection);
+    let result = write_all(&client, &lease, image, spec, &recs.selection);
     client.set_lease(None)?;
     let deleted = delete_lease(&client, &lease);
     let outcome = result?;
@@ -62,6 +63,7 @@ pub fn apply(image: &Image, spec: &Spec, address: &Path) -> Result<Report> {
 
 fn write_all(
     client: &Client,
+    lease: &str,
     image: &Image,
     spec: &Spec,
     selection: &store::Selection,
@@ -72,7 +74,7 @@ fn write_all(
     for digest in children_first(&selection.blobs) {
         let labels = &selection.blobs[&digest];
         let bytes = &image.blobs[&digest];
-        match put_blob(client, &digest, bytes, labels)
+        match put_blob(client, lease, &digest, bytes, labels)
             .with_context(|| format!("writing blob {digest} into containerd"))?
         {
             Blob::Written => {
@@ -174,16 +176,29 @@ enum Blob {
     Present,
 }
 
-/// One blob: present with our labels -> nothing; present without -> `Update` those labels;
+/// One blob, first added to the lease: present with our labels -> nothing; present without -> `Update` those labels;
 /// absent -> `Write` it (stat, chunks, commit with digest, size and labels). containerd
 /// answers AlreadyExists when another writer (or another namespace's identical blob) got
 /// there first: then only the labels.
 fn put_blob(
     client: &Client,
+    lease: &str,
     digest: &str,
     bytes: &[u8],
     labels: &BTreeMap<String, String>,
 ) -> Result<Blob> {
+    // Leased first: a blob found present must survive GC until the records that reach it
+    // exist (only blobs written under the lease are held by it otherwise).
+    let req = client.request(api::AddResourceRequest {
+        id: lease.to_string(),
+        resource: Some(api::Resource {
+            id: digest.to_string(),
+            r#type: "content".to_string(),
+        }),
+    });
+    client
+        .call(|ch| async move { LeasesClient::new(ch).add_resource(req).await })
+        .map_err(|e| anyhow!("adding it to lease {lease}: {}", describe(&e)))?;
     match info(client, digest)? {
         Some(have) => relabel(client, digest, &have, labels),
         None => match write(client, digest, bytes, labels) {

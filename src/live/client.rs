@@ -278,6 +278,85 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Runs a host-network pod sandbox through CRI, checks it is READY and still READY a
+    /// moment later (pause started and stayed up), then stops and removes it whatever
+    /// happened. `Ok(Err(why))` when it did not run.
+    pub fn throwaway_sandbox(&self) -> Result<Result<String, String>> {
+        let name = format!("pausebake-verify-{}", std::process::id());
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.clone(),
+                uid: name.clone(),
+                namespace: "pausebake".into(),
+                attempt: 0,
+            }),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        pid: cri::NamespaceMode::Pod as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        let id = match self
+            .call(|ch| async move { RuntimeServiceClient::new(ch).run_pod_sandbox(req).await })
+        {
+            Ok(r) => r.pod_sandbox_id,
+            Err(e) => return Ok(Err(describe(&e))),
+        };
+        let state = |id: String| {
+            self.call(|ch| async move {
+                RuntimeServiceClient::new(ch)
+                    .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                        pod_sandbox_id: id,
+                        verbose: false,
+                    })
+                    .await
+            })
+            .map(|r| r.status.map(|s| s.state))
+        };
+        let ready = Some(cri::PodSandboxState::SandboxReady as i32);
+        let first = state(id.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        let second = state(id.clone());
+        let stop = self.call(|ch| {
+            let id = id.clone();
+            async move {
+                RuntimeServiceClient::new(ch)
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        let remove = self.call(|ch| {
+            let id = id.clone();
+            async move {
+                RuntimeServiceClient::new(ch)
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        if let Err(e) = stop.and(remove) {
+            bail!("removing the throwaway sandbox {id}: {}", describe(&e));
+        }
+        Ok(match (first, second) {
+            (Ok(a), Ok(b)) if a == ready && b == ready => Ok(id),
+            (Ok(_), Ok(_)) => Err(format!("sandbox {id} was not READY (pause exited?)")),
+            (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
+        })
+    }
+}
+
 /// A status as one line: its code and message.
 pub fn describe(status: &Status) -> String {
     let msg = status.message();

@@ -104,6 +104,7 @@ pub fn verify(
     _namespace: &str,
     _platform: Option<crate::platform::Platform>,
     _kubernetes: Option<&str>,
+    _sandbox: bool,
 ) -> Result<crate::containerd::verify::Report> {
     Err(not_built())
 }

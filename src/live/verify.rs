@@ -35,13 +35,15 @@ const CRI_NAMESPACE: &str = "k8s.io";
 /// How long CRI gets to learn of an image created through the API.
 const CRI_POLL: Duration = Duration::from_secs(3);
 
-/// Audits the containerd at `address`, reading config files from `root` (the node's `/`).
+/// Audits the containerd at `address`, reading config files from `root` (the node's `/`);
+/// with `sandbox`, also runs (and removes) a throwaway pod sandbox through CRI.
 pub fn verify(
     address: &Path,
     root: &Root,
     namespace: &str,
     platform: Option<Platform>,
     kubernetes: Option<&str>,
+    sandbox: bool,
 ) -> Result<Report> {
     let mut client = Client::connect(address)?;
     client.set_namespace(namespace)?;
@@ -240,6 +242,19 @@ pub fn verify(
         ),
     });
 
+    if sandbox {
+        out.push(match client.throwaway_sandbox()? {
+            Ok(id) => Finding::ok(
+                "sandbox",
+                format!("a throwaway pod sandbox ran from {name} ({id}) and was removed"),
+            ),
+            Err(why) => Finding::fail(
+                "sandbox",
+                format!("a throwaway pod sandbox did not run: {why}"),
+                "read containerd's log for the sandbox",
+            ),
+        });
+    }
     if let Some(k) = &k8s {
         let want = versions::kubernetes_pause_image(k.version)?;
         if want != name {

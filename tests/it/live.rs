@@ -98,6 +98,21 @@ fn verify(ctd: &Running, root: &Path) -> (Option<i32>, String) {
     )
 }
 
+/// [`verify`] with `--sandbox`.
+fn verify_sandbox(ctd: &Running, root: &Path) -> (Option<i32>, String) {
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--sandbox", "--address"])
+            .arg(ctd.address())
+            .arg("--root")
+            .arg(root),
+    );
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
 fn pins(c: &Containerd) -> bool {
     match c.semver() {
         (1, 6, p) => p >= 22,
@@ -334,6 +349,35 @@ fn live_verify_exits_3_for_each_fault() {
         );
         let (code, report) = verify(&ctd, root.path());
         assert_eq!(code, Some(0), "{report}");
+        let (code, report) = verify_sandbox(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        assert!(
+            report.contains("ok   sandbox: a throwaway pod sandbox ran"),
+            "{report}"
+        );
+        assert!(ctd.cri().list_images().is_ok());
+
+        // an image whose pause does not run: whole and pinned, so only --sandbox finds it
+        let fake = work.path().join("fake.tar");
+        run_ok(
+            pausebake()
+                .arg("image")
+                .arg(format!(
+                    "--binary=amd64={}",
+                    repo().join("tests/fixtures/pause-static-amd64").display()
+                ))
+                .args(["--name", NAME, "--output"])
+                .arg(&fake),
+        );
+        import_ok(&ctd, &fake, root.path(), &[]);
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(0), "{report}");
+        let (code, report) = verify_sandbox(&ctd, root.path());
+        assert_eq!(code, Some(3), "{report}");
+        assert!(
+            report.contains("FAIL sandbox: a throwaway pod sandbox did not run"),
+            "{report}"
+        );
         drop(ctd);
 
         if c.semver().0 >= 2 {
