@@ -679,6 +679,39 @@ fn live_killed_imports_leave_whole_images_or_none() {
             "containerd {}: {steps} imports killed over {whole:?}; {there} had finished",
             c.version
         );
+        // and deterministically: SIGKILL just before the 1st, 2nd, ... write to the socket
+        // (strace's fault injection), until an import runs through
+        if have("strace") {
+            let mut kills = 0;
+            for syscall in ["write", "writev", "sendmsg"] {
+                for n in 1.. {
+                    let ns = format!("strace-{syscall}-{n}");
+                    let import = cmd(&ns, ctd.address());
+                    let out = run_any(
+                        Command::new("strace")
+                            .args(["-f", "-o", "/dev/null", "-e"])
+                            .arg(format!("trace={syscall}"))
+                            .arg("-e")
+                            .arg(format!("inject={syscall}:signal=KILL:when={n}"))
+                            .arg(PAUSEBAKE)
+                            .args(import.get_args()),
+                    );
+                    if out.status.success() {
+                        break;
+                    }
+                    kills += 1;
+                    whole_or_absent(&ctd, root.path(), &ns);
+                    leases_expire(&ctd, &ns);
+                    run_ok(&mut cmd(&ns, ctd.address()));
+                    assert!(whole_or_absent(&ctd, root.path(), &ns));
+                }
+            }
+            eprintln!(
+                "containerd {}: killed before {kills} socket writes",
+                c.version
+            );
+            assert!(kills > 5, "only {kills} kill points: is strace injecting?");
+        }
 
         // containerd killed mid-import: the import fails, a restarted containerd holds the
         // image whole or not at all, and a rerun succeeds
