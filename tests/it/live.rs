@@ -83,26 +83,23 @@ fn import_ok(ctd: &Running, archive: &Path, root: &Path, args: &[&str]) -> Strin
     stdout(&out)
 }
 
-/// `pausebake verify --address SOCKET --root ROOT`, its exit code and stdout.
+/// `pausebake verify --address SOCKET --root ROOT`, its exit code and output.
 fn verify(ctd: &Running, root: &Path) -> (Option<i32>, String) {
-    let out = run_any(
-        pausebake()
-            .args(["verify", "--address"])
-            .arg(ctd.address())
-            .arg("--root")
-            .arg(root),
-    );
-    (
-        out.status.code(),
-        format!("{}{}", stdout(&out), stderr(&out)),
-    )
+    verify_with(ctd, root, &[])
 }
 
 /// [`verify`] with `--sandbox`.
 fn verify_sandbox(ctd: &Running, root: &Path) -> (Option<i32>, String) {
+    verify_with(ctd, root, &["--sandbox"])
+}
+
+/// `pausebake verify ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
+fn verify_with(ctd: &Running, root: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = run_any(
         pausebake()
-            .args(["verify", "--sandbox", "--address"])
+            .arg("verify")
+            .args(args)
+            .arg("--address")
             .arg(ctd.address())
             .arg("--root")
             .arg(root),
@@ -272,16 +269,9 @@ fn live_verify_exits_3_for_each_fault() {
             root.path(),
             &["--no-pin", "--namespace", "elsewhere"],
         );
-        let out = run_any(
-            pausebake()
-                .args(["verify", "--namespace", "elsewhere", "--address"])
-                .arg(ctd.address())
-                .arg("--root")
-                .arg(root.path()),
-        );
-        let report = stdout(&out);
+        let (code, report) = verify_with(&ctd, root.path(), &["--namespace", "elsewhere"]);
         let want = if pins(&c) { 3 } else { 0 };
-        assert_eq!(out.status.code(), Some(want), "{report}");
+        assert_eq!(code, Some(want), "{report}");
         assert!(
             report.contains("CRI reads images only from namespace k8s.io"),
             "{report}"
@@ -607,22 +597,11 @@ fn live_bake_and_import_use_a_running_containerd_that_holds_meta_db() {
 /// Whether namespace `ns` holds `NAME` only whole: no record, or a record whose every blob
 /// is present (what `verify --address` reads through the API). Returns whether it is there.
 fn whole_or_absent(ctd: &Running, root: &Path, ns: &str) -> bool {
-    let out = run_any(
-        pausebake()
-            .args(["verify", "--namespace", ns, "--address"])
-            .arg(ctd.address())
-            .arg("--root")
-            .arg(root),
-    );
-    let report = stdout(&out);
+    let (code, report) = verify_with(ctd, root, &["--namespace", ns]);
     if report.contains(&format!("no image named {NAME} in namespace {ns}")) {
         return false;
     }
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "a partial image in {ns}:\n{report}"
-    );
+    assert_eq!(code, Some(0), "a partial image in {ns}:\n{report}");
     assert!(report.contains("ok   content: manifest"), "{report}");
     true
 }
