@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigureArgs, ContainerdArgs, ImportArgs, KubernetesArgs, PlatformArgs,
@@ -27,6 +27,7 @@ use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
+use crate::live;
 use crate::rootfs::Root;
 
 /// Everything `bake` did (or, with `--dry-run`, would do), for the summary and `--json`.
@@ -66,6 +67,8 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
     let over = target_overrides(&args.target, &args.kubernetes);
     let mut facts = inspect(&root, &over)?;
+    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
+    running_facts(&mut facts, &over, live.as_ref());
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
     for n in &image.names {
@@ -79,13 +82,19 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.spec.epoch.source_date_epoch),
     };
-    let plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
     let verify = if args.dry_run.dry_run {
+        through(&mut plan, live.as_ref());
         None
     } else {
-        apply(&plan, Some(&image), &root)?;
+        carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
         // Re-read: verify judges the root as it is now, each fact with its true source.
-        Some(verify::audit(&inspect(&root, &over)?, &req.namespace)?)
+        let mut after = inspect(&root, &over)?;
+        running_facts(&mut after, &over, live.as_ref());
+        Some(match live.as_mut() {
+            Some(conn) => live::verify(conn, &after, &req.namespace, false)?,
+            None => verify::audit(&after, &req.namespace)?,
+        })
     };
     let summary = Summary {
         dry_run: args.dry_run.dry_run,
@@ -97,6 +106,46 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         Some(report) if !report.ok => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// A running containerd, when the command goes through one, is the source of the containerd
+/// version (what it runs beats what its files suggest); `--containerd-version` still beats it.
+fn running_facts(facts: &mut RootFacts, over: &Overrides, live: Option<&live::Connection>) {
+    if let (Some(conn), None) = (live, over.containerd) {
+        facts.containerd = live::version_fact(conn);
+        facts.containerd_assumed = false;
+    }
+}
+
+/// Marks the plan's import as going through the running containerd (for `--dry-run`).
+fn through(plan: &mut Plan, live: Option<&live::Connection>) {
+    if let (Some(conn), Some(store)) = (live, plan.import.as_mut()) {
+        store.address = Some(live::address_of(conn));
+    }
+}
+
+/// The apply: offline into the root's files, or, with a running containerd, the import
+/// through its API (the plan's import becomes what containerd answered) and the config
+/// edit into the files as offline.
+fn carry_out(
+    plan: &mut Plan,
+    image: Option<&Image>,
+    root: &Root,
+    live: Option<&mut live::Connection>,
+) -> Result<()> {
+    let Some(conn) = live else {
+        return apply(plan, image, root);
+    };
+    if let Some(store) = &plan.import {
+        let image = image.context("applying an import plan: no image given")?;
+        let done = live::apply(store, image, conn)?;
+        plan.import = Some(done);
+    }
+    let config_only = Plan {
+        import: None,
+        ..plan.clone()
+    };
+    apply(&config_only, None, root)
 }
 
 /// Records what the root holds of each of the image's blobs, for the plan.
@@ -277,10 +326,13 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
     };
+    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
-    let plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
-    if !args.dry_run.dry_run {
-        apply(&plan, Some(&image), &root)?;
+    let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    if args.dry_run.dry_run {
+        through(&mut plan, live.as_ref());
+    } else {
+        carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
     let store = plan.import.as_ref().expect("an import plan imports");
     if args.output.json && args.dry_run.dry_run {
@@ -356,6 +408,11 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     if !args.dry_run.dry_run {
         apply(&plan, None, &root)?;
     }
+    // The files are as planned; now the truth about the daemon that runs (never restarted).
+    let running = match &args.address {
+        Some(address) => Some(live::running_note(address, &image)?),
+        None => None,
+    };
     let ctd = on_host(&root, &facts.containerd);
     let c = plan
         .configure
@@ -376,6 +433,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "changed": c.changed,
             "created": c.created,
             "warnings": c.warnings,
+            "running": running,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -403,6 +461,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         }
         (true, false, None) => println!("{prefix}changed {path}: added {what} ({context})"),
     }
+    if let Some(r) = &running {
+        println!("{}", r.message);
+    }
     for warning in &c.warnings {
         eprintln!("pausebake: warning: {warning}");
     }
@@ -423,11 +484,21 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
     }
 }
 
-/// `pausebake verify`.
+/// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
+/// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
     let over = target_overrides(&args.target, &args.kubernetes);
-    let report = verify::audit(&inspect(&root, &over)?, &args.target.namespace.namespace)?;
+    let mut facts = inspect(&root, &over)?;
+    let namespace = &args.target.namespace.namespace;
+    let report = match &args.address {
+        Some(address) => {
+            let mut conn = live::connect(address)?;
+            running_facts(&mut facts, &over, Some(&conn));
+            live::verify(&mut conn, &facts, namespace, args.sandbox)?
+        }
+        None => verify::audit(&facts, namespace)?,
+    };
     verify::print(&report, args.output.json)?;
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use toml_edit::DocumentMut;
@@ -73,6 +73,9 @@ pub struct MetaDb {
     pub tree: Bucket,
     /// The file's byte order; `None` when absent or empty.
     pub order: Option<Endian>,
+    /// Whether a running containerd holds the file's lock (it writes the file meanwhile: the
+    /// tree is a snapshot, and empty when the snapshot was caught mid-write).
+    pub locked: bool,
 }
 
 /// What a content blob of the store holds, compared with the bytes an image has for it.
@@ -402,13 +405,33 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
             crate::bolt::byte_order(&bytes)?,
         ))
     };
-    let (tree, order) = read().with_context(|| format!("reading {}", host.display()))?;
+    let locked = is_locked(&host)?;
+    let (tree, order) = match read() {
+        Ok((tree, order)) => (tree, Some(order)),
+        // A running containerd may be mid-write: its API, not the file, is then the truth.
+        Err(_) if locked => (Bucket::default(), None),
+        Err(e) => return Err(e.context(format!("reading {}", host.display()))),
+    };
     Ok(MetaDb {
         path,
         exists: true,
         tree,
-        order: Some(order),
+        order,
+        locked,
     })
+}
+
+/// Whether another process (a running containerd) holds the `flock` of the file at `host`.
+/// The probe's own shared lock is released when the file is closed, at once.
+fn is_locked(host: &Path) -> Result<bool> {
+    let file = fs::File::open(host).with_context(|| format!("opening {}", host.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("probing the lock of {}", host.display()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             check,
             status: Status::Ok,
@@ -157,7 +157,11 @@ impl Finding {
             fix: None,
         }
     }
-    fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Warn,
@@ -165,7 +169,11 @@ impl Finding {
             fix: Some(fix.into()),
         }
     }
-    fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn fail(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Fail,
@@ -446,8 +454,9 @@ fn rule_pin(rec: &Bucket, name: &str, setting: &SandboxSetting, v: Version) -> F
     }
 }
 
-/// Rule "kubernetes": the pause tag is the one the root's Kubernetes uses.
-fn rule_kubernetes(k8s: Version, name: &str) -> Result<Finding> {
+/// Rule "kubernetes": the pause tag is the one the root's Kubernetes uses (the live rules
+/// ask it too).
+pub fn rule_kubernetes(k8s: Version, name: &str) -> Result<Finding> {
     let want = versions::kubernetes_pause_image(k8s)?;
     let minor = format!("{}.{}", k8s.major, k8s.minor);
     Ok(if name == want {
