@@ -76,6 +76,8 @@ pub struct MetaDb {
     /// Whether a running containerd holds the file's lock (it writes the file meanwhile: the
     /// tree is a snapshot, and empty when the snapshot was caught mid-write).
     pub locked: bool,
+    /// The process holding that lock, from `/proc/locks` (`None`: not locked, or not told).
+    pub holder: Option<u32>,
 }
 
 /// What a content blob of the store holds, compared with the bytes an image has for it.
@@ -406,6 +408,7 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         ))
     };
     let locked = is_locked(&host)?;
+    let holder = if locked { lock_holder(&host)? } else { None };
     let (tree, order) = match read() {
         Ok((tree, order)) => (tree, Some(order)),
         // A running containerd may be mid-write: its API, not the file, is then the truth.
@@ -418,7 +421,32 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         tree,
         order,
         locked,
+        holder,
     })
+}
+
+/// The pid that holds a `flock` on the file at `host`, as `/proc/locks` lists it (`PID
+/// MAJOR:MINOR:INODE`, the device numbers in hex); `None` when none is listed or the kernel
+/// has no such file.
+fn lock_holder(host: &Path) -> Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(host).with_context(|| format!("reading {}", host.display()))?;
+    let dev = meta.dev();
+    // glibc's major()/minor() of a dev_t
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = match fs::read_to_string("/proc/locks") {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("reading /proc/locks"),
+    };
+    Ok(locks
+        .lines()
+        .filter(|l| !l.contains("->")) // a waiter, not a holder
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+        .and_then(|f| f.get(4)?.parse().ok()))
 }
 
 /// Whether another process (a running containerd) holds the `flock` of the file at `host`.

@@ -231,6 +231,17 @@ impl Client {
         self.channel.clone()
     }
 
+    /// The pid of the process listening on the socket (`SO_PEERCRED` of a fresh connection),
+    /// when the kernel tells.
+    pub fn server_pid(&self) -> Option<u32> {
+        let path = self.address.clone();
+        self.rt.block_on(async move {
+            let stream = tokio::net::UnixStream::connect(path).await.ok()?;
+            let pid = stream.peer_cred().ok()?.pid()?;
+            u32::try_from(pid).ok().filter(|p| *p > 0)
+        })
+    }
+
     /// `the running containerd VERSION at SOCKET`: where the live facts come from.
     pub fn shown(&self) -> String {
         format!(

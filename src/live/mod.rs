@@ -106,6 +106,15 @@ pub fn running_note(address: &Path, name: &str) -> Result<RunningNote> {
     })
 }
 
+fn pid_shown(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+}
+
+#[cfg(feature = "live")]
+fn server_pid(conn: &Connection) -> Option<u32> {
+    conn.server_pid()
+}
+
 #[cfg(feature = "live")]
 fn conn_version(conn: &Connection) -> Version {
     conn.version
@@ -166,6 +175,11 @@ pub fn verify(
 }
 
 #[cfg(not(feature = "live"))]
+fn server_pid(conn: &Connection) -> Option<u32> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
 fn conn_version(conn: &Connection) -> Version {
     match *conn {}
 }
@@ -221,6 +235,18 @@ pub fn choose(
     let Ok(conn) = connect(&address) else {
         return Ok(None);
     };
+    // Only the containerd that holds this root's meta.db: another one answering on that
+    // path (the host's, for a root that is not `/`) must not get this root's image.
+    let server = server_pid(&conn);
+    if server.is_none() || server != facts.meta.holder {
+        eprintln!(
+            "pausebake: meta.db is locked by process {}, but the containerd at {} is process {}: not this root's containerd, so not writing through it (pass --address to choose one)",
+            pid_shown(facts.meta.holder),
+            address.display(),
+            pid_shown(server)
+        );
+        return Ok(None);
+    }
     eprintln!(
         "pausebake: meta.db is locked by a running containerd: writing through its API at {} (pass --offline to refuse instead)",
         address.display()
@@ -280,7 +306,10 @@ mod tests {
         assert!(!facts(&root).meta.locked);
         let held = std::fs::File::open(&db).unwrap();
         held.lock().unwrap();
-        assert!(facts(&root).meta.locked);
+        let meta = facts(&root).meta;
+        assert!(meta.locked);
+        // /proc/locks names the process that holds it: this one
+        assert_eq!(meta.holder, Some(std::process::id()));
         // locked, but nothing answers on the socket of this test root's config
         std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
         std::fs::write(
