@@ -899,3 +899,64 @@ fn live_a_containerd_without_cri_is_refused_clearly() {
     assert!(content.status.success(), "{}", stderr(&content));
     assert_eq!(stdout(&content), "");
 }
+
+/// A root whose `meta.db` is held by another process (here: this test) while the socket its
+/// config names answers with some containerd (another root's, as the host's would for a
+/// mounted image): that containerd is not the root's, so nothing goes through it, and the
+/// locked `meta.db` is refused as offline.
+#[test]
+fn live_a_socket_that_is_not_the_roots_containerd_is_not_written_through() {
+    let Some(c) = versions().into_iter().next() else {
+        return;
+    };
+    let _lock = containerd_lock();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let elsewhere = tempdir();
+    let ctd = start(&c, elsewhere.path());
+    let before = images(&ctd, "k8s.io");
+
+    let root = tempdir();
+    run_ok(
+        pausebake()
+            .arg("import")
+            .arg(&ours)
+            .arg("--root")
+            .arg(root.path()),
+    );
+    let etc = root.path().join("etc/containerd");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(
+        etc.join("config.toml"),
+        format!("[grpc]\n  address = \"{}\"\n", ctd.address().display()),
+    )
+    .unwrap();
+    let db = root
+        .path()
+        .join("var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db");
+    let held = fs::File::open(&db).unwrap();
+    held.lock().unwrap();
+    let out = run_any(
+        pausebake()
+            .arg("import")
+            .arg(&ours)
+            .args(["--name", "example.invalid/not-here:1", "--root"])
+            .arg(root.path()),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "meta.db is locked by process {}, but the containerd at {} is process {}: not this root's containerd",
+            std::process::id(),
+            ctd.address().display(),
+            ctd.pid()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("is locked: containerd appears to be running"),
+        "{err}"
+    );
+    assert_eq!(images(&ctd, "k8s.io"), before);
+}
