@@ -960,3 +960,62 @@ fn live_a_socket_that_is_not_the_roots_containerd_is_not_written_through() {
     );
     assert_eq!(images(&ctd, "k8s.io"), before);
 }
+
+/// `--dry-run` with `--address`: the plan, saying it goes through the running containerd,
+/// and nothing written to it; `--json` names the running containerd as the one source of the
+/// containerd version.
+#[test]
+fn live_dry_run_prints_the_plan_and_writes_nothing() {
+    let Some(c) = versions().into_iter().last() else {
+        return;
+    };
+    let _lock = containerd_lock();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let root = tempdir();
+    let ctd = start(&c, root.path());
+    let before = images(&ctd, "k8s.io");
+    let config = fs::read(root.path().join("etc/containerd/config.toml")).unwrap();
+    let dry = |args: &[&str]| {
+        run_ok(
+            pausebake()
+                .args(args)
+                .arg(&ours)
+                .args(["--dry-run", "--address"])
+                .arg(ctd.address())
+                .arg("--root")
+                .arg(root.path()),
+        )
+    };
+    let text = stdout(&dry(&["import"]));
+    assert!(
+        text.starts_with("import --dry-run (nothing written)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "through the running containerd at {}",
+            ctd.address().display()
+        )),
+        "{text}"
+    );
+    let out = dry(&["bake", "--json", "--name", NAME, "--archive"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["dry_run"], true);
+    assert_eq!(json["verify"], serde_json::Value::Null);
+    let source = json["containerd_version_source"].as_str().unwrap();
+    assert!(
+        source.starts_with("the running containerd ")
+            && source.ends_with(&ctd.address().display().to_string()),
+        "{source}"
+    );
+    assert_eq!(
+        json["import"]["address"],
+        ctd.address().display().to_string()
+    );
+    assert_eq!(images(&ctd, "k8s.io"), before);
+    assert_eq!(
+        fs::read(root.path().join("etc/containerd/config.toml")).unwrap(),
+        config
+    );
+}
