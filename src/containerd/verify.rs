@@ -553,9 +553,7 @@ impl Walk<'_, '_> {
             .is_some_and(|l| {
                 l.entries.iter().any(|(k, v)| {
                     let k = String::from_utf8_lossy(k);
-                    let edge = k == store::GC_REF_CONTENT
-                        || k.starts_with("containerd.io/gc.ref.content.")
-                        || k.starts_with("containerd.io/gc.ref.content/");
+                    let edge = store::is_gc_content_edge(&k);
                     edge && matches!(v, crate::bolt::Node::Value(v) if v == digest.as_bytes())
                 })
             });

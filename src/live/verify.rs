@@ -359,7 +359,7 @@ impl Walk<'_, '_> {
             let labelled = p
                 .labels
                 .iter()
-                .any(|(k, v)| k.starts_with(store::GC_REF_CONTENT) && *v == digest);
+                .any(|(k, v)| store::is_gc_content_edge(k) && *v == digest);
             if !labelled {
                 self.out.push(Finding::fail(
                     "gc",
