@@ -20,7 +20,7 @@ use super::{Bucket, Node};
 /// nests 8 deep.
 pub const MAX_BUCKET_DEPTH: usize = 128;
 /// A B+tree of pages this deep would need more pages than any file holds.
-const MAX_PAGE_DEPTH: usize = 64;
+pub const MAX_PAGE_DEPTH: usize = 64;
 /// Pages being read at once, across nested buckets: bounds the reader's recursion (and so its
 /// stack) for crafted files that nest deep buckets under deep branch pages. Real files stay
 /// far below (containerd: 8 buckets deep, a few branch levels each).
@@ -47,8 +47,10 @@ impl Shape {
     }
 }
 
-/// A parsed file: the current meta, the tree, its page ownership and the free pages.
+/// A parsed file: the current meta, the tree, its page ownership and the free pages. Outside
+/// the tests only the tree is used; the tests read the rest to check what a commit wrote.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct Loaded {
     pub meta: Meta,
     pub tree: Bucket,
@@ -151,6 +153,7 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
     let tree = Bucket {
         sequence: meta.sequence,
         entries,
+        page: 0,
     };
     let mut is_free = vec![false; r.used.len()];
     if meta.freelist != NO_FREELIST {
@@ -472,12 +475,20 @@ impl<'a> Reader<'a, '_> {
                     Bucket {
                         sequence,
                         entries: BTreeMap::new(),
+                        page: 0,
                     },
                     shape,
                 ));
             }
             let (entries, shape) = self.bucket_pages(root, depth, expect)?;
-            return Ok((Bucket { sequence, entries }, shape));
+            return Ok((
+                Bucket {
+                    sequence,
+                    entries,
+                    page: 0,
+                },
+                shape,
+            ));
         }
         let page = &value[BUCKET_HEADER..];
         let (flags, count) = match (e.u16(page, 8), e.u16(page, 10)) {
@@ -504,47 +515,27 @@ impl<'a> Reader<'a, '_> {
             Bucket {
                 sequence,
                 entries: items.into_iter().collect(),
+                page: 0,
             },
             shape,
         ))
     }
 }
 
-/// Whether `read` (from `load_with` with a trusted shape) equals `tree`, counting the
-/// trusted buckets (rooted below `split`, read without entries) as equal: the commit kept
-/// them only because they had not changed.
-pub fn same_tree(read: &Bucket, shape: &Shape, tree: &Bucket, split: u64) -> bool {
-    if shape.root != 0 && shape.root < split {
-        return read.sequence == tree.sequence;
-    }
-    read.sequence == tree.sequence
-        && read.entries.len() == tree.entries.len()
-        && read
-            .entries
-            .iter()
-            .zip(&tree.entries)
-            .all(|((k1, n1), (k2, n2))| {
-                k1 == k2
-                    && match (n1, n2) {
-                        (Node::Value(a), Node::Value(b)) => a == b,
-                        (Node::Bucket(a), Node::Bucket(b)) => match shape.children.get(k1) {
-                            Some(s) => same_tree(a, s, b, split),
-                            None => a == b,
-                        },
-                        _ => false,
-                    }
-            })
-}
-
 /// The `len` bytes at `at + pos + skip` within `buf`, if they are all inside it.
-fn slice(buf: &[u8], at: usize, pos: u32, len: u32, skip: u32) -> Option<&[u8]> {
+pub fn slice(buf: &[u8], at: usize, pos: u32, len: u32, skip: u32) -> Option<&[u8]> {
     let start = at.checked_add(pos as usize)?.checked_add(skip as usize)?;
     buf.get(start..start.checked_add(len as usize)?)
 }
 
 /// Keys are non-empty, strictly after the previous key and within `[lo, hi)`, the range of
 /// the branch element they hang under.
-fn check_key(key: &[u8], prev: Option<&[u8]>, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+pub fn check_key(
+    key: &[u8],
+    prev: Option<&[u8]>,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Result<()> {
     if key.is_empty() {
         bail!("empty key");
     }

@@ -635,13 +635,7 @@ pub fn merge(db: &mut Bucket, records: &Bucket, namespace: &str) -> Result<Vec<S
             read_varint(version).unwrap_or_default()
         ));
     }
-    let ns = namespace.as_bytes();
-    for (kind, what) in [(&b"content"[..], "content"), (&b"images"[..], "image")] {
-        let path: Vec<&[u8]> = if kind == b"content" {
-            vec![b"v1", ns, b"content", b"blob"]
-        } else {
-            vec![b"v1", ns, b"images"]
-        };
+    for (path, what) in record_buckets(namespace) {
         let Some(ours) = records.bucket_at(&path) else {
             continue;
         };
@@ -671,6 +665,33 @@ pub fn merge(db: &mut Bucket, records: &Bucket, namespace: &str) -> Result<Vec<S
         }
     }
     Ok(changes)
+}
+
+/// The buckets [`merge`] puts records into, and what their records are called.
+fn record_buckets(namespace: &str) -> [(Vec<&[u8]>, &'static str); 2] {
+    let ns = namespace.as_bytes();
+    [
+        (vec![b"v1", ns, b"content", b"blob"], "content"),
+        (vec![b"v1", ns, b"images"], "image"),
+    ]
+}
+
+/// Loads from `db` what [`merge`] of `records` reads: the schema version and each record
+/// `records` holds, reading only the pages on the way to them.
+fn load_for_merge(db: &mut Db, records: &Bucket, namespace: &str) -> Result<()> {
+    db.load(&[b"v1", b"version"])?;
+    for (path, _) in record_buckets(namespace) {
+        for key in records
+            .bucket_at(&path)
+            .iter()
+            .flat_map(|b| b.entries.keys())
+        {
+            let mut full = path.clone();
+            full.push(key);
+            db.load(&full)?;
+        }
+    }
+    Ok(())
 }
 
 /// Updates an existing record in place; `false` when it already said what `new` says.
@@ -840,10 +861,12 @@ pub fn install(image: &Image, root: &Root, spec: &Spec) -> Result<Report> {
     // Open first: a locked or unreadable meta.db must stop us before any blob is written.
     // A zero-length file (an interrupted create) is Db::open's to initialise, as Go does.
     let existing = match fs::metadata(&meta_host) {
-        Ok(_) => Some(
-            Db::open(&meta_host, spec.root_arch.endian())
-                .with_context(|| format!("opening {}", meta_host.display()))?,
-        ),
+        Ok(_) => {
+            let mut db = Db::open(&meta_host, spec.root_arch.endian())
+                .with_context(|| format!("opening {}", meta_host.display()))?;
+            load_for_merge(&mut db, &recs.tree, &spec.namespace)?;
+            Some(db)
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", meta_host.display())),
     };
