@@ -26,6 +26,8 @@ packages=(
   strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
+  # peak RSS of the bolt bench rows (/usr/bin/time)
+  time
 )
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
