@@ -536,6 +536,7 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             file,
             seed,
             commits,
+            expect,
         } => {
             // The dev tool's files are for Go's bbolt on this machine.
             let mut db = if file.exists() {
@@ -544,13 +545,38 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
                 Db::create(file, Endian::native())?
             };
             let mut rng = random::Rng::new(*seed);
+            let mut expected = Bucket::default();
             for _ in 0..*commits {
-                db.load_all()?;
-                if db.root().entries.is_empty() {
-                    *db.root_mut() = random::tree(&mut rng);
-                }
-                random::change(&mut rng, db.root_mut());
+                expected = if rng.below(2) == 0 {
+                    // Everything loaded, changes all over the tree.
+                    db.load_all()?;
+                    if db.root().entries.is_empty() {
+                        *db.root_mut() = random::tree(&mut rng);
+                    }
+                    random::change(&mut rng, db.root_mut());
+                    db.root().clone()
+                } else {
+                    // Only the keys changed are loaded, as import does; what the whole file
+                    // says comes from the independent whole-file reader.
+                    let bytes = std::fs::read(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let mut tree = read_tree(&bytes)?;
+                    for edit in random::edits(&mut rng, &tree.clone()) {
+                        // An earlier edit may have put a value where this one needs a bucket.
+                        if edit.apply(&mut tree).is_err() {
+                            continue;
+                        }
+                        let path: Vec<&[u8]> = edit.path().iter().map(Vec::as_slice).collect();
+                        db.load(&path)?;
+                        edit.apply(db.root_mut())?;
+                    }
+                    tree
+                };
                 db.commit()?;
+            }
+            if let Some(out) = expect {
+                std::fs::write(out, dump(&expected))
+                    .with_context(|| format!("writing {}", out.display()))?;
             }
         }
         BoltCommand::Rewrite { file } => {
