@@ -341,16 +341,7 @@ impl<'a> Reader<'a, '_> {
                 }
                 let mut children = Vec::with_capacity(count as usize);
                 for i in 0..count as usize {
-                    let at = PAGE_HEADER + i * ELEMENT;
-                    let e = self.e;
-                    let (pos, ksize, child) =
-                        match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8)) {
-                            (Some(p), Some(k), Some(c)) => (p, k, c),
-                            _ => bail!("page {id}: element {i} lies outside the page"),
-                        };
-                    let key = slice(buf, at, pos, ksize, 0).ok_or_else(|| {
-                        anyhow!("page {id}: key of element {i} lies outside the page")
-                    })?;
+                    let (key, child) = branch_element(self.e, buf, i, &format!("page {id}"))?;
                     check_key(key, children.last().map(|(k, _)| *k), lo, hi)
                         .with_context(|| format!("page {id}: element {i}"))?;
                     children.push((key, child));
@@ -387,22 +378,8 @@ impl<'a> Reader<'a, '_> {
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
-        let e = self.e;
         for i in 0..count as usize {
-            let at = PAGE_HEADER + i * ELEMENT;
-            let (flags, pos, ksize, vsize) = match (
-                e.u32(buf, at),
-                e.u32(buf, at + 4),
-                e.u32(buf, at + 8),
-                e.u32(buf, at + 12),
-            ) {
-                (Some(f), Some(p), Some(k), Some(v)) => (f, p, k, v),
-                _ => bail!("{ctx}: element {i} lies outside the page"),
-            };
-            let key = slice(buf, at, pos, ksize, 0)
-                .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
-            let value = slice(buf, at, pos, vsize, ksize)
-                .ok_or_else(|| anyhow!("{ctx}: value of element {i} lies outside the page"))?;
+            let (flags, key, value) = leaf_element(self.e, buf, i, ctx)?;
             let prev = items.last().map(|(k, _)| k.as_slice());
             check_key(key, prev, lo, hi).with_context(|| format!("{ctx}: element {i}"))?;
             let node = if flags & BUCKET_LEAF != 0 {
@@ -520,6 +497,48 @@ impl<'a> Reader<'a, '_> {
             shape,
         ))
     }
+}
+
+/// Leaf element `i` of the page image `buf`: `(flags, key, value)`, bounds-checked; `ctx`
+/// names the page in errors.
+pub fn leaf_element<'a>(
+    e: Endian,
+    buf: &'a [u8],
+    i: usize,
+    ctx: &str,
+) -> Result<(u32, &'a [u8], &'a [u8])> {
+    let at = PAGE_HEADER + i * ELEMENT;
+    let (flags, pos, ksize, vsize) = match (
+        e.u32(buf, at),
+        e.u32(buf, at + 4),
+        e.u32(buf, at + 8),
+        e.u32(buf, at + 12),
+    ) {
+        (Some(f), Some(p), Some(k), Some(v)) => (f, p, k, v),
+        _ => bail!("{ctx}: element {i} lies outside the page"),
+    };
+    let key = slice(buf, at, pos, ksize, 0)
+        .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
+    let value = slice(buf, at, pos, vsize, ksize)
+        .ok_or_else(|| anyhow!("{ctx}: value of element {i} lies outside the page"))?;
+    Ok((flags, key, value))
+}
+
+/// Branch element `i` of the page image `buf`: `(key, child page id)`, bounds-checked.
+pub fn branch_element<'a>(
+    e: Endian,
+    buf: &'a [u8],
+    i: usize,
+    ctx: &str,
+) -> Result<(&'a [u8], u64)> {
+    let at = PAGE_HEADER + i * ELEMENT;
+    let (pos, ksize, child) = match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8)) {
+        (Some(p), Some(k), Some(c)) => (p, k, c),
+        _ => bail!("{ctx}: element {i} lies outside the page"),
+    };
+    let key = slice(buf, at, pos, ksize, 0)
+        .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
+    Ok((key, child))
 }
 
 /// The `len` bytes at `at + pos + skip` within `buf`, if they are all inside it.

@@ -12,10 +12,11 @@ use std::os::unix::fs::FileExt;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::page::{
-    Endian, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, COUNT_ESCAPE, ELEMENT, FREELIST, LEAF,
-    PAGE_HEADER,
+    Endian, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, COUNT_ESCAPE, FREELIST, LEAF, PAGE_HEADER,
 };
-use super::read::{check_key, show, slice, MAX_BUCKET_DEPTH, MAX_PAGE_DEPTH};
+use super::read::{
+    branch_element, check_key, leaf_element, show, MAX_BUCKET_DEPTH, MAX_PAGE_DEPTH,
+};
 use super::write::{check_elem, Alloc, Child, Elem, Encoder};
 use super::{Bucket, Node};
 
@@ -230,23 +231,10 @@ impl<'f> Disk<'f> {
 
     /// The elements of a leaf page image (a page, or an inline bucket's; `id` names it).
     pub fn leaf<'a>(&self, buf: &'a [u8], count: u16, id: u64) -> Result<Vec<Raw<'a>>> {
-        let e = self.e;
+        let ctx = format!("page {id}");
         let mut out: Vec<Raw> = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
-            let at = PAGE_HEADER + i * ELEMENT;
-            let (flags, pos, ksize, vsize) = match (
-                e.u32(buf, at),
-                e.u32(buf, at + 4),
-                e.u32(buf, at + 8),
-                e.u32(buf, at + 12),
-            ) {
-                (Some(f), Some(p), Some(k), Some(v)) => (f, p, k, v),
-                _ => bail!("page {id}: element {i} lies outside the page"),
-            };
-            let key = slice(buf, at, pos, ksize, 0)
-                .ok_or_else(|| anyhow!("page {id}: key of element {i} lies outside the page"))?;
-            let value = slice(buf, at, pos, vsize, ksize)
-                .ok_or_else(|| anyhow!("page {id}: value of element {i} lies outside the page"))?;
+            let (flags, key, value) = leaf_element(self.e, buf, i, &ctx)?;
             check_key(key, out.last().map(|r| r.1), None, None)
                 .with_context(|| format!("page {id}: element {i}"))?;
             out.push((flags, key, value));
@@ -259,17 +247,10 @@ impl<'f> Disk<'f> {
         if count == 0 {
             bail!("page {id}: empty branch page");
         }
-        let e = self.e;
+        let ctx = format!("page {id}");
         let mut out: Vec<(&[u8], u64)> = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
-            let at = PAGE_HEADER + i * ELEMENT;
-            let (pos, ksize, child) = match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8))
-            {
-                (Some(p), Some(k), Some(c)) => (p, k, c),
-                _ => bail!("page {id}: element {i} lies outside the page"),
-            };
-            let key = slice(buf, at, pos, ksize, 0)
-                .ok_or_else(|| anyhow!("page {id}: key of element {i} lies outside the page"))?;
+            let (key, child) = branch_element(self.e, buf, i, &ctx)?;
             check_key(key, out.last().map(|c| c.0), None, None)
                 .with_context(|| format!("page {id}: element {i}"))?;
             out.push((key, child));

@@ -338,6 +338,22 @@ fn a_commit_killed_at_any_write_leaves_the_old_or_the_new_state() {
     assert_eq!(states, expected);
 }
 
+/// The image the containerd tests import.
+const IMAGE: &str = "example.invalid/bolt/pause:1";
+
+/// A temp dir holding a stand-in pause archive named [`IMAGE`], and the archive's path;
+/// `None` when there is no containerd to test (`versions` empty) or no archive (after a
+/// loud skip).
+fn image_for(versions: &[crate::containerd::Containerd]) -> Option<(tempfile::TempDir, String)> {
+    if versions.is_empty() {
+        return None;
+    }
+    let work = tempdir();
+    let archive = stand_in_pause_archive(work.path(), IMAGE)?;
+    let archive = archive.display().to_string();
+    Some((work, archive))
+}
+
 /// Lines of `ctr ARGS` output, for comparing listings before and after our commit.
 fn ctr_text(running: &Running, args: &[&str]) -> String {
     stdout(&running.ctr_ok(args))
@@ -347,15 +363,10 @@ fn ctr_text(running: &Running, args: &[&str]) -> String {
 fn containerd_files_read_identically_take_our_changes_and_keep_working() {
     let Some(bc) = bolt_check() else { return };
     let versions = versions();
-    if versions.is_empty() {
-        return;
-    }
-    let work = tempdir();
-    let name = "example.invalid/bolt/pause:1";
-    let Some(archive) = stand_in_pause_archive(work.path(), name) else {
+    let Some((_work, archive)) = image_for(&versions) else {
         return;
     };
-    let archive = archive.display().to_string();
+    let name = IMAGE;
     for c in &versions {
         let root = tempdir();
         let opts = StartOpts {
@@ -504,15 +515,9 @@ fn randomized_commits_on_containerd_files_pass_go_check_after_every_commit() {
         .into_iter()
         .filter(|c| c.version.starts_with("1.6") || c.version.starts_with("2.1"))
         .collect();
-    if versions.is_empty() {
-        return;
-    }
-    let work = tempdir();
-    let name = "example.invalid/bolt/pause:1";
-    let Some(archive) = stand_in_pause_archive(work.path(), name) else {
+    let Some((work, archive)) = image_for(&versions) else {
         return;
     };
-    let archive = archive.display().to_string();
     for c in &versions {
         let file = work.path().join(format!("random-{}.db", c.version));
         std::fs::copy(containerd_file(c, work.path(), &archive), &file).unwrap();
