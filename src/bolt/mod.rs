@@ -333,10 +333,15 @@ impl Db {
         .with_context(|| format!("encoding the changes to {path}"))?;
         // The freelist in the file's own form: a page listing every free page, or none for a
         // file whose writer rebuilds free space by walking (NoFreelistSync).
+        if prev.freelist != NO_FREELIST {
+            enc.alloc.release(prev.freelist, freelist_pages);
+        }
+        enc.alloc
+            .check()
+            .with_context(|| format!("writing to {path}; nothing written"))?;
         let freelist = if prev.freelist == NO_FREELIST {
             NO_FREELIST
         } else {
-            enc.alloc.release(prev.freelist, freelist_pages);
             enc.freelist()?
         };
         let meta = Meta {
@@ -1012,6 +1017,37 @@ mod tests {
             .unwrap();
         let err = format!("{:#}", db.commit().unwrap_err());
         assert!(err.contains("load keys before changing them"), "{err}");
+    }
+
+    #[test]
+    fn a_freelist_listing_a_page_in_use_is_refused_before_writing() {
+        let mut tree = value_tree(&[(b"a", &[(b"k", vec![1; 2000])])]);
+        let file = File1::new(4096, Little);
+        file.commit(&tree);
+        tree.bucket_at_mut(&[b"a"])
+            .unwrap()
+            .put(b"k", b"2")
+            .unwrap();
+        let loaded = file.commit(&tree);
+        // Damage: the freelist also lists the root page, which is in use.
+        let mut bytes = file.bytes();
+        let at = loaded.meta.freelist as usize * 4096;
+        let count = u16::from_le_bytes(bytes[at + 10..at + 12].try_into().unwrap());
+        assert!(count > 0);
+        let slot = at + 16 + 8 * count as usize;
+        bytes[slot..slot + 8].copy_from_slice(&loaded.meta.root.to_le_bytes());
+        bytes[at + 10..at + 12].copy_from_slice(&(count + 1).to_le_bytes());
+        std::fs::write(&file.path, &bytes).unwrap();
+        let mut db = Db::open(&file.path, Little).unwrap();
+        db.load(&[b"a", b"k"]).unwrap();
+        db.root_mut()
+            .bucket_at_mut(&[b"a"])
+            .unwrap()
+            .put(b"k", b"3")
+            .unwrap();
+        let err = format!("{:#}", db.commit().unwrap_err());
+        assert!(err.contains("the freelist is damaged"), "{err}");
+        assert_eq!(file.bytes(), bytes);
     }
 
     #[test]

@@ -79,6 +79,28 @@ impl Alloc {
         all
     }
 
+    /// Refuses a transaction built on a damaged file: a page freed twice, a page both free
+    /// and in use (a freelist listing a reachable page), or a page written over while the
+    /// current tree still uses it. Go trusts the file here; a check costs one sort.
+    pub fn check(&self) -> Result<()> {
+        let mut pending = self.pending.clone();
+        pending.sort_unstable();
+        if let Some(w) = pending.windows(2).find(|w| w[0] == w[1]) {
+            bail!(
+                "page {} is used twice in the tree: the file is damaged",
+                w[0]
+            );
+        }
+        let used = |id: u64| pending.binary_search(&id).is_ok();
+        if let Some(id) = self.free.iter().find(|&&id| used(id)) {
+            bail!("page {id} is listed free but is in use: the freelist is damaged");
+        }
+        if let Some((id, _)) = self.dirty.iter().find(|(id, _)| used(*id)) {
+            bail!("page {id} is listed free but is in use: the freelist is damaged");
+        }
+        Ok(())
+    }
+
     pub fn free_count(&self) -> usize {
         self.free.len() + self.pending.len()
     }
