@@ -273,9 +273,10 @@ impl Db {
         self.load(&[])
     }
 
-    /// True when root differs from what was last loaded/committed.
+    /// True when root differs from what was last loaded/committed (a root replaced by one
+    /// built in memory always does: it stands for the whole tree, unloaded keys included).
     pub fn is_dirty(&self) -> bool {
-        self.root != self.committed
+        self.root.page != self.committed.page || self.root != self.committed
     }
 
     /// Writes the changes as one bbolt transaction in place (see the module doc). No-op when
