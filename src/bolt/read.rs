@@ -37,16 +37,6 @@ pub struct Shape {
     pub children: BTreeMap<Vec<u8>, Shape>,
 }
 
-impl Shape {
-    /// Every page of this bucket and of the buckets nested in it.
-    pub fn all_pages(&self, out: &mut Vec<u64>) {
-        out.extend_from_slice(&self.pages);
-        for child in self.children.values() {
-            child.all_pages(out);
-        }
-    }
-}
-
 /// A parsed file: the current meta, the tree, its page ownership and the free pages. Outside
 /// the tests only the tree is used; the tests read the rest to check what a commit wrote.
 #[derive(Debug)]
@@ -65,63 +55,38 @@ pub struct Loaded {
     pub leaked: Vec<u64>,
 }
 
-/// Page storage: pages below `split` come from `base` (a whole file image), pages from `split`
-/// on from `extra` (pages a commit is about to write), so a commit can be verified before it
-/// touches the disk.
+/// A whole file image, as pages of `size` bytes.
 pub struct Pages<'a> {
     pub base: &'a [u8],
-    pub split: u64,
-    pub extra: &'a [u8],
     pub size: usize,
 }
 
 impl<'a> Pages<'a> {
-    pub fn whole(bytes: &'a [u8], size: usize) -> Pages<'a> {
-        Pages {
-            base: bytes,
-            split: u64::MAX,
-            extra: &[],
-            size,
-        }
-    }
-
     /// Number of pages that exist.
     fn count(&self) -> u64 {
-        if self.split == u64::MAX {
-            (self.base.len() / self.size) as u64
-        } else {
-            self.split + (self.extra.len() / self.size) as u64
-        }
+        (self.base.len() / self.size) as u64
     }
 
-    /// `n` contiguous pages starting at `id`, if they all exist on one side of the split.
+    /// `n` contiguous pages starting at `id`, if they all exist.
     fn get(&self, id: u64, n: u64) -> Option<&'a [u8]> {
-        let end = id.checked_add(n)?;
-        let (buf, first) = if end <= self.split {
-            (self.base, id)
-        } else if id >= self.split {
-            (self.extra, id - self.split)
-        } else {
-            return None;
-        };
-        let start = usize::try_from(first).ok()?.checked_mul(self.size)?;
+        let start = usize::try_from(id).ok()?.checked_mul(self.size)?;
         let len = usize::try_from(n).ok()?.checked_mul(self.size)?;
-        buf.get(start..start.checked_add(len)?)
+        self.base.get(start..start.checked_add(len)?)
     }
 }
 
 /// Parses a whole bbolt file from bytes.
 pub fn load(bytes: &[u8]) -> Result<Loaded> {
     let meta = current_meta(bytes)?;
-    load_with(meta, &Pages::whole(bytes, meta.page_size as usize), None)
+    let pages = Pages {
+        base: bytes,
+        size: meta.page_size as usize,
+    };
+    load_with(meta, &pages)
 }
 
-/// Parses the tree and freelist `meta` points at. With `trusted = Some(shape)` (a commit
-/// checking its own pages), page-backed buckets whose root page lies below `pages.split`
-/// are the unchanged buckets the commit kept: they were checked when the file was read, so
-/// they are not read again; `shape` must list them, their pages count as used, and they
-/// appear in the tree without entries.
-pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<Loaded> {
+/// Parses the tree and freelist `meta` points at.
+fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
     let exist = pages.count();
     if meta.pgid > exist {
         bail!(
@@ -136,10 +101,9 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
         pgid: meta.pgid,
         // Sized by the high-water mark, which is at most the file's page count.
         used: vec![false; meta.pgid as usize],
-        trusted_below: if trusted.is_some() { pages.split } else { 0 },
         open_pages: 0,
     };
-    let (entries, shape) = r.bucket_pages(meta.root, 0, trusted)?;
+    let (entries, shape) = r.bucket_pages(meta.root, 0)?;
     if let Some(key) = entries
         .iter()
         .find_map(|(k, n)| matches!(n, Node::Value(_)).then_some(k))
@@ -229,8 +193,6 @@ struct Reader<'a, 'p> {
     pgid: u64,
     /// Pages reached so far (tree and freelist), indexed by id.
     used: Vec<bool>,
-    /// Buckets rooted below this page are trusted (see `load_with`).
-    trusted_below: u64,
     /// Pages being read right now (the recursion depth of `walk`).
     open_pages: usize,
 }
@@ -276,18 +238,13 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// The entries of the bucket whose root page is `root`.
-    fn bucket_pages(
-        &mut self,
-        root: u64,
-        depth: usize,
-        expect: Option<&Shape>,
-    ) -> Result<(Entries, Shape)> {
+    fn bucket_pages(&mut self, root: u64, depth: usize) -> Result<(Entries, Shape)> {
         let mut items = Vec::new();
         let mut shape = Shape {
             root,
             ..Shape::default()
         };
-        self.walk(root, (None, None), 0, depth, expect, &mut items, &mut shape)?;
+        self.walk(root, (None, None), 0, depth, &mut items, &mut shape)?;
         // Strictly increasing (checked while walking), so this builds the map in bulk.
         Ok((items.into_iter().collect(), shape))
     }
@@ -300,7 +257,6 @@ impl<'a> Reader<'a, '_> {
         range: (Option<&[u8]>, Option<&[u8]>),
         level: usize,
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -308,7 +264,7 @@ impl<'a> Reader<'a, '_> {
             bail!("page {id}: pages nested more than {MAX_OPEN_PAGES} deep across buckets");
         }
         self.open_pages += 1;
-        let read = self.walk_page(id, range, level, depth, expect, items, shape);
+        let read = self.walk_page(id, range, level, depth, items, shape);
         self.open_pages -= 1;
         read
     }
@@ -320,7 +276,6 @@ impl<'a> Reader<'a, '_> {
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         level: usize,
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -333,7 +288,7 @@ impl<'a> Reader<'a, '_> {
         match flags {
             LEAF => {
                 let ctx = format!("page {id}");
-                self.leaf(buf, count, &ctx, (lo, hi), depth, expect, items, shape)
+                self.leaf(buf, count, &ctx, (lo, hi), depth, items, shape)
             }
             BRANCH => {
                 if count == 0 {
@@ -348,16 +303,8 @@ impl<'a> Reader<'a, '_> {
                 }
                 for (i, &(key, child)) in children.iter().enumerate() {
                     let next = children.get(i + 1).map(|(k, _)| *k).or(hi);
-                    self.walk(
-                        child,
-                        (Some(key), next),
-                        level + 1,
-                        depth,
-                        expect,
-                        items,
-                        shape,
-                    )
-                    .with_context(|| format!("in branch page {id}"))?;
+                    self.walk(child, (Some(key), next), level + 1, depth, items, shape)
+                        .with_context(|| format!("in branch page {id}"))?;
                 }
                 Ok(())
             }
@@ -374,7 +321,6 @@ impl<'a> Reader<'a, '_> {
         ctx: &str,
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -384,13 +330,7 @@ impl<'a> Reader<'a, '_> {
             check_key(key, prev, lo, hi).with_context(|| format!("{ctx}: element {i}"))?;
             let node = if flags & BUCKET_LEAF != 0 {
                 let (child, child_shape) = self
-                    .nested(
-                        key,
-                        value,
-                        ctx,
-                        depth + 1,
-                        expect.and_then(|e| e.children.get(key)),
-                    )
+                    .nested(key, value, ctx, depth + 1)
                     .with_context(|| format!("{ctx}: bucket {}", show(key)))?;
                 shape.children.insert(key.to_vec(), child_shape);
                 Node::Bucket(child)
@@ -409,7 +349,6 @@ impl<'a> Reader<'a, '_> {
         value: &'a [u8],
         ctx: &str,
         depth: usize,
-        expect: Option<&Shape>,
     ) -> Result<(Bucket, Shape)> {
         if depth > MAX_BUCKET_DEPTH {
             bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
@@ -429,35 +368,7 @@ impl<'a> Reader<'a, '_> {
                     value.len()
                 );
             }
-            if root < self.trusted_below {
-                let kept = expect.filter(|e| e.root == root).ok_or_else(|| {
-                    anyhow!("page {root}: an old page, but not a bucket the commit kept")
-                })?;
-                let mut pages = Vec::new();
-                kept.all_pages(&mut pages);
-                for p in pages {
-                    let used = self
-                        .used
-                        .get_mut(p as usize)
-                        .ok_or_else(|| anyhow!("page {p}: beyond the high-water mark"))?;
-                    if std::mem::replace(used, true) {
-                        bail!("page {p}: referenced twice");
-                    }
-                }
-                let shape = Shape {
-                    root,
-                    ..Shape::default()
-                };
-                return Ok((
-                    Bucket {
-                        sequence,
-                        entries: BTreeMap::new(),
-                        page: 0,
-                    },
-                    shape,
-                ));
-            }
-            let (entries, shape) = self.bucket_pages(root, depth, expect)?;
+            let (entries, shape) = self.bucket_pages(root, depth)?;
             return Ok((
                 Bucket {
                     sequence,
@@ -484,7 +395,6 @@ impl<'a> Reader<'a, '_> {
             &inner,
             (None, None),
             depth,
-            expect,
             &mut items,
             &mut shape,
         )?;
