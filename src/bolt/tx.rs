@@ -146,18 +146,133 @@ impl<'f> Disk<'f> {
     }
 
     /// Free pages of a file without a freelist page: every id in `[2, pgid)` the tree does
-    /// not reach. Walks every page of the tree (keeping one bit per page), as Go does.
+    /// not reach. Go walks the tree through its memory map; here the file is read once in
+    /// file order, in chunks, noting for every position what a page starting there points at
+    /// (children, nested buckets' roots), and the tree is then followed through those notes.
+    /// Memory: a few bytes per page and one chunk; a page reached twice is an error.
     pub fn unreachable(&self, root: u64) -> Result<Vec<u64>> {
-        let mut used = vec![false; self.pgid as usize];
-        self.each_page(root, 0, &mut |id, n| {
-            for p in id..id + n {
+        const CHUNK: u64 = 256;
+        const BAD: u32 = u32::MAX;
+        let n = self.pgid as usize;
+        // Per position: overflow of the page starting there (BAD: no valid tree page), and
+        // its edges, edges[first[p]..first[p + 1]].
+        let mut over = vec![BAD; n];
+        let mut first = vec![0u32; n + 1];
+        let mut edges: Vec<u64> = Vec::new();
+        let size = self.size;
+        let mut chunk = Vec::new();
+        let mut start = 2u64.min(self.pgid);
+        while start < self.pgid {
+            let count = CHUNK.min(self.pgid - start);
+            chunk.resize(count as usize * size, 0);
+            self.file
+                .read_exact_at(&mut chunk, start * size as u64)
+                .with_context(|| format!("reading pages {start} to {}", start + count - 1))?;
+            for id in start..start + count {
+                let at = (id - start) as usize * size;
+                first[id as usize] = u32::try_from(edges.len()).context("too many pages")?;
+                let mark = edges.len();
+                if let Ok(o) = self.note(id, &chunk[at..], start + count, &mut edges) {
+                    over[id as usize] = o;
+                } else {
+                    edges.truncate(mark);
+                }
+            }
+            start += count;
+        }
+        first[n] = u32::try_from(edges.len()).context("too many pages")?;
+        let mut used = vec![false; n];
+        let mut todo = vec![root];
+        while let Some(id) = todo.pop() {
+            let o = over.get(id as usize).copied().unwrap_or(BAD);
+            if o == BAD {
+                return Err(self.explain(id));
+            }
+            for p in id..=id + u64::from(o) {
                 if std::mem::replace(&mut used[p as usize], true) {
                     bail!("page {p}: referenced twice");
                 }
             }
-            Ok(())
-        })?;
+            todo.extend_from_slice(
+                &edges[first[id as usize] as usize..first[id as usize + 1] as usize],
+            );
+        }
         Ok((2..self.pgid).filter(|&id| !used[id as usize]).collect())
+    }
+
+    /// Notes what a branch or leaf page starting at `id` (its bytes from `buf`, which holds
+    /// the file up to page `end`) points at; returns its overflow. Err: no such page there.
+    fn note(&self, id: u64, buf: &[u8], end: u64, edges: &mut Vec<u64>) -> Result<u32> {
+        let e = self.e;
+        if e.u64(buf, 0) != Some(id) {
+            bail!("not a page start");
+        }
+        let flags = e.u16(buf, 8).unwrap_or_default();
+        let count = e.u16(buf, 10).unwrap_or_default();
+        let overflow = e.u32(buf, 12).unwrap_or_default();
+        if flags != LEAF && flags != BRANCH {
+            bail!("not a tree page");
+        }
+        let pages = u64::from(overflow) + 1;
+        if id + pages > self.pgid {
+            bail!("past the high-water mark");
+        }
+        let whole;
+        let buf = if id + pages <= end {
+            &buf[..pages as usize * self.size]
+        } else {
+            whole = self.page(id)?.buf;
+            &whole[..]
+        };
+        self.edges(id, flags, count, buf, edges)?;
+        Ok(overflow)
+    }
+
+    /// The pages a tree page points at: a branch's children, a leaf's nested buckets' roots.
+    fn edges(&self, id: u64, flags: u16, count: u16, buf: &[u8], out: &mut Vec<u64>) -> Result<()> {
+        if flags == BRANCH {
+            out.extend(self.branch(buf, count, id)?.into_iter().map(|(_, c)| c));
+            return Ok(());
+        }
+        for (flags, key, value) in self.leaf(buf, count, id)? {
+            if flags & BUCKET_LEAF != 0 {
+                self.nested_roots(value, 0, out)
+                    .with_context(|| format!("page {id}: bucket {}", show(key)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The root pages of the page-backed buckets a bucket value stands for: its own, or
+    /// those nested in it when it is inline.
+    fn nested_roots(&self, value: &[u8], depth: usize, out: &mut Vec<u64>) -> Result<()> {
+        if depth > MAX_BUCKET_DEPTH {
+            bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
+        }
+        let (root, _) = self.bucket_header(value)?;
+        if root != 0 {
+            out.push(root);
+            return Ok(());
+        }
+        let (page, count) = self.inline(value)?;
+        for (flags, _, value) in self.leaf(page, count, 0)? {
+            if flags & BUCKET_LEAF != 0 {
+                self.nested_roots(value, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the tree cannot use page `id`, read and parsed on its own for the message.
+    fn explain(&self, id: u64) -> anyhow::Error {
+        let read = self.page(id).and_then(|p| match p.flags {
+            LEAF | BRANCH => self.edges(id, p.flags, p.count, &p.buf, &mut Vec::new()),
+            flags => bail!("page {id}: expected a branch or leaf page, found flags {flags:#x}"),
+        });
+        match read {
+            Err(e) => e,
+            Ok(()) => anyhow!("page {id}: not readable as a tree page"),
+        }
     }
 
     /// Calls `f(id, pages)` for every page of the bucket rooted at `root` and of the buckets
