@@ -295,8 +295,9 @@ impl<'a> Reader<'a, '_> {
                     bail!("page {id}: empty branch page");
                 }
                 let mut children = Vec::with_capacity(count as usize);
+                let ctx = format!("page {id}");
                 for i in 0..count as usize {
-                    let (key, child) = branch_element(self.e, buf, i, &format!("page {id}"))?;
+                    let (key, child) = branch_element(self.e, buf, i, &ctx)?;
                     check_key(key, children.last().map(|(k, _)| *k), lo, hi)
                         .with_context(|| format!("page {id}: element {i}"))?;
                     children.push((key, child));
