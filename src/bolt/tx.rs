@@ -151,6 +151,12 @@ impl<'f> Disk<'f> {
     /// (children, nested buckets' roots), and the tree is then followed through those notes.
     /// Memory: a few bytes per page and one chunk; a page reached twice is an error.
     pub fn unreachable(&self, root: u64) -> Result<Vec<u64>> {
+        let used = self.reachable(root)?;
+        Ok((2..self.pgid).filter(|&id| !used[id as usize]).collect())
+    }
+
+    /// Which pages the tree rooted at `root` uses, indexed by id (see [`Disk::unreachable`]).
+    pub fn reachable(&self, root: u64) -> Result<Vec<bool>> {
         const CHUNK: u64 = 256;
         const BAD: u32 = u32::MAX;
         let n = self.pgid as usize;
@@ -197,7 +203,7 @@ impl<'f> Disk<'f> {
                 &edges[first[id as usize] as usize..first[id as usize + 1] as usize],
             );
         }
-        Ok((2..self.pgid).filter(|&id| !used[id as usize]).collect())
+        Ok(used)
     }
 
     /// Notes what a branch or leaf page starting at `id` (its bytes from `buf`, which holds
@@ -564,12 +570,13 @@ fn release(disk: &Disk, alloc: &mut Alloc, node: &Node, depth: usize) -> Result<
     Ok(())
 }
 
-/// Frees every page of the tree rooted at `root`.
+/// Frees every page of the tree rooted at `root` (one pass over the file, in file order).
 pub fn release_tree(disk: &Disk, alloc: &mut Alloc, root: u64) -> Result<()> {
-    disk.each_page(root, 0, &mut |id, n| {
-        alloc.release(id, n);
-        Ok(())
-    })
+    let used = disk.reachable(root)?;
+    for id in (2..disk.pgid).filter(|&id| used[id as usize]) {
+        alloc.release(id, 1);
+    }
+    Ok(())
 }
 
 /// Writes the changes from `old` to `new`, two views of the page-backed bucket rooted at
