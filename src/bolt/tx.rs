@@ -2,8 +2,8 @@
 //! keys a caller asks for, finding free space, and editing a bucket's B+tree so that only the
 //! pages on the paths to changed keys are rewritten (copy-on-write up to the bucket's root,
 //! as bbolt's `node.spill` does). Memory and reads grow with the pages a transaction touches,
-//! not with the file; only a file without a freelist page (containerd >= 1.7) is walked
-//! whole, page by page, to find its free pages, as Go's `freepages` does on open.
+//! not with the file; only a file without a freelist page (containerd >= 1.7) is read whole,
+//! once, in file order, to find its free pages (Go's `freepages` walks the tree on open).
 
 use std::collections::BTreeMap;
 use std::fs::File;
