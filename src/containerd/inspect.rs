@@ -73,6 +73,8 @@ pub struct MetaDb {
     pub tree: Bucket,
     /// The file's byte order; `None` when absent or empty.
     pub order: Option<Endian>,
+    /// The transaction the file held when read; `None` when absent or empty.
+    pub txid: Option<u64>,
     /// Whether a running containerd holds the file's lock (it writes the file meanwhile: the
     /// tree is a snapshot, and empty when the snapshot was caught mid-write).
     pub locked: bool,
@@ -401,18 +403,19 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
             ..MetaDb::default()
         });
     }
-    let read = || -> Result<(Bucket, Endian)> {
+    let read = || -> Result<(Bucket, Endian, u64)> {
         Ok((
             crate::bolt::read_tree(&bytes)?,
             crate::bolt::byte_order(&bytes)?,
+            crate::bolt::txid(&bytes)?,
         ))
     };
     let locked = is_locked(&host)?;
     let holder = if locked { lock_holder(&host)? } else { None };
-    let (tree, order) = match read() {
-        Ok((tree, order)) => (tree, Some(order)),
+    let (tree, order, txid) = match read() {
+        Ok((tree, order, txid)) => (tree, Some(order), Some(txid)),
         // A running containerd may be mid-write: its API, not the file, is then the truth.
-        Err(_) if locked => (Bucket::default(), None),
+        Err(_) if locked => (Bucket::default(), None, None),
         Err(e) => return Err(e.context(format!("reading {}", host.display()))),
     };
     Ok(MetaDb {
@@ -420,6 +423,7 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         exists: true,
         tree,
         order,
+        txid,
         locked,
         holder,
     })

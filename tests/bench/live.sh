@@ -10,6 +10,7 @@
 # state and socket under a temporary directory, stopped by pid.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/row.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
 CTR=${CTR:-$(command -v ctr || true)}
@@ -102,7 +103,8 @@ l=$(printf '%s\n' "${live_ns[@]}" | best)
 c=$(printf '%s\n' "${ctr_ns[@]}" | best)
 ratio=$(awk -v c="$c" -v l="$l" 'BEGIN { printf "%.2f", l / c }')
 load=$(cut -d' ' -f1 /proc/loadavg)
-echo "| import --address into a running containerd $version (best of $RUNS) | $(ms "$l") ms | ctr -n k8s.io images import of the same archive: $(ms "$c") ms (pausebake takes ${ratio}× ctr's time; goal ≤ 0.5; load average $load) |"
+bench_row "import --address into a running containerd $version (best of $RUNS)" "$(ms "$l")" "$(ms "$c")" ms "$(ms "$l") ms" \
+  "ctr -n k8s.io images import of the same archive: $(ms "$c") ms (pausebake takes ${ratio}× ctr's time; goal ≤ 0.5; load average $load)"
 
 # Binary size with and without the live path.
 no_live=${PAUSEBAKE_NO_LIVE:-}
@@ -113,4 +115,5 @@ fi
 with=$(stat -c %s "$PAUSEBAKE")
 without=$(stat -c %s "$no_live")
 grow=$(awk -v w="$with" -v o="$without" 'BEGIN { printf "%.2f", w / o }')
-echo "| release binary with the live feature | $with bytes | without: $without bytes (${grow}×) |"
+bench_row "release binary with the live feature" "$with" "$without" B "$with bytes" \
+  "without: $without bytes (${grow}×)"
