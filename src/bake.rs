@@ -9,6 +9,7 @@
 //!   or found in the root), else the default of that containerd. The config gets that name
 //!   byte for byte, so CRI finds it (and 2.x pins it).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -90,13 +91,14 @@ fn run(root: &Root, args: &BakeArgs) -> Result<Summary> {
             root_arch: platform.arch,
         },
     )?;
-    let configure = configure(root, ctd, &name)?;
+    let configure = configure(root, ctd, &name, args.config.config.as_deref())?;
     let report = verify::audit(
         root,
         &args.target.namespace,
         Some(platform),
         Some(&ctd.to_string()),
         k8s.as_ref().map(|k| k.version.to_string()).as_deref(),
+        args.config.config.as_deref(),
     )?;
     Ok(Summary {
         root: root.dir().display().to_string(),
@@ -186,10 +188,10 @@ fn image_for(args: &BakeArgs, platform: Platform, names: &[String]) -> Result<(I
 /// Sets the sandbox image in the root's config for containerd `v` with `config::apply`, as
 /// `configure` does (the key that version reads, every other line kept, the file reached
 /// through the root, and the same warnings).
-fn configure(root: &Root, v: Version, name: &str) -> Result<ConfigChange> {
-    let applied = config::apply(root, &v, name)?;
+fn configure(root: &Root, v: Version, name: &str, main: Option<&Path>) -> Result<ConfigChange> {
+    let applied = config::apply(root, &v, name, main)?;
     Ok(ConfigChange {
-        path: store::CONFIG_PATH.into(),
+        path: applied.node_path.clone(),
         key: applied.edit.key.dotted(),
         value: name.into(),
         created: applied.created,

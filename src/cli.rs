@@ -146,6 +146,15 @@ pub struct TargetArgs {
     pub containerd_version: Option<String>,
 }
 
+/// Which containerd config file is the main one.
+#[derive(Debug, Args)]
+pub struct ConfigFileArgs {
+    /// Main containerd config, a path inside the root [default: the --config of the root's
+    /// containerd.service, else /etc/containerd/config.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// OCI archive, OCI directory or docker archive (plain or gzip-compressed)
@@ -172,6 +181,8 @@ pub struct ImportArgs {
 pub struct ConfigureArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     /// Sandbox image reference to set [default: the pause matching the root's Kubernetes
     /// version, else the root's containerd default]
     #[arg(long, value_name = "REF")]
@@ -187,6 +198,8 @@ pub struct ConfigureArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     /// Kubernetes version to check the pause tag against [default: detected in the root]
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
@@ -198,6 +211,8 @@ pub struct VerifyArgs {
 pub struct BakeArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     #[command(flatten)]
     pub compile: CompileArgs,
     #[command(flatten)]

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
-use super::store::CONFIG_PATH;
+use super::effective::{self, EffectiveConfig};
 use super::versions::{
     check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
     SandboxKey, Version,
@@ -340,7 +340,7 @@ pub struct Edit {
 /// says so. An empty text (or comments only) gets a minimal config at the release's native
 /// version.
 pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
-    let mut doc: DocumentMut = text
+    let doc: DocumentMut = text
         .parse()
         .context("parsing the containerd config as TOML")?;
     if doc.as_table().is_empty() {
@@ -369,6 +369,20 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
     };
     let config_version = ConfigVersion::from_number(number)?;
     check_reads(*containerd, config_version)?;
+    edit_doc(doc, config_version, image_ref)
+}
+
+/// Sets the sandbox image under the key of `config_version` in a config text, whatever
+/// version the file itself declares: for a file whose key is decided by the merged config
+/// (`super::effective::target`). Keeps every other line, as [`edit`].
+pub fn edit_as(text: &str, config_version: ConfigVersion, image_ref: &str) -> Result<Edit> {
+    let doc: DocumentMut = text
+        .parse()
+        .context("parsing the containerd config as TOML")?;
+    edit_doc(doc, config_version, image_ref)
+}
+
+fn edit_doc(mut doc: DocumentMut, config_version: ConfigVersion, image_ref: &str) -> Result<Edit> {
     let key = sandbox_key(config_version);
 
     // comments after the last setting; a new table goes after them unless they are moved
@@ -520,41 +534,91 @@ pub fn default_image(kubernetes: Option<&Found>, containerd: Version) -> Result<
 /// What [`apply`] did to a root's config.
 #[derive(Debug, Clone)]
 pub struct Applied {
+    /// The host path of the file written (or that already said so).
     pub path: PathBuf,
+    /// That file as the node names it.
+    pub node_path: String,
     pub edit: Edit,
     /// The file did not exist before.
     pub created: bool,
-    /// Imported files (drop-ins) that may override the edit, one sentence each.
+    /// Stale keys or shadowed settings worth a look, one sentence each.
     pub warnings: Vec<String>,
+    /// The effective config after the edit: every file consulted, in load order.
+    pub effective: EffectiveConfig,
 }
 
-/// Sets the sandbox image in `root`'s containerd config for `containerd`: reads
-/// `etc/containerd/config.toml` (absent = empty), edits it, and replaces it atomically (temp
-/// file + rename, keeping mode and owner) when anything changed. The file is reached through
-/// [`Root`], so a symlinked `/etc/containerd` stays inside the root. Also reports which
-/// imported files or stale keys may override the setting.
-pub fn apply(root: &Root, containerd: &Version, image_ref: &str) -> Result<Applied> {
-    let path = root.resolve(CONFIG_PATH)?;
-    let old = root.read_to_string(CONFIG_PATH)?;
+/// Sets the sandbox image so that containerd `containerd` reads it from `root`'s *effective*
+/// config: resolves the main file (`main`: `--config`) and its imports as that version does
+/// (`super::effective`), edits the file that decides the value (the main file when none
+/// does, created if missing), checks in memory that the merged result now names
+/// `image_ref`, and only then replaces that one file atomically (temp file + rename, keeping
+/// mode and owner). A config containerd would refuse is an error naming the file, and
+/// nothing is written.
+pub fn apply(
+    root: &Root,
+    containerd: &Version,
+    image_ref: &str,
+    main: Option<&Path>,
+) -> Result<Applied> {
+    let main = effective::find_main(root, main)?;
+    let before = effective::resolve(root, &main, *containerd)?;
+    let (file, version) = effective::target(&before, *containerd)
+        .with_context(|| format!("setting the sandbox image in {}", main.path))?;
+    let path = root.resolve(&file)?;
+    let old = effective::Files::read(root, &file)?;
     let text = old.as_deref().unwrap_or_default();
-    let edit = edit(text, containerd, image_ref)
-        .with_context(|| format!("setting the sandbox image in {}", path.display()))?;
+    let edit = match version {
+        Some(version) if !text.trim().is_empty() => edit_as(text, version, image_ref),
+        _ => edit(text, containerd, image_ref),
+    }
+    .with_context(|| format!("setting the sandbox image in {file} ({})", path.display()))?;
+    let after = match &edit.text {
+        None => before,
+        Some(new) => {
+            let overlay = effective::Overlay {
+                base: root,
+                path: &file,
+                text: new,
+            };
+            effective::resolve_with(&overlay, &main, *containerd)?
+        }
+    };
+    if let Some(why) = &after.refused {
+        bail!("setting the sandbox image in {file}: containerd would then refuse the config: {why} (nothing was written)");
+    }
+    if after.image() != image_ref {
+        bail!(
+            "setting the sandbox image in {file}: containerd {containerd} would still read {:?} ({}); nothing was written",
+            after.image(),
+            after.describe()
+        );
+    }
     if let Some(new) = &edit.text {
-        let dir = Path::new(CONFIG_PATH)
+        let dir = Path::new(&file)
             .parent()
-            .expect("the config path has a parent directory");
+            .expect("a config path has a parent directory");
         root.create_dir_all(dir, 0o755)?;
         // a new config is world-readable like the packaged one; a replaced one keeps its mode
-        root.write_atomic(CONFIG_PATH, new.as_bytes(), 0o644)?;
+        root.write_atomic(&file, new.as_bytes(), 0o644)?;
     }
     let in_force = edit.text.as_deref().unwrap_or(text);
     let mut warnings = ignored_key_warnings(in_force, edit.config_version);
-    warnings.extend(drop_in_warnings(root, in_force, containerd)?);
+    warnings.extend(after.shadowed.iter().map(|s| {
+        format!(
+            "{} sets {} = {:?}, which containerd {containerd} does not use ({})",
+            after.path(s.file),
+            s.key,
+            s.value,
+            after.describe()
+        )
+    }));
     Ok(Applied {
         path,
+        node_path: file,
         edit,
         created: old.is_none(),
         warnings,
+        effective: after,
     })
 }
 
@@ -585,105 +649,6 @@ fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String
     }
 }
 
-/// The files a config's `imports` name, inside the root, sorted: absolute node paths map
-/// into the root, relative ones are relative to `etc/containerd`; `*` and `?` are expanded
-/// in the file name (a pattern in a directory name is reported as unsupported). One level:
-/// imports of imported files are not followed.
-pub fn imported_files(root: &Root, config_text: &str) -> Result<(Vec<PathBuf>, Vec<String>)> {
-    let doc: DocumentMut = config_text
-        .parse()
-        .context("parsing the containerd config as TOML")?;
-    let mut files = Vec::new();
-    let mut unsupported = Vec::new();
-    let Some(imports) = doc.get("imports").and_then(|i| i.as_array()) else {
-        return Ok((files, unsupported));
-    };
-    for pattern in imports.iter().filter_map(|v| v.as_str()) {
-        let rel = match pattern.strip_prefix('/') {
-            Some(abs) => abs.to_string(),
-            None => format!("etc/containerd/{pattern}"),
-        };
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
-        if dir.contains(['*', '?', '[']) {
-            unsupported.push(format!(
-                "import {pattern:?} has a pattern in a directory name; pausebake did not check it"
-            ));
-            continue;
-        }
-        let names = if name.contains(['*', '?']) {
-            root.read_dir(dir)?
-                .into_iter()
-                .filter(|n| glob_match(name.as_bytes(), n.as_encoded_bytes()))
-                .collect()
-        } else {
-            vec![name.into()]
-        };
-        for name in names {
-            let path = root.resolve(Path::new(dir).join(name))?;
-            if path.is_file() {
-                files.push(path);
-            }
-        }
-    }
-    // containerd sorts glob matches too
-    files.sort();
-    files.dedup();
-    Ok((files, unsupported))
-}
-
-/// `*` and `?` matching of one path component.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
-        Some((b'?', rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && glob_match(rest, &name[1..]),
-    }
-}
-
-/// What imported files do to the sandbox setting of the main file: one that sets a sandbox
-/// key overrides it (later files win); on 1.x one with any CRI plugin section replaces the
-/// main file's whole section (`containerd-store.md` §8.2).
-fn drop_in_warnings(root: &Root, config_text: &str, containerd: &Version) -> Result<Vec<String>> {
-    let (files, mut warnings) = imported_files(root, config_text)?;
-    for file in files {
-        let text =
-            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        let doc: DocumentMut = text
-            .parse()
-            .with_context(|| format!("parsing {} as TOML", file.display()))?;
-        for version in [ConfigVersion::V1, ConfigVersion::V2, ConfigVersion::V3] {
-            let key = sandbox_key(version);
-            let table = key.tables.iter().try_fold(doc.as_item(), |item, name| {
-                item.as_table_like().and_then(|t| t.get(name))
-            });
-            let Some(table) = table else {
-                continue;
-            };
-            if let Some(value) = table.as_table_like().and_then(|t| t.get(key.key)) {
-                warnings.push(format!(
-                    "{} (imported) sets {} = {}, which overrides the main config",
-                    file.display(),
-                    key.dotted(),
-                    value
-                        .as_value()
-                        .map(|v| v.to_string())
-                        .unwrap_or_default()
-                        .trim()
-                ));
-            } else if containerd.major < 2 && version != ConfigVersion::V3 {
-                warnings.push(format!(
-                    "{} (imported) has a {} section, which replaces the main config's whole \
-                     section (and its sandbox image) in containerd {containerd}",
-                    file.display(),
-                    key.tables.join(".")
-                ));
-            }
-        }
-    }
-    Ok(warnings)
-}
-
 /// `pausebake configure`.
 pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root)?;
@@ -711,8 +676,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         )?,
     };
     let image = super::store::normalize_ref(&requested)?;
-    let applied = apply(root, &containerd, &image)?;
+    let applied = apply(root, &containerd, &image, args.config.config.as_deref())?;
     let edit = &applied.edit;
+    let eff = &applied.effective;
     if args.output.json {
         let doc = json!({
             "path": applied.path,
@@ -727,6 +693,10 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "changed": edit.text.is_some(),
             "created": applied.created,
             "warnings": applied.warnings,
+            "main_config": eff.main,
+            "main_config_why": eff.main_why,
+            "files": eff.files.iter().map(|f| &f.path).collect::<Vec<_>>(),
+            "effective": eff.describe(),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -739,6 +709,11 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         "containerd {containerd} from {containerd_from}, config version {}; image: {why}",
         edit.config_version.number()
     );
+    println!("main config {} ({})", eff.main, eff.main_why);
+    if eff.files.len() > 1 {
+        let files: Vec<&str> = eff.files.iter().map(|f| f.path.as_str()).collect();
+        println!("loaded in this order: {}", files.join(", "));
+    }
     let path = applied.path.display();
     match (&edit.text, applied.created, &edit.old) {
         (None, _, _) => println!("unchanged: {path} already sets {what} ({context})"),
@@ -982,62 +957,6 @@ sandbox_image = "registry.k8s.io/pause:3.9"
               which containerd 2.x ignores in a version 3 config; remove it to avoid confusion"]
         );
         assert!(ignored_key_warnings(text, ConfigVersion::V2).is_empty());
-    }
-
-    #[test]
-    fn globs_match_one_component() {
-        assert!(glob_match(b"*.toml", b"10-cri.toml"));
-        assert!(glob_match(b"??-*.toml", b"10-cri.toml"));
-        assert!(!glob_match(b"*.toml", b"10-cri.toml.bak"));
-        assert!(glob_match(b"exact.toml", b"exact.toml"));
-        assert!(!glob_match(b"?", b""));
-    }
-
-    #[test]
-    fn drop_ins_that_override_are_reported() {
-        let root = tempfile::tempdir().unwrap();
-        let conf_d = root.path().join("etc/containerd/conf.d");
-        fs::create_dir_all(&conf_d).unwrap();
-        fs::write(
-            conf_d.join("10-cri.toml"),
-            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n",
-        )
-        .unwrap();
-        fs::write(
-            conf_d.join("20-pause.toml"),
-            "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n",
-        )
-        .unwrap();
-        fs::write(conf_d.join("notes.txt"), "not imported").unwrap();
-        let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\"]\n";
-        let (files, unsupported) = imported_files(&Root::new(root.path()).unwrap(), main).unwrap();
-        assert_eq!(
-            files,
-            [conf_d.join("10-cri.toml"), conf_d.join("20-pause.toml")]
-        );
-        assert!(unsupported.is_empty());
-        let d = conf_d.display();
-        assert_eq!(
-            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("1.7.24")).unwrap(),
-            [
-                format!("{d}/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24"),
-                format!("{d}/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config"),
-            ]
-        );
-        // 2.x deep-merges: a CRI section without the key changes nothing
-        assert_eq!(
-            drop_in_warnings(&Root::new(root.path()).unwrap(), main, &v("2.1.9"))
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(drop_in_warnings(
-            &Root::new(root.path()).unwrap(),
-            "version = 2\n",
-            &v("1.7.24")
-        )
-        .unwrap()
-        .is_empty());
     }
 
     #[test]

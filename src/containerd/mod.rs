@@ -2,6 +2,7 @@
 //! (`store`), its configuration file (`config`) and the offline audit (`verify`).
 
 pub mod config;
+pub mod effective;
 pub mod store;
 pub mod verify;
 pub mod versions;

@@ -14,7 +14,7 @@
 //! config text and a blob reader.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
@@ -23,6 +23,7 @@ use oci_spec::image::Descriptor;
 use crate::bolt::Bucket;
 use crate::cli::VerifyArgs;
 use crate::containerd::config::{containerd_version_or_newest, kubernetes_version, Found};
+use crate::containerd::effective::{self, EffectiveConfig};
 use crate::containerd::store::{self, read_varint, ImagePlatform, Time};
 use crate::containerd::versions::{self, ConfigVersion, SandboxKey, Version};
 use crate::image::Image;
@@ -153,6 +154,46 @@ pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSettin
     })
 }
 
+/// The sandbox setting of a merged config: refusals and settings lost to the default fail,
+/// a setting overridden by a later file's is a warning.
+fn effective_setting(eff: &EffectiveConfig, v: Version) -> SandboxSetting {
+    let mut problems = Vec::new();
+    if let Some(why) = &eff.refused {
+        problems.push(Finding::fail(
+            "config",
+            why.clone(),
+            "fix that file (pausebake configure refuses to edit such a config)",
+        ));
+    }
+    for s in &eff.shadowed {
+        let message = format!(
+            "{} sets {} = {:?}, which containerd {v} does not use: {}",
+            eff.path(s.file),
+            s.key,
+            s.value,
+            eff.describe()
+        );
+        let fix = "pausebake configure writes the name into the file that decides it";
+        problems.push(if eff.sandbox.is_none() {
+            Finding::fail("config", message, fix)
+        } else {
+            Finding::warn("config", message, fix)
+        });
+    }
+    let key = if v.major < 2 { KEY_V2 } else { KEY_V3 };
+    SandboxSetting {
+        config_version: if eff.files.is_empty() {
+            0
+        } else {
+            eff.merged_version
+        },
+        key,
+        value: eff.sandbox.as_ref().map(|s| s.value.clone()),
+        effective: eff.image().to_string(),
+        problems,
+    }
+}
+
 // --- findings ----------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -205,6 +246,8 @@ pub struct Inputs<'a> {
     pub containerd: Version,
     pub kubernetes: Option<Version>,
     pub config: Option<&'a str>,
+    /// The merged config (main file and imports); when set, it decides instead of `config`.
+    pub effective: Option<&'a EffectiveConfig>,
     /// `v1` root of `meta.db`, `None` when the file does not exist.
     pub db: Option<&'a Bucket>,
     /// `meta.db`'s byte order, `None` when the file does not exist.
@@ -219,10 +262,16 @@ pub struct Inputs<'a> {
 pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let v = inp.containerd;
-    let setting = sandbox_setting(inp.config, v)?;
-    let config_failed = !setting.problems.is_empty();
+    let setting = match inp.effective {
+        Some(eff) => effective_setting(eff, v),
+        None => sandbox_setting(inp.config, v)?,
+    };
+    // a warning (a setting overridden by a later file) does not stop the config from being read
+    let config_failed = setting.problems.iter().any(|f| f.status == Status::Fail);
     out.extend(setting.problems.iter().cloned());
-    if !config_failed {
+    if let (false, Some(eff)) = (config_failed, inp.effective) {
+        out.push(Finding::ok("config", eff.describe()));
+    } else if !config_failed {
         out.push(Finding::ok(
             "config",
             match (&setting.value, setting.config_version) {
@@ -625,6 +674,11 @@ pub struct Report {
     pub platform: String,
     pub platform_source: String,
     pub namespace: String,
+    /// The main containerd config and why that one.
+    pub main_config: String,
+    pub main_config_why: String,
+    /// Every config file containerd loads, in load order.
+    pub config_files: Vec<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -642,6 +696,7 @@ pub fn audit(
     platform: Option<Platform>,
     containerd: Option<&str>,
     kubernetes: Option<&str>,
+    main_config: Option<&Path>,
 ) -> Result<Report> {
     let Found {
         version: ctd,
@@ -649,7 +704,8 @@ pub fn audit(
     } = containerd_version_or_newest(root, containerd)?;
     let k8s = kubernetes_version(root, kubernetes)?;
     let (platform, platform_source) = resolve_platform(root, platform)?;
-    let config = root.read_to_string(store::CONFIG_PATH)?;
+    let main = effective::find_main(root, main_config)?;
+    let eff = effective::resolve(root, &main, ctd)?;
     let ctd_root = store::containerd_root(root)?;
     let meta = root.resolve(ctd_root.join(store::META_DIR).join(store::META_DB))?;
     let (tree, db_order) = match std::fs::read(&meta) {
@@ -683,7 +739,8 @@ pub fn audit(
     let findings = check(&Inputs {
         containerd: ctd,
         kubernetes: k8s.as_ref().map(|f| f.version),
-        config: config.as_deref(),
+        config: None,
+        effective: Some(&eff),
         db: tree.as_ref(),
         db_order,
         namespace,
@@ -699,6 +756,9 @@ pub fn audit(
         platform: platform.to_string(),
         platform_source,
         namespace: namespace.to_string(),
+        main_config: eff.main.clone(),
+        main_config_why: eff.main_why.clone(),
+        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
         findings,
     })
 }
@@ -732,6 +792,16 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         report.platform,
         report.platform_source
     );
+    println!(
+        "config {} ({}); loads {}",
+        report.main_config,
+        report.main_config_why,
+        if report.config_files.is_empty() {
+            "no file".to_string()
+        } else {
+            report.config_files.join(", ")
+        }
+    );
     for f in &report.findings {
         let tag = match f.status {
             Status::Ok => "ok  ",
@@ -763,6 +833,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
         args.target.platform,
         args.target.containerd_version.as_deref(),
         args.kubernetes_version.as_deref(),
+        args.config.config.as_deref(),
     )?;
     print(&report, args.output.json)?;
     Ok(if report.ok {
@@ -814,6 +885,7 @@ mod tests {
             containerd: v,
             kubernetes: Some(Version::new(1, 31, 0)),
             config: Some(config),
+            effective: None,
             db: Some(db),
             db_order: Some(platform.arch.endian()),
             namespace: "k8s.io",
@@ -1033,6 +1105,7 @@ mod tests {
             containerd: Version::new(2, 1, 9),
             kubernetes: None,
             config: Some(V3_CONFIG),
+            effective: None,
             db: Some(&db),
             db_order: Some(order),
             namespace: "k8s.io",
@@ -1058,6 +1131,7 @@ mod tests {
             containerd: Version::new(2, 1, 9),
             kubernetes: Some(Version::new(1, 34, 1)),
             config: Some(V3_CONFIG),
+            effective: None,
             db: Some(&db),
             db_order: Some(Endian::Little),
             namespace: "k8s.io",
