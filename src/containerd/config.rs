@@ -709,11 +709,6 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         "containerd {containerd} from {containerd_from}, config version {}; image: {why}",
         edit.config_version.number()
     );
-    println!("main config {} ({})", eff.main, eff.main_why);
-    if eff.files.len() > 1 {
-        let files: Vec<&str> = eff.files.iter().map(|f| f.path.as_str()).collect();
-        println!("loaded in this order: {}", files.join(", "));
-    }
     let path = applied.path.display();
     match (&edit.text, applied.created, &edit.old) {
         (None, _, _) => println!("unchanged: {path} already sets {what} ({context})"),
@@ -722,6 +717,16 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             println!("changed {path}: {what}, was {old:?} ({context})")
         }
         (Some(_), false, None) => println!("changed {path}: added {what} ({context})"),
+    }
+    // the plain case (the default file, no imports) needs no extra line
+    if eff.main != effective::DEFAULT_MAIN || eff.files.len() > 1 {
+        let files: Vec<&str> = eff.files.iter().map(|f| f.path.as_str()).collect();
+        println!(
+            "main config {} ({}); containerd loads {}",
+            eff.main,
+            eff.main_why,
+            files.join(", ")
+        );
     }
     for warning in &applied.warnings {
         eprintln!("pausebake: warning: {warning}");
