@@ -679,6 +679,11 @@ pub struct Report {
     pub main_config_why: String,
     /// Every config file containerd loads, in load order.
     pub config_files: Vec<String>,
+    /// The sandbox image containerd uses, the file that sets it (`None`: its default), and
+    /// why containerd would refuse the config, if it would.
+    pub sandbox_image: String,
+    pub sandbox_image_from: Option<String>,
+    pub config_refused: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -759,6 +764,9 @@ pub fn audit(
         main_config: eff.main.clone(),
         main_config_why: eff.main_why.clone(),
         config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
+        sandbox_image: eff.image().to_string(),
+        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+        config_refused: eff.refused.clone(),
         findings,
     })
 }
