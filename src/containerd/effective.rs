@@ -219,7 +219,14 @@ impl EffectiveConfig {
                         "{} replaces the whole CRI plugin table and sets no sandbox image",
                         self.path(f)
                     ),
-                    (false, _) => "no loaded file sets the sandbox image".to_string(),
+                    (false, _) => match self.version_file {
+                        Some(f) if f != 0 => format!(
+                            "no loaded file sets the sandbox image under the key of config version {} (set by {})",
+                            self.merged_version,
+                            self.path(f)
+                        ),
+                        _ => "no loaded file sets the sandbox image".to_string(),
+                    },
                 };
                 format!(
                     "{why}: the default of containerd {}, {}",

@@ -9,6 +9,7 @@ mod configure;
 mod containerd;
 mod cri;
 mod distro;
+mod effective;
 mod harden;
 mod harness;
 mod image;
