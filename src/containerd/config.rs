@@ -3,9 +3,13 @@
 //! every other line and comment of the file.
 //!
 //! The edit is a pure text transform ([`edit`]: `&str` in, no new text when nothing
-//! changes); [`apply`] is the thin I/O around it (read, edit, atomic replace). Version facts
-//! live in [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the
-//! whole CRI section of the main file (`containerd-store.md` §8.2).
+//! changes); [`apply`] is the thin I/O around it: it asks [`super::effective`] which file
+//! decides the sandbox image once containerd has merged the main config and its `imports`
+//! (on 1.x the file whose CRI table is in force, on 2.x the last file setting the key, else
+//! the main file), edits that one file, checks the merged result in memory and only then
+//! replaces it atomically. No new drop-in is ever created: on 1.x it would replace the whole
+//! CRI section of the file before it (`containerd-store.md` §8.2). Version facts live in
+//! [`super::versions`].
 
 use std::fs;
 

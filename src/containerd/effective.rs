@@ -32,7 +32,7 @@
 //! in memory before writing it. What this does not model: keys other than those that decide
 //! the sandbox image, and 2.3's version 4.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
@@ -422,6 +422,8 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
     // every sandbox value any file sets, to tell which ones the merge loses
     let mut set_anywhere: Vec<Setting> = Vec::new();
     let mut loaded: BTreeSet<String> = BTreeSet::new();
+    let mut queued: HashSet<String> = HashSet::from([main.path.clone()]);
+    let mut expanded: HashSet<String> = HashSet::new();
     let mut pending: std::collections::VecDeque<(String, Option<String>)> =
         std::collections::VecDeque::from([(main.path.clone(), None)]);
     while let Some((path, parent)) = pending.pop_front() {
@@ -504,10 +506,24 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
             plugins.extend(parsed.plugins);
         }
         for import in &parsed.imports {
-            for p in resolve_import(files, &path, import, v)
-                .with_context(|| format!("resolving import {import:?} of {path}"))?
-            {
-                pending.push_back((p, Some(path.clone())));
+            let (pattern, is_glob) = import_pattern(&path, import, v);
+            // A pattern seen before queued all its matches already, and a path queued
+            // before loads at its first place in the queue: containerd queues them again
+            // and skips them when loaded, which ends the same way. Skipping them here keeps
+            // a glob of 10,000 files that each import the same glob linear.
+            if !expanded.insert(pattern.clone()) {
+                continue;
+            }
+            let paths = if is_glob {
+                glob(files, &pattern)
+                    .with_context(|| format!("resolving import {import:?} of {path}"))?
+            } else {
+                vec![pattern]
+            };
+            for p in paths {
+                if queued.insert(p.clone()) {
+                    pending.push_back((p, Some(path.clone())));
+                }
             }
         }
         loaded.insert(path);
@@ -596,26 +612,19 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
     Ok(out)
 }
 
-/// The paths one `imports` entry names, as containerd `v` resolves them from `parent`.
-fn resolve_import(
-    files: &dyn Files,
-    parent: &str,
-    import: &str,
-    v: Version,
-) -> Result<Vec<String>> {
+/// What one `imports` entry means to containerd `v` importing from `parent`: the path or
+/// glob pattern it resolves to, and whether it is a glob.
+fn import_pattern(parent: &str, import: &str, v: Version) -> (String, bool) {
     if globs_from_cwd(v) && import.contains('*') {
         // 1.6 < 1.6.29, 1.7 < 1.7.16: the raw string goes to filepath.Glob
-        return glob(files, import);
+        return (import.to_string(), true);
     }
     let mut path = clean(import);
     if !path.starts_with('/') {
         path = join(&dir(parent), &path);
     }
-    if path.contains('*') {
-        glob(files, &path)
-    } else {
-        Ok(vec![path])
-    }
+    let is_glob = path.contains('*');
+    (path, is_glob)
 }
 
 /// The main config: `--config` if given, else the `--config`/`-c` of the root's containerd
@@ -1255,5 +1264,92 @@ mod tests {
             unit_lines("ExecStart=/usr/bin/containerd \\\n  --config /c.toml\n# x\n"),
             ["ExecStart=/usr/bin/containerd  --config /c.toml"]
         );
+    }
+
+    /// A real root on disk, for the hostile cases.
+    fn disk(files: &[(&str, &str)]) -> (tempfile::TempDir, Root) {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, t) in files {
+            let host = dir.path().join(p.trim_start_matches('/'));
+            fs::create_dir_all(host.parent().unwrap()).unwrap();
+            fs::write(host, t).unwrap();
+        }
+        let root = Root::new(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn hostile_imports_stay_inside_the_root() {
+        // the host's /etc/passwd exists; the root's does not: a missing import, never a read
+        for import in ["/etc/passwd", "../../../../../etc/passwd", "/etc/pass*"] {
+            let main_text = format!("version = 2\nimports = [{import:?}]\n");
+            let (_d, root) = disk(&[(DEFAULT_MAIN, &main_text)]);
+            let eff = resolve(&root, &main(), v("2.1.9")).unwrap();
+            assert_eq!(eff.files.len(), 1, "{import}: {:?}", eff.files);
+            if !import.contains('*') {
+                assert!(eff.refused.unwrap().contains("/etc/passwd"), "{import}");
+            }
+        }
+        // a symlink to an absolute path is followed inside the root
+        let (d, root) = disk(&[
+            (
+                DEFAULT_MAIN,
+                "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+            ),
+            (
+                "/srv/real.toml",
+                "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"inside\"\n",
+            ),
+        ]);
+        fs::create_dir_all(d.path().join("etc/containerd/conf.d")).unwrap();
+        std::os::unix::fs::symlink(
+            "/srv/real.toml",
+            d.path().join("etc/containerd/conf.d/a.toml"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("etc/containerd/conf.d/b.toml"))
+            .unwrap();
+        // b.toml dangles inside the root: containerd cannot open it and refuses
+        let eff = resolve(&root, &main(), v("2.1.9")).unwrap();
+        assert_eq!(eff.files.len(), 2);
+        assert!(eff.refused.unwrap().contains("conf.d/b.toml"));
+        fs::remove_file(d.path().join("etc/containerd/conf.d/b.toml")).unwrap();
+        let eff = resolve(&root, &main(), v("2.1.9")).unwrap();
+        assert_eq!(eff.image(), "inside");
+        assert_eq!(eff.refused, None);
+    }
+
+    #[test]
+    fn hostile_loops_big_globs_and_unreadable_files() {
+        let (d, root) = disk(&[(
+            DEFAULT_MAIN,
+            "version = 3\nimports = [\"conf.d/*.toml\", \"config.toml\"]\n",
+        )]);
+        let conf_d = d.path().join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
+        for i in 0..10_000 {
+            fs::write(
+                conf_d.join(format!("{i:05}.toml")),
+                format!("imports = [\"../config.toml\", \"*.toml\"]\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"n{i}\"\n"),
+            )
+            .unwrap();
+        }
+        let eff = resolve(&root, &main(), v("2.1.9")).unwrap();
+        assert_eq!(eff.files.len(), 10_001);
+        assert_eq!(eff.image(), "n9999");
+        assert_eq!(eff.refused, None);
+        // a directory where a file should be, and bytes that are not text: refused, named
+        fs::create_dir(conf_d.join("zz.toml")).unwrap();
+        let eff = resolve(&root, &main(), v("2.1.9")).unwrap();
+        assert!(eff.refused.unwrap().contains("zz.toml"));
+        fs::remove_dir(conf_d.join("zz.toml")).unwrap();
+        fs::write(conf_d.join("zz.toml"), b"\xff\xfe").unwrap();
+        let eff = resolve(&root, &main(), v("1.7.24")).unwrap();
+        assert!(
+            eff.refused.as_deref().unwrap().contains("zz.toml"),
+            "{:?}",
+            eff.refused
+        );
+        assert!(target(&eff, v("1.7.24")).is_err());
     }
 }
