@@ -32,7 +32,9 @@ best_ms() {
 }
 verify() { "$PAUSEBAKE" verify --json --containerd-version 2.1.9 --platform linux/amd64 --root "$1"; }
 # the answer must be the last drop-in's, or the figure means nothing
-verify "$work/r100" | grep -q '"sandbox_image": "example.invalid/pause:100"'
+# (verify exits 3 here: the root has no store; only the config part matters)
+answer=$(verify "$work/r100" || true)
+grep -q '"sandbox_image": "example.invalid/pause:100"' <<<"$answer"
 with=$(best_ms verify "$work/r100")
 without=$(best_ms verify "$work/r0")
 echo "| config: verify with 100 drop-ins (effective config resolution) | $with ms | same root without drop-ins: $without ms (difference = resolving 100 drop-ins); target < 50 ms for the resolution |"
