@@ -40,7 +40,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use toml_edit::{DocumentMut, Item, TableLike};
 
-use super::versions::{default_sandbox_image, ConfigVersion, Version};
+use super::versions::{default_sandbox_image, key_part, ConfigVersion, Version};
 use crate::rootfs::Root;
 
 /// containerd's default `--config`.
@@ -259,7 +259,12 @@ fn node(item: &Item, file: usize, key: &str) -> Node {
     match table {
         Some(t) => Node::Table(
             t.iter()
-                .map(|(k, v)| (k.to_string(), node(v, file, &format!("{key}.{}", quote(k)))))
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        node(v, file, &format!("{key}.{}", key_part(k))),
+                    )
+                })
                 .collect(),
         ),
         None => Node::Leaf {
@@ -267,17 +272,6 @@ fn node(item: &Item, file: usize, key: &str) -> Node {
             file,
             key: key.to_string(),
         },
-    }
-}
-
-fn quote(part: &str) -> String {
-    if part
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        part.to_string()
-    } else {
-        format!("{part:?}")
     }
 }
 
@@ -470,10 +464,18 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
         if v2x && parsed.version <= 1 {
             // MigrateConfigTo(accumulated version): rename short plugin names
             let old = std::mem::take(&mut parsed.plugins);
-            parsed.plugins = old
-                .into_iter()
-                .map(|(k, n)| (v1_plugin_name(&k), n))
-                .collect();
+            for (k, n) in old {
+                let full = v1_plugin_name(&k);
+                if parsed.plugins.insert(full.clone(), n).is_some() {
+                    // Go fills a map in random order: either table may win
+                    out.refused = Some(format!(
+                        "{path} (a version {} file) names plugin {full:?} twice, once by its \
+                         short name: containerd {v} keeps one of the two at random",
+                        parsed.version
+                    ));
+                    return Ok(out);
+                }
+            }
             parsed.version = out.merged_version;
         }
         if parsed.version != 0 {
@@ -787,18 +789,20 @@ pub fn target(eff: &EffectiveConfig, v: Version) -> Result<(String, Option<Confi
         let k = key(eff.merged_version.min(2));
         return Ok((eff.path(file).to_string(), Some(k)));
     }
-    match &eff.sandbox {
-        Some(s) => {
-            // the key that file already uses: sandbox_image (migrated) or pinned_images.sandbox
-            let k = if s.key.ends_with(".sandbox_image") {
-                key(2)
-            } else {
-                key(3)
-            };
-            Ok((eff.path(s.file).to_string(), Some(k)))
-        }
-        None => Ok((eff.path(0).to_string(), Some(key(eff.merged_version)))),
-    }
+    let (file, k) = match &eff.sandbox {
+        // the key that file already uses: sandbox_image (migrated) or pinned_images.sandbox
+        Some(s) if s.key.ends_with(".sandbox_image") => (s.file, key(2)),
+        Some(s) => (s.file, key(3)),
+        None => (0, key(eff.merged_version)),
+    };
+    // 2.x renames the short plugin names of a version 0/1 file: writing the long name of
+    // `cri` next to a `[plugins.cri]` table would name one plugin twice
+    let k = if k == ConfigVersion::V2 && eff.files[file].version <= 1 {
+        ConfigVersion::V1
+    } else {
+        k
+    };
+    Ok((eff.path(file).to_string(), Some(k)))
 }
 
 // --- Go's path/filepath, on strings ----------------------------------------------------------
@@ -1351,5 +1355,31 @@ mod tests {
             eff.refused
         );
         assert!(target(&eff, v("1.7.24")).is_err());
+    }
+
+    #[test]
+    fn a_version_1_file_on_2x_is_edited_with_its_short_names() {
+        let files = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 2\nimports = [\"/etc/containerd/conf.d/x.toml\"]\n",
+            ),
+            (
+                "/etc/containerd/conf.d/x.toml",
+                "version = 1\n[plugins.cri]\nsandbox_image = \"old\"\n",
+            ),
+        ]);
+        let eff = resolve_with(&files, &main(), v("2.1.9")).unwrap();
+        assert_eq!(eff.image(), "old");
+        let (file, key) = target(&eff, v("2.1.9")).unwrap();
+        assert_eq!(file, "/etc/containerd/conf.d/x.toml");
+        assert_eq!(key, Some(ConfigVersion::V1));
+        // both spellings in one version 1 file: containerd's pick is random, so refused
+        let files = mem(&[(
+            DEFAULT_MAIN,
+            "[plugins.cri]\nsandbox_image = \"a\"\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"b\"\n",
+        )]);
+        let eff = resolve_with(&files, &main(), v("2.1.9")).unwrap();
+        assert!(eff.refused.unwrap().contains("twice"));
     }
 }

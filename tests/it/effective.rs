@@ -386,6 +386,7 @@ fn effective_config_agrees_with_config_dump() {
 /// drop-in; `bake` then writes where it takes effect, and the node starts a sandbox offline.
 #[test]
 fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
+    let mut ran = 0;
     for c in versions() {
         if c.semver().0 == 1 && c.semver().1 < 7 {
             continue;
@@ -399,21 +400,21 @@ fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
         )
         .unwrap();
         let bake = || {
-            run_any(
+            let out = run_any(
                 pausebake()
                     .args(["bake", "--name", BAKED, "--containerd-version"])
                     .arg(c.semver_string())
                     .arg("--root")
                     .arg(r),
-            )
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                describe(&Command::new("bake"), &out)
+            );
         };
-        let out = bake();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            describe(&Command::new("bake"), &out)
-        );
+        bake();
         let (drop_in, extra) = if c.semver().0 >= 2 {
             (
                 "version = 3\n[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.nvidia]\nruntime_type = \"io.containerd.runc.v2\"\n",
@@ -445,13 +446,7 @@ fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
             c.version,
             stdout(&out)
         );
-        let out = bake();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            describe(&Command::new("bake"), &out)
-        );
+        bake();
         assert_eq!(verify().status.code(), Some(0));
         let ctd = c.start(
             r,
@@ -478,5 +473,11 @@ fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
             "containerd {} pulled: {pulls:?}",
             c.version
         );
+        eprintln!(
+            "containerd {}: GPU drop-in root baked, sandbox READY offline",
+            c.version
+        );
+        ran += 1;
     }
+    assert!(ran >= 2 || !crate::harness::in_ci(), "ran on {ran} builds");
 }
