@@ -150,6 +150,8 @@ pub struct LoadedFile {
     pub version: i64,
     /// The file that imported it (`None` for the main file).
     pub imported_by: Option<String>,
+    /// It names the CRI plugin by its short name, `[plugins.cri]`.
+    pub cri_short_name: bool,
 }
 
 /// Where a sandbox image value comes from.
@@ -457,6 +459,7 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
             path: path.clone(),
             version: parsed.version,
             imported_by: parent.clone(),
+            cri_short_name: parsed.plugins.contains_key(CRI_V1_ID),
         });
         if parsed.version != 0 {
             out.version_file = Some(index);
@@ -795,9 +798,13 @@ pub fn target(eff: &EffectiveConfig, v: Version) -> Result<(String, Option<Confi
         Some(s) => (s.file, key(3)),
         None => (0, key(eff.merged_version)),
     };
-    // 2.x renames the short plugin names of a version 0/1 file: writing the long name of
-    // `cri` next to a `[plugins.cri]` table would name one plugin twice
-    let k = if k == ConfigVersion::V2 && eff.files[file].version <= 1 {
+    // 2.x renames the short plugin names of a version 0/1 file: write the spelling the file
+    // already uses, or one plugin would be named twice
+    let short = match &eff.sandbox {
+        Some(s) => s.key.starts_with("plugins.cri."),
+        None => eff.files[file].cri_short_name,
+    };
+    let k = if k == ConfigVersion::V2 && eff.files[file].version <= 1 && short {
         ConfigVersion::V1
     } else {
         k
