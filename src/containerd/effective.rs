@@ -1389,4 +1389,31 @@ mod tests {
         let eff = resolve_with(&files, &main(), v("2.1.9")).unwrap();
         assert!(eff.refused.unwrap().contains("twice"));
     }
+
+    #[test]
+    fn the_main_config_comes_from_the_flag_the_unit_or_the_default() {
+        let (_d, root) = disk(&[
+            (
+                "/usr/lib/systemd/system/containerd.service",
+                "[Service]\nExecStart=/usr/bin/containerd\n",
+            ),
+            (
+                "/etc/systemd/system/containerd.service.d/10-k0s.conf",
+                "[Service]\nExecStart=\nExecStart=/usr/bin/containerd \\\n  --config=/etc/k0s/containerd.toml\n",
+            ),
+        ]);
+        let m = find_main(&root, None).unwrap();
+        assert_eq!(m.path, "/etc/k0s/containerd.toml");
+        assert!(m.explicit);
+        assert!(m.why.contains("10-k0s.conf"), "{}", m.why);
+        let m = find_main(&root, Some(Path::new("etc/cri/containerd.toml"))).unwrap();
+        assert_eq!(
+            (m.path.as_str(), m.why.as_str()),
+            ("/etc/cri/containerd.toml", "--config")
+        );
+        let (_d, bare) = disk(&[]);
+        let m = find_main(&bare, None).unwrap();
+        assert_eq!(m.path, DEFAULT_MAIN);
+        assert!(!m.explicit);
+    }
 }
