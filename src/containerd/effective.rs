@@ -174,8 +174,8 @@ pub struct EffectiveConfig {
     /// Every file containerd loads, in load order (empty when the main file does not exist
     /// and containerd is not told to read it).
     pub files: Vec<LoadedFile>,
-    /// Imports that name no file: ignored globs are not listed here; missing explicit files
-    /// make containerd refuse (see `refused`).
+    /// The `version` of the merged config (last non-zero; 1 on 1.x and 3 on 2.x when no
+    /// file sets one).
     pub merged_version: i64,
     /// The file whose `version` is in force, if any set one.
     pub version_file: Option<usize>,
@@ -187,7 +187,7 @@ pub struct EffectiveConfig {
     pub default: String,
     /// Why containerd would refuse to start with this config, naming the file.
     pub refused: Option<String>,
-    /// Files (index) that set a sandbox image key whose value does not survive the merge.
+    /// Sandbox image settings, in any loaded file, whose value is not the one in force.
     pub shadowed: Vec<Setting>,
 }
 
