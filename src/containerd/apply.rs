@@ -152,6 +152,7 @@ mod tests {
             platform: Some(AMD64),
             containerd: Some(Version::new(2, 1, 9)),
             kubernetes: None,
+            config: None,
         };
         let mut facts = inspect(root, &over).unwrap();
         facts

@@ -10,7 +10,7 @@ export PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 echo "| what | measured | compared to |"
 echo "| --- | --- | --- |"
 status=0
-for topic in pause image bolt bake release; do
+for topic in pause image bolt bake config release; do
   script="tests/bench/$topic.sh"
   [ -x "$script" ] || continue
   if ! out=$("$script" 2>"/tmp/pausebake-bench-$topic.err"); then
