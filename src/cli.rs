@@ -443,9 +443,25 @@ mod tests {
             assert_eq!(err.kind(), unknown, "configure {flag}");
         }
         let import = ["pausebake", "import", "a.tar", "--root", "/r"];
-        for flag in ["--containerd-version=2.1.9", "--kubernetes-version=1.31.0"] {
+        for flag in [
+            "--containerd-version=2.1.9",
+            "--kubernetes-version=1.31.0",
+            "--config=/etc/k0s/containerd.toml",
+        ] {
             let err = parse(&[&import[..], &[flag]].concat()).unwrap_err();
             assert_eq!(err.kind(), unknown, "import {flag}");
+        }
+        // the main containerd config: where the sandbox image is read or written
+        for sub in ["configure", "verify", "bake"] {
+            let with = [
+                "pausebake",
+                sub,
+                "--root",
+                "/r",
+                "--config",
+                "/etc/cri/containerd.toml",
+            ];
+            assert!(parse(&with).is_ok(), "{sub} --config");
         }
         let verify = ["pausebake", "verify", "--root", "/r", "--dry-run"];
         assert_eq!(parse(&verify).unwrap_err().kind(), unknown);
