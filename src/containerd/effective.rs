@@ -1179,10 +1179,19 @@ fn match_from(p: &[char], n: &[char]) -> bool {
 /// no file), for the tests of the modules that read an [`EffectiveConfig`].
 #[cfg(test)]
 pub fn of_main_text(text: Option<&str>, v: Version) -> EffectiveConfig {
+    of_texts(&[(DEFAULT_MAIN, text)], v)
+}
+
+/// The effective config of a root holding these files (`None`: absent), the default main
+/// config among them; imports must name files, not globs.
+#[cfg(test)]
+pub fn of_texts(texts: &[(&str, Option<&str>)], v: Version) -> EffectiveConfig {
     let mut files = Snapshot::default();
-    files
-        .reads
-        .insert(DEFAULT_MAIN.into(), Ok(text.map(str::to_string)));
+    for (path, text) in texts {
+        files
+            .reads
+            .insert(path.to_string(), Ok(text.map(str::to_string)));
+    }
     let main = Main {
         path: DEFAULT_MAIN.into(),
         why: "test".into(),

@@ -1101,6 +1101,41 @@ mod tests {
             rule_config(&setting(Some(V3_CONFIG), old), old)[0].status,
             Status::Fail
         );
+        // drop-ins: the merged config decides, and the finding names the file
+        let main = "version = 2\nimports = [\"conf.d/99-nvidia.toml\"]\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.10\"\n";
+        let nvidia = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        let files = [
+            ("/etc/containerd/config.toml", Some(main)),
+            ("/etc/containerd/conf.d/99-nvidia.toml", Some(nvidia)),
+        ];
+        let eff = crate::containerd::effective::of_texts(&files, old);
+        let f = rule_config(&sandbox_setting(&eff, old), old);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].status, Status::Fail);
+        assert!(
+            f[0].message.starts_with("/etc/containerd/config.toml sets plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"registry.k8s.io/pause:3.10\", which containerd 1.7.24 does not use: /etc/containerd/conf.d/99-nvidia.toml replaces the whole CRI plugin table"),
+            "{}",
+            f[0].message
+        );
+        // 2.x deep-merges: a drop-in setting the key wins, named; the main file's is a warning
+        let pinned = "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10.1'\n";
+        let files = [
+            ("/etc/containerd/config.toml", Some(main)),
+            ("/etc/containerd/conf.d/99-nvidia.toml", Some(pinned)),
+        ];
+        let eff = crate::containerd::effective::of_texts(&files, v);
+        let f = rule_config(&sandbox_setting(&eff, v), v);
+        assert_eq!(f[0].status, Status::Ok);
+        assert_eq!(f[0].message, "containerd 2.1.9 reads plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = \"registry.k8s.io/pause:3.10.1\" (config version 3) from /etc/containerd/conf.d/99-nvidia.toml");
+        assert_eq!(f[1].status, Status::Warn);
+        // merged version 3 (the drop-in's): the main file's version 2 key is not read
+        assert!(
+            f[1].message
+                .starts_with("containerd 2.1.9 ignores sandbox_image in a version = 3 config")
+                && f[1].message.contains("/etc/containerd/config.toml sets"),
+            "{}",
+            f[1].message
+        );
     }
 
     #[test]
