@@ -456,6 +456,18 @@ mod tests {
                 .unwrap(),
             Some("a = 1\n")
         );
+        // containerd's `root`: a later file's replaces the main file's
+        root.write_atomic(
+            "/etc/containerd/conf.d/20-root.toml",
+            b"root = \"/data/ctd\"\n",
+            0o644,
+        )
+        .unwrap();
+        write_main(
+            "version = 2\nroot = \"/main/ctd\"\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+        );
+        let facts = inspect(&root, &Overrides::default()).unwrap();
+        assert_eq!(facts.containerd_root, PathBuf::from("/data/ctd"));
         // an explicit import that does not exist: containerd would not start
         write_main("version = 2\nimports = [\"missing.toml\"]\n");
         let facts = inspect(&root, &Overrides::default()).unwrap();
