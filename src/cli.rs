@@ -368,6 +368,9 @@ pub enum BoltCommand {
         /// Number of transactions
         #[arg(long, default_value_t = 1)]
         commits: u32,
+        /// Write the tree the last commit must leave, in dump format, to this file
+        #[arg(long, value_name = "FILE")]
+        expect: Option<PathBuf>,
     },
     /// Rewrite every page of the tree in one transaction (no page is kept)
     Rewrite {

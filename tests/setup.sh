@@ -45,6 +45,8 @@ packages=(
   dpkg apt
   # docker as a consumer of the docker-archive (tests/it/arch.rs starts its own dockerd)
   docker.io
+  # peak RSS of the bolt bench rows (/usr/bin/time)
+  time
 )
 
 # Packages not installed (all of them where dpkg is unknown).

@@ -1,44 +1,63 @@
 //! bbolt, the single-file B+tree containerd keeps `meta.db` in: a reader and an in-place
 //! writer following bbolt's commit protocol (`bbolt-format.md`). Knows nothing of containerd.
 //!
-//! [`Db::open`] locks the file (`flock`, non-blocking, as Go's bbolt does) and reads the whole
-//! tree into a [`Bucket`]; callers change that tree in memory and [`Db::commit`] writes the
-//! changes as one bbolt transaction: new pages after the high-water mark (pages of buckets
-//! that did not change are kept), a freelist page, `fdatasync`, the meta page `txid % 2`,
-//! `fdatasync`. Until the second sync the previous meta still describes the previous tree, so
-//! a crash at any point leaves the old or the new state. Before writing, the commit re-reads
-//! its own pages and refuses to write if they do not give back exactly the tree in memory.
+//! [`Db::open`] locks the file (`flock`, non-blocking, as Go's bbolt does) and reads only its
+//! meta pages. The caller then loads the keys it needs ([`Db::load`], [`Db::load_all`]): the
+//! buckets on the way hold just those keys, the entry at the end all of its contents. Callers
+//! change that tree in memory and [`Db::commit`] writes the changes as one bbolt transaction,
+//! copy-on-write as bbolt does: the leaf pages holding changed keys and the branch pages above
+//! them, up to each changed bucket's root and the root bucket; pages taken from the file's free
+//! pages first (never from pages this transaction frees), then after the high-water mark; the
+//! freelist in the file's own form (a freelist page, or none for files containerd >= 1.7
+//! wrote); `fdatasync`; the meta page `txid % 2`; `fdatasync`. Until the second sync the
+//! previous meta still describes the previous tree, so a crash at any point leaves the old or
+//! the new state.
 //!
-//! Not supported on purpose: page reuse within a transaction (the file grows by the rewritten
-//! part; Go reuses the freed pages on its next write), and writing anything but the
-//! synced-freelist form.
+//! Not done on purpose: merging underfilled pages after deletions (Go rebalances them on its
+//! own next write; fill level is not part of the format).
 
 pub mod page;
 pub mod random;
 mod read;
+mod tx;
 mod write;
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use page::{Endian, Meta};
-use read::{Loaded, Pages, Shape};
+use page::{current_meta, Endian, Meta, NO_FREELIST};
+use read::show;
+use tx::Disk;
+use write::{Alloc, Encoder};
 
 /// Page size of new files, as Go picks on 4 KiB-page kernels (`bbolt-format.md` §8).
 const NEW_PAGE_SIZE: u32 = 4096;
 
-/// A bucket's whole contents in memory: keys in bbolt's bytewise order, each either a plain
-/// value or a nested bucket, plus the bucket's sequence counter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A bucket's contents in memory: keys in bbolt's bytewise order, each either a plain value
+/// or a nested bucket, plus the bucket's sequence counter. A bucket read from an open [`Db`]
+/// holds the keys loaded so far; one built by a caller holds all of its keys.
+#[derive(Debug, Clone, Default)]
 pub struct Bucket {
     pub sequence: u64,
     pub entries: BTreeMap<Vec<u8>, Node>,
+    /// The root page of a page-backed bucket loaded from a [`Db`] (0: built in memory, or
+    /// inline and so loaded whole). Keys of such a bucket that were never loaded stay as
+    /// they are on disk; a commit rewrites only the pages of changed keys.
+    page: u64,
 }
+
+/// Buckets are equal when their contents are, wherever they are stored.
+impl PartialEq for Bucket {
+    fn eq(&self, other: &Bucket) -> bool {
+        self.sequence == other.sequence && self.entries == other.entries
+    }
+}
+
+impl Eq for Bucket {}
 
 /// One key's content inside a bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,10 +125,29 @@ impl Bucket {
     pub fn delete(&mut self, key: &[u8]) -> Option<Node> {
         self.entries.remove(key)
     }
+
+    /// The same contents as buckets built in memory: a commit writes them anew.
+    fn detached(&self) -> Bucket {
+        Bucket {
+            sequence: self.sequence,
+            entries: self
+                .entries
+                .iter()
+                .map(|(k, n)| {
+                    let n = match n {
+                        Node::Bucket(b) => Node::Bucket(b.detached()),
+                        Node::Value(v) => Node::Value(v.clone()),
+                    };
+                    (k.clone(), n)
+                })
+                .collect(),
+            page: 0,
+        }
+    }
 }
 
-/// Parses a whole bbolt file from bytes (pure; used by open and by fuzzing). Errors name the
-/// page and the problem.
+/// Parses a whole bbolt file from bytes (pure; used by verify, dump and fuzzing). Errors
+/// name the page and the problem.
 pub fn read_tree(bytes: &[u8]) -> Result<Bucket> {
     Ok(read::load(bytes)?.tree)
 }
@@ -120,47 +158,58 @@ pub fn byte_order(bytes: &[u8]) -> Result<Endian> {
     Ok(page::current_meta(bytes)?.endian)
 }
 
-/// An open, locked bbolt file and its tree in memory.
+/// The id of the transaction a bbolt file holds (its current meta page's): a commit by any
+/// writer changes it.
+pub fn txid(bytes: &[u8]) -> Result<u64> {
+    Ok(page::current_meta(bytes)?.txid)
+}
+
+/// An open, locked bbolt file and the part of its tree loaded so far.
 pub struct Db {
     path: PathBuf,
     /// Holds the exclusive `flock` for as long as the `Db` lives.
     file: File,
-    /// The file's bytes as last read or written (pages of unchanged buckets are read from here
-    /// when a commit verifies itself).
-    bytes: Vec<u8>,
+    /// The file's length as last read or written.
+    len: u64,
     meta: Meta,
-    shape: Shape,
+    /// What was loaded, as it is on disk.
     committed: Bucket,
+    /// The caller's view: `committed` plus the caller's changes.
     root: Bucket,
 }
 
 impl Db {
-    /// Opens an existing bbolt file: flock(LOCK_EX|LOCK_NB) first, then reads the whole tree.
-    /// If locked: fails at once, saying containerd appears to be running on that root. A
-    /// zero-length file (an interrupted create) is initialised as a new file in byte order
-    /// `order_if_new`, as Go does in its own order; a file with content keeps its order.
+    /// Opens an existing bbolt file: flock(LOCK_EX|LOCK_NB) first, then reads its meta pages
+    /// (nothing of the tree is loaded yet: see [`Db::load`]). If locked: fails at once, saying
+    /// containerd appears to be running on that root. A zero-length file (an interrupted
+    /// create) is initialised as a new file in byte order `order_if_new`, as Go does in its
+    /// own order; a file with content keeps its order.
     pub fn open(path: &Path, order_if_new: Endian) -> Result<Db> {
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         lock(&file, path)?;
-        let len = file.metadata().map_or(0, |m| m.len());
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or_default());
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if bytes.is_empty() {
-            bytes = init(&file, path, order_if_new)?;
+        let mut len = file
+            .metadata()
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len();
+        if len == 0 {
+            len = init(&file, path, order_if_new, NEW_PAGE_SIZE)?;
         }
-        let loaded = read::load(&bytes).with_context(|| format!("reading {}", path.display()))?;
-        Ok(Db::from_loaded(path, file, bytes, loaded))
+        let meta = read_meta(&file, len).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Db::with_meta(path, file, len, meta))
     }
 
     /// Creates a new bbolt file at `path` (must not exist; page size 4096), locked, with an
     /// empty root bucket, laid out exactly as Go's bbolt creates one on a machine of byte
     /// order `order` (the machine that will open it: Go reads its own order only).
     pub fn create(path: &Path, order: Endian) -> Result<Db> {
+        Db::create_with(path, order, NEW_PAGE_SIZE)
+    }
+
+    fn create_with(path: &Path, order: Endian, page_size: u32) -> Result<Db> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -169,137 +218,222 @@ impl Db {
             .open(path)
             .with_context(|| format!("creating {}", path.display()))?;
         lock(&file, path)?;
-        let bytes = init(&file, path, order)?;
+        let len = init(&file, path, order, page_size)?;
         // The new directory entry must be durable too.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .with_context(|| format!("syncing directory {}", dir.display()))?;
         }
-        let loaded = read::load(&bytes).context("reading back a new file")?;
-        Ok(Db::from_loaded(path, file, bytes, loaded))
+        let meta = read_meta(&file, len).context("reading back a new file")?;
+        Ok(Db::with_meta(path, file, len, meta))
     }
 
-    fn from_loaded(path: &Path, file: File, bytes: Vec<u8>, loaded: Loaded) -> Db {
+    fn with_meta(path: &Path, file: File, len: u64, meta: Meta) -> Db {
+        let root = Bucket {
+            sequence: meta.sequence,
+            entries: BTreeMap::new(),
+            page: meta.root,
+        };
         Db {
             path: path.to_path_buf(),
             file,
-            bytes,
-            meta: loaded.meta,
-            shape: loaded.shape,
-            committed: loaded.tree.clone(),
-            root: loaded.tree,
+            len,
+            meta,
+            committed: root.clone(),
+            root,
         }
     }
 
+    /// The loaded part of the tree: keys never loaded are absent here but stay in the file.
     pub fn root(&self) -> &Bucket {
         &self.root
     }
 
+    /// The loaded part of the tree, to change. Load a key before changing or creating it:
+    /// a commit refuses to overwrite a key it did not load.
     pub fn root_mut(&mut self) -> &mut Bucket {
         &mut self.root
     }
 
-    /// True when root differs from what was last read/committed.
-    pub fn is_dirty(&self) -> bool {
-        self.root != self.committed
+    /// Loads the entry at the key path `path` (bucket names, then the key): each bucket on the
+    /// way gets that one key, reading only the pages from its root to the key's leaf; the
+    /// entry itself, if a bucket, gets all of its contents. A missing key loads nothing.
+    pub fn load(&mut self, path: &[&[u8]]) -> Result<()> {
+        let disk = Disk::new(&self.file, &self.meta);
+        tx::load(&disk, &mut self.committed, Some(&mut self.root), path, 0).with_context(|| {
+            let shown: Vec<String> = path.iter().map(|k| show(k)).collect();
+            format!("loading {} from {}", shown.join("/"), self.path.display())
+        })
     }
 
-    /// Writes the changes as one bbolt transaction in place (new pages after the high-water
-    /// mark, inline buckets where Go would inline them, freelist page, fsync, meta page
-    /// txid%2, fsync). No-op when clean.
+    /// Loads the whole tree.
+    pub fn load_all(&mut self) -> Result<()> {
+        self.load(&[])
+    }
+
+    /// True when root differs from what was last loaded/committed (a root replaced by one
+    /// built in memory always does: it stands for the whole tree, unloaded keys included).
+    pub fn is_dirty(&self) -> bool {
+        self.root.page != self.committed.page || self.root != self.committed
+    }
+
+    /// Writes the changes as one bbolt transaction in place (see the module doc). No-op when
+    /// clean. Afterwards nothing is loaded: load again to read or change more.
     pub fn commit(&mut self) -> Result<()> {
         if !self.is_dirty() {
             return Ok(());
         }
-        self.commit_with(true)
-    }
-
-    /// Rewrites every page of the tree in one transaction (no page is kept).
-    pub fn rewrite(&mut self) -> Result<()> {
         self.commit_with(false)
     }
 
-    /// Commits, keeping the pages of unchanged buckets only if `keep`.
-    fn commit_with(&mut self, keep: bool) -> Result<()> {
-        let path = self.path.display().to_string();
-        let old = keep.then_some((&self.committed, &self.shape));
-        let enc = write::encode(&self.root, old, &self.meta)
-            .with_context(|| format!("encoding the changes to {path}"))?;
-        let size = self.meta.page_size as usize;
-        let base = self.meta.pgid;
+    /// Loads the whole tree and writes all of it to new pages in one transaction.
+    pub fn rewrite(&mut self) -> Result<()> {
+        self.load_all()?;
+        self.commit_with(true)
+    }
 
-        // Read the new tree back through the real reader before anything touches the disk:
-        // a writer bug must fail here, not in containerd's next start.
-        let pages = Pages {
-            base: &self.bytes,
-            split: base,
-            extra: &enc.pages,
-            size,
-        };
-        let check = read::load_with(enc.meta, &pages, Some(&enc.shape))
-            .with_context(|| format!("verifying the transaction for {path} before writing it"))?;
-        if !read::same_tree(&check.tree, &check.shape, &self.root, base) || !check.leaked.is_empty()
+    /// The id of the transaction the file holds now: any commit, ours or containerd's, changes
+    /// it.
+    pub fn txid(&self) -> u64 {
+        self.meta.txid
+    }
+
+    /// Commits; with `rewrite`, the whole loaded tree is written to new pages.
+    fn commit_with(&mut self, rewrite: bool) -> Result<()> {
+        let path = self.path.display().to_string();
+        if let Some(key) = self
+            .root
+            .entries
+            .iter()
+            .find_map(|(k, n)| matches!(n, Node::Value(_)).then_some(k))
         {
             bail!(
-                "verifying the transaction for {path}: re-reading the new pages gives a \
-                 different tree or leaks pages {:?}; nothing written",
-                check.leaked
+                "writing key {}: bbolt's root bucket can only hold buckets",
+                show(key)
             );
         }
+        let disk = Disk::new(&self.file, &self.meta);
+        let prev = self.meta;
+        let (free, freelist_pages) = if prev.freelist == NO_FREELIST {
+            (disk.unreachable(prev.root), 0)
+        } else {
+            disk.freelist(prev.freelist)
+                .map(|(free, pages)| (Ok(free), pages))?
+        };
+        let free = free.with_context(|| format!("finding the free pages of {path}"))?;
+        let mut alloc = Alloc::new(free, prev.pgid);
+        let mut enc = Encoder {
+            e: prev.endian,
+            size: prev.page_size as usize,
+            alloc: &mut alloc,
+        };
+        let root_page = (|| -> Result<u64> {
+            let root = if rewrite || self.root.page == 0 {
+                tx::release_tree(&disk, enc.alloc, prev.root)?;
+                let whole = if rewrite {
+                    self.root.detached()
+                } else {
+                    self.root.clone()
+                };
+                enc.paged(&whole)?
+            } else {
+                tx::save(&disk, &mut enc, &self.root, &self.committed, 0)?
+            };
+            Ok(root)
+        })()
+        .with_context(|| format!("encoding the changes to {path}"))?;
+        // The freelist in the file's own form: a page listing every free page, or none for a
+        // file whose writer rebuilds free space by walking (NoFreelistSync).
+        if prev.freelist != NO_FREELIST {
+            enc.alloc.release(prev.freelist, freelist_pages);
+        }
+        enc.alloc
+            .check()
+            .with_context(|| format!("writing to {path}; nothing written"))?;
+        let freelist = if prev.freelist == NO_FREELIST {
+            NO_FREELIST
+        } else {
+            enc.freelist()?
+        };
+        let meta = Meta {
+            root: root_page,
+            sequence: self.root.sequence,
+            freelist,
+            pgid: alloc.next,
+            txid: prev.txid + 1,
+            ..prev
+        };
+        let mut dirty = std::mem::take(&mut alloc.dirty);
+        self.write(&mut dirty, &meta, &path)?;
+        self.meta = meta;
+        self.root = Bucket {
+            sequence: meta.sequence,
+            entries: BTreeMap::new(),
+            page: meta.root,
+        };
+        self.committed = self.root.clone();
+        Ok(())
+    }
 
-        let old_len = self
-            .file
-            .metadata()
-            .with_context(|| format!("reading the size of {path}"))?
-            .len();
+    /// Writes a transaction's pages, syncs, writes its meta page, syncs. Pages past the end
+    /// of the file go first, so a full disk fails before any page inside the file changed;
+    /// the file is then cut back to its old length, byte-identical.
+    fn write(&mut self, dirty: &mut [(u64, Vec<u8>)], meta: &Meta, path: &str) -> Result<()> {
+        let size = u64::from(meta.page_size);
+        let old_len = self.len;
+        dirty.sort_by_key(|&(id, _)| (id * size < old_len, id));
         let pages_written = (|| -> Result<()> {
-            for &(id, n) in &enc.runs {
-                let at = (id - base) as usize * size;
+            for (id, page) in dirty.iter() {
                 self.file
-                    .write_all_at(&enc.pages[at..at + n as usize * size], id * size as u64)
+                    .write_all_at(page, id * size)
                     .with_context(|| format!("writing page {id} of {path}"))?;
             }
             self.file
                 .sync_data()
-                .with_context(|| format!("syncing {path}"))?;
-            Ok(())
+                .with_context(|| format!("syncing {path}"))
         })();
         if let Err(e) = pages_written {
             // No meta page names the new pages yet: cut them off again, so a failed commit
-            // (a full disk) leaves the file byte-identical. Best effort; the error is the news.
+            // (a full disk) leaves the file as it was. Best effort; the error is the news.
             let _ = self.file.set_len(old_len);
             return Err(e);
         }
-        let meta_page = enc.meta.encode();
-        let slot = enc.meta.txid % 2;
+        let slot = meta.txid % 2;
         self.file
-            .write_all_at(&meta_page, slot * size as u64)
+            .write_all_at(&meta.encode(), slot * size)
             .with_context(|| format!("writing meta page {slot} of {path}"))?;
         self.file
             .sync_data()
             .with_context(|| format!("syncing {path}"))?;
-
-        apply(&mut self.bytes, &self.meta, &enc);
-        self.meta = enc.meta;
-        self.shape = enc.shape;
-        self.committed = self.root.clone();
+        self.len = old_len.max(meta.pgid * size);
         Ok(())
     }
 }
 
-/// Updates the in-memory file image `bytes` (described by `prev`) with a commit's pages and
-/// meta page, as the disk now holds them.
-fn apply(bytes: &mut Vec<u8>, prev: &Meta, enc: &write::Encoded) {
-    let size = prev.page_size as usize;
-    let start = prev.pgid as usize * size;
-    let end = enc.meta.pgid as usize * size;
-    if bytes.len() < end {
-        bytes.resize(end, 0);
+/// The current meta of an open file of `len` bytes, reading only the start of the file (more
+/// only if meta page 0 is damaged and the page size must be probed for, as Go does).
+fn read_meta(file: &File, len: u64) -> Result<Meta> {
+    let read = |n: u64| -> Result<Vec<u8>> {
+        let mut buf = vec![0; len.min(n) as usize];
+        file.read_exact_at(&mut buf, 0)
+            .context("reading the meta pages")?;
+        Ok(buf)
+    };
+    let meta = match current_meta(&read(2 * u64::from(page::MAX_COMMON_PAGE_SIZE))?) {
+        Ok(m) => m,
+        Err(_) => current_meta(&read(page::PROBE_LIMIT)?)?,
+    };
+    let end = meta.pgid.saturating_mul(u64::from(meta.page_size));
+    if end > len {
+        bail!(
+            "meta page (txid {}): high-water mark {} is past the end of the file ({} pages)",
+            meta.txid,
+            meta.pgid,
+            len / u64::from(meta.page_size)
+        );
     }
-    bytes[start..end].copy_from_slice(&enc.pages);
-    let slot = (enc.meta.txid % 2) as usize * size;
-    bytes[slot..slot + size].copy_from_slice(&enc.meta.encode());
+    Ok(meta)
 }
 
 /// Takes the exclusive, non-blocking `flock` Go's bbolt takes.
@@ -317,13 +451,13 @@ fn lock(file: &File, path: &Path) -> Result<()> {
 }
 
 /// Writes Go's empty database, in byte order `order`, into the empty, locked `file` and
-/// syncs it.
-fn init(file: &File, path: &Path, order: Endian) -> Result<Vec<u8>> {
-    let bytes = write::empty_file(NEW_PAGE_SIZE, order);
+/// syncs it; returns its length.
+fn init(file: &File, path: &Path, order: Endian, page_size: u32) -> Result<u64> {
+    let bytes = write::empty_file(page_size, order);
     file.write_all_at(&bytes, 0)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing a new bbolt file at {}", path.display()))?;
-    Ok(bytes)
+    Ok(bytes.len() as u64)
 }
 
 /// Lower-case hex, as the dump format and error messages use.
@@ -367,18 +501,80 @@ mod tests {
     use page::{Endian::Big, Endian::Little};
     use random::Rng;
 
-    /// Commits `tree` onto the in-memory file `bytes` and reads the result back.
-    fn commit_in_memory(bytes: &mut Vec<u8>, tree: &Bucket, keep: bool) -> Loaded {
-        let before = read::load(bytes).unwrap();
-        let old = keep.then_some((&before.tree, &before.shape));
-        let enc = write::encode(tree, old, &before.meta).unwrap();
-        assert!(enc.runs.first().is_some_and(|r| r.0 == before.meta.pgid));
-        apply(bytes, &before.meta, &enc);
-        let after = read::load(bytes).unwrap();
-        // tx.Check(): every page below the high-water mark is meta, reachable or free.
-        assert!(after.leaked.is_empty(), "leaked pages {:?}", after.leaked);
-        assert_eq!(after.meta.txid, before.meta.txid + 1);
-        after
+    /// A file holding one commit at a time in a temp dir, read back after each commit.
+    struct File1 {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    }
+
+    impl File1 {
+        fn new(size: u32, endian: Endian) -> File1 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("meta.db");
+            drop(Db::create_with(&path, endian, size).unwrap());
+            File1 { _dir: dir, path }
+        }
+
+        /// The same in containerd >= 1.7's form: no freelist page (free pages are found by
+        /// walking the tree).
+        fn without_freelist(size: u32, endian: Endian) -> File1 {
+            let file = File1::new(size, endian);
+            let mut bytes = file.bytes();
+            for txid in 0..2u64 {
+                let at = txid as usize * size as usize;
+                let meta = Meta {
+                    freelist: page::NO_FREELIST,
+                    ..Meta::parse(&bytes[at..]).unwrap()
+                };
+                bytes[at..at + size as usize].copy_from_slice(&meta.encode());
+            }
+            std::fs::write(&file.path, bytes).unwrap();
+            file
+        }
+
+        fn bytes(&self) -> Vec<u8> {
+            std::fs::read(&self.path).unwrap()
+        }
+
+        /// Makes the file hold `tree`: loads everything, changes only what differs (so the
+        /// commit edits pages in place of rewriting), commits and reads the file back.
+        fn commit(&self, tree: &Bucket) -> read::Loaded {
+            let mut db = Db::open(&self.path, Little).unwrap();
+            db.load_all().unwrap();
+            let before = db.meta;
+            if before.freelist == page::NO_FREELIST {
+                // The file-order scan finds exactly the pages the tree walk does not reach.
+                let walked = read::load(&self.bytes()).unwrap().free;
+                let scanned = Disk::new(&db.file, &before)
+                    .unreachable(before.root)
+                    .unwrap();
+                assert_eq!(scanned, walked);
+            }
+            assign(db.root_mut(), tree);
+            let dirty = db.is_dirty();
+            db.commit().unwrap();
+            drop(db);
+            let after = read::load(&self.bytes()).unwrap();
+            // tx.Check(): every page below the high-water mark is meta, reachable or free.
+            assert!(after.leaked.is_empty(), "leaked pages {:?}", after.leaked);
+            assert_eq!(after.meta.txid, before.txid + u64::from(dirty));
+            assert!(after.tree == *tree, "the file holds another tree");
+            after
+        }
+    }
+
+    /// Makes `dst` equal `src`, keeping `dst`'s loaded buckets where `src` has buckets.
+    fn assign(dst: &mut Bucket, src: &Bucket) {
+        dst.sequence = src.sequence;
+        dst.entries.retain(|k, _| src.entries.contains_key(k));
+        for (k, n) in &src.entries {
+            match (dst.entries.get_mut(k), n) {
+                (Some(Node::Bucket(d)), Node::Bucket(s)) => assign(d, s),
+                _ => {
+                    dst.entries.insert(k.clone(), n.clone());
+                }
+            }
+        }
     }
 
     type Pairs<'a> = &'a [(&'a [u8], Vec<u8>)];
@@ -400,17 +596,17 @@ mod tests {
             let mut r = Rng::new(seed);
             let (size, endian) =
                 [(4096, Little), (1024, Big), (65536, Little), (8192, Big)][seed as usize % 4];
-            let mut bytes = write::empty_file(size, endian);
+            let file = if seed % 3 == 0 {
+                File1::without_freelist(size, endian)
+            } else {
+                File1::new(size, endian)
+            };
             let mut tree = random::tree(&mut r);
             for round in 0..4 {
                 if round > 0 {
                     random::change(&mut r, &mut tree);
                 }
-                let loaded = commit_in_memory(&mut bytes, &tree, round != 2);
-                assert!(
-                    loaded.tree == tree,
-                    "seed {seed} round {round}: tree differs"
-                );
+                let loaded = file.commit(&tree);
                 assert_eq!(loaded.meta.page_size, size);
                 assert_eq!(loaded.meta.endian, endian);
             }
@@ -423,13 +619,10 @@ mod tests {
         let (mut branch, mut overflow, mut inline, mut deep) = (false, false, false, false);
         for seed in 0..12u64 {
             let tree = random::tree(&mut Rng::new(seed));
-            let bytes = {
-                let mut b = write::empty_file(4096, Little);
-                commit_in_memory(&mut b, &tree, true);
-                b
-            };
-            let loaded = read::load(&bytes).unwrap();
-            fn walk(s: &Shape, depth: usize, f: &mut dyn FnMut(&Shape, usize)) {
+            let file = File1::new(4096, Little);
+            let loaded = file.commit(&tree);
+            let bytes = file.bytes();
+            fn walk(s: &read::Shape, depth: usize, f: &mut dyn FnMut(&read::Shape, usize)) {
                 f(s, depth);
                 s.children.values().for_each(|c| walk(c, depth + 1, f));
             }
@@ -454,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_buckets_keep_their_pages() {
+    fn a_commit_rewrites_only_the_pages_on_the_changed_path_and_reuses_free_ones() {
         let many: Vec<(&[u8], Vec<u8>)> = Vec::new();
         let mut tree = value_tree(&[(b"a", &many), (b"b", &many)]);
         for name in [&b"a"[..], b"b"] {
@@ -463,27 +656,38 @@ mod tests {
                 b.put(format!("key-{i:05}").as_bytes(), &[7; 50]).unwrap();
             }
         }
-        let mut bytes = write::empty_file(4096, Little);
-        let first = commit_in_memory(&mut bytes, &tree, true);
+        let file = File1::new(4096, Little);
+        let first = file.commit(&tree);
+        let pages = |l: &read::Loaded, name: &[u8]| l.shape.children[name].pages.clone();
+        let a_before = pages(&first, b"a");
         tree.bucket_at_mut(&[b"a"])
             .unwrap()
-            .put(b"new", b"x")
+            .put(b"key-01000", b"x")
             .unwrap();
-        let second = commit_in_memory(&mut bytes, &tree, true);
-        assert_eq!(
-            second.shape.children[&b"b"[..]],
-            first.shape.children[&b"b"[..]]
+        let second = file.commit(&tree);
+        // Bucket b untouched; in bucket a only the leaf holding the key and the branch page
+        // above it are new; the root leaf too; and the freelist page.
+        assert_eq!(pages(&second, b"b"), pages(&first, b"b"));
+        let a_after = pages(&second, b"a");
+        let new: Vec<_> = a_after.iter().filter(|p| !a_before.contains(p)).collect();
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert_eq!(a_after.len(), a_before.len());
+        // Commits from now on take their pages from the ones earlier commits freed: the file
+        // stops growing.
+        for i in 0..20u32 {
+            tree.bucket_at_mut(&[b"a"])
+                .unwrap()
+                .put(format!("key-{:05}", i * 97).as_bytes(), &i.to_le_bytes())
+                .unwrap();
+            file.commit(&tree);
+        }
+        let last = read::load(&file.bytes()).unwrap();
+        assert!(
+            last.meta.pgid <= second.meta.pgid + 8,
+            "{} pages after 20 more commits, {} before",
+            last.meta.pgid,
+            second.meta.pgid
         );
-        assert_ne!(
-            second.shape.children[&b"a"[..]].root,
-            first.shape.children[&b"a"[..]].root
-        );
-        let b_pages = first.shape.children[&b"b"[..]].pages.len() as u64;
-        // The new pages: bucket a, the root leaf, the freelist; b's 30-odd pages stay.
-        assert!(second.meta.pgid - first.meta.pgid < first.meta.pgid - 4 - b_pages / 2);
-        // A full rewrite keeps nothing: every old page becomes free.
-        let third = commit_in_memory(&mut bytes, &tree, false);
-        assert!(third.free.len() as u64 >= second.meta.pgid - 2 - 1);
     }
 
     #[test]
@@ -501,8 +705,8 @@ mod tests {
             .put(b"kkkk", &[1; 989])
             .unwrap();
         v1.bucket_at_mut(&[b"parent", b"child"]).unwrap();
-        let mut bytes = write::empty_file(4096, Little);
-        let loaded = commit_in_memory(&mut bytes, &tree, true);
+        let file = File1::new(4096, Little);
+        let loaded = file.commit(&tree);
         let v1 = &loaded.shape.children[&b"v1"[..]];
         assert_ne!(v1.root, 0);
         assert_eq!(v1.children[&b"empty"[..]].root, 0);
@@ -511,7 +715,7 @@ mod tests {
         assert_ne!(v1.children[&b"parent"[..]].root, 0);
         assert_eq!(v1.children[&b"parent"[..]].children[&b"child"[..]].root, 0);
         // An empty inline bucket is the 32-byte value containerd writes: {0, seq} + empty leaf.
-        let hex_file = hex(&bytes);
+        let hex_file = hex(&file.bytes());
         let empty = format!(
             "{}{}{}",
             hex(&0u64.to_le_bytes()),
@@ -525,14 +729,15 @@ mod tests {
     fn huge_freelists_use_the_count_escape() {
         // A 34 MB value on 512-byte pages: 66 000 pages, all freed by the next commit.
         let mut tree = value_tree(&[(b"big", &[(b"v", vec![3; 34_000_000])])]);
-        let mut bytes = write::empty_file(512, Little);
-        commit_in_memory(&mut bytes, &tree, true);
+        let file = File1::new(512, Little);
+        file.commit(&tree);
         tree.bucket_at_mut(&[b"big"])
             .unwrap()
             .put(b"v", b"small")
             .unwrap();
-        let loaded = commit_in_memory(&mut bytes, &tree, true);
+        let loaded = file.commit(&tree);
         assert!(loaded.free.len() > 0xFFFF);
+        let bytes = file.bytes();
         let at = loaded.meta.freelist as usize * 512;
         assert_eq!(&bytes[at + 10..at + 12], &[0xff, 0xff]);
         assert_eq!(
@@ -556,14 +761,14 @@ mod tests {
             .unwrap()
             .put(b"a", b"b")
             .unwrap();
-        let mut bytes = write::empty_file(size, Little);
-        commit_in_memory(&mut bytes, &tree, true);
+        let file = File1::new(size, Little);
+        file.commit(&tree);
         tree.bucket_at_mut(&[b"v1"])
             .unwrap()
             .put(b"key-0001", b"changed")
             .unwrap();
-        commit_in_memory(&mut bytes, &tree, true);
-        bytes
+        file.commit(&tree);
+        file.bytes()
     }
 
     #[test]
@@ -665,7 +870,8 @@ mod tests {
         assert!(!db.is_dirty());
         let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap());
         drop(db);
-        let db = Db::open(&path, Little).unwrap();
+        let mut db = Db::open(&path, Little).unwrap();
+        db.load(&[b"v1", b"k8s.io"]).unwrap();
         assert_eq!(
             db.root()
                 .bucket_at(&[b"v1", b"k8s.io"])
@@ -703,24 +909,76 @@ mod tests {
 
     #[test]
     fn writer_refuses_what_go_would_refuse() {
-        let meta = read::load(&write::empty_file(4096, Little)).unwrap().meta;
+        let file = File1::new(4096, Little);
+        let refused = |root: Bucket| {
+            let mut db = Db::open(&file.path, Little).unwrap();
+            *db.root_mut() = root;
+            let before = file.bytes();
+            let err = format!("{:#}", db.commit().unwrap_err());
+            assert_eq!(file.bytes(), before, "written although refused: {err}");
+            err
+        };
         let mut root = Bucket::default();
         root.put(b"plain", b"value").unwrap();
-        assert!(
-            format!("{:#}", write::encode(&root, None, &meta).unwrap_err()).contains("root bucket")
-        );
+        assert!(refused(root).contains("root bucket"));
         let mut root = Bucket::default();
         root.bucket_at_mut(&[b"b"]).unwrap().put(b"", b"x").unwrap();
-        assert!(
-            format!("{:#}", write::encode(&root, None, &meta).unwrap_err())
-                .contains("1 to 32768 bytes")
-        );
+        assert!(refused(root).contains("1 to 32768 bytes"));
         // Deeper than the reader accepts: refused before anything is written.
         let mut root = Bucket::default();
         let path: Vec<&[u8]> = vec![&b"d"[..]; 200];
         root.bucket_at_mut(&path).unwrap();
-        let err = format!("{:#}", write::encode(&root, None, &meta).unwrap_err());
+        let err = refused(root);
         assert!(err.contains("nested more than 128 deep"), "{err}");
+        // A key that is in the file but was never loaded is not silently overwritten.
+        let mut tree = Bucket::default();
+        // A nested bucket keeps v1 on its own page, so its keys can be loaded one by one.
+        tree.bucket_at_mut(&[b"v1", b"nested"]).unwrap();
+        tree.bucket_at_mut(&[b"v1"])
+            .unwrap()
+            .put(b"k", b"1")
+            .unwrap();
+        file.commit(&tree);
+        let mut db = Db::open(&file.path, Little).unwrap();
+        db.load(&[b"v1", b"other"]).unwrap();
+        db.root_mut()
+            .bucket_at_mut(&[b"v1"])
+            .unwrap()
+            .put(b"k", b"2")
+            .unwrap();
+        let err = format!("{:#}", db.commit().unwrap_err());
+        assert!(err.contains("load keys before changing them"), "{err}");
+    }
+
+    #[test]
+    fn a_freelist_listing_a_page_in_use_is_refused_before_writing() {
+        let mut tree = value_tree(&[(b"a", &[(b"k", vec![1; 2000])])]);
+        let file = File1::new(4096, Little);
+        file.commit(&tree);
+        tree.bucket_at_mut(&[b"a"])
+            .unwrap()
+            .put(b"k", b"2")
+            .unwrap();
+        let loaded = file.commit(&tree);
+        // Damage: the freelist also lists the root page, which is in use.
+        let mut bytes = file.bytes();
+        let at = loaded.meta.freelist as usize * 4096;
+        let count = u16::from_le_bytes(bytes[at + 10..at + 12].try_into().unwrap());
+        assert!(count > 0);
+        let slot = at + 16 + 8 * count as usize;
+        bytes[slot..slot + 8].copy_from_slice(&loaded.meta.root.to_le_bytes());
+        bytes[at + 10..at + 12].copy_from_slice(&(count + 1).to_le_bytes());
+        std::fs::write(&file.path, &bytes).unwrap();
+        let mut db = Db::open(&file.path, Little).unwrap();
+        db.load(&[b"a", b"k"]).unwrap();
+        db.root_mut()
+            .bucket_at_mut(&[b"a"])
+            .unwrap()
+            .put(b"k", b"3")
+            .unwrap();
+        let err = format!("{:#}", db.commit().unwrap_err());
+        assert!(err.contains("the freelist is damaged"), "{err}");
+        assert_eq!(file.bytes(), bytes);
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub const MAX_VALUE: usize = (1 << 31) - 2;
 /// practice); anything outside this range is damage, not a configuration.
 pub const MIN_PAGE_SIZE: u32 = 512;
 pub const MAX_PAGE_SIZE: u32 = 1 << 24;
+/// The largest page size kernels use (64 KiB): reading twice this finds both meta pages of
+/// any real file.
+pub const MAX_COMMON_PAGE_SIZE: u32 = 1 << 16;
+/// How far Go probes for meta page 1 when meta page 0 is damaged (`1024 << 14`), plus room
+/// for the meta page found there.
+pub const PROBE_LIMIT: u64 = (1024 << 14) + (1 << 16);
 /// Bytes of the meta page covered by the layout (header + fields + checksum).
 pub const META_LEN: usize = 80;
 

@@ -176,3 +176,108 @@ fn change_bucket(r: &mut Rng, b: &mut Bucket, depth: u32) {
             .insert(r.key(), Node::Bucket(bucket(r, depth + 1, depth + 2)));
     }
 }
+
+/// One change at a full key path (bucket names, then the key), as a caller that loads only
+/// what it changes makes it.
+#[derive(Debug, Clone)]
+pub enum Edit {
+    Put(Vec<Vec<u8>>, Vec<u8>),
+    NewBucket(Vec<Vec<u8>>, Bucket),
+    Delete(Vec<Vec<u8>>),
+}
+
+impl Edit {
+    pub fn path(&self) -> &[Vec<u8>] {
+        match self {
+            Edit::Put(p, _) | Edit::NewBucket(p, _) | Edit::Delete(p) => p,
+        }
+    }
+
+    /// Applies the edit to `root` (whose buckets on the way must be loaded).
+    pub fn apply(&self, root: &mut Bucket) -> anyhow::Result<()> {
+        let path = self.path();
+        let (key, parent) = path.split_last().expect("edits have a key");
+        let parent: Vec<&[u8]> = parent.iter().map(Vec::as_slice).collect();
+        let bucket = root.bucket_at_mut(&parent)?;
+        match self {
+            Edit::Put(_, v) => {
+                bucket.entries.insert(key.clone(), Node::Value(v.clone()));
+            }
+            Edit::NewBucket(_, b) => {
+                bucket.entries.insert(key.clone(), Node::Bucket(b.clone()));
+            }
+            Edit::Delete(_) => {
+                bucket.entries.remove(key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A few random edits of `tree` at random depths: values updated, deleted and added, buckets
+/// added (some with values needing overflow pages) and, rarely, whole buckets deleted.
+pub fn edits(r: &mut Rng, tree: &Bucket) -> Vec<Edit> {
+    let mut out = Vec::new();
+    for _ in 0..1 + r.below(6) {
+        let mut path = Vec::new();
+        let mut bucket = tree;
+        // The root holds buckets only: go down at least one level.
+        loop {
+            let kids: Vec<(&Vec<u8>, &Bucket)> = bucket
+                .entries
+                .iter()
+                .filter_map(|(k, n)| match n {
+                    Node::Bucket(b) => Some((k, b)),
+                    Node::Value(_) => None,
+                })
+                .collect();
+            let stop = !path.is_empty() && (kids.is_empty() || r.below(3) == 0);
+            if stop {
+                break;
+            }
+            if kids.is_empty() {
+                path.push(r.key());
+                out.push(Edit::NewBucket(path, bucket_of(r, 3)));
+                path = Vec::new();
+                break;
+            }
+            let (k, b) = kids[r.below(kids.len() as u64) as usize];
+            path.push(k.clone());
+            bucket = b;
+        }
+        if path.is_empty() {
+            continue;
+        }
+        let keys: Vec<(&Vec<u8>, &Node)> = bucket.entries.iter().collect();
+        let existing = (!keys.is_empty() && r.below(2) == 0)
+            .then(|| keys[r.below(keys.len() as u64) as usize]);
+        let edit = match existing {
+            Some((k, Node::Value(_))) => {
+                path.push(k.clone());
+                if r.below(3) == 0 {
+                    Edit::Delete(path)
+                } else {
+                    Edit::Put(path, r.value())
+                }
+            }
+            Some((k, Node::Bucket(_))) if r.below(4) == 0 => {
+                path.push(k.clone());
+                Edit::Delete(path)
+            }
+            _ => {
+                path.push(r.key());
+                if r.below(4) == 0 {
+                    Edit::NewBucket(path, bucket_of(r, 3))
+                } else {
+                    Edit::Put(path, r.value())
+                }
+            }
+        };
+        out.push(edit);
+    }
+    out
+}
+
+fn bucket_of(r: &mut Rng, depth: u32) -> Bucket {
+    bucket(r, depth, depth + 2)
+}

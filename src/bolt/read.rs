@@ -20,7 +20,7 @@ use super::{Bucket, Node};
 /// nests 8 deep.
 pub const MAX_BUCKET_DEPTH: usize = 128;
 /// A B+tree of pages this deep would need more pages than any file holds.
-const MAX_PAGE_DEPTH: usize = 64;
+pub const MAX_PAGE_DEPTH: usize = 64;
 /// Pages being read at once, across nested buckets: bounds the reader's recursion (and so its
 /// stack) for crafted files that nest deep buckets under deep branch pages. Real files stay
 /// far below (containerd: 8 buckets deep, a few branch levels each).
@@ -37,18 +37,10 @@ pub struct Shape {
     pub children: BTreeMap<Vec<u8>, Shape>,
 }
 
-impl Shape {
-    /// Every page of this bucket and of the buckets nested in it.
-    pub fn all_pages(&self, out: &mut Vec<u64>) {
-        out.extend_from_slice(&self.pages);
-        for child in self.children.values() {
-            child.all_pages(out);
-        }
-    }
-}
-
-/// A parsed file: the current meta, the tree, its page ownership and the free pages.
+/// A parsed file: the current meta, the tree, its page ownership and the free pages. Outside
+/// the tests only the tree is used; the tests read the rest to check what a commit wrote.
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct Loaded {
     pub meta: Meta,
     pub tree: Bucket,
@@ -63,63 +55,38 @@ pub struct Loaded {
     pub leaked: Vec<u64>,
 }
 
-/// Page storage: pages below `split` come from `base` (a whole file image), pages from `split`
-/// on from `extra` (pages a commit is about to write), so a commit can be verified before it
-/// touches the disk.
+/// A whole file image, as pages of `size` bytes.
 pub struct Pages<'a> {
     pub base: &'a [u8],
-    pub split: u64,
-    pub extra: &'a [u8],
     pub size: usize,
 }
 
 impl<'a> Pages<'a> {
-    pub fn whole(bytes: &'a [u8], size: usize) -> Pages<'a> {
-        Pages {
-            base: bytes,
-            split: u64::MAX,
-            extra: &[],
-            size,
-        }
-    }
-
     /// Number of pages that exist.
     fn count(&self) -> u64 {
-        if self.split == u64::MAX {
-            (self.base.len() / self.size) as u64
-        } else {
-            self.split + (self.extra.len() / self.size) as u64
-        }
+        (self.base.len() / self.size) as u64
     }
 
-    /// `n` contiguous pages starting at `id`, if they all exist on one side of the split.
+    /// `n` contiguous pages starting at `id`, if they all exist.
     fn get(&self, id: u64, n: u64) -> Option<&'a [u8]> {
-        let end = id.checked_add(n)?;
-        let (buf, first) = if end <= self.split {
-            (self.base, id)
-        } else if id >= self.split {
-            (self.extra, id - self.split)
-        } else {
-            return None;
-        };
-        let start = usize::try_from(first).ok()?.checked_mul(self.size)?;
+        let start = usize::try_from(id).ok()?.checked_mul(self.size)?;
         let len = usize::try_from(n).ok()?.checked_mul(self.size)?;
-        buf.get(start..start.checked_add(len)?)
+        self.base.get(start..start.checked_add(len)?)
     }
 }
 
 /// Parses a whole bbolt file from bytes.
 pub fn load(bytes: &[u8]) -> Result<Loaded> {
     let meta = current_meta(bytes)?;
-    load_with(meta, &Pages::whole(bytes, meta.page_size as usize), None)
+    let pages = Pages {
+        base: bytes,
+        size: meta.page_size as usize,
+    };
+    load_with(meta, &pages)
 }
 
-/// Parses the tree and freelist `meta` points at. With `trusted = Some(shape)` (a commit
-/// checking its own pages), page-backed buckets whose root page lies below `pages.split`
-/// are the unchanged buckets the commit kept: they were checked when the file was read, so
-/// they are not read again; `shape` must list them, their pages count as used, and they
-/// appear in the tree without entries.
-pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<Loaded> {
+/// Parses the tree and freelist `meta` points at.
+fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
     let exist = pages.count();
     if meta.pgid > exist {
         bail!(
@@ -134,10 +101,9 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
         pgid: meta.pgid,
         // Sized by the high-water mark, which is at most the file's page count.
         used: vec![false; meta.pgid as usize],
-        trusted_below: if trusted.is_some() { pages.split } else { 0 },
         open_pages: 0,
     };
-    let (entries, shape) = r.bucket_pages(meta.root, 0, trusted)?;
+    let (entries, shape) = r.bucket_pages(meta.root, 0)?;
     if let Some(key) = entries
         .iter()
         .find_map(|(k, n)| matches!(n, Node::Value(_)).then_some(k))
@@ -151,6 +117,7 @@ pub fn load_with(meta: Meta, pages: &Pages, trusted: Option<&Shape>) -> Result<L
     let tree = Bucket {
         sequence: meta.sequence,
         entries,
+        page: 0,
     };
     let mut is_free = vec![false; r.used.len()];
     if meta.freelist != NO_FREELIST {
@@ -226,8 +193,6 @@ struct Reader<'a, 'p> {
     pgid: u64,
     /// Pages reached so far (tree and freelist), indexed by id.
     used: Vec<bool>,
-    /// Buckets rooted below this page are trusted (see `load_with`).
-    trusted_below: u64,
     /// Pages being read right now (the recursion depth of `walk`).
     open_pages: usize,
 }
@@ -273,18 +238,13 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// The entries of the bucket whose root page is `root`.
-    fn bucket_pages(
-        &mut self,
-        root: u64,
-        depth: usize,
-        expect: Option<&Shape>,
-    ) -> Result<(Entries, Shape)> {
+    fn bucket_pages(&mut self, root: u64, depth: usize) -> Result<(Entries, Shape)> {
         let mut items = Vec::new();
         let mut shape = Shape {
             root,
             ..Shape::default()
         };
-        self.walk(root, (None, None), 0, depth, expect, &mut items, &mut shape)?;
+        self.walk(root, (None, None), 0, depth, &mut items, &mut shape)?;
         // Strictly increasing (checked while walking), so this builds the map in bulk.
         Ok((items.into_iter().collect(), shape))
     }
@@ -297,7 +257,6 @@ impl<'a> Reader<'a, '_> {
         range: (Option<&[u8]>, Option<&[u8]>),
         level: usize,
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -305,7 +264,7 @@ impl<'a> Reader<'a, '_> {
             bail!("page {id}: pages nested more than {MAX_OPEN_PAGES} deep across buckets");
         }
         self.open_pages += 1;
-        let read = self.walk_page(id, range, level, depth, expect, items, shape);
+        let read = self.walk_page(id, range, level, depth, items, shape);
         self.open_pages -= 1;
         read
     }
@@ -317,7 +276,6 @@ impl<'a> Reader<'a, '_> {
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         level: usize,
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
@@ -330,40 +288,24 @@ impl<'a> Reader<'a, '_> {
         match flags {
             LEAF => {
                 let ctx = format!("page {id}");
-                self.leaf(buf, count, &ctx, (lo, hi), depth, expect, items, shape)
+                self.leaf(buf, count, &ctx, (lo, hi), depth, items, shape)
             }
             BRANCH => {
                 if count == 0 {
                     bail!("page {id}: empty branch page");
                 }
                 let mut children = Vec::with_capacity(count as usize);
+                let ctx = format!("page {id}");
                 for i in 0..count as usize {
-                    let at = PAGE_HEADER + i * ELEMENT;
-                    let e = self.e;
-                    let (pos, ksize, child) =
-                        match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8)) {
-                            (Some(p), Some(k), Some(c)) => (p, k, c),
-                            _ => bail!("page {id}: element {i} lies outside the page"),
-                        };
-                    let key = slice(buf, at, pos, ksize, 0).ok_or_else(|| {
-                        anyhow!("page {id}: key of element {i} lies outside the page")
-                    })?;
+                    let (key, child) = branch_element(self.e, buf, i, &ctx)?;
                     check_key(key, children.last().map(|(k, _)| *k), lo, hi)
                         .with_context(|| format!("page {id}: element {i}"))?;
                     children.push((key, child));
                 }
                 for (i, &(key, child)) in children.iter().enumerate() {
                     let next = children.get(i + 1).map(|(k, _)| *k).or(hi);
-                    self.walk(
-                        child,
-                        (Some(key), next),
-                        level + 1,
-                        depth,
-                        expect,
-                        items,
-                        shape,
-                    )
-                    .with_context(|| format!("in branch page {id}"))?;
+                    self.walk(child, (Some(key), next), level + 1, depth, items, shape)
+                        .with_context(|| format!("in branch page {id}"))?;
                 }
                 Ok(())
             }
@@ -380,37 +322,16 @@ impl<'a> Reader<'a, '_> {
         ctx: &str,
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         depth: usize,
-        expect: Option<&Shape>,
         items: &mut Vec<(Vec<u8>, Node)>,
         shape: &mut Shape,
     ) -> Result<()> {
-        let e = self.e;
         for i in 0..count as usize {
-            let at = PAGE_HEADER + i * ELEMENT;
-            let (flags, pos, ksize, vsize) = match (
-                e.u32(buf, at),
-                e.u32(buf, at + 4),
-                e.u32(buf, at + 8),
-                e.u32(buf, at + 12),
-            ) {
-                (Some(f), Some(p), Some(k), Some(v)) => (f, p, k, v),
-                _ => bail!("{ctx}: element {i} lies outside the page"),
-            };
-            let key = slice(buf, at, pos, ksize, 0)
-                .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
-            let value = slice(buf, at, pos, vsize, ksize)
-                .ok_or_else(|| anyhow!("{ctx}: value of element {i} lies outside the page"))?;
+            let (flags, key, value) = leaf_element(self.e, buf, i, ctx)?;
             let prev = items.last().map(|(k, _)| k.as_slice());
             check_key(key, prev, lo, hi).with_context(|| format!("{ctx}: element {i}"))?;
             let node = if flags & BUCKET_LEAF != 0 {
                 let (child, child_shape) = self
-                    .nested(
-                        key,
-                        value,
-                        ctx,
-                        depth + 1,
-                        expect.and_then(|e| e.children.get(key)),
-                    )
+                    .nested(key, value, ctx, depth + 1)
                     .with_context(|| format!("{ctx}: bucket {}", show(key)))?;
                 shape.children.insert(key.to_vec(), child_shape);
                 Node::Bucket(child)
@@ -429,7 +350,6 @@ impl<'a> Reader<'a, '_> {
         value: &'a [u8],
         ctx: &str,
         depth: usize,
-        expect: Option<&Shape>,
     ) -> Result<(Bucket, Shape)> {
         if depth > MAX_BUCKET_DEPTH {
             bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
@@ -449,35 +369,15 @@ impl<'a> Reader<'a, '_> {
                     value.len()
                 );
             }
-            if root < self.trusted_below {
-                let kept = expect.filter(|e| e.root == root).ok_or_else(|| {
-                    anyhow!("page {root}: an old page, but not a bucket the commit kept")
-                })?;
-                let mut pages = Vec::new();
-                kept.all_pages(&mut pages);
-                for p in pages {
-                    let used = self
-                        .used
-                        .get_mut(p as usize)
-                        .ok_or_else(|| anyhow!("page {p}: beyond the high-water mark"))?;
-                    if std::mem::replace(used, true) {
-                        bail!("page {p}: referenced twice");
-                    }
-                }
-                let shape = Shape {
-                    root,
-                    ..Shape::default()
-                };
-                return Ok((
-                    Bucket {
-                        sequence,
-                        entries: BTreeMap::new(),
-                    },
-                    shape,
-                ));
-            }
-            let (entries, shape) = self.bucket_pages(root, depth, expect)?;
-            return Ok((Bucket { sequence, entries }, shape));
+            let (entries, shape) = self.bucket_pages(root, depth)?;
+            return Ok((
+                Bucket {
+                    sequence,
+                    entries,
+                    page: 0,
+                },
+                shape,
+            ));
         }
         let page = &value[BUCKET_HEADER..];
         let (flags, count) = match (e.u16(page, 8), e.u16(page, 10)) {
@@ -496,7 +396,6 @@ impl<'a> Reader<'a, '_> {
             &inner,
             (None, None),
             depth,
-            expect,
             &mut items,
             &mut shape,
         )?;
@@ -504,47 +403,69 @@ impl<'a> Reader<'a, '_> {
             Bucket {
                 sequence,
                 entries: items.into_iter().collect(),
+                page: 0,
             },
             shape,
         ))
     }
 }
 
-/// Whether `read` (from `load_with` with a trusted shape) equals `tree`, counting the
-/// trusted buckets (rooted below `split`, read without entries) as equal: the commit kept
-/// them only because they had not changed.
-pub fn same_tree(read: &Bucket, shape: &Shape, tree: &Bucket, split: u64) -> bool {
-    if shape.root != 0 && shape.root < split {
-        return read.sequence == tree.sequence;
-    }
-    read.sequence == tree.sequence
-        && read.entries.len() == tree.entries.len()
-        && read
-            .entries
-            .iter()
-            .zip(&tree.entries)
-            .all(|((k1, n1), (k2, n2))| {
-                k1 == k2
-                    && match (n1, n2) {
-                        (Node::Value(a), Node::Value(b)) => a == b,
-                        (Node::Bucket(a), Node::Bucket(b)) => match shape.children.get(k1) {
-                            Some(s) => same_tree(a, s, b, split),
-                            None => a == b,
-                        },
-                        _ => false,
-                    }
-            })
+/// Leaf element `i` of the page image `buf`: `(flags, key, value)`, bounds-checked; `ctx`
+/// names the page in errors.
+pub fn leaf_element<'a>(
+    e: Endian,
+    buf: &'a [u8],
+    i: usize,
+    ctx: &str,
+) -> Result<(u32, &'a [u8], &'a [u8])> {
+    let at = PAGE_HEADER + i * ELEMENT;
+    let (flags, pos, ksize, vsize) = match (
+        e.u32(buf, at),
+        e.u32(buf, at + 4),
+        e.u32(buf, at + 8),
+        e.u32(buf, at + 12),
+    ) {
+        (Some(f), Some(p), Some(k), Some(v)) => (f, p, k, v),
+        _ => bail!("{ctx}: element {i} lies outside the page"),
+    };
+    let key = slice(buf, at, pos, ksize, 0)
+        .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
+    let value = slice(buf, at, pos, vsize, ksize)
+        .ok_or_else(|| anyhow!("{ctx}: value of element {i} lies outside the page"))?;
+    Ok((flags, key, value))
+}
+
+/// Branch element `i` of the page image `buf`: `(key, child page id)`, bounds-checked.
+pub fn branch_element<'a>(
+    e: Endian,
+    buf: &'a [u8],
+    i: usize,
+    ctx: &str,
+) -> Result<(&'a [u8], u64)> {
+    let at = PAGE_HEADER + i * ELEMENT;
+    let (pos, ksize, child) = match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8)) {
+        (Some(p), Some(k), Some(c)) => (p, k, c),
+        _ => bail!("{ctx}: element {i} lies outside the page"),
+    };
+    let key = slice(buf, at, pos, ksize, 0)
+        .ok_or_else(|| anyhow!("{ctx}: key of element {i} lies outside the page"))?;
+    Ok((key, child))
 }
 
 /// The `len` bytes at `at + pos + skip` within `buf`, if they are all inside it.
-fn slice(buf: &[u8], at: usize, pos: u32, len: u32, skip: u32) -> Option<&[u8]> {
+pub fn slice(buf: &[u8], at: usize, pos: u32, len: u32, skip: u32) -> Option<&[u8]> {
     let start = at.checked_add(pos as usize)?.checked_add(skip as usize)?;
     buf.get(start..start.checked_add(len as usize)?)
 }
 
 /// Keys are non-empty, strictly after the previous key and within `[lo, hi)`, the range of
 /// the branch element they hang under.
-fn check_key(key: &[u8], prev: Option<&[u8]>, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+pub fn check_key(
+    key: &[u8],
+    prev: Option<&[u8]>,
+    lo: Option<&[u8]>,
+    hi: Option<&[u8]>,
+) -> Result<()> {
     if key.is_empty() {
         bail!("empty key");
     }

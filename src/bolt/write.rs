@@ -1,13 +1,12 @@
-//! Encoding a [`Bucket`] tree as the pages of one bbolt transaction (`bbolt-format.md` §8).
+//! Encoding pages for one bbolt transaction (`bbolt-format.md` §4–§6, §8).
 //!
-//! Pure: takes the tree, what was last committed and the current meta, and returns the new
-//! pages (all at or after the high-water mark, so nothing the current meta points at is
-//! touched), the freelist and the next meta. Buckets equal to what was committed and stored on
-//! pages keep those pages, as Go keeps the pages of buckets a transaction did not touch; every
-//! other bucket is written afresh: inline when Go would inline it, else leaves packed in key
-//! order (an element larger than a page gets overflow pages) under as many levels of branch
-//! pages as needed. Pages are allocated children first, in key order, then the freelist, so the
-//! output depends only on the inputs.
+//! [`Alloc`] hands out page ids the way Go's array freelist does: the first run of contiguous
+//! free pages that fits, else pages at the high-water mark. Pages this transaction frees are
+//! pending, never reused by the same transaction: the current meta page still points at them
+//! until the new one is durable. [`Encoder`] turns elements into leaf and branch pages
+//! (children before parents, in key order, so the output depends only on the inputs) and
+//! encodes new buckets whole: inline when Go would inline them, else on their own pages.
+//! The page images wait in memory until the commit writes them; nothing here touches the file.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -18,69 +17,93 @@ use super::page::{
     Endian, Meta, BRANCH, BUCKET_HEADER, BUCKET_LEAF, COUNT_ESCAPE, ELEMENT, FREELIST, LEAF,
     MAX_ELEMENTS, MAX_KEY, MAX_VALUE, PAGE_HEADER,
 };
-use super::read::{show, Shape, MAX_BUCKET_DEPTH};
+use super::read::{show, MAX_BUCKET_DEPTH};
 use super::{Bucket, Node};
 
-/// One transaction's output.
+/// Page allocation for one transaction, and the dirty pages it produced.
 #[derive(Debug)]
-pub struct Encoded {
-    pub meta: Meta,
-    /// The new pages, page `meta_before.pgid` first, slack zeroed.
-    pub pages: Vec<u8>,
-    /// `(first page id, page count)` of every page with its overflow pages, in order: the unit
-    /// of writing.
-    pub runs: Vec<(u64, u64)>,
-    pub shape: Shape,
+pub struct Alloc {
+    /// Pages free before this transaction, ascending: reusable now.
+    free: Vec<u64>,
+    /// Pages this transaction freed (bbolt's pending list): free from the next one on.
+    pending: Vec<u64>,
+    /// The high-water mark: the next page id past every page in use.
+    pub next: u64,
+    /// New page images by first page id, overflow pages included.
+    pub dirty: Vec<(u64, Vec<u8>)>,
 }
 
-/// Encodes `root` as transaction `prev.txid + 1` on top of the file `prev` describes.
-/// `old` is the tree as last committed with the pages it occupies.
-pub fn encode(root: &Bucket, old: Option<(&Bucket, &Shape)>, prev: &Meta) -> Result<Encoded> {
-    if let Some(key) = root
-        .entries
-        .iter()
-        .find_map(|(k, n)| matches!(n, Node::Value(_)).then_some(k))
-    {
-        bail!(
-            "writing key {}: bbolt's root bucket can only hold buckets",
-            show(key)
-        );
-    }
-    let mut enc = Encoder {
-        e: prev.endian,
-        size: prev.page_size as usize,
-        next: prev.pgid,
-        out: Vec::new(),
-        runs: Vec::new(),
-        kept: Vec::new(),
-    };
-    let (root_page, shape) = enc.paged(root, old, 0)?;
-
-    // Everything below the old high-water mark is free except what kept pages: the old tree,
-    // the old freelist and pages that were already free. Go lists them the same way.
-    let mut kept = vec![false; prev.pgid as usize];
-    for &id in &enc.kept {
-        if let Some(k) = kept.get_mut(id as usize) {
-            *k = true;
+impl Alloc {
+    pub fn new(free: Vec<u64>, pgid: u64) -> Alloc {
+        Alloc {
+            free,
+            pending: Vec::new(),
+            next: pgid,
+            dirty: Vec::new(),
         }
     }
-    let free: Vec<u64> = (2..prev.pgid).filter(|&id| !kept[id as usize]).collect();
-    let freelist = enc.freelist(&free)?;
 
-    let meta = Meta {
-        root: root_page,
-        sequence: root.sequence,
-        freelist,
-        pgid: enc.next,
-        txid: prev.txid + 1,
-        ..*prev
-    };
-    Ok(Encoded {
-        meta,
-        pages: enc.out,
-        runs: enc.runs,
-        shape,
-    })
+    /// `n` contiguous pages: the first free run that fits (Go's `arrayAllocate`), else at
+    /// the high-water mark.
+    pub fn allocate(&mut self, n: u64) -> u64 {
+        let mut run = 0;
+        for i in 0..self.free.len() {
+            if i > 0 && self.free[i] == self.free[i - 1] + 1 {
+                run += 1;
+            } else {
+                run = 1;
+            }
+            if run == n {
+                let first = i + 1 - n as usize;
+                let id = self.free[first];
+                self.free.drain(first..=i);
+                return id;
+            }
+        }
+        let id = self.next;
+        self.next += n;
+        id
+    }
+
+    /// Frees `n` pages from `id` at the end of this transaction.
+    pub fn release(&mut self, id: u64, n: u64) {
+        self.pending.extend(id..id + n);
+    }
+
+    /// Every free page after this transaction, ascending: what its freelist lists.
+    pub fn all_free(&self) -> Vec<u64> {
+        let mut all = Vec::with_capacity(self.free.len() + self.pending.len());
+        all.extend_from_slice(&self.free);
+        all.extend_from_slice(&self.pending);
+        all.sort_unstable();
+        all
+    }
+
+    /// Refuses a transaction built on a damaged file: a page freed twice, a page both free
+    /// and in use (a freelist listing a reachable page), or a page written over while the
+    /// current tree still uses it. Go trusts the file here; a check costs one sort.
+    pub fn check(&self) -> Result<()> {
+        let mut pending = self.pending.clone();
+        pending.sort_unstable();
+        if let Some(w) = pending.windows(2).find(|w| w[0] == w[1]) {
+            bail!(
+                "page {} is used twice in the tree: the file is damaged",
+                w[0]
+            );
+        }
+        let used = |id: u64| pending.binary_search(&id).is_ok();
+        if let Some(id) = self.free.iter().find(|&&id| used(id)) {
+            bail!("page {id} is listed free but is in use: the freelist is damaged");
+        }
+        if let Some((id, _)) = self.dirty.iter().find(|(id, _)| used(*id)) {
+            bail!("page {id} is listed free but is in use: the freelist is damaged");
+        }
+        Ok(())
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.len() + self.pending.len()
+    }
 }
 
 /// The four pages of a new, empty file, exactly as Go's `db.init()` writes them: metas for
@@ -98,10 +121,11 @@ pub fn empty_file(page_size: u32, endian: Endian) -> Vec<u8> {
 }
 
 /// A leaf element about to be written.
-struct Elem<'t> {
-    key: &'t [u8],
-    flags: u32,
-    value: Cow<'t, [u8]>,
+#[derive(Debug, Clone)]
+pub struct Elem<'t> {
+    pub key: Cow<'t, [u8]>,
+    pub flags: u32,
+    pub value: Cow<'t, [u8]>,
 }
 
 impl Elem<'_> {
@@ -110,55 +134,56 @@ impl Elem<'_> {
     }
 }
 
-struct Encoder {
-    e: Endian,
-    size: usize,
-    /// Next page id to allocate.
-    next: u64,
-    out: Vec<u8>,
-    runs: Vec<(u64, u64)>,
-    /// Pages of unchanged buckets, kept in place.
-    kept: Vec<u64>,
+/// Refuses what Go's `Put` refuses: empty or oversized keys, oversized values.
+pub fn check_elem(key: &[u8], value_len: usize) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY {
+        bail!(
+            "writing key {}: bbolt keys are 1 to {MAX_KEY} bytes, this one is {}",
+            show(key),
+            key.len()
+        );
+    }
+    if value_len > MAX_VALUE {
+        bail!(
+            "writing key {}: value of {value_len} bytes is too large",
+            show(key)
+        );
+    }
+    Ok(())
 }
 
-impl Encoder {
-    /// `n` fresh zeroed pages; returns the first id and the byte offset in `out`.
-    fn alloc(&mut self, n: u64) -> (u64, usize) {
-        let id = self.next;
-        let at = self.out.len();
-        self.next += n;
-        self.out.resize(at + n as usize * self.size, 0);
-        self.runs.push((id, n));
-        (id, at)
+/// A node's first key and page id: one element of the level above.
+pub type Child = (Vec<u8>, u64);
+
+pub struct Encoder<'a> {
+    pub e: Endian,
+    pub size: usize,
+    pub alloc: &'a mut Alloc,
+}
+
+impl Encoder<'_> {
+    /// Zeroed pages for `bytes` of content: `(first id, page count, buffer)`.
+    fn new_pages(&mut self, bytes: usize) -> (u64, u64, Vec<u8>) {
+        let n = bytes.div_ceil(self.size).max(1) as u64;
+        let id = self.alloc.allocate(n);
+        (id, n, vec![0; n as usize * self.size])
     }
 
-    fn pages_for(&self, bytes: usize) -> u64 {
-        bytes.div_ceil(self.size).max(1) as u64
+    /// The leaf element a new node becomes: a value, or a new bucket encoded whole.
+    pub fn node(&mut self, node: &Node, depth: usize) -> Result<(u32, Vec<u8>)> {
+        match node {
+            Node::Value(v) => Ok((0, v.clone())),
+            Node::Bucket(b) => Ok((BUCKET_LEAF, self.nested(b, depth)?)),
+        }
     }
 
-    /// The value a nested bucket is stored as in its parent: `{root, sequence}`, followed by
-    /// the page image when it is inline. Also says whether the bucket is unchanged from `old`
-    /// and wrote nothing, which lets its parent keep its pages too: the comparison is done
-    /// once, bottom-up, instead of comparing whole subtrees at every level.
-    fn nested(
-        &mut self,
-        bucket: &Bucket,
-        old: Option<(&Bucket, &Shape)>,
-        depth: usize,
-    ) -> Result<(Vec<u8>, Shape, bool)> {
+    /// The value a new nested bucket is stored as in its parent: `{root, sequence}`,
+    /// followed by the page image when it is inline.
+    fn nested(&mut self, bucket: &Bucket, depth: usize) -> Result<Vec<u8>> {
         if depth > MAX_BUCKET_DEPTH {
             bail!("buckets nested more than {MAX_BUCKET_DEPTH} deep");
         }
-        let mut shape = Shape::default();
-        let (elems, same) = self.elements(bucket, old, depth, &mut shape)?;
-        if let Some((_, old_shape)) = old.filter(|(_, s)| same && s.root != 0) {
-            // Untouched, as Go leaves a bucket a transaction did not open: same pages, even
-            // if Go would inline it were it written now.
-            self.kept.extend_from_slice(&old_shape.pages);
-            shape.root = old_shape.root;
-            shape.pages = old_shape.pages.clone();
-            return Ok((self.header(old_shape.root, bucket.sequence), shape, true));
-        }
+        let elems = self.elements(bucket, depth)?;
         // Go inlines a bucket that has no nested buckets and fits in a quarter page
         // (`bucket.go` inlineable / maxInlineBucketSize).
         let inline_size = PAGE_HEADER + elems.iter().map(Elem::size).sum::<usize>();
@@ -167,69 +192,43 @@ impl Encoder {
             let at = value.len();
             value.resize(at + inline_size, 0);
             self.write_leaf(&mut value[at..], 0, 0, &elems)?;
-            return Ok((value, Shape::default(), same));
+            return Ok(value);
         }
-        let root = self.pages(elems, &mut shape)?;
-        Ok((self.header(root, bucket.sequence), shape, false))
+        let level = self.leaves(&elems)?;
+        let root = self.root_of(level)?;
+        Ok(self.header(root, bucket.sequence))
     }
 
-    fn header(&self, root: u64, sequence: u64) -> Vec<u8> {
+    pub fn header(&self, root: u64, sequence: u64) -> Vec<u8> {
         let mut h = vec![0; BUCKET_HEADER];
         self.e.put_u64(&mut h, 0, root);
         self.e.put_u64(&mut h, 8, sequence);
         h
     }
 
-    /// The leaf elements of `bucket`, encoding its nested buckets first, and whether the
-    /// bucket equals `old` with every nested bucket unchanged and nothing written for it.
-    fn elements<'t>(
-        &mut self,
-        bucket: &'t Bucket,
-        old: Option<(&Bucket, &Shape)>,
-        depth: usize,
-        shape: &mut Shape,
-    ) -> Result<(Vec<Elem<'t>>, bool)> {
-        let old_bucket = old.map(|(b, _)| b);
-        let mut same = old_bucket.is_some_and(|b| {
-            b.sequence == bucket.sequence && b.entries.len() == bucket.entries.len()
-        });
+    /// The leaf elements of a new bucket, encoding its nested buckets first.
+    fn elements<'t>(&mut self, bucket: &'t Bucket, depth: usize) -> Result<Vec<Elem<'t>>> {
+        if bucket.page != 0 {
+            bail!("writing a bucket loaded from the file as a new one (a bucket moved to another key?)");
+        }
         let mut elems = Vec::with_capacity(bucket.entries.len());
         for (key, node) in &bucket.entries {
-            if key.is_empty() || key.len() > MAX_KEY {
-                bail!(
-                    "writing key {}: bbolt keys are 1 to {MAX_KEY} bytes, this one is {}",
-                    show(key),
-                    key.len()
-                );
-            }
             let elem = match node {
                 Node::Value(v) => {
-                    same = same
-                        && matches!(old_bucket.and_then(|b| b.entries.get(key)),
-                            Some(Node::Value(o)) if o == v);
-                    if v.len() > MAX_VALUE {
-                        bail!(
-                            "writing key {}: value of {} bytes is too large",
-                            show(key),
-                            v.len()
-                        );
-                    }
+                    check_elem(key, v.len())?;
                     Elem {
-                        key,
+                        key: Cow::Borrowed(key),
                         flags: 0,
                         value: Cow::Borrowed(v),
                     }
                 }
                 Node::Bucket(child) => {
-                    let old_child =
-                        old.and_then(|(b, s)| Some((b.bucket(key)?, s.children.get(key)?)));
-                    let (value, child_shape, child_same) = self
-                        .nested(child, old_child, depth + 1)
+                    check_elem(key, 0)?;
+                    let value = self
+                        .nested(child, depth + 1)
                         .with_context(|| format!("writing bucket {}", show(key)))?;
-                    same = same && child_same;
-                    shape.children.insert(key.clone(), child_shape);
                     Elem {
-                        key,
+                        key: Cow::Borrowed(key),
                         flags: BUCKET_LEAF,
                         value: Cow::Owned(value),
                     }
@@ -237,73 +236,71 @@ impl Encoder {
             };
             elems.push(elem);
         }
-        Ok((elems, same))
+        Ok(elems)
     }
 
-    /// Writes `bucket` on its own pages; returns its root page.
-    fn paged(
-        &mut self,
-        bucket: &Bucket,
-        old: Option<(&Bucket, &Shape)>,
-        depth: usize,
-    ) -> Result<(u64, Shape)> {
-        let mut shape = Shape::default();
-        let (elems, _) = self.elements(bucket, old, depth, &mut shape)?;
-        let root = self.pages(elems, &mut shape)?;
-        Ok((root, shape))
+    /// Writes a new bucket on its own pages (the root bucket); returns its root page.
+    pub fn paged(&mut self, bucket: &Bucket) -> Result<u64> {
+        let elems = self.elements(bucket, 0)?;
+        let level = self.leaves(&elems)?;
+        self.root_of(level)
     }
 
-    /// Writes a bucket's elements as leaves under branch pages; returns the root page and
-    /// records the pages in `shape`.
-    fn pages(&mut self, elems: Vec<Elem>, shape: &mut Shape) -> Result<u64> {
-        let first_page = self.next;
+    /// Branch levels over `level` until one page is left; returns it.
+    pub fn root_of(&mut self, mut level: Vec<Child>) -> Result<u64> {
+        while level.len() > 1 {
+            level = self.branches(&level)?;
+        }
+        match level.first() {
+            Some((_, id)) => Ok(*id),
+            None => {
+                let level = self.leaves(&[])?;
+                Ok(level[0].1)
+            }
+        }
+    }
 
-        // Leaves, then branch levels until one page is left: (first key, page id) per node.
-        let mut level: Vec<(&[u8], u64)> = Vec::new();
-        let groups = pack(elems.iter().map(Elem::size), self.size);
-        for group in groups {
+    /// Leaf pages holding `elems` in order (one empty leaf for none); returns each page's
+    /// first key and id. An element larger than a page gets overflow pages.
+    pub fn leaves(&mut self, elems: &[Elem]) -> Result<Vec<Child>> {
+        let mut level = Vec::new();
+        for group in pack(elems.iter().map(Elem::size), self.size) {
             let elems = &elems[group];
             let bytes = PAGE_HEADER + elems.iter().map(Elem::size).sum::<usize>();
-            let n = self.pages_for(bytes);
-            let (id, at) = self.alloc(n);
-            let mut page = std::mem::take(&mut self.out);
-            let written =
-                self.write_leaf(&mut page[at..at + n as usize * self.size], id, n - 1, elems);
-            self.out = page;
-            written?;
-            level.push((elems.first().map_or(&[][..], |e| e.key), id));
+            let (id, n, mut page) = self.new_pages(bytes);
+            self.write_leaf(&mut page, id, n - 1, elems)?;
+            self.alloc.dirty.push((id, page));
+            level.push((elems.first().map_or(Vec::new(), |e| e.key.to_vec()), id));
         }
-        while level.len() > 1 {
-            let mut upper = Vec::new();
-            for group in pack(level.iter().map(|(k, _)| ELEMENT + k.len()), self.size) {
-                let children = &level[group];
-                let bytes = PAGE_HEADER
-                    + children
-                        .iter()
-                        .map(|(k, _)| ELEMENT + k.len())
-                        .sum::<usize>();
-                let n = self.pages_for(bytes);
-                let (id, at) = self.alloc(n);
-                let e = self.e;
-                let page = &mut self.out[at..at + n as usize * self.size];
-                e.put_header(page, id, BRANCH, children.len() as u16, overflow(n)?);
-                let mut data = PAGE_HEADER + children.len() * ELEMENT;
-                for (i, (key, child)) in children.iter().enumerate() {
-                    let at = PAGE_HEADER + i * ELEMENT;
-                    e.put_u32(page, at, to_u32(data - at)?);
-                    e.put_u32(page, at + 4, to_u32(key.len())?);
-                    e.put_u64(page, at + 8, *child);
-                    page[data..data + key.len()].copy_from_slice(key);
-                    data += key.len();
-                }
-                upper.push((children[0].0, id));
+        Ok(level)
+    }
+
+    /// Branch pages over `children` in order; returns each page's first key and id.
+    pub fn branches(&mut self, children: &[Child]) -> Result<Vec<Child>> {
+        let mut upper = Vec::new();
+        for group in pack(children.iter().map(|(k, _)| ELEMENT + k.len()), self.size) {
+            let children = &children[group];
+            let bytes = PAGE_HEADER
+                + children
+                    .iter()
+                    .map(|(k, _)| ELEMENT + k.len())
+                    .sum::<usize>();
+            let (id, n, mut page) = self.new_pages(bytes);
+            let e = self.e;
+            e.put_header(&mut page, id, BRANCH, children.len() as u16, overflow(n)?);
+            let mut data = PAGE_HEADER + children.len() * ELEMENT;
+            for (i, (key, child)) in children.iter().enumerate() {
+                let at = PAGE_HEADER + i * ELEMENT;
+                e.put_u32(&mut page, at, to_u32(data - at)?);
+                e.put_u32(&mut page, at + 4, to_u32(key.len())?);
+                e.put_u64(&mut page, at + 8, *child);
+                page[data..data + key.len()].copy_from_slice(key);
+                data += key.len();
             }
-            level = upper;
+            self.alloc.dirty.push((id, page));
+            upper.push((children[0].0.clone(), id));
         }
-        shape.root = level.first().map_or(first_page, |(_, id)| *id);
-        shape.pages = (first_page..self.next).collect();
-        // Pages of nested buckets were allocated before ours, so the range is only ours.
-        Ok(shape.root)
+        Ok(upper)
     }
 
     /// Writes a leaf page image (header, elements, keys and values) into `page`.
@@ -317,7 +314,7 @@ impl Encoder {
             e.put_u32(page, at + 4, to_u32(data - at)?);
             e.put_u32(page, at + 8, to_u32(el.key.len())?);
             e.put_u32(page, at + 12, to_u32(el.value.len())?);
-            page[data..data + el.key.len()].copy_from_slice(el.key);
+            page[data..data + el.key.len()].copy_from_slice(&el.key);
             data += el.key.len();
             page[data..data + el.value.len()].copy_from_slice(&el.value);
             data += el.value.len();
@@ -325,29 +322,35 @@ impl Encoder {
         Ok(())
     }
 
-    /// Writes the freelist page listing `free` (ascending); returns its id.
-    fn freelist(&mut self, free: &[u64]) -> Result<u64> {
+    /// Writes the freelist page (bbolt's synced form): every page free after this
+    /// transaction, ascending, the freelist's own pages excluded. Sized as Go sizes it,
+    /// `size / pageSize + 1` pages, before taking its own pages from the free ones.
+    pub fn freelist(&mut self) -> Result<u64> {
+        let count = self.alloc.free_count();
+        let escaped = count >= usize::from(COUNT_ESCAPE);
+        let bytes = PAGE_HEADER + 8 * (count + usize::from(escaped));
+        let n = (bytes / self.size + 1) as u64;
+        let id = self.alloc.allocate(n);
+        let free = self.alloc.all_free();
         let escaped = free.len() >= usize::from(COUNT_ESCAPE);
-        let bytes = PAGE_HEADER + 8 * (free.len() + usize::from(escaped));
-        let n = self.pages_for(bytes);
-        let (id, at) = self.alloc(n);
+        let mut page = vec![0; n as usize * self.size];
         let e = self.e;
-        let page = &mut self.out[at..at + n as usize * self.size];
         let count = if escaped {
             COUNT_ESCAPE
         } else {
             free.len() as u16
         };
-        e.put_header(page, id, FREELIST, count, overflow(n)?);
+        e.put_header(&mut page, id, FREELIST, count, overflow(n)?);
         let mut off = PAGE_HEADER;
         if escaped {
-            e.put_u64(page, off, free.len() as u64);
+            e.put_u64(&mut page, off, free.len() as u64);
             off += 8;
         }
-        for &f in free {
-            e.put_u64(page, off, f);
+        for &f in &free {
+            e.put_u64(&mut page, off, f);
             off += 8;
         }
+        self.alloc.dirty.push((id, page));
         Ok(id)
     }
 }

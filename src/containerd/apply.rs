@@ -12,10 +12,11 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::config::ConfigPlan;
 use super::plan::{Plan, StorePlan};
+use super::store;
 use crate::bolt::Db;
 use crate::image::Image;
 use crate::rootfs::{self, Root};
@@ -56,7 +57,7 @@ fn open_meta(plan: &StorePlan, root: &Root) -> Result<Option<Db>> {
     // A zero-length file (an interrupted create) is Db::open's to initialise, as Go does.
     let db =
         Db::open(&host, plan.new_order).with_context(|| format!("opening {}", host.display()))?;
-    if *db.root() != plan.before {
+    if plan.before_txid.is_some_and(|txid| txid != db.txid()) {
         bail!(changed());
     }
     Ok(Some(db))
@@ -86,7 +87,16 @@ fn apply_store(plan: &StorePlan, image: &Image, root: &Root) -> Result<()> {
                 .with_context(|| format!("creating {}", host.display()))?
         }
     };
-    *db.root_mut() = plan.tree.clone();
+    // The same merge as the plan's, on only the keys it touches: the same transaction id
+    // means the same records, so the changes must be the planned ones.
+    store::load_for_merge(&mut db, &plan.records, &plan.namespace)
+        .with_context(|| format!("reading {}", host.display()))?;
+    let changes = store::merge(db.root_mut(), &plan.records, &plan.namespace)?;
+    ensure!(
+        changes == plan.records_changed,
+        "{} no longer holds what the plan was made from; nothing written: run the command again",
+        host.display()
+    );
     db.commit()
         .with_context(|| format!("committing {}", host.display()))
 }

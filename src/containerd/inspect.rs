@@ -68,6 +68,8 @@ pub struct MetaDb {
     pub tree: Bucket,
     /// The file's byte order; `None` when absent or empty.
     pub order: Option<Endian>,
+    /// The transaction the file held when read; `None` when absent or empty.
+    pub txid: Option<u64>,
 }
 
 /// What a content blob of the store holds, compared with the bytes an image has for it.
@@ -335,18 +337,20 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
             ..MetaDb::default()
         });
     }
-    let read = || -> Result<(Bucket, Endian)> {
+    let read = || -> Result<(Bucket, Endian, u64)> {
         Ok((
             crate::bolt::read_tree(&bytes)?,
             crate::bolt::byte_order(&bytes)?,
+            crate::bolt::txid(&bytes)?,
         ))
     };
-    let (tree, order) = read().with_context(|| format!("reading {}", host.display()))?;
+    let (tree, order, txid) = read().with_context(|| format!("reading {}", host.display()))?;
     Ok(MetaDb {
         path,
         exists: true,
         tree,
         order: Some(order),
+        txid: Some(txid),
     })
 }
 

@@ -68,9 +68,13 @@ pub struct StorePlan {
     /// The `meta.db` tree after the change.
     #[serde(skip)]
     pub tree: Bucket,
-    /// The tree the plan was made from: apply refuses if the file no longer holds it.
+    /// The records merged into the tree: apply merges them again into just the keys it
+    /// loads from the file, so a commit reads and writes only the pages on their way.
     #[serde(skip)]
-    pub before: Bucket,
+    pub records: Bucket,
+    /// The transaction `meta.db` held when inspected: apply refuses if the file has another.
+    #[serde(skip)]
+    pub before_txid: Option<u64>,
     /// Whether `meta.db` existed when inspected.
     #[serde(skip)]
     pub meta_existed: bool,
@@ -116,7 +120,8 @@ pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> 
         records_changed: changes,
         pinned: req.pin,
         tree,
-        before: facts.meta.tree.clone(),
+        records: recs.tree,
+        before_txid: facts.meta.txid,
         meta_existed: facts.meta.exists,
         new_order: facts.platform.value.arch.endian(),
         blob_dir: facts.blob_dir.clone(),

@@ -53,7 +53,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use oci_spec::image::Descriptor;
 
-use crate::bolt::{Bucket, Node};
+use crate::bolt::{Bucket, Db, Node};
 use crate::image::Image;
 use crate::platform::{Arch, Platform};
 
@@ -536,13 +536,7 @@ pub fn merge(db: &mut Bucket, records: &Bucket, namespace: &str) -> Result<Vec<S
             read_varint(version).unwrap_or_default()
         ));
     }
-    let ns = namespace.as_bytes();
-    for (kind, what) in [(&b"content"[..], "content"), (&b"images"[..], "image")] {
-        let path: Vec<&[u8]> = if kind == b"content" {
-            vec![b"v1", ns, b"content", b"blob"]
-        } else {
-            vec![b"v1", ns, b"images"]
-        };
+    for (path, what) in record_buckets(namespace) {
         let Some(ours) = records.bucket_at(&path) else {
             continue;
         };
@@ -572,6 +566,33 @@ pub fn merge(db: &mut Bucket, records: &Bucket, namespace: &str) -> Result<Vec<S
         }
     }
     Ok(changes)
+}
+
+/// The buckets [`merge`] puts records into, and what their records are called.
+fn record_buckets(namespace: &str) -> [(Vec<&[u8]>, &'static str); 2] {
+    let ns = namespace.as_bytes();
+    [
+        (vec![b"v1", ns, b"content", b"blob"], "content"),
+        (vec![b"v1", ns, b"images"], "image"),
+    ]
+}
+
+/// Loads from `db` what [`merge`] of `records` reads: the schema version and each record
+/// `records` holds, reading only the pages on the way to them.
+pub fn load_for_merge(db: &mut Db, records: &Bucket, namespace: &str) -> Result<()> {
+    db.load(&[&b"v1"[..], &b"version"[..]])?;
+    for (path, _) in record_buckets(namespace) {
+        for key in records
+            .bucket_at(&path)
+            .iter()
+            .flat_map(|b| b.entries.keys())
+        {
+            let mut full = path.clone();
+            full.push(key);
+            db.load(&full)?;
+        }
+    }
+    Ok(())
 }
 
 /// Updates an existing record in place; `false` when it already said what `new` says.

@@ -7,6 +7,7 @@
 # root, state and socket under a temporary directory, stopped by pid.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/row.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
 CTR=${CTR:-$(command -v ctr || true)}
@@ -86,4 +87,5 @@ c=$(printf '%s\n' "${ctr_ns[@]}" | median)
 ratio=$(awk -v c="$c" -v b="$b" 'BEGIN { printf "%.0f", c / b }')
 # Both sides are fsync-bound: a busy disk narrows the ratio, so the load is part of the figure.
 load=$(cut -d' ' -f1 /proc/loadavg)
-echo "| bake --archive into a fresh root (median of $RUNS) | $(ms "$b") ms | start containerd $version + ctr images import + stop: $(ms "$c") ms (${ratio}× slower; target ≥ 10×; load average $load) |"
+bench_row "bake --archive into a fresh root (median of $RUNS)" "$(ms "$b")" "$(ms "$c")" ms "$(ms "$b") ms" \
+  "start containerd $version + ctr images import + stop: $(ms "$c") ms (${ratio}× slower; target ≥ 10×; load average $load)"

@@ -4,6 +4,7 @@
 # so the difference is the resolution of the 100 drop-ins. Best of 5 wall-clock runs each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/row.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -37,4 +38,5 @@ answer=$(verify "$work/r100" || true)
 grep -q '"sandbox_image": "example.invalid/pause:100"' <<<"$answer"
 with=$(best_ms verify "$work/r100")
 without=$(best_ms verify "$work/r0")
-echo "| config: verify with 100 drop-ins (effective config resolution) | $with ms | same root without drop-ins: $without ms (difference = resolving 100 drop-ins); target < 50 ms for the resolution |"
+bench_row "config: verify with 100 drop-ins (effective config resolution)" "$with" "$without" ms \
+  "$with ms" "same root without drop-ins: $without ms (difference = resolving 100 drop-ins); target < 50 ms for the resolution"

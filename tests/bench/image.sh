@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Image size per architecture: every blob a node stores for that platform (manifest, config,
 # gzip layer), against upstream's pause image. Target: at most 4 KiB for amd64.
-# Prints markdown rows `| what | measured | compared to |`; run by tests/bench/run.sh.
+# Prints its rows through bench_row (row.sh); run by tests/bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/row.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -32,7 +33,8 @@ for arch in amd64 arm64 arm ppc64le s390x riscv64; do
   if [ "$arch" = amd64 ]; then
     if [ "$size" -le 4096 ]; then target=", within the 4 KiB target"; else target=", OVER the 4 KiB target"; fi
   fi
-  echo "| image size linux/$arch (all blobs, gzip) | $size B$target | $up B $what: ${ratio}x smaller |"
+  bench_row "image size linux/$arch (all blobs, gzip)" "$size" "$up" B "$size B$target" \
+    "$up B $what: ${ratio}x smaller"
   measured=$((measured + 1))
 done
 [ "$measured" -gt 0 ] || { echo "bench image: no architecture compiled" >&2; exit 1; }

@@ -4,6 +4,7 @@
 # libc-based equivalent (gcc -static -Os, stripped), as upstream builds it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/row.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 work=$(mktemp -d)
 pids=()
@@ -47,14 +48,16 @@ for arch in amd64 arm64 arm ppc64le s390x riscv64; do
       if [ -n "$glibc" ]; then
         g=$(size "$glibc")
         theirs="static glibc pause $(comma "$g") B built here ($((g / bytes))× larger)"
+        anchor=$g
       else
         theirs="static glibc pause not built here: $(tail -n 1 "$work/gcc.err")"
+        anchor=""
       fi
       target="target ≤ 1,536 B; $theirs; 690,920 B in docs §4" ;;
-    arm64) target="target ≤ 1,536 B; static glibc arm64 pause 600,096 B (docs §4)" ;;
-    *) target="target < 4,096 B" ;;
+    arm64) target="target ≤ 1,536 B; static glibc arm64 pause 600,096 B (docs §4)"; anchor=600096 ;;
+    *) target="target < 4,096 B"; anchor=4096 ;;
   esac
-  echo "| pause binary, $arch | $(comma "$bytes") B | $target |"
+  bench_row "pause binary, $arch" "$bytes" "$anchor" B "$(comma "$bytes") B" "$target"
 done
 
 # VmRSS of a sleeping process, in kB; waits until it sleeps (handlers installed).
@@ -83,7 +86,10 @@ read -r ours ours_min ours_max < <(rss_runs "$work/pause-linux-amd64")
 if [ -n "$glibc" ]; then
   read -r theirs theirs_min theirs_max < <(rss_runs "$glibc")
   ratio=$(awk -v a="$theirs" -v b="$ours" 'BEGIN { printf "%.0f", a / b }')
-  echo "| pause RSS, amd64 (VmRSS, median of 5) | ${ours} KiB (${ours_min}–${ours_max}) | target ≤ 16 KiB; static glibc pause ${theirs} KiB (${theirs_min}–${theirs_max}) measured here, ${ratio}× more |"
+  bench_row "pause RSS, amd64 (VmRSS, median of 5)" "$ours" "$theirs" KiB \
+    "${ours} KiB (${ours_min}–${ours_max})" \
+    "target ≤ 16 KiB; static glibc pause ${theirs} KiB (${theirs_min}–${theirs_max}) measured here, ${ratio}× more"
 else
-  echo "| pause RSS, amd64 (VmRSS, median of 5) | ${ours} KiB (${ours_min}–${ours_max}) | target ≤ 16 KiB; static glibc pause not built here (no libc.a?) |"
+  bench_row "pause RSS, amd64 (VmRSS, median of 5)" "$ours" "" KiB \
+    "${ours} KiB (${ours_min}–${ours_max})" "target ≤ 16 KiB; static glibc pause not built here (no libc.a?)"
 fi

@@ -5,6 +5,7 @@
 # reported; the ratio is taken in this run. Builds the static binary with `make dist` unless
 # STATIC names one.
 set -euo pipefail
+. "$(dirname "$0")/row.sh"
 cd "$(dirname "$0")/../.."
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 RUNS=${RUNS:-15}
@@ -42,5 +43,7 @@ s=$(printf '%s\n' "${static_times[@]}" | median)
 d=$(printf '%s\n' "${dynamic_times[@]}" | median)
 size=$(stat -c %s "$STATIC")
 dyn_size=$(stat -c %s "$PAUSEBAKE")
-echo "| static pausebake-linux-$arch size | $(mb "$size") | goal < 5 MB; glibc release build $(mb "$dyn_size") |"
-echo "| cold bake, static binary (median of $RUNS) | $(ms "$s") ms | dynamic (glibc) binary $(ms "$d") ms; ratio $(awk -v a="$s" -v b="$d" 'BEGIN { printf "%.2f", a / b }') |"
+bench_row "static pausebake-linux-$arch size" "$size" "$dyn_size" B \
+  "$(mb "$size")" "goal < 5 MB; glibc release build $(mb "$dyn_size")"
+bench_row "cold bake, static binary (median of $RUNS)" "$(ms "$s")" "$(ms "$d")" ms \
+  "$(ms "$s") ms" "dynamic (glibc) binary $(ms "$d") ms; ratio $(awk -v a="$s" -v b="$d" 'BEGIN { printf "%.2f", a / b }')"
