@@ -15,12 +15,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::cli::{
-    BakeArgs, CompileArgs, ConfigureArgs, ContainerdArgs, ImportArgs, KubernetesArgs, PlatformArgs,
-    TargetArgs, VerifyArgs,
+    BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
+    KubernetesArgs, PlatformArgs, TargetArgs, VerifyArgs,
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
+use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
@@ -44,27 +45,34 @@ fn overrides(
     platform: Option<&PlatformArgs>,
     containerd: Option<&ContainerdArgs>,
     kubernetes: Option<&KubernetesArgs>,
+    config: Option<&ConfigFileArgs>,
 ) -> Overrides {
     Overrides {
         platform: platform.and_then(|p| p.platform),
         containerd: containerd.and_then(|c| c.containerd_version),
         kubernetes: kubernetes.and_then(|k| k.kubernetes_version),
+        config: config.and_then(|c| c.config.clone()),
     }
 }
 
 /// The overrides of `bake` and `verify`.
-fn target_overrides(target: &TargetArgs, kubernetes: &KubernetesArgs) -> Overrides {
+fn target_overrides(
+    target: &TargetArgs,
+    kubernetes: &KubernetesArgs,
+    config: &ConfigFileArgs,
+) -> Overrides {
     overrides(
         Some(&target.platform),
         Some(&target.containerd),
         Some(kubernetes),
+        Some(config),
     )
 }
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes);
+    let over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
@@ -263,7 +271,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let names = normalized_names(image.names.iter().chain(&args.names))?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
-    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None))?;
+    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None, None))?;
     probe(&mut facts, &image)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
@@ -330,7 +338,12 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let root = Root::new(&args.root.root)?;
     let facts = inspect(
         &root,
-        &overrides(None, Some(&args.containerd), Some(&args.kubernetes)),
+        &overrides(
+            None,
+            Some(&args.containerd),
+            Some(&args.kubernetes),
+            Some(&args.config),
+        ),
     )?;
     if facts.containerd_assumed {
         bail!(
@@ -376,6 +389,10 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "changed": c.changed,
             "created": c.created,
             "warnings": c.warnings,
+            "main_config": c.main_config,
+            "main_config_why": c.main_config_why,
+            "files": c.files,
+            "effective": c.effective,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -403,6 +420,15 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         }
         (true, false, None) => println!("{prefix}changed {path}: added {what} ({context})"),
     }
+    // the plain case (the default file, no imports) needs no extra line
+    if c.main_config != effective::DEFAULT_MAIN || c.files.len() > 1 {
+        println!(
+            "main config {} ({}); containerd loads {}",
+            c.main_config,
+            c.main_config_why,
+            c.files.join(", ")
+        );
+    }
     for warning in &c.warnings {
         eprintln!("pausebake: warning: {warning}");
     }
@@ -426,7 +452,7 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
 /// `pausebake verify`.
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes);
+    let over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let report = verify::audit(&inspect(&root, &over)?, &args.target.namespace.namespace)?;
     verify::print(&report, args.output.json)?;
     Ok(if report.ok {
