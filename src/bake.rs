@@ -15,12 +15,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{
-    BakeArgs, CompileArgs, ConfigureArgs, ContainerdArgs, ImportArgs, KubernetesArgs, PlatformArgs,
-    TargetArgs, VerifyArgs,
+    BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
+    KubernetesArgs, PlatformArgs, TargetArgs, VerifyArgs,
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
+use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
@@ -45,30 +46,40 @@ fn overrides(
     platform: Option<&PlatformArgs>,
     containerd: Option<&ContainerdArgs>,
     kubernetes: Option<&KubernetesArgs>,
+    config: Option<&ConfigFileArgs>,
 ) -> Overrides {
     Overrides {
         platform: platform.and_then(|p| p.platform),
         containerd: containerd.and_then(|c| c.containerd_version),
         kubernetes: kubernetes.and_then(|k| k.kubernetes_version),
+        config: config.and_then(|c| c.config.clone()),
+        running: None,
     }
 }
 
 /// The overrides of `bake` and `verify`.
-fn target_overrides(target: &TargetArgs, kubernetes: &KubernetesArgs) -> Overrides {
+fn target_overrides(
+    target: &TargetArgs,
+    kubernetes: &KubernetesArgs,
+    config: &ConfigFileArgs,
+) -> Overrides {
     overrides(
         Some(&target.platform),
         Some(&target.containerd),
         Some(kubernetes),
+        Some(config),
     )
 }
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes);
+    let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
-    running_facts(&mut facts, &over, live.as_ref());
+    if running(&mut over, live.as_ref()) {
+        facts = inspect(&root, &over)?;
+    }
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
     for n in &image.names {
@@ -89,8 +100,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
         // Re-read: verify judges the root as it is now, each fact with its true source.
-        let mut after = inspect(&root, &over)?;
-        running_facts(&mut after, &over, live.as_ref());
+        let after = inspect(&root, &over)?;
         Some(match live.as_mut() {
             Some(conn) => live::verify(conn, &after, &req.namespace, false)?,
             None => verify::audit(&after, &req.namespace)?,
@@ -109,12 +119,12 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
 }
 
 /// A running containerd, when the command goes through one, is the source of the containerd
-/// version (what it runs beats what its files suggest); `--containerd-version` still beats it.
-fn running_facts(facts: &mut RootFacts, over: &Overrides, live: Option<&live::Connection>) {
-    if let (Some(conn), None) = (live, over.containerd) {
-        facts.containerd = live::version_fact(conn);
-        facts.containerd_assumed = false;
-    }
+/// version (what it runs beats what its files suggest; `--containerd-version` still beats
+/// it), and so of how its config files merge. Whether that changed the facts to inspect.
+fn running(over: &mut Overrides, live: Option<&live::Connection>) -> bool {
+    let Some(conn) = live else { return false };
+    over.running = Some(live::version_fact(conn));
+    over.containerd.is_none()
 }
 
 /// Marks the plan's import as going through the running containerd (for `--dry-run`).
@@ -312,7 +322,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let names = normalized_names(image.names.iter().chain(&args.names))?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
-    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None))?;
+    let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None, None))?;
     probe(&mut facts, &image)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
@@ -382,7 +392,12 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let root = Root::new(&args.root.root)?;
     let facts = inspect(
         &root,
-        &overrides(None, Some(&args.containerd), Some(&args.kubernetes)),
+        &overrides(
+            None,
+            Some(&args.containerd),
+            Some(&args.kubernetes),
+            Some(&args.config),
+        ),
     )?;
     if facts.containerd_assumed {
         bail!(
@@ -433,6 +448,10 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "changed": c.changed,
             "created": c.created,
             "warnings": c.warnings,
+            "main_config": c.main_config,
+            "main_config_why": c.main_config_why,
+            "files": c.files,
+            "effective": c.effective,
             "running": running,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -461,6 +480,15 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         }
         (true, false, None) => println!("{prefix}changed {path}: added {what} ({context})"),
     }
+    // the plain case (the default file, no imports) needs no extra line
+    if c.main_config != effective::DEFAULT_MAIN || c.files.len() > 1 {
+        println!(
+            "main config {} ({}); containerd loads {}",
+            c.main_config,
+            c.main_config_why,
+            c.files.join(", ")
+        );
+    }
     if let Some(r) = &running {
         println!("{}", r.message);
     }
@@ -488,16 +516,15 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
 /// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes);
-    let mut facts = inspect(&root, &over)?;
+    let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let namespace = &args.target.namespace.namespace;
     let report = match &args.address {
         Some(address) => {
             let mut conn = live::connect(address)?;
-            running_facts(&mut facts, &over, Some(&conn));
-            live::verify(&mut conn, &facts, namespace, args.sandbox)?
+            running(&mut over, Some(&conn));
+            live::verify(&mut conn, &inspect(&root, &over)?, namespace, args.sandbox)?
         }
-        None => verify::audit(&facts, namespace)?,
+        None => verify::audit(&inspect(&root, &over)?, namespace)?,
     };
     verify::print(&report, args.output.json)?;
     Ok(if report.ok {

@@ -214,6 +214,15 @@ pub struct LiveArgs {
     pub offline: bool,
 }
 
+/// Which containerd config file is the main one.
+#[derive(Debug, Args)]
+pub struct ConfigFileArgs {
+    /// Main containerd config, a path inside the root [default: the --config of the root's
+    /// containerd.service, else /etc/containerd/config.toml]
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// OCI archive, OCI directory or docker archive (plain or gzip-compressed)
@@ -250,6 +259,8 @@ pub struct ConfigureArgs {
     pub root: RootArgs,
     #[command(flatten)]
     pub containerd: ContainerdArgs,
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     /// Sandbox image reference to set [default: the pause matching the root's Kubernetes
     /// version, else the root's containerd default]
     #[arg(long, value_name = "REF")]
@@ -284,6 +295,8 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
+    pub config: ConfigFileArgs,
+    #[command(flatten)]
     pub kubernetes: KubernetesArgs,
     /// Verify the running containerd on SOCKET through its API and CRI (its config files
     /// are still read from --root)
@@ -301,6 +314,8 @@ pub struct VerifyArgs {
 pub struct BakeArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
     #[command(flatten)]
     pub compile: CompileArgs,
     #[command(flatten)]
@@ -459,9 +474,25 @@ mod tests {
             assert_eq!(err.kind(), unknown, "configure {flag}");
         }
         let import = ["pausebake", "import", "a.tar", "--root", "/r"];
-        for flag in ["--containerd-version=2.1.9", "--kubernetes-version=1.31.0"] {
+        for flag in [
+            "--containerd-version=2.1.9",
+            "--kubernetes-version=1.31.0",
+            "--config=/etc/k0s/containerd.toml",
+        ] {
             let err = parse(&[&import[..], &[flag]].concat()).unwrap_err();
             assert_eq!(err.kind(), unknown, "import {flag}");
+        }
+        // the main containerd config: where the sandbox image is read or written
+        for sub in ["configure", "verify", "bake"] {
+            let with = [
+                "pausebake",
+                sub,
+                "--root",
+                "/r",
+                "--config",
+                "/etc/cri/containerd.toml",
+            ];
+            assert!(parse(&with).is_ok(), "{sub} --config");
         }
         let verify = ["pausebake", "verify", "--root", "/r", "--dry-run"];
         assert_eq!(parse(&verify).unwrap_err().kind(), unknown);

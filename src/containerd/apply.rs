@@ -162,6 +162,8 @@ mod tests {
             platform: Some(AMD64),
             containerd: Some(Version::new(2, 1, 9)),
             kubernetes: None,
+            config: None,
+            running: None,
         };
         let mut facts = inspect(root, &over).unwrap();
         facts
@@ -242,5 +244,60 @@ mod tests {
             root.read_to_string(config).unwrap().as_deref(),
             Some("version = 3\n")
         );
+    }
+
+    #[test]
+    fn the_config_edit_goes_to_the_drop_in_that_decides_and_is_checked_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let image = test_image(&[Arch::Amd64], true);
+        let main = "version = 3\nimports = [\"conf.d/*.toml\"]\n";
+        let drop_in = "/etc/containerd/conf.d/20-pause.toml";
+        root.create_dir_all("/etc/containerd/conf.d", 0o755)
+            .unwrap();
+        root.write_atomic("/etc/containerd/config.toml", main.as_bytes(), 0o644)
+            .unwrap();
+        root.write_atomic(
+            drop_in,
+            b"version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'old:1'\n",
+            0o644,
+        )
+        .unwrap();
+        let name = "registry.k8s.io/pause:3.10";
+        let plan = bake_plan(&facts(&root, &image), &image, name);
+        let c = plan.configure.as_ref().unwrap();
+        assert_eq!(c.path, drop_in);
+        assert_eq!(c.files, ["/etc/containerd/config.toml", drop_in]);
+        let shown = plan.to_string();
+        assert!(
+            shown.contains(&format!(
+                "    plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox: \"old:1\" -> \"{name}\" in {drop_in}"
+            )),
+            "{shown}"
+        );
+        // the drop-in changes between inspect and apply: refused, nothing written
+        root.write_atomic(drop_in, b"version = 3\n", 0o644).unwrap();
+        let mut config_only = plan.clone();
+        config_only.import = None;
+        let err = format!("{:#}", apply(&config_only, None, &root).unwrap_err());
+        assert!(
+            err.contains("20-pause.toml changed since pausebake read it"),
+            "{err}"
+        );
+        assert_eq!(
+            root.read_to_string("/etc/containerd/config.toml")
+                .unwrap()
+                .as_deref(),
+            Some(main)
+        );
+        // as it is now, the main file decides (no file sets the key)
+        let plan = bake_plan(&facts(&root, &image), &image, name);
+        assert_eq!(
+            plan.configure.as_ref().unwrap().path,
+            "/etc/containerd/config.toml"
+        );
+        apply(&plan, Some(&image), &root).unwrap();
+        let again = bake_plan(&facts(&root, &image), &image, name);
+        assert!(!again.configure.as_ref().unwrap().changed, "{again}");
     }
 }

@@ -1,16 +1,21 @@
 //! containerd's configuration: set the sandbox image with the key the root's containerd
-//! reads, keeping every other line and comment of the file, and say what imported files or
-//! stale keys may override it.
+//! reads, in the file that decides it once containerd has merged the main config and its
+//! `imports`, keeping every other line and comment, and say what stale keys or shadowed
+//! settings remain.
 //!
 //! Pure: the edit is a text transform ([`edit`]: `&str` in, no new text when nothing
-//! changes) and [`plan`] turns a root's [`ConfigFacts`] into a [`ConfigPlan`]; reading the
-//! files is [`super::inspect`]'s, writing them [`super::apply`]'s. Version facts live in
-//! [`super::versions`]. No drop-in file is ever written: on 1.x a drop-in replaces the whole
-//! CRI section of the main file (`containerd-store.md` §8.2).
+//! changes) and [`plan`] turns a root's [`ConfigFacts`] into a [`ConfigPlan`]: it asks
+//! [`super::effective::target`] which file decides the value (on 1.x the file whose CRI
+//! table is in force, on 2.x the last file setting the key, else the main file), edits that
+//! file's inspected text, and merges again in memory to check that containerd will then read
+//! the name. Reading the files is [`super::inspect`]'s, writing them [`super::apply`]'s.
+//! Version facts live in [`super::versions`]. No new drop-in is ever created: on 1.x it would
+//! replace the whole CRI section of the file before it (`containerd-store.md` §8.2).
 
 use anyhow::{bail, Context, Result};
 use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
+use super::effective::{self, EffectiveConfig, Overlay};
 use super::inspect::{ConfigFacts, Sourced};
 use super::versions::{
     self, check_reads, default_sandbox_image, kubernetes_pause_image, sandbox_key, ConfigVersion,
@@ -34,7 +39,7 @@ pub struct Edit {
 /// says so. An empty text (or comments only) gets a minimal config at the release's native
 /// version.
 pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
-    let mut doc: DocumentMut = text
+    let doc: DocumentMut = text
         .parse()
         .context("parsing the containerd config as TOML")?;
     if doc.as_table().is_empty() {
@@ -49,6 +54,20 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
     };
     let config_version = ConfigVersion::from_number(number)?;
     check_reads(*containerd, config_version)?;
+    edit_doc(doc, config_version, image_ref)
+}
+
+/// Sets the sandbox image under the key of `config_version` in a config text, whatever
+/// version the file itself declares: for a file whose key is decided by the merged config
+/// ([`super::effective::target`]). Keeps every other line, as [`edit`].
+pub fn edit_as(text: &str, config_version: ConfigVersion, image_ref: &str) -> Result<Edit> {
+    let doc: DocumentMut = text
+        .parse()
+        .context("parsing the containerd config as TOML")?;
+    edit_doc(doc, config_version, image_ref)
+}
+
+fn edit_doc(mut doc: DocumentMut, config_version: ConfigVersion, image_ref: &str) -> Result<Edit> {
     let key = sandbox_key(config_version);
 
     // comments after the last setting; a new table goes after them unless they are moved
@@ -246,8 +265,15 @@ pub fn default_image(
 /// What setting the sandbox image will do to a root's config, for the plan and `--json`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigPlan {
-    /// The main config file, inside the root.
+    /// The file edited: the one that decides the sandbox image, inside the root.
     pub path: String,
+    /// The main config, inside the root, and why that one.
+    pub main_config: String,
+    pub main_config_why: String,
+    /// Every config file containerd loads, in load order (after the edit).
+    pub files: Vec<String>,
+    /// What containerd reads after the edit, and from where: one sentence.
+    pub effective: String,
     pub config_version: i64,
     pub key: String,
     /// The value before, if the key was set.
@@ -256,7 +282,7 @@ pub struct ConfigPlan {
     /// The file does not exist yet.
     pub created: bool,
     pub changed: bool,
-    /// Imported files or stale keys that may override the setting.
+    /// Stale keys or shadowed settings worth a look, one sentence each.
     pub warnings: Vec<String>,
     /// The file's new text, when it changes.
     #[serde(skip)]
@@ -266,11 +292,33 @@ pub struct ConfigPlan {
     pub before: Option<String>,
 }
 
-/// The config edit that sets `image_ref` for `containerd`, over the config as inspected.
+/// The config edit that sets `image_ref` for `containerd`, over the config as inspected: in
+/// the file [`effective::target`] names, checked by merging again with the edit. A config
+/// containerd would refuse, or one where the edit would not take effect, is an error naming
+/// the file.
 pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Result<ConfigPlan> {
-    let text = config.text.as_deref().unwrap_or_default();
-    let edit = edit(text, &containerd, image_ref)
-        .with_context(|| format!("setting the sandbox image in {}", config.path))?;
+    let eff = &config.effective;
+    let (file, version) = effective::target(eff, containerd)
+        .with_context(|| format!("setting the sandbox image in {}", eff.main))?;
+    let before = config.files.text(&file)?.map(str::to_string);
+    let text = before.as_deref().unwrap_or_default();
+    let edit = match version {
+        Some(version) if !text.trim().is_empty() => edit_as(text, version, image_ref),
+        _ => edit(text, &containerd, image_ref),
+    }
+    .with_context(|| format!("setting the sandbox image in {file}"))?;
+    let after = match &edit.text {
+        None => eff.clone(),
+        Some(new) => {
+            let overlay = Overlay {
+                base: &config.files,
+                path: &file,
+                text: new,
+            };
+            effective::resolve_with(&overlay, &config.main, containerd)?
+        }
+    };
+    check_merged(&after, &file, containerd, image_ref)?;
     let in_force = edit.text.as_deref().unwrap_or(text);
     let mut warnings = ignored_key_warnings(in_force, edit.config_version);
     if versions::is_newer_than_known(containerd) {
@@ -280,20 +328,61 @@ pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Resul
             versions::NEWEST_KNOWN
         ));
     }
-    warnings.extend(config.import_notes.iter().cloned());
-    warnings.extend(drop_in_warnings(&config.imports, &containerd)?);
+    warnings.extend(shadowed_warnings(&after));
     Ok(ConfigPlan {
-        path: config.path.clone(),
+        path: file,
+        main_config: after.main.clone(),
+        main_config_why: after.main_why.clone(),
+        files: after.files.iter().map(|f| f.path.clone()).collect(),
+        effective: after.describe(),
         config_version: edit.config_version.number(),
         key: edit.key.dotted(),
         old: edit.old,
         new: image_ref.to_string(),
-        created: config.text.is_none(),
+        created: before.is_none(),
         changed: edit.text.is_some(),
         warnings,
         text: edit.text,
-        before: config.text.clone(),
+        before,
     })
+}
+
+/// The merged config after an edit of `file` must be one containerd starts with and reads
+/// `image_ref` from; else nothing may be written.
+fn check_merged(
+    after: &EffectiveConfig,
+    file: &str,
+    containerd: Version,
+    image_ref: &str,
+) -> Result<()> {
+    if let Some(why) = &after.refused {
+        bail!("setting the sandbox image in {file}: containerd would then refuse the config: {why} (nothing was written)");
+    }
+    if after.image() != image_ref {
+        bail!(
+            "setting the sandbox image in {file}: containerd {containerd} would still read {:?} ({}); nothing was written",
+            after.image(),
+            after.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Sandbox image settings in loaded files that the merge does not use, one sentence each.
+fn shadowed_warnings(eff: &EffectiveConfig) -> Vec<String> {
+    eff.shadowed
+        .iter()
+        .map(|s| {
+            format!(
+                "{} sets {} = {:?}, which containerd {} does not use ({})",
+                eff.path(s.file),
+                s.key,
+                s.value,
+                eff.containerd,
+                eff.describe()
+            )
+        })
+        .collect()
 }
 
 /// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs
@@ -321,42 +410,6 @@ fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String
         )],
         None => Vec::new(),
     }
-}
-
-/// What imported files (path inside the root, text) do to the sandbox setting of the main
-/// file: one that sets a sandbox key overrides it (later files win); on 1.x one with any CRI
-/// plugin section replaces the main file's whole section (`containerd-store.md` §8.2).
-fn drop_in_warnings(imports: &[(String, String)], containerd: &Version) -> Result<Vec<String>> {
-    let mut warnings = Vec::new();
-    for (file, text) in imports {
-        let doc: DocumentMut = text
-            .parse()
-            .with_context(|| format!("parsing {file} as TOML"))?;
-        for version in [ConfigVersion::V1, ConfigVersion::V2, ConfigVersion::V3] {
-            let key = sandbox_key(version);
-            let table = key.tables.iter().try_fold(doc.as_item(), |item, name| {
-                item.as_table_like().and_then(|t| t.get(name))
-            });
-            let Some(table) = table else {
-                continue;
-            };
-            if let Some(value) = table.as_table_like().and_then(|t| t.get(key.key)) {
-                let shown = value.as_value().map(|v| v.to_string()).unwrap_or_default();
-                warnings.push(format!(
-                    "{file} (imported) sets {} = {}, which overrides the main config",
-                    key.dotted(),
-                    shown.trim()
-                ));
-            } else if containerd.major < 2 && version != ConfigVersion::V3 {
-                warnings.push(format!(
-                    "{file} (imported) has a {} section, which replaces the main config's whole \
-                     section (and its sandbox image) in containerd {containerd}",
-                    key.tables.join(".")
-                ));
-            }
-        }
-    }
-    Ok(warnings)
 }
 
 #[cfg(test)]
@@ -587,30 +640,6 @@ sandbox_image = "registry.k8s.io/pause:3.9"
               which containerd 2.x ignores in a version 3 config; remove it to avoid confusion"]
         );
         assert!(ignored_key_warnings(text, ConfigVersion::V2).is_empty());
-    }
-
-    #[test]
-    fn drop_ins_that_override_are_reported() {
-        let imports = [
-            (
-                "/etc/containerd/conf.d/10-cri.toml".to_string(),
-                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d\"\n".to_string(),
-            ),
-            (
-                "/etc/containerd/conf.d/20-pause.toml".to_string(),
-                "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other:1'\n".to_string(),
-            ),
-        ];
-        assert_eq!(
-            drop_in_warnings(&imports, &v("1.7.24")).unwrap(),
-            [
-                "/etc/containerd/conf.d/10-cri.toml (imported) has a plugins.io.containerd.grpc.v1.cri section, which replaces the main config's whole section (and its sandbox image) in containerd 1.7.24",
-                "/etc/containerd/conf.d/20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other:1', which overrides the main config",
-            ]
-        );
-        // 2.x deep-merges: a CRI section without the key changes nothing
-        assert_eq!(drop_in_warnings(&imports, &v("2.1.9")).unwrap().len(), 1);
-        assert!(drop_in_warnings(&[], &v("1.7.24")).unwrap().is_empty());
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! verify read the facts, never the root, to learn about it.
 //!
 //! What is read: the platform (the ELF header of one of the root's binaries), the
-//! containerd and Kubernetes versions ([`super::detect`]), containerd's config as containerd
-//! reads it ([`ConfigFacts`]: today the main `config.toml` and the files its `imports` name),
-//! containerd's `root`, a read-only snapshot of `meta.db` and, on request, the state of the
+//! containerd and Kubernetes versions ([`super::detect`]), containerd's config as that
+//! containerd reads it ([`ConfigFacts`]: the main file, found as the node will start
+//! containerd, and every file its `imports` pull in, merged per version by
+//! [`super::effective`]), containerd's `root`, a read-only snapshot of `meta.db` and, on request, the state of the
 //! content blobs an image needs ([`RootFacts::probe_blobs`]). Nothing here writes.
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use toml_edit::DocumentMut;
 
 use super::detect::{detect_containerd, detect_kubernetes, Found};
+use super::effective::{self, EffectiveConfig, Main, Snapshot};
 use super::store::{CONTENT_DIR, META_DB, META_DIR};
 use super::versions::{self, Version};
 use crate::bolt::Bucket;
@@ -25,8 +27,6 @@ use crate::rootfs::Root;
 
 /// containerd's root when the config does not set one (`defaults/defaults_unix.go`).
 pub const DEFAULT_CONTAINERD_ROOT: &str = "/var/lib/containerd";
-/// containerd's main config file inside a root.
-pub const CONFIG_PATH: &str = "/etc/containerd/config.toml";
 
 /// A fact and where it came from: a flag (`--platform`), an in-root path with what was read
 /// there (`/var/lib/dpkg/status (kubelet 1.30.2-1.1)`), or why a default was taken.
@@ -42,24 +42,22 @@ pub struct Overrides {
     pub platform: Option<Platform>,
     pub containerd: Option<Version>,
     pub kubernetes: Option<Version>,
+    /// The main containerd config (`--config`), a path inside the root.
+    pub config: Option<PathBuf>,
+    /// The version a running containerd reports (the live path): it beats what the root's
+    /// files tell, a flag beats it.
+    pub running: Option<Sourced<Version>>,
 }
 
-/// containerd's configuration as containerd reads it. Today: the main file and the files its
-/// `imports` name, one level deep; the effective-config work replaces this value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// containerd's configuration as the root's containerd reads it: the main file and why that
+/// one, the merge of it and its imports ([`super::effective`]), and what was read of the root
+/// to learn it (the plan edits and re-merges from that, never from the root).
+#[derive(Debug, Clone)]
 pub struct ConfigFacts {
-    /// The main file, inside the root.
-    pub path: String,
-    /// Its text; `None` when there is no file.
-    pub text: Option<String>,
-    /// Each imported file that exists: its path inside the root and its text, sorted.
-    pub imports: Imports,
-    /// Import patterns pausebake did not follow, one sentence each.
-    pub import_notes: Vec<String>,
+    pub main: Main,
+    pub effective: EffectiveConfig,
+    pub files: Snapshot,
 }
-
-/// Imported config files: (path inside the root, text).
-pub type Imports = Vec<(String, String)>;
 
 /// A read-only snapshot of `meta.db`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -132,16 +130,18 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         },
         None => root_platform(root)?,
     };
-    let (containerd, containerd_assumed) = match (overrides.containerd, read_versions) {
-        (Some(v), _) => (sourced(v, "--containerd-version"), false),
-        (None, false) => (
+    let running = overrides.running.as_ref();
+    let (containerd, containerd_assumed) = match (overrides.containerd, running, read_versions) {
+        (Some(v), _, _) => (sourced(v, "--containerd-version"), false),
+        (None, Some(r), _) => (r.clone(), false),
+        (None, None, false) => (
             sourced(
                 versions::NEWEST_KNOWN,
                 "not read: the command uses no containerd version",
             ),
             true,
         ),
-        (None, true) => match detect_containerd(root)? {
+        (None, None, true) => match detect_containerd(root)? {
             Some(f) => (found(f), false),
             None => (newest_known(), true),
         },
@@ -151,8 +151,8 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         (None, false) => None,
         (None, true) => detect_kubernetes(root)?.map(found),
     };
-    let config = read_config(root)?;
-    let containerd_root = containerd_root(root, &config)?;
+    let config = read_config(root, overrides.config.as_deref(), containerd.value)?;
+    let containerd_root = containerd_root(&config)?;
     let meta = read_meta(root, containerd_root.join(META_DIR).join(META_DB))?;
     Ok(RootFacts {
         root: root.clone(),
@@ -286,103 +286,61 @@ fn binary_platform(root: &Root) -> Result<Option<(Platform, String)>> {
 
 // --- the config --------------------------------------------------------------------------
 
-/// The main config and the files its `imports` name.
-fn read_config(root: &Root) -> Result<ConfigFacts> {
-    let text = root.read_to_string(CONFIG_PATH)?;
-    let (imports, import_notes) = match &text {
-        Some(t) => imported_files(root, t)?,
-        None => (Vec::new(), Vec::new()),
-    };
+/// The main config (`--config`, else the root's containerd unit's, else the default) and
+/// everything it imports, merged as containerd `v` does.
+fn read_config(root: &Root, given: Option<&Path>, v: Version) -> Result<ConfigFacts> {
+    let main = effective::find_main(root, given)?;
+    let (effective, files) = effective::resolve(root, &main, v)?;
     Ok(ConfigFacts {
-        path: CONFIG_PATH.into(),
-        text,
-        imports,
-        import_notes,
+        main,
+        effective,
+        files,
     })
 }
 
-/// The files a config's `imports` name, inside the root, sorted, with their text: absolute
-/// node paths map into the root, relative ones are relative to `/etc/containerd`; `*` and `?`
-/// are expanded in the file name (a pattern in a directory name is reported as unsupported).
-/// One level: imports of imported files are not followed. An unparsable main file has none
-/// here (the plan reports the parse error).
-fn imported_files(root: &Root, config_text: &str) -> Result<(Imports, Vec<String>)> {
-    let mut files = Vec::new();
-    let mut notes = Vec::new();
-    let Ok(doc) = config_text.parse::<DocumentMut>() else {
-        return Ok((files, notes));
-    };
-    let Some(imports) = doc.get("imports").and_then(|i| i.as_array()) else {
-        return Ok((files, notes));
-    };
-    for pattern in imports.iter().filter_map(|v| v.as_str()) {
-        let abs = match pattern.strip_prefix('/') {
-            Some(abs) => format!("/{abs}"),
-            None => format!("/etc/containerd/{pattern}"),
-        };
-        let (dir, name) = abs.rsplit_once('/').unwrap_or(("", abs.as_str()));
-        if dir.contains(['*', '?', '[']) {
-            notes.push(format!(
-                "import {pattern:?} has a pattern in a directory name; pausebake did not check it"
-            ));
-            continue;
-        }
-        let names: Vec<String> = if name.contains(['*', '?']) {
-            root.read_dir(dir)?
-                .into_iter()
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| glob_match(name.as_bytes(), n.as_bytes()))
-                .collect()
-        } else {
-            vec![name.into()]
-        };
-        for name in names {
-            let path = format!("{dir}/{name}");
-            if root.resolve(&path)?.is_file() {
-                if let Some(text) = root.read_to_string(&path)? {
-                    files.push((path, text));
-                }
-            }
-        }
-    }
-    // containerd sorts glob matches too
-    files.sort();
-    files.dedup();
-    Ok((files, notes))
-}
-
-/// `*` and `?` matching of one path component.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| glob_match(rest, &name[i..])),
-        Some((b'?', rest)) => !name.is_empty() && glob_match(rest, &name[1..]),
-        Some((c, rest)) => name.first() == Some(c) && glob_match(rest, &name[1..]),
-    }
-}
-
-/// containerd's `root`: the config's top-level `root` when it sets one, else
-/// [`DEFAULT_CONTAINERD_ROOT`]. An in-root absolute path.
-fn containerd_root(root: &Root, config: &ConfigFacts) -> Result<PathBuf> {
-    let Some(text) = &config.text else {
+/// containerd's `root`: the last loaded config file that sets one (a later file's value
+/// replaces an earlier one's), else [`DEFAULT_CONTAINERD_ROOT`]. An in-root absolute path.
+fn containerd_root(config: &ConfigFacts) -> Result<PathBuf> {
+    let Some((dir, path)) = config.last_string(&["root"])? else {
         return Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT));
     };
-    let host = root.resolve(&config.path)?;
-    let doc: DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {} as TOML", host.display()))?;
-    let Some(item) = doc.get("root") else {
-        return Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT));
-    };
-    let dir = item
-        .as_str()
-        .ok_or_else(|| anyhow!("reading `root` in {}: expected a string", host.display()))?;
     ensure!(
         dir.starts_with('/'),
-        "reading `root` in {}: {dir:?} is not an absolute path",
-        host.display()
+        "reading `root` in {path}: {dir:?} is not an absolute path"
     );
     Ok(PathBuf::from(dir))
+}
+
+impl ConfigFacts {
+    /// The string at `keys` (a top-level setting such as `root` or `grpc.address`) as
+    /// containerd reads it: from the last loaded file that sets it (a later file's value
+    /// replaces an earlier one's; empty is not set), with that file's path.
+    pub fn last_string(&self, keys: &[&str]) -> Result<Option<(String, String)>> {
+        let mut found = None;
+        for file in &self.effective.files {
+            let Some(text) = self.files.text(&file.path)? else {
+                continue;
+            };
+            // every loaded file parsed when it was merged
+            let doc: DocumentMut = text
+                .parse()
+                .with_context(|| format!("parsing {} as TOML", file.path))?;
+            let Some(item) = keys.iter().try_fold(doc.as_item(), |i, k| i.get(k)) else {
+                continue;
+            };
+            let value = item.as_str().ok_or_else(|| {
+                anyhow!(
+                    "reading `{}` in {}: expected a string",
+                    keys.join("."),
+                    file.path
+                )
+            })?;
+            if !value.is_empty() {
+                found = Some((value.to_string(), file.path.clone()));
+            }
+        }
+        Ok(found)
+    }
 }
 
 // --- meta.db -----------------------------------------------------------------------------
@@ -495,7 +453,7 @@ mod tests {
         root.write_atomic("/usr/bin/zz", &hdr, 0o755).unwrap();
         root.create_dir_all("/etc/containerd", 0o755).unwrap();
         root.write_atomic(
-            CONFIG_PATH,
+            effective::DEFAULT_MAIN,
             b"# mine\nversion = 2\nroot = \"/data/ctd\"\n",
             0o644,
         )
@@ -520,6 +478,8 @@ mod tests {
             platform: Some(Platform { arch: Arch::Arm64 }),
             containerd: Some(Version::new(1, 7, 24)),
             kubernetes: Some(Version::new(1, 31, 2)),
+            config: Some(PathBuf::from("/etc/k0s/containerd.toml")),
+            running: None,
         };
         let facts = inspect(&root, &overrides).unwrap();
         assert_eq!(facts.platform.source, "--platform");
@@ -529,15 +489,11 @@ mod tests {
             facts.kubernetes.unwrap().source,
             "--kubernetes-version".to_string()
         );
-    }
-
-    #[test]
-    fn globs_match_one_component() {
-        assert!(glob_match(b"*.toml", b"10-cri.toml"));
-        assert!(glob_match(b"??-*.toml", b"10-cri.toml"));
-        assert!(!glob_match(b"*.toml", b"10-cri.toml.bak"));
-        assert!(glob_match(b"exact.toml", b"exact.toml"));
-        assert!(!glob_match(b"?", b""));
+        let main = &facts.config.main;
+        assert_eq!(
+            (main.path.as_str(), main.why.as_str()),
+            ("/etc/k0s/containerd.toml", "--config")
+        );
     }
 
     #[test]
@@ -550,16 +506,51 @@ mod tests {
             .unwrap();
         root.write_atomic("/etc/containerd/conf.d/notes.txt", b"x", 0o644)
             .unwrap();
-        let main = "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"missing.toml\", \"/x*/y.toml\"]\n";
-        let (files, notes) = imported_files(&root, main).unwrap();
+        let write_main = |text: &str| {
+            root.write_atomic(effective::DEFAULT_MAIN, text.as_bytes(), 0o644)
+                .unwrap()
+        };
+        write_main("version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\", \"/x*/y.toml\"]\n");
+        let facts = inspect(&root, &Overrides::default()).unwrap();
+        let files: Vec<&str> = facts
+            .config
+            .effective
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
         assert_eq!(
             files,
-            [(
-                "/etc/containerd/conf.d/10-a.toml".to_string(),
-                "a = 1\n".to_string()
-            )]
+            [effective::DEFAULT_MAIN, "/etc/containerd/conf.d/10-a.toml"]
         );
-        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(
+            facts
+                .config
+                .files
+                .text("/etc/containerd/conf.d/10-a.toml")
+                .unwrap(),
+            Some("a = 1\n")
+        );
+        // containerd's `root`: a later file's replaces the main file's
+        root.write_atomic(
+            "/etc/containerd/conf.d/20-root.toml",
+            b"root = \"/data/ctd\"\n",
+            0o644,
+        )
+        .unwrap();
+        write_main(
+            "version = 2\nroot = \"/main/ctd\"\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+        );
+        let facts = inspect(&root, &Overrides::default()).unwrap();
+        assert_eq!(facts.containerd_root, PathBuf::from("/data/ctd"));
+        // an explicit import that does not exist: containerd would not start
+        write_main("version = 2\nimports = [\"missing.toml\"]\n");
+        let facts = inspect(&root, &Overrides::default()).unwrap();
+        let refused = facts.config.effective.refused.unwrap();
+        assert!(
+            refused.contains("/etc/containerd/missing.toml"),
+            "{refused}"
+        );
     }
 
     #[test]

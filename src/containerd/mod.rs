@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod config;
 pub mod detect;
+pub mod effective;
 pub mod inspect;
 pub mod plan;
 pub mod store;

@@ -267,16 +267,33 @@ impl fmt::Display for Plan {
             write_import(f, i)?;
         }
         if let Some(c) = &self.configure {
-            writeln!(f, "  configure  {}", c.line(false))?;
-            if let (true, Some(old)) = (c.changed, &c.old) {
-                writeln!(f, "    was {old:?}")?;
-            }
-            for w in &c.warnings {
-                writeln!(f, "    warning: {w}")?;
-            }
+            write_configure(f, c)?;
         }
         Ok(())
     }
+}
+
+/// The config part of the text summary: the edit (`key: old -> new` in the file that decides
+/// it), which files containerd loads when that is not just the default file, the result.
+fn write_configure(f: &mut fmt::Formatter<'_>, c: &ConfigPlan) -> fmt::Result {
+    writeln!(f, "  configure  {}", c.line(false))?;
+    if let (true, Some(old)) = (c.changed, &c.old) {
+        writeln!(f, "    {}: {old:?} -> {:?} in {}", c.key, c.new, c.path)?;
+    }
+    if c.main_config != super::effective::DEFAULT_MAIN || c.files.len() > 1 {
+        writeln!(
+            f,
+            "    main config {} ({}); containerd loads {}",
+            c.main_config,
+            c.main_config_why,
+            c.files.join(", ")
+        )?;
+    }
+    writeln!(f, "    then {}", c.effective)?;
+    for w in &c.warnings {
+        writeln!(f, "    warning: {w}")?;
+    }
+    Ok(())
 }
 
 /// The import part of the text summary: the counts, then each blob and record it writes.

@@ -2,7 +2,8 @@
 //! sandbox start on this root with no network?
 //!
 //! The questions, in the order containerd asks them (`containerd-store.md` §7, §8): which
-//! sandbox image name does this containerd version read from this config (or default to);
+//! sandbox image name does this containerd version read from its effective config (the main
+//! file merged with its imports, [`super::effective`]), and from which file (or its default);
 //! is there an image record with exactly that normalized name in the namespace, well formed;
 //! does its target lead to a manifest for the root's platform, with every blob present, of
 //! the right size and sha256, and every edge carried by a `containerd.io/gc.ref.content*`
@@ -11,14 +12,15 @@
 //!
 //! Failures are what would make CRI pull; warnings are worth fixing but do not reach out.
 //! The checks themselves ([`check`]) are pure: the caller hands in the database tree, the
-//! config text and a blob reader.
+//! effective config and a blob reader.
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use oci_spec::image::Descriptor;
 
-use super::inspect::{RootFacts, CONFIG_PATH};
+use super::effective::EffectiveConfig;
+use super::inspect::RootFacts;
 use super::plan::Facts;
 use super::store::{self, read_varint, ImagePlatform, Time};
 use super::versions::{self, pinning, ConfigVersion, Pinning, SandboxKey, Version};
@@ -29,10 +31,10 @@ use crate::platform::{Endian, Platform};
 
 // --- config ------------------------------------------------------------------------------
 
-/// The sandbox image setting as a given containerd version reads a config file.
+/// The sandbox image setting as a given containerd version reads its effective config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSetting {
-    /// The config's `version` (1 when absent), 0 when there is no config file.
+    /// The merged config's `version`, 0 when there is no config file.
     pub config_version: i64,
     /// The key this containerd reads the sandbox image from.
     pub key: SandboxKey,
@@ -40,7 +42,13 @@ pub struct SandboxSetting {
     pub value: Option<String>,
     /// The name containerd uses: the value, else its built-in default.
     pub effective: String,
-    /// Why the file is not read the way one might think, if it is not.
+    /// The file the value comes from, `None` when containerd's default is in force.
+    pub from: Option<String>,
+    /// Whether that file is the main config.
+    pub from_main: bool,
+    /// The main config, inside the root.
+    pub main: String,
+    /// Why the config is not read the way one might think, if it is not.
     pub problems: Vec<Finding>,
 }
 
@@ -48,84 +56,67 @@ const KEY_V1: SandboxKey = versions::sandbox_key(ConfigVersion::V1);
 const KEY_V2: SandboxKey = versions::sandbox_key(ConfigVersion::V2);
 const KEY_V3: SandboxKey = versions::sandbox_key(ConfigVersion::V3);
 
-/// The string at `key` in `doc`, if it is set to one.
-fn get_str(doc: &toml_edit::DocumentMut, key: SandboxKey) -> Option<&str> {
-    let mut item = doc.as_item();
-    for table in key.tables {
-        item = item.get(table)?;
+/// The key containerd `v` reads the sandbox image from, for a merged config `version`
+/// (0: no config file).
+fn key_read(version: i64, v: Version) -> SandboxKey {
+    match version {
+        1 => KEY_V1,
+        2 => KEY_V2,
+        _ if v.major < 2 => KEY_V2,
+        _ => KEY_V3,
     }
-    item.get(key.key)?.as_str()
 }
 
-/// Reads the sandbox image the way containerd `v` would from `config` (`None`: no file).
-pub fn sandbox_setting(config: Option<&str>, v: Version) -> Result<SandboxSetting> {
-    let default = versions::default_sandbox_image(v)?.to_string();
-    let v1x = v.major < 2;
-    let Some(text) = config else {
-        return Ok(SandboxSetting {
-            config_version: 0,
-            key: if v1x { KEY_V2 } else { KEY_V3 },
-            value: None,
-            effective: default,
-            problems: Vec::new(),
-        });
-    };
-    let doc: toml_edit::DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {} as TOML", CONFIG_PATH))?;
-    let version = doc.get("version").and_then(|i| i.as_integer()).unwrap_or(1);
-    let v1 = get_str(&doc, KEY_V1);
-    let v2 = get_str(&doc, KEY_V2);
-    let v3 = get_str(&doc, KEY_V3);
+/// Reads the sandbox image the way containerd `v` does from its effective config: a config
+/// it refuses, and settings it does not read while its default is in force, fail; a setting
+/// overridden by another file's is a warning.
+pub fn sandbox_setting(eff: &EffectiveConfig, v: Version) -> SandboxSetting {
     let mut problems = Vec::new();
-    let (key, value) = match (v1x, version) {
-        (true, 1) => (KEY_V1, v1),
-        (true, 2) => (KEY_V2, v2),
-        (true, 3) => {
-            let rejected =
-                (v.minor == 6 && v.patch >= 32) || (v.minor == 7 && v.patch >= 17) || v.minor > 7;
-            problems.push(Finding::fail(
-                "config",
-                if rejected {
-                    format!("containerd {v} refuses a version = 3 config and will not start")
-                } else {
-                    format!("containerd {v} reads a version = 3 config as unknown sections: the sandbox image is its default {default}")
-                },
-                "write a version = 2 config with plugins.\"io.containerd.grpc.v1.cri\".sandbox_image (pausebake configure does)",
-            ));
-            (KEY_V2, None)
-        }
-        (false, 1 | 2) => (
-            if version == 1 { KEY_V1 } else { KEY_V2 },
-            if version == 1 { v1 } else { v2 },
-        ),
-        (false, 3) => {
-            if v3.is_none() && v2.is_some() {
-                problems.push(Finding::fail(
-                    "config",
-                    format!("containerd {v} ignores sandbox_image in a version = 3 config (unknown key under io.containerd.grpc.v1.cri)"),
-                    "set plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox (pausebake configure does)",
-                ));
-            }
-            (KEY_V3, v3)
-        }
-        (_, n) => {
-            problems.push(Finding::fail(
-                "config",
-                format!("containerd {v} refuses config version = {n} and will not start"),
-                "use version = 2 for containerd 1.x, version = 3 for 2.x",
-            ));
-            (if v1x { KEY_V2 } else { KEY_V3 }, None)
-        }
+    if let Some(why) = &eff.refused {
+        problems.push(Finding::fail(
+            "config",
+            why.clone(),
+            "fix that file (pausebake configure refuses to edit a config containerd refuses)",
+        ));
+    }
+    for s in &eff.shadowed {
+        let ignored = v.major >= 2 && eff.merged_version == 3 && s.key.ends_with(".sandbox_image");
+        let message = if ignored {
+            format!(
+                "containerd {v} ignores sandbox_image in a version = 3 config (unknown key under io.containerd.grpc.v1.cri): {} sets {} = {:?}; {}",
+                eff.path(s.file), s.key, s.value, eff.describe()
+            )
+        } else {
+            format!(
+                "{} sets {} = {:?}, which containerd {v} does not use: {}",
+                eff.path(s.file),
+                s.key,
+                s.value,
+                eff.describe()
+            )
+        };
+        let fix = "pausebake configure writes the name into the file that decides it";
+        problems.push(if eff.sandbox.is_none() {
+            Finding::fail("config", message, fix)
+        } else {
+            Finding::warn("config", message, fix)
+        });
+    }
+    let config_version = if eff.files.is_empty() {
+        0
+    } else {
+        eff.merged_version
     };
-    let value = value.map(str::to_string);
-    Ok(SandboxSetting {
-        config_version: version,
-        key,
-        effective: value.clone().unwrap_or(default),
-        value,
+    SandboxSetting {
+        config_version,
+        key: key_read(config_version, v),
+        value: eff.sandbox.as_ref().map(|s| s.value.clone()),
+        effective: eff.image().to_string(),
+        from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+        from_main: eff.sandbox.as_ref().is_some_and(|s| s.file == 0),
+        main: eff.main.clone(),
         problems,
-    })
+    }
 }
 
 // --- findings ----------------------------------------------------------------------------
@@ -187,7 +178,8 @@ impl Finding {
 pub struct Inputs<'a> {
     pub containerd: Version,
     pub kubernetes: Option<Version>,
-    pub config: Option<&'a str>,
+    /// containerd's effective config: the main file merged with its imports.
+    pub config: &'a EffectiveConfig,
     /// `v1` root of `meta.db`, `None` when the file does not exist.
     pub db: Option<&'a Bucket>,
     /// `meta.db`'s byte order, `None` when the file does not exist.
@@ -203,7 +195,7 @@ pub struct Inputs<'a> {
 /// skipped once that answer is a failure).
 pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
-    let setting = sandbox_setting(inp.config, inp.containerd)?;
+    let setting = sandbox_setting(inp.config, inp.containerd);
     out.extend(rule_config(&setting, inp.containerd));
     let name = match rule_name(&setting, inp.containerd) {
         Ok((name, warning)) => {
@@ -245,19 +237,20 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     Ok(out)
 }
 
-/// Rule "config": which key this containerd reads, and whether it reads the file at all.
+/// Rule "config": whether this containerd starts with its effective config, which key it
+/// reads the sandbox image from and in which file, and the settings it does not read.
 fn rule_config(setting: &SandboxSetting, v: Version) -> Vec<Finding> {
-    if !setting.problems.is_empty() {
+    if setting.problems.iter().any(|f| f.status == Status::Fail) {
         return setting.problems.clone();
     }
-    let message = match (&setting.value, setting.config_version) {
+    let mut message = match (&setting.value, setting.config_version) {
         (Some(val), n) => format!(
             "containerd {v} reads {} = {val:?} (config version {n})",
             setting.key.dotted()
         ),
         (None, 0) => format!(
-            "no {CONFIG_PATH}: containerd {v} uses its default {}",
-            setting.effective
+            "no {}: containerd {v} uses its default {}",
+            setting.main, setting.effective
         ),
         (None, _) => format!(
             "{} not set: containerd {v} uses its default {}",
@@ -265,7 +258,12 @@ fn rule_config(setting: &SandboxSetting, v: Version) -> Vec<Finding> {
             setting.effective
         ),
     };
-    vec![Finding::ok("config", message)]
+    if let (Some(from), false) = (&setting.from, setting.from_main) {
+        message.push_str(&format!(" from {from}"));
+    }
+    let mut out = vec![Finding::ok("config", message)];
+    out.extend(setting.problems.iter().cloned());
+    out
 }
 
 /// Rule "name": the name CRI looks up (normalized), and a warning when 2.x will not pin it
@@ -701,6 +699,16 @@ pub struct Report {
     #[serde(flatten)]
     pub facts: Facts,
     pub namespace: String,
+    /// The main containerd config and why that one.
+    pub main_config: String,
+    pub main_config_why: String,
+    /// Every config file containerd loads, in load order.
+    pub config_files: Vec<String>,
+    /// The sandbox image containerd uses, the file that sets it (`None`: its default), and
+    /// why containerd would refuse the config, if it would.
+    pub sandbox_image: String,
+    pub sandbox_image_from: Option<String>,
+    pub config_refused: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -715,11 +723,12 @@ fn order_name(order: Endian) -> &'static str {
 /// platform keep their true source).
 pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
     let blob = |digest: &str| facts.read_blob(digest);
+    let eff = &facts.config.effective;
     let meta = &facts.meta;
     let findings = check(&Inputs {
         containerd: facts.containerd.value,
         kubernetes: facts.kubernetes.as_ref().map(|k| k.value),
-        config: facts.config.text.as_deref(),
+        config: &facts.config.effective,
         db: (meta.exists && meta.order.is_some()).then_some(&meta.tree),
         db_order: meta.order,
         namespace,
@@ -730,6 +739,12 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         ok: findings.iter().all(|f| f.status != Status::Fail),
         facts: Facts::of(facts),
         namespace: namespace.to_string(),
+        main_config: eff.main.clone(),
+        main_config_why: eff.main_why.clone(),
+        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
+        sandbox_image: eff.image().to_string(),
+        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+        config_refused: eff.refused.clone(),
         findings,
     })
 }
@@ -746,6 +761,16 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         report.facts.containerd_version_source,
         report.facts.platform,
         report.facts.platform_source
+    );
+    println!(
+        "config {} ({}); loads {}",
+        report.main_config,
+        report.main_config_why,
+        if report.config_files.is_empty() {
+            "no file".to_string()
+        } else {
+            report.config_files.join(", ")
+        }
     );
     for f in &report.findings {
         let tag = match f.status {
@@ -789,6 +814,14 @@ mod tests {
     const V3_CONFIG: &str = "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10'\n";
     const V2_CONFIG: &str = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.10\"\n";
 
+    /// The effective config of a root whose only config file is `text`, for [`Inputs`].
+    fn eff(text: &str, v: Version) -> &'static EffectiveConfig {
+        Box::leak(Box::new(crate::containerd::effective::of_main_text(
+            Some(text),
+            v,
+        )))
+    }
+
     fn run(
         db: &Bucket,
         image: &Image,
@@ -800,7 +833,7 @@ mod tests {
         check(&Inputs {
             containerd: v,
             kubernetes: Some(Version::new(1, 31, 0)),
-            config: Some(config),
+            config: eff(config, v),
             db: Some(db),
             db_order: Some(platform.arch.endian()),
             namespace: "k8s.io",
@@ -819,7 +852,7 @@ mod tests {
         Inputs {
             containerd: Version::new(2, 1, 9),
             kubernetes,
-            config: Some(V3_CONFIG),
+            config: eff(V3_CONFIG, Version::new(2, 1, 9)),
             db: Some(db),
             db_order: Some(Endian::Little),
             namespace: "k8s.io",
@@ -993,7 +1026,8 @@ mod tests {
             "{f:?}"
         );
         // No config at all: the version's default, which is not what was baked on 1.7.
-        let s = sandbox_setting(None, Version::new(1, 7, 24)).unwrap();
+        let v = Version::new(1, 7, 24);
+        let s = sandbox_setting(&crate::containerd::effective::of_main_text(None, v), v);
         assert_eq!(s.effective, "registry.k8s.io/pause:3.8");
     }
 
@@ -1027,7 +1061,7 @@ mod tests {
         let inputs = |order| Inputs {
             containerd: Version::new(2, 1, 9),
             kubernetes: None,
-            config: Some(V3_CONFIG),
+            config: eff(V3_CONFIG, Version::new(2, 1, 9)),
             db: Some(&db),
             db_order: Some(order),
             namespace: "k8s.io",
@@ -1059,7 +1093,7 @@ mod tests {
     // --- one test per rule ---------------------------------------------------------------
 
     fn setting(config: Option<&str>, v: Version) -> SandboxSetting {
-        sandbox_setting(config, v).unwrap()
+        sandbox_setting(&crate::containerd::effective::of_main_text(config, v), v)
     }
 
     #[test]
@@ -1073,6 +1107,41 @@ mod tests {
         assert_eq!(
             rule_config(&setting(Some(V3_CONFIG), old), old)[0].status,
             Status::Fail
+        );
+        // drop-ins: the merged config decides, and the finding names the file
+        let main = "version = 2\nimports = [\"conf.d/99-nvidia.toml\"]\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"registry.k8s.io/pause:3.10\"\n";
+        let nvidia = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\"\n";
+        let files = [
+            ("/etc/containerd/config.toml", Some(main)),
+            ("/etc/containerd/conf.d/99-nvidia.toml", Some(nvidia)),
+        ];
+        let eff = crate::containerd::effective::of_texts(&files, old);
+        let f = rule_config(&sandbox_setting(&eff, old), old);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].status, Status::Fail);
+        assert!(
+            f[0].message.starts_with("/etc/containerd/config.toml sets plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"registry.k8s.io/pause:3.10\", which containerd 1.7.24 does not use: /etc/containerd/conf.d/99-nvidia.toml replaces the whole CRI plugin table"),
+            "{}",
+            f[0].message
+        );
+        // 2.x deep-merges: a drop-in setting the key wins, named; the main file's is a warning
+        let pinned = "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'registry.k8s.io/pause:3.10.1'\n";
+        let files = [
+            ("/etc/containerd/config.toml", Some(main)),
+            ("/etc/containerd/conf.d/99-nvidia.toml", Some(pinned)),
+        ];
+        let eff = crate::containerd::effective::of_texts(&files, v);
+        let f = rule_config(&sandbox_setting(&eff, v), v);
+        assert_eq!(f[0].status, Status::Ok);
+        assert_eq!(f[0].message, "containerd 2.1.9 reads plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = \"registry.k8s.io/pause:3.10.1\" (config version 3) from /etc/containerd/conf.d/99-nvidia.toml");
+        assert_eq!(f[1].status, Status::Warn);
+        // merged version 3 (the drop-in's): the main file's version 2 key is not read
+        assert!(
+            f[1].message
+                .starts_with("containerd 2.1.9 ignores sandbox_image in a version = 3 config")
+                && f[1].message.contains("/etc/containerd/config.toml sets"),
+            "{}",
+            f[1].message
         );
     }
 

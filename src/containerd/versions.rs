@@ -274,18 +274,21 @@ impl SandboxKey {
         self.tables
             .iter()
             .chain(std::iter::once(&self.key))
-            .map(|part| {
-                if part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-                {
-                    part.to_string()
-                } else {
-                    format!("{part:?}")
-                }
-            })
+            .map(|part| key_part(part))
             .collect::<Vec<_>>()
             .join(".")
+    }
+}
+
+/// One part of a dotted TOML key: bare when TOML allows it, else quoted.
+pub fn key_part(part: &str) -> String {
+    if part
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        part.to_string()
+    } else {
+        format!("{part:?}")
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::containerd::inspect::{RootFacts, Sourced};
 use crate::containerd::versions::Version;
@@ -191,29 +191,16 @@ fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
 
 // --- choosing the path ------------------------------------------------------------------
 
-/// The socket a root's containerd listens on: `[grpc] address` of the root's config, else
-/// [`DEFAULT_ADDRESS`]. A host path (the root is the live node's `/`).
+/// The socket a root's containerd listens on: `[grpc] address` as its config files set it
+/// (the last loaded file that does), else [`DEFAULT_ADDRESS`]. A host path (the root is the
+/// live node's `/`; [`choose`] checks that the containerd there is the root's own).
 pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
-    let Some(text) = &facts.config.text else {
-        return Ok(PathBuf::from(DEFAULT_ADDRESS));
-    };
-    let doc: toml_edit::DocumentMut = text.parse().with_context(|| {
-        format!(
-            "parsing {} as TOML",
-            facts
-                .root
-                .dir()
-                .join(facts.config.path.trim_start_matches('/'))
-                .display()
-        )
-    })?;
-    let address = doc
-        .get("grpc")
-        .and_then(|g| g.get("address"))
-        .and_then(|a| a.as_str())
-        .filter(|a| !a.is_empty())
-        .unwrap_or(DEFAULT_ADDRESS);
-    Ok(PathBuf::from(address))
+    Ok(PathBuf::from(
+        facts
+            .config
+            .last_string(&["grpc", "address"])?
+            .map_or_else(|| DEFAULT_ADDRESS.to_string(), |(address, _)| address),
+    ))
 }
 
 /// Which running containerd `import`/`bake` write through: the one at `--address` when given;

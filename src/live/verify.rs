@@ -54,15 +54,23 @@ pub fn verify(
             client.address.display()
         ),
     )];
+    let eff = &facts.config.effective;
     let finish = |findings: Vec<Finding>| Report {
         ok: findings.iter().all(|f| f.status != Status::Fail),
         facts: Facts::of(facts),
         namespace: namespace.to_string(),
+        main_config: eff.main.clone(),
+        main_config_why: eff.main_why.clone(),
+        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
+        sandbox_image: eff.image().to_string(),
+        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+        config_refused: eff.refused.clone(),
         findings,
     };
-    let setting = sandbox_setting(facts.config.text.as_deref(), client.version)?;
+    // The files as the running version merges them (the caller inspected with it).
+    let setting = sandbox_setting(eff, client.version);
     out.extend(setting.problems.iter().cloned());
-    let (name, found) = rule_running_config(client, &setting, &facts.config.path)?;
+    let (name, found) = rule_running_config(client, &setting)?;
     out.push(found);
     let Some(record) = rule_image(client, &name, namespace, &mut out)? else {
         return Ok(finish(out));
@@ -102,20 +110,19 @@ pub fn verify(
 /// Rule "config": the sandbox image the running containerd uses. 1.x: CRI `Status` (the
 /// effective config, drop-ins applied) compared with the files; 2.x: no API tells, so the
 /// files' value.
-fn rule_running_config(
-    client: &Client,
-    setting: &SandboxSetting,
-    config_path: &str,
-) -> Result<(String, Finding)> {
+fn rule_running_config(client: &Client, setting: &SandboxSetting) -> Result<(String, Finding)> {
     let v = client.version;
     let from_files = crate::reference::normalize(&setting.effective);
+    let files = match &setting.from {
+        Some(file) => format!("{} in {file}", setting.key.dotted()),
+        None => format!("containerd {v}'s default (no file sets it)"),
+    };
     if v.major >= 2 {
         let name = from_files?;
         let found = Finding::ok(
             "config",
             format!(
-                "{} = {name:?} from the files (containerd {v} does not report the running value through its API; `containerd config dump` shows what it read at start)",
-                setting.key.dotted()
+                "{name} from the config files ({files}); containerd {v} does not report the running value through its API (`containerd config dump` shows what it read at start)"
             ),
         );
         return Ok((name, found));
@@ -124,7 +131,7 @@ fn rule_running_config(
         let found = Finding::warn(
             "config",
             format!(
-                "containerd {v}'s CRI Status does not report its sandbox image; using the files' {}",
+                "containerd {v}'s CRI Status does not report its sandbox image; using the files' {} ({files})",
                 setting.effective
             ),
             "check the running config with `containerd config dump`",
@@ -135,16 +142,15 @@ fn rule_running_config(
     let found = match from_files {
         Ok(f) if f == running => Finding::ok(
             "config",
-            format!("the running CRI uses {running}, as {config_path} says"),
+            format!("the running CRI uses sandbox image {running}, as the config files say ({files})"),
         ),
         _ => Finding::fail(
             "config",
             format!(
-                "the running CRI uses sandbox image {running}, but {config_path} ({}) says {}: a drop-in overrides it, or containerd was not restarted since the file changed",
-                setting.key.dotted(),
+                "the running CRI uses sandbox image {running}, but the config files say {} ({files}): containerd was not restarted since they changed",
                 setting.effective
             ),
-            "make the effective config name the baked image, then restart containerd (pausebake configure --address tells whether a restart is needed)",
+            "restart containerd to use the files' name, or set the running one (pausebake configure --address tells whether a restart is needed)",
         ),
     };
     Ok((running, found))

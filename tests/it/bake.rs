@@ -952,17 +952,15 @@ fn no_pin_writes_no_cri_labels_and_containerd_adds_its_own() {
     }
 }
 
-/// bake warns, as configure does, when an imported drop-in overrides the sandbox image it set.
+/// bake, as configure does, writes the name into the drop-in that decides it (2.x: the last
+/// file that sets the key) and leaves the main config as it was.
 #[test]
-fn bake_warns_about_a_drop_in_that_overrides_the_sandbox_image() {
+fn bake_writes_into_the_drop_in_that_decides_the_sandbox_image() {
     let root = tempdir();
     let conf_d = root.path().join("etc/containerd/conf.d");
     std::fs::create_dir_all(&conf_d).unwrap();
-    std::fs::write(
-        root.path().join("etc/containerd/config.toml"),
-        "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
-    )
-    .unwrap();
+    let main = "version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n";
+    std::fs::write(root.path().join("etc/containerd/config.toml"), main).unwrap();
     std::fs::write(
         conf_d.join("20-pause.toml"),
         "version = 3\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other.invalid/pause:1'\n",
@@ -973,12 +971,25 @@ fn bake_warns_about_a_drop_in_that_overrides_the_sandbox_image() {
             .args(["bake", "--containerd-version", "2.1.9", "--root"])
             .arg(root.path()),
     );
-    let err = stderr(&out);
-    assert!(
-        err.contains("pausebake: warning: ")
-            && err.contains("20-pause.toml (imported) sets plugins.\"io.containerd.cri.v1.images\".pinned_images.sandbox = 'other.invalid/pause:1', which overrides the main config"),
+    assert_eq!(
+        out.status.code(),
+        Some(0),
         "{}",
         describe(&Command::new("pausebake"), &out)
+    );
+    assert!(
+        stdout(&out).contains("in /etc/containerd/conf.d/20-pause.toml"),
+        "{}",
+        stdout(&out)
+    );
+    let drop_in = std::fs::read_to_string(conf_d.join("20-pause.toml")).unwrap();
+    assert!(
+        drop_in.contains("sandbox = 'registry.k8s.io/pause:"),
+        "{drop_in}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap(),
+        main
     );
 }
 

@@ -12,6 +12,7 @@ mod containerd;
 mod cri;
 mod distro;
 mod docker;
+mod effective;
 mod harden;
 mod harness;
 mod image;
