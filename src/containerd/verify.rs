@@ -723,7 +723,6 @@ fn order_name(order: Endian) -> &'static str {
 /// platform keep their true source).
 pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
     let blob = |digest: &str| facts.read_blob(digest);
-    let eff = &facts.config.effective;
     let meta = &facts.meta;
     let findings = check(&Inputs {
         containerd: facts.containerd.value,
@@ -735,18 +734,26 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         platform: facts.platform.value,
         blob: &blob,
     })?;
-    Ok(Report {
-        ok: findings.iter().all(|f| f.status != Status::Fail),
-        facts: Facts::of(facts),
-        namespace: namespace.to_string(),
-        main_config: eff.main.clone(),
-        main_config_why: eff.main_why.clone(),
-        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
-        sandbox_image: eff.image().to_string(),
-        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
-        config_refused: eff.refused.clone(),
-        findings,
-    })
+    Ok(Report::new(facts, namespace, findings))
+}
+
+impl Report {
+    /// The report of `findings` about `facts` (the offline rules' or the live ones').
+    pub fn new(facts: &RootFacts, namespace: &str, findings: Vec<Finding>) -> Report {
+        let eff = &facts.config.effective;
+        Report {
+            ok: findings.iter().all(|f| f.status != Status::Fail),
+            facts: Facts::of(facts),
+            namespace: namespace.to_string(),
+            main_config: eff.main.clone(),
+            main_config_why: eff.main_why.clone(),
+            config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
+            sandbox_image: eff.image().to_string(),
+            sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+            config_refused: eff.refused.clone(),
+            findings,
+        }
+    }
 }
 
 pub fn print(report: &Report, json: bool) -> Result<()> {

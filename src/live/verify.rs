@@ -20,10 +20,9 @@ use tonic::Code;
 
 use super::client::{describe, Client};
 use crate::containerd::inspect::RootFacts;
-use crate::containerd::plan::Facts;
 use crate::containerd::store;
 use crate::containerd::verify::{
-    rule_kubernetes, sandbox_setting, Finding, Report, SandboxSetting, Status,
+    rule_kubernetes, sandbox_setting, Finding, Report, SandboxSetting,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
@@ -55,18 +54,7 @@ pub fn verify(
         ),
     )];
     let eff = &facts.config.effective;
-    let finish = |findings: Vec<Finding>| Report {
-        ok: findings.iter().all(|f| f.status != Status::Fail),
-        facts: Facts::of(facts),
-        namespace: namespace.to_string(),
-        main_config: eff.main.clone(),
-        main_config_why: eff.main_why.clone(),
-        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
-        sandbox_image: eff.image().to_string(),
-        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
-        config_refused: eff.refused.clone(),
-        findings,
-    };
+    let finish = |findings: Vec<Finding>| Report::new(facts, namespace, findings);
     // The files as the running version merges them (the caller inspected with it).
     let setting = sandbox_setting(eff, client.version);
     out.extend(setting.problems.iter().cloned());
