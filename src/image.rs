@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::rc::Rc;
 
 use anyhow::{ensure, Context, Result};
 use oci_spec::image::{
@@ -46,7 +47,7 @@ const USER: &str = "65535:65535";
 const CREATED_BY: &str = "pausebake image: /pause";
 /// Pinned gzip level: the compressed bytes, and so every digest above the layer, depend on it.
 const GZIP_LEVEL: u32 = 9;
-/// How deep indexes may nest below the target before we refuse the image. The pause
+/// How many indexes may nest above a manifest before [`walk`] refuses the image. The pause
 /// image has at most index -> manifest; 4 leaves room for what registries produce.
 pub const MAX_DEPTH: usize = 4;
 
@@ -334,6 +335,79 @@ pub fn platform_of(os: &str, arch: &str, variant: Option<&str>) -> Option<Platfo
     s.parse().ok()
 }
 
+/// One blob the [`walk`] reached: its descriptor, and the blob whose descriptor led there
+/// (`None` for the descriptor the walk started from).
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    pub desc: &'a Descriptor,
+    pub parent: Option<&'a Descriptor>,
+}
+
+/// An index with children below [`MAX_DEPTH`] indexes: the walk refuses to go on. A type of
+/// its own so a caller that reports rather than fails (`verify`) can tell it from its own
+/// errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooDeep {
+    /// The index whose children would sit too deep.
+    pub index: String,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing index {}: indexes nest deeper than {MAX_DEPTH}",
+            self.index
+        )
+    }
+}
+
+impl std::error::Error for TooDeep {}
+
+/// The one walk of an image graph: depth first from `root`, children in the order given,
+/// each blob (by digest) visited once however many descriptors point at it. `visit` checks
+/// or records one blob and returns the children to descend into (none to stop there).
+///
+/// The walk owns the depth limit: an index under [`MAX_DEPTH`] indexes may not lead
+/// further, else the walk stops with a [`TooDeep`] error naming it. Manifests do not count,
+/// so the deepest image allowed is `MAX_DEPTH` indexes, a manifest, its config and layers.
+/// The walk keeps its own stack, so no chain of blobs can exhaust the thread's.
+pub fn walk<F>(root: &Descriptor, mut visit: F) -> Result<()>
+where
+    F: FnMut(Node<'_>) -> Result<Vec<Descriptor>>,
+{
+    // (descriptor, the blob that listed it, how many indexes stand above it)
+    let mut stack: Vec<(Descriptor, Option<Rc<Descriptor>>, usize)> = vec![(root.clone(), None, 0)];
+    let mut seen = BTreeSet::new();
+    while let Some((desc, parent, indexes_above)) = stack.pop() {
+        if !seen.insert(desc.digest().to_string()) {
+            continue;
+        }
+        let kids = visit(Node {
+            desc: &desc,
+            parent: parent.as_deref(),
+        })?;
+        if kids.is_empty() {
+            continue;
+        }
+        let index = is_index(desc.media_type());
+        if index && indexes_above >= MAX_DEPTH {
+            return Err(TooDeep {
+                index: desc.digest().to_string(),
+            }
+            .into());
+        }
+        let below = indexes_above + usize::from(index);
+        let desc = Rc::new(desc);
+        stack.extend(
+            kids.into_iter()
+                .rev()
+                .map(|kid| (kid, Some(Rc::clone(&desc)), below)),
+        );
+    }
+    Ok(())
+}
+
 impl Image {
     /// The bytes of the blob `desc` points at.
     pub fn blob(&self, desc: &Descriptor) -> Result<&[u8]> {
@@ -388,40 +462,32 @@ impl Image {
     /// (`None` for platforms pausebake does not know, e.g. attestation manifests).
     fn manifests(&self) -> Result<Vec<(Descriptor, Option<Platform>)>> {
         let mut out = Vec::new();
-        self.collect_manifests(&self.target, 0, &mut out)?;
+        walk(&self.target, |node| {
+            if is_manifest(node.desc.media_type()) {
+                out.push((node.desc.clone(), self.config_platform(node.desc)?));
+                Ok(Vec::new())
+            } else if is_index(node.desc.media_type()) {
+                self.children(node.desc)
+            } else {
+                Ok(Vec::new())
+            }
+        })?;
         Ok(out)
     }
 
-    fn collect_manifests(
-        &self,
-        desc: &Descriptor,
-        depth: usize,
-        out: &mut Vec<(Descriptor, Option<Platform>)>,
-    ) -> Result<()> {
-        ensure!(
-            depth <= MAX_DEPTH,
-            "reading image {}: indexes nest deeper than {MAX_DEPTH}",
-            self.target.digest()
-        );
-        if is_manifest(desc.media_type()) {
-            let children = self.children(desc)?;
-            let config = children
-                .first()
-                .expect("children_of always puts a manifest's config first");
-            let cfg: ImageConfiguration = serde_json::from_slice(self.blob(config)?)
-                .with_context(|| format!("parsing image config {}", config.digest()))?;
-            let platform = platform_of(
-                &cfg.os().to_string(),
-                &cfg.architecture().to_string(),
-                cfg.variant().as_deref(),
-            );
-            out.push((desc.clone(), platform));
-        } else if is_index(desc.media_type()) {
-            for child in self.children(desc)? {
-                self.collect_manifests(&child, depth + 1, out)?;
-            }
-        }
-        Ok(())
+    /// The platform the config of `manifest` declares, if pausebake knows it.
+    fn config_platform(&self, manifest: &Descriptor) -> Result<Option<Platform>> {
+        let children = self.children(manifest)?;
+        let config = children
+            .first()
+            .expect("children_of always puts a manifest's config first");
+        let cfg: ImageConfiguration = serde_json::from_slice(self.blob(config)?)
+            .with_context(|| format!("parsing image config {}", config.digest()))?;
+        Ok(platform_of(
+            &cfg.os().to_string(),
+            &cfg.architecture().to_string(),
+            cfg.variant().as_deref(),
+        ))
     }
 
     /// The `index.json` of an OCI layout holding this image: one descriptor per name, each
