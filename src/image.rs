@@ -449,6 +449,20 @@ impl Image {
         )
     }
 
+    /// Puts the target into a new index of one entry, which becomes the target (tests build
+    /// deeply nested images with it).
+    #[cfg(test)]
+    pub fn wrap_in_index(&mut self) {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(vec![self.target.clone()])
+            .build()
+            .expect("an index of one entry");
+        let bytes = canonical_json(&index).expect("an index serializes");
+        self.target = add_blob(&mut self.blobs, MediaType::ImageIndex, bytes);
+    }
+
     /// Platforms this image provides (read by the tests).
     #[cfg(test)]
     pub fn platforms(&self) -> Result<Vec<Platform>> {
@@ -704,6 +718,95 @@ mod tests {
         assert_eq!(a[ANNOTATION_REF_NAME], "3.10-local");
         assert_eq!(index.manifests()[1].digest(), image.target.digest());
         assert!(index.manifests()[1].platform().is_some());
+    }
+
+    #[test]
+    fn the_walk_visits_each_blob_once_depth_first() {
+        let mut image = assemble(
+            &[fake(Arch::Amd64), fake(Arch::Arm64)],
+            &spec(Compression::Gzip),
+        )
+        .unwrap();
+        // List the amd64 manifest twice: the walk still reads it once.
+        let mut index: ImageIndex =
+            serde_json::from_slice(image.blob(&image.target).unwrap()).unwrap();
+        let mut entries = index.manifests().clone();
+        entries.push(entries[0].clone());
+        index.set_manifests(entries);
+        image.target = add_blob(
+            &mut image.blobs,
+            MediaType::ImageIndex,
+            canonical_json(&index).unwrap(),
+        );
+        let mut visits = Vec::new();
+        walk(&image.target, |node| {
+            visits.push((
+                node.desc.digest().to_string(),
+                node.parent.map(|p| p.digest().to_string()),
+            ));
+            image.children(node.desc)
+        })
+        .unwrap();
+        let digest = |d: &Descriptor| d.digest().to_string();
+        let target = digest(&image.target);
+        let mut want = vec![(target.clone(), None)];
+        for manifest in index.manifests().iter().take(2) {
+            want.push((digest(manifest), Some(target.clone())));
+            for kid in image.children(manifest).unwrap() {
+                want.push((digest(&kid), Some(digest(manifest))));
+            }
+        }
+        assert_eq!(visits, want);
+        assert_eq!(
+            visits.len(),
+            image.blobs.len() - 1,
+            "all but the first index"
+        );
+    }
+
+    #[test]
+    fn the_walk_allows_max_depth_indexes_and_refuses_one_more() {
+        let mut image = assemble(
+            &[fake(Arch::Amd64), fake(Arch::Arm64)],
+            &spec(Compression::Gzip),
+        )
+        .unwrap();
+        // The target is one index; MAX_DEPTH - 1 more above it is the most allowed.
+        for _ in 1..MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let mut read = 0;
+        walk(&image.target, |node| {
+            read += 1;
+            image.children(node.desc)
+        })
+        .unwrap();
+        assert_eq!(read, image.blobs.len());
+        assert_eq!(image.platforms().unwrap().len(), 2);
+        image.wrap_in_index();
+        // The index refused is the deepest one, the original target: MAX_DEPTH indexes
+        // stand above it.
+        let original = assemble(
+            &[fake(Arch::Amd64), fake(Arch::Arm64)],
+            &spec(Compression::Gzip),
+        )
+        .unwrap()
+        .target;
+        let err = walk(&image.target, |node| image.children(node.desc)).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<TooDeep>(),
+            Some(&TooDeep {
+                index: original.digest().to_string()
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing index {}: indexes nest deeper than 4",
+                original.digest()
+            )
+        );
+        assert!(image.platforms().is_err());
     }
 
     /// Pinned digests of images assembled from fixed fake bytes: any change to the tar,

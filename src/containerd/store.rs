@@ -763,6 +763,26 @@ pub mod tests {
     }
 
     #[test]
+    fn select_takes_as_deep_an_image_as_archives_do_and_no_deeper() {
+        let amd64 = Platform { arch: Arch::Amd64 };
+        let mut image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        // The target is an index; with MAX_DEPTH - 1 more above it, amd64's manifest,
+        // config and layer sit below MAX_DEPTH indexes: still selected.
+        for _ in 1..crate::image::MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let sel = select(&image, Some(amd64)).unwrap();
+        assert_eq!(sel.manifests.len(), 1);
+        assert_eq!(sel.blobs.len(), crate::image::MAX_DEPTH + 3);
+        image.wrap_in_index();
+        let err = select(&image, Some(amd64)).unwrap_err();
+        assert!(
+            err.downcast_ref::<crate::image::TooDeep>().is_some(),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn records_read_as_the_documented_tree() {
         let image = test_image(&[Arch::Amd64, Arch::Arm64], true);
         let recs = records(&image, &spec(Some(Platform { arch: Arch::Arm64 }), true)).unwrap();

@@ -983,6 +983,59 @@ mod tests {
     }
 
     #[test]
+    fn too_deep_an_image_is_a_finding() {
+        let v = Version::new(2, 1, 9);
+        let mut image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        for _ in 1..crate::image::MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let mut db = Bucket::default();
+        let recs = records(&image, &spec(Some(AMD64), true)).unwrap();
+        merge(&mut db, &recs.tree, "k8s.io").unwrap();
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, AMD64)),
+            Vec::<String>::new()
+        );
+        // One index more, recorded by hand: `records` refuses to write it.
+        let deepest = test_image(&[Arch::Amd64, Arch::Arm64], true).target;
+        image.wrap_in_index();
+        let target = image.target.clone();
+        let blobs = db
+            .bucket_at_mut(&[b"v1", b"k8s.io", b"content", b"blob"])
+            .unwrap();
+        let rec = blobs
+            .bucket_at_mut(&[target.digest().to_string().as_bytes()])
+            .unwrap();
+        rec.put(b"size", &store::varint(target.size() as i64))
+            .unwrap();
+        let labels = rec.bucket_at_mut(&[b"labels"]).unwrap();
+        let inner = image.children(&target).unwrap();
+        for (k, v) in store::child_labels(&inner) {
+            labels.put(k.as_bytes(), v.as_bytes()).unwrap();
+        }
+        let t = db
+            .bucket_at_mut(&[
+                b"v1",
+                b"k8s.io",
+                b"images",
+                b"registry.k8s.io/pause:3.10",
+                b"target",
+            ])
+            .unwrap();
+        t.put(b"digest", target.digest().to_string().as_bytes())
+            .unwrap();
+        t.put(b"size", &store::varint(target.size() as i64))
+            .unwrap();
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, AMD64)),
+            [format!(
+                "content: refusing index {}: indexes nest deeper than 4, so what lies below it goes unchecked",
+                deepest.digest()
+            )]
+        );
+    }
+
+    #[test]
     fn config_keys_per_version() {
         let (db, image) = baked(true);
         // A 2.x key in a 1.7.24 world: refused config.
