@@ -720,13 +720,18 @@ mod tests {
         assert!(index.manifests()[1].platform().is_some());
     }
 
-    #[test]
-    fn the_walk_visits_each_blob_once_depth_first() {
-        let mut image = assemble(
+    /// An index over amd64 and arm64.
+    fn two_arch() -> Image {
+        assemble(
             &[fake(Arch::Amd64), fake(Arch::Arm64)],
             &spec(Compression::Gzip),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_walk_visits_each_blob_once_depth_first() {
+        let mut image = two_arch();
         // List the amd64 manifest twice: the walk still reads it once.
         let mut index: ImageIndex =
             serde_json::from_slice(image.blob(&image.target).unwrap()).unwrap();
@@ -766,11 +771,7 @@ mod tests {
 
     #[test]
     fn the_walk_allows_max_depth_indexes_and_refuses_one_more() {
-        let mut image = assemble(
-            &[fake(Arch::Amd64), fake(Arch::Arm64)],
-            &spec(Compression::Gzip),
-        )
-        .unwrap();
+        let mut image = two_arch();
         // The target is one index; MAX_DEPTH - 1 more above it is the most allowed.
         for _ in 1..MAX_DEPTH {
             image.wrap_in_index();
@@ -786,12 +787,7 @@ mod tests {
         image.wrap_in_index();
         // The index refused is the deepest one, the original target: MAX_DEPTH indexes
         // stand above it.
-        let original = assemble(
-            &[fake(Arch::Amd64), fake(Arch::Arm64)],
-            &spec(Compression::Gzip),
-        )
-        .unwrap()
-        .target;
+        let original = two_arch().target;
         let err = walk(&image.target, |node| image.children(node.desc)).unwrap_err();
         assert_eq!(
             err.downcast_ref::<TooDeep>(),
