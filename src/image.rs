@@ -7,6 +7,10 @@
 //! anywhere is `archive.rs`'s and `containerd/store.rs`'s business. The shapes follow the
 //! OCI image spec (image-layout, image-index, image-manifest, config) and
 //! `pause-and-anchors.md` §2.3.
+//!
+//! It also owns the one walk of an image graph, [`walk`], with its depth limit: listing an
+//! image's manifests here, reading an archive, selecting what goes into the store and
+//! verifying a store all go through it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;

@@ -498,6 +498,7 @@ fn damaged(d: &Descriptor, bytes: &[u8]) -> Option<String> {
     (bytes.len() as u64 != d.size() || actual != d.digest().as_ref()).then_some(actual)
 }
 
+/// Rule "content"'s visitor of [`crate::image::walk`], and what it learns on the way.
 struct Walk<'a, 'b> {
     inp: &'a Inputs<'a>,
     blobs: Option<&'a Bucket>,
