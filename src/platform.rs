@@ -257,6 +257,26 @@ mod tests {
     }
 
     #[test]
+    fn elf_ident_reads_the_header_or_says_what_is_wrong() {
+        // s390x: 64-bit, big-endian, machine 22 at offset 18.
+        let mut h = [0u8; 20];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x02");
+        h[19] = 22;
+        assert_eq!(Arch::elf_ident(&h).unwrap(), (true, Endian::Big, 22));
+        assert_eq!(Arch::from_elf_header(&h), Some(Arch::S390x));
+        let err = |bytes: &[u8]| Arch::elf_ident(bytes).unwrap_err().to_string();
+        assert_eq!(err(&h[..19]), "truncated ELF file (19 bytes)");
+        assert_eq!(err(b"\x7fEL"), "truncated ELF file (3 bytes)");
+        assert_eq!(err(b"#!/bin/sh\n"), "not an ELF file");
+        h[4] = 3;
+        assert_eq!(err(&h), "unknown ELF class 3");
+        h[4] = 1;
+        h[5] = 0;
+        assert_eq!(err(&h), "unknown ELF byte order 0");
+        assert_eq!(Arch::from_elf_header(&h), None);
+    }
+
+    #[test]
     fn unknown_arch_lists_the_known_ones() {
         let err = "mips".parse::<Arch>().unwrap_err().to_string();
         assert_eq!(
