@@ -676,42 +676,23 @@ fn read_oci(source: &Source) -> Result<Image> {
         target.media_type()
     );
     let mut blobs = BTreeMap::new();
-    walk(source, &target, "index.json", 0, &mut blobs)?;
+    // Every blob reachable from the target is loaded and checked against its descriptor.
+    image::walk(&target, |node| {
+        let digest = node.desc.digest().to_string();
+        let parent = node
+            .parent
+            .map_or_else(|| "index.json".to_string(), |p| p.digest().to_string());
+        let bytes = load_blob(source, node.desc, &parent)?;
+        let kids = image::children_of(node.desc.media_type(), &bytes)
+            .with_context(|| format!("reading blob {digest}"))?;
+        blobs.insert(digest, bytes);
+        Ok(kids)
+    })?;
     Ok(Image {
         blobs,
         target,
         names,
     })
-}
-
-/// Loads and checks the blob `desc` and, recursively, everything it references.
-fn walk(
-    source: &Source,
-    desc: &Descriptor,
-    parent: &str,
-    depth: usize,
-    blobs: &mut BTreeMap<String, Vec<u8>>,
-) -> Result<()> {
-    let digest = desc.digest().to_string();
-    if blobs.contains_key(&digest) {
-        // Already checked (a layer shared by several manifests).
-        return Ok(());
-    }
-    let bytes = load_blob(source, desc, parent)?;
-    let kids = image::children_of(desc.media_type(), &bytes)
-        .with_context(|| format!("reading blob {digest}"))?;
-    if !kids.is_empty() && image::is_index(desc.media_type()) {
-        ensure!(
-            depth < image::MAX_DEPTH,
-            "refusing index {digest}: indexes nest deeper than {}",
-            image::MAX_DEPTH
-        );
-    }
-    blobs.insert(digest.clone(), bytes);
-    for kid in kids {
-        walk(source, &kid, &digest, depth + 1, blobs)?;
-    }
-    Ok(())
 }
 
 /// The bytes of `desc`'s blob, checked against its size and sha256.
@@ -1331,18 +1312,13 @@ mod tests {
     #[test]
     fn deeply_nested_indexes_are_refused() {
         let mut image = sample(&[Arch::Amd64], Compression::Gzip);
-        // Wrap the manifest in index after index.
-        for _ in 0..=image::MAX_DEPTH {
-            let index = oci_spec::image::ImageIndexBuilder::default()
-                .schema_version(2u32)
-                .media_type(MediaType::ImageIndex)
-                .manifests(vec![image.target.clone()])
-                .build()
-                .unwrap();
-            let bytes = image::canonical_json(&index).unwrap();
-            image.target = image::descriptor(MediaType::ImageIndex, &bytes);
-            image.blobs.insert(image.target.digest().to_string(), bytes);
+        // Wrap the manifest in index after index: MAX_DEPTH of them are read...
+        for _ in 0..image::MAX_DEPTH {
+            image.wrap_in_index();
         }
+        assert_eq!(read_bytes(&oci_tar(&image)).unwrap().target, image.target);
+        // ...one more is refused.
+        image.wrap_in_index();
         let err = err_of(&oci_tar(&image));
         assert!(err.contains("indexes nest deeper than 4"), "{err}");
         assert!(image.platforms().is_err());

@@ -7,9 +7,14 @@
 //! anywhere is `archive.rs`'s and `containerd/store.rs`'s business. The shapes follow the
 //! OCI image spec (image-layout, image-index, image-manifest, config) and
 //! `pause-and-anchors.md` §2.3.
+//!
+//! It also owns the one walk of an image graph, [`walk`], with its depth limit: listing an
+//! image's manifests here, reading an archive, selecting what goes into the store and
+//! verifying a store all go through it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
+use std::rc::Rc;
 
 use anyhow::{ensure, Context, Result};
 use oci_spec::image::{
@@ -46,7 +51,7 @@ const USER: &str = "65535:65535";
 const CREATED_BY: &str = "pausebake image: /pause";
 /// Pinned gzip level: the compressed bytes, and so every digest above the layer, depend on it.
 const GZIP_LEVEL: u32 = 9;
-/// How deep indexes may nest below the target before we refuse the image. The pause
+/// How many indexes may nest above a manifest before [`walk`] refuses the image. The pause
 /// image has at most index -> manifest; 4 leaves room for what registries produce.
 pub const MAX_DEPTH: usize = 4;
 
@@ -334,6 +339,79 @@ pub fn platform_of(os: &str, arch: &str, variant: Option<&str>) -> Option<Platfo
     s.parse().ok()
 }
 
+/// One blob the [`walk`] reached: its descriptor, and the blob whose descriptor led there
+/// (`None` for the descriptor the walk started from).
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    pub desc: &'a Descriptor,
+    pub parent: Option<&'a Descriptor>,
+}
+
+/// An index with children below [`MAX_DEPTH`] indexes: the walk refuses to go on. A type of
+/// its own so a caller that reports rather than fails (`verify`) can tell it from its own
+/// errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooDeep {
+    /// The index whose children would sit too deep.
+    pub index: String,
+}
+
+impl std::fmt::Display for TooDeep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refusing index {}: indexes nest deeper than {MAX_DEPTH}",
+            self.index
+        )
+    }
+}
+
+impl std::error::Error for TooDeep {}
+
+/// The one walk of an image graph: depth first from `root`, children in the order given,
+/// each blob (by digest) visited once however many descriptors point at it. `visit` checks
+/// or records one blob and returns the children to descend into (none to stop there).
+///
+/// The walk owns the depth limit: an index under [`MAX_DEPTH`] indexes may not lead
+/// further, else the walk stops with a [`TooDeep`] error naming it. Manifests do not count,
+/// so the deepest image allowed is `MAX_DEPTH` indexes, a manifest, its config and layers.
+/// The walk keeps its own stack, so no chain of blobs can exhaust the thread's.
+pub fn walk<F>(root: &Descriptor, mut visit: F) -> Result<()>
+where
+    F: FnMut(Node<'_>) -> Result<Vec<Descriptor>>,
+{
+    // (descriptor, the blob that listed it, how many indexes stand above it)
+    let mut stack: Vec<(Descriptor, Option<Rc<Descriptor>>, usize)> = vec![(root.clone(), None, 0)];
+    let mut seen = BTreeSet::new();
+    while let Some((desc, parent, indexes_above)) = stack.pop() {
+        if !seen.insert(desc.digest().to_string()) {
+            continue;
+        }
+        let kids = visit(Node {
+            desc: &desc,
+            parent: parent.as_deref(),
+        })?;
+        if kids.is_empty() {
+            continue;
+        }
+        let index = is_index(desc.media_type());
+        if index && indexes_above >= MAX_DEPTH {
+            return Err(TooDeep {
+                index: desc.digest().to_string(),
+            }
+            .into());
+        }
+        let below = indexes_above + usize::from(index);
+        let desc = Rc::new(desc);
+        stack.extend(
+            kids.into_iter()
+                .rev()
+                .map(|kid| (kid, Some(Rc::clone(&desc)), below)),
+        );
+    }
+    Ok(())
+}
+
 impl Image {
     /// The bytes of the blob `desc` points at.
     pub fn blob(&self, desc: &Descriptor) -> Result<&[u8]> {
@@ -375,6 +453,20 @@ impl Image {
         )
     }
 
+    /// Puts the target into a new index of one entry, which becomes the target (tests build
+    /// deeply nested images with it).
+    #[cfg(test)]
+    pub fn wrap_in_index(&mut self) {
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(vec![self.target.clone()])
+            .build()
+            .expect("an index of one entry");
+        let bytes = canonical_json(&index).expect("an index serializes");
+        self.target = add_blob(&mut self.blobs, MediaType::ImageIndex, bytes);
+    }
+
     /// Platforms this image provides (read by the tests).
     #[cfg(test)]
     pub fn platforms(&self) -> Result<Vec<Platform>> {
@@ -388,40 +480,32 @@ impl Image {
     /// (`None` for platforms pausebake does not know, e.g. attestation manifests).
     fn manifests(&self) -> Result<Vec<(Descriptor, Option<Platform>)>> {
         let mut out = Vec::new();
-        self.collect_manifests(&self.target, 0, &mut out)?;
+        walk(&self.target, |node| {
+            if is_manifest(node.desc.media_type()) {
+                out.push((node.desc.clone(), self.config_platform(node.desc)?));
+                Ok(Vec::new())
+            } else if is_index(node.desc.media_type()) {
+                self.children(node.desc)
+            } else {
+                Ok(Vec::new())
+            }
+        })?;
         Ok(out)
     }
 
-    fn collect_manifests(
-        &self,
-        desc: &Descriptor,
-        depth: usize,
-        out: &mut Vec<(Descriptor, Option<Platform>)>,
-    ) -> Result<()> {
-        ensure!(
-            depth <= MAX_DEPTH,
-            "reading image {}: indexes nest deeper than {MAX_DEPTH}",
-            self.target.digest()
-        );
-        if is_manifest(desc.media_type()) {
-            let children = self.children(desc)?;
-            let config = children
-                .first()
-                .expect("children_of always puts a manifest's config first");
-            let cfg: ImageConfiguration = serde_json::from_slice(self.blob(config)?)
-                .with_context(|| format!("parsing image config {}", config.digest()))?;
-            let platform = platform_of(
-                &cfg.os().to_string(),
-                &cfg.architecture().to_string(),
-                cfg.variant().as_deref(),
-            );
-            out.push((desc.clone(), platform));
-        } else if is_index(desc.media_type()) {
-            for child in self.children(desc)? {
-                self.collect_manifests(&child, depth + 1, out)?;
-            }
-        }
-        Ok(())
+    /// The platform the config of `manifest` declares, if pausebake knows it.
+    fn config_platform(&self, manifest: &Descriptor) -> Result<Option<Platform>> {
+        let children = self.children(manifest)?;
+        let config = children
+            .first()
+            .expect("children_of always puts a manifest's config first");
+        let cfg: ImageConfiguration = serde_json::from_slice(self.blob(config)?)
+            .with_context(|| format!("parsing image config {}", config.digest()))?;
+        Ok(platform_of(
+            &cfg.os().to_string(),
+            &cfg.architecture().to_string(),
+            cfg.variant().as_deref(),
+        ))
     }
 
     /// The `index.json` of an OCI layout holding this image: one descriptor per name, each
@@ -638,6 +722,91 @@ mod tests {
         assert_eq!(a[ANNOTATION_REF_NAME], "3.10-local");
         assert_eq!(index.manifests()[1].digest(), image.target.digest());
         assert!(index.manifests()[1].platform().is_some());
+    }
+
+    /// An index over amd64 and arm64.
+    fn two_arch() -> Image {
+        assemble(
+            &[fake(Arch::Amd64), fake(Arch::Arm64)],
+            &spec(Compression::Gzip),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_walk_visits_each_blob_once_depth_first() {
+        let mut image = two_arch();
+        // List the amd64 manifest twice: the walk still reads it once.
+        let mut index: ImageIndex =
+            serde_json::from_slice(image.blob(&image.target).unwrap()).unwrap();
+        let mut entries = index.manifests().clone();
+        entries.push(entries[0].clone());
+        index.set_manifests(entries);
+        image.target = add_blob(
+            &mut image.blobs,
+            MediaType::ImageIndex,
+            canonical_json(&index).unwrap(),
+        );
+        let mut visits = Vec::new();
+        walk(&image.target, |node| {
+            visits.push((
+                node.desc.digest().to_string(),
+                node.parent.map(|p| p.digest().to_string()),
+            ));
+            image.children(node.desc)
+        })
+        .unwrap();
+        let digest = |d: &Descriptor| d.digest().to_string();
+        let target = digest(&image.target);
+        let mut want = vec![(target.clone(), None)];
+        for manifest in index.manifests().iter().take(2) {
+            want.push((digest(manifest), Some(target.clone())));
+            for kid in image.children(manifest).unwrap() {
+                want.push((digest(&kid), Some(digest(manifest))));
+            }
+        }
+        assert_eq!(visits, want);
+        assert_eq!(
+            visits.len(),
+            image.blobs.len() - 1,
+            "all but the first index"
+        );
+    }
+
+    #[test]
+    fn the_walk_allows_max_depth_indexes_and_refuses_one_more() {
+        let mut image = two_arch();
+        // The target is one index; MAX_DEPTH - 1 more above it is the most allowed.
+        for _ in 1..MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let mut read = 0;
+        walk(&image.target, |node| {
+            read += 1;
+            image.children(node.desc)
+        })
+        .unwrap();
+        assert_eq!(read, image.blobs.len());
+        assert_eq!(image.platforms().unwrap().len(), 2);
+        image.wrap_in_index();
+        // The index refused is the deepest one, the original target: MAX_DEPTH indexes
+        // stand above it.
+        let original = two_arch().target;
+        let err = walk(&image.target, |node| image.children(node.desc)).unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<TooDeep>(),
+            Some(&TooDeep {
+                index: original.digest().to_string()
+            })
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "refusing index {}: indexes nest deeper than 4",
+                original.digest()
+            )
+        );
+        assert!(image.platforms().is_err());
     }
 
     /// Pinned digests of images assembled from fixed fake bytes: any change to the tar,

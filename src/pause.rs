@@ -510,20 +510,8 @@ pub fn check_elf(elf: &[u8], arch: Arch, what: &str) -> Result<()> {
             anyhow::anyhow!("checking {what}: truncated ELF file ({} bytes)", elf.len())
         })
     };
-    ensure!(
-        header(0, 4)? == b"\x7fELF",
-        "checking {what}: not an ELF file"
-    );
-    let is_64 = match header(4, 1)?[0] {
-        1 => false,
-        2 => true,
-        c => bail!("checking {what}: unknown ELF class {c}"),
-    };
-    let endian = match header(5, 1)?[0] {
-        1 => Endian::Little,
-        2 => Endian::Big,
-        d => bail!("checking {what}: unknown ELF byte order {d}"),
-    };
+    let (is_64, endian, machine) =
+        Arch::elf_ident(elf).map_err(|e| anyhow!("checking {what}: {e:#}"))?;
     let u16_at = |off: usize| -> Result<u16> {
         let b: [u8; 2] = header(off, 2)?.try_into().expect("slice of length 2");
         Ok(match endian {
@@ -546,7 +534,6 @@ pub fn check_elf(elf: &[u8], arch: Arch, what: &str) -> Result<()> {
         })
     };
     let e_type = u16_at(16)?;
-    let machine = u16_at(18)?;
     let found = Arch::from_elf(machine, is_64, endian);
     ensure!(
         found == Some(arch),

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, ensure, Result};
 
 /// A Linux architecture pause is built for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,30 +129,38 @@ impl Arch {
         })
     }
 
-    /// The class, byte order and machine of an ELF header (its first 20 bytes); `None` when
-    /// the bytes are not an ELF header. How pausebake reads a root's binaries; the pause
-    /// binary check (`pause::check_elf`) reads the same fields with a diagnosis per field,
-    /// and both map them to an architecture with [`Arch::from_elf`] alone.
-    pub fn elf_ident(header: &[u8]) -> Option<(bool, Endian, u16)> {
-        if header.len() < 20 || &header[..4] != b"\x7fELF" {
-            return None;
-        }
-        let is_64 = match header[4] {
+    /// The class (whether 64-bit), byte order and machine of an ELF file, read from its first
+    /// 20 bytes, or what makes the bytes no such header. The one reader of these fields: a
+    /// root's binaries ([`Arch::from_elf_header`]) and the pause binary check
+    /// (`pause::check_elf`) both go through it and map the result with [`Arch::from_elf`].
+    pub fn elf_ident(header: &[u8]) -> Result<(bool, Endian, u16)> {
+        let truncated = || anyhow!("truncated ELF file ({} bytes)", header.len());
+        let byte = |i: usize| header.get(i).copied().ok_or_else(truncated);
+        ensure!(
+            header.get(..4).ok_or_else(truncated)? == b"\x7fELF",
+            "not an ELF file"
+        );
+        let is_64 = match byte(4)? {
             1 => false,
             2 => true,
-            _ => return None,
+            c => bail!("unknown ELF class {c}"),
         };
-        let (endian, machine) = match header[5] {
-            1 => (Endian::Little, u16::from_le_bytes([header[18], header[19]])),
-            2 => (Endian::Big, u16::from_be_bytes([header[18], header[19]])),
-            _ => return None,
+        let endian = match byte(5)? {
+            1 => Endian::Little,
+            2 => Endian::Big,
+            d => bail!("unknown ELF byte order {d}"),
         };
-        Some((is_64, endian, machine))
+        let machine = [byte(18)?, byte(19)?];
+        let machine = match endian {
+            Endian::Little => u16::from_le_bytes(machine),
+            Endian::Big => u16::from_be_bytes(machine),
+        };
+        Ok((is_64, endian, machine))
     }
 
     /// The architecture of an ELF header (first 20 bytes), if it is one we know.
     pub fn from_elf_header(header: &[u8]) -> Option<Arch> {
-        let (is_64, endian, machine) = Arch::elf_ident(header)?;
+        let (is_64, endian, machine) = Arch::elf_ident(header).ok()?;
         Arch::from_elf(machine, is_64, endian)
     }
 
@@ -246,6 +254,26 @@ mod tests {
                 Some(arch)
             );
         }
+    }
+
+    #[test]
+    fn elf_ident_reads_the_header_or_says_what_is_wrong() {
+        // s390x: 64-bit, big-endian, machine 22 at offset 18.
+        let mut h = [0u8; 20];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x02");
+        h[19] = 22;
+        assert_eq!(Arch::elf_ident(&h).unwrap(), (true, Endian::Big, 22));
+        assert_eq!(Arch::from_elf_header(&h), Some(Arch::S390x));
+        let err = |bytes: &[u8]| Arch::elf_ident(bytes).unwrap_err().to_string();
+        assert_eq!(err(&h[..19]), "truncated ELF file (19 bytes)");
+        assert_eq!(err(b"\x7fEL"), "truncated ELF file (3 bytes)");
+        assert_eq!(err(b"#!/bin/sh\n"), "not an ELF file");
+        h[4] = 3;
+        assert_eq!(err(&h), "unknown ELF class 3");
+        h[4] = 1;
+        h[5] = 0;
+        assert_eq!(err(&h), "unknown ELF byte order 0");
+        assert_eq!(Arch::from_elf_header(&h), None);
     }
 
     #[test]

@@ -321,14 +321,9 @@ pub struct Selection {
 pub fn select(image: &Image, platform: Option<Platform>) -> Result<Selection> {
     let mut sel = Selection::default();
     let mut seen_platforms = BTreeSet::new();
-    walk(
-        image,
-        &image.target,
-        platform,
-        0,
-        &mut sel,
-        &mut seen_platforms,
-    )?;
+    crate::image::walk(&image.target, |node| {
+        select_node(image, node, platform, &mut sel, &mut seen_platforms)
+    })?;
     if sel.manifests.is_empty() {
         let want = platform.map_or_else(|| "any platform".to_string(), |p| p.to_string());
         let have: Vec<String> = seen_platforms.iter().map(|p| p.to_string()).collect();
@@ -340,32 +335,26 @@ pub fn select(image: &Image, platform: Option<Platform>) -> Result<Selection> {
     Ok(sel)
 }
 
-fn walk(
+/// One blob of [`select`]'s walk: records it with its children's GC labels and returns the
+/// children the store needs (an index's entries for other platforms are left out).
+fn select_node(
     image: &Image,
-    d: &Descriptor,
+    node: crate::image::Node<'_>,
     platform: Option<Platform>,
-    depth: usize,
     sel: &mut Selection,
     seen: &mut BTreeSet<ImagePlatform>,
-) -> Result<()> {
+) -> Result<Vec<Descriptor>> {
+    let d = node.desc;
     let digest = d.digest().to_string();
-    ensure!(
-        depth <= crate::image::MAX_DEPTH,
-        "walking the image: indexes nested deeper than {} at {digest}",
-        crate::image::MAX_DEPTH
-    );
     blob(image, d)?;
-    if sel.blobs.contains_key(&digest) {
-        return Ok(());
-    }
     let mt = media_type(d);
     let mut kids = children(image, d)?;
-    if is_manifest(&mt) && depth == 0 {
+    if is_manifest(&mt) && node.parent.is_none() {
         // A bare manifest as target: it must itself fit the platform.
         let p = manifest_platform(image, d)?;
         seen.insert(p.clone());
         if platform.is_some_and(|want| !p.matches(want)) {
-            return Ok(());
+            return Ok(Vec::new());
         }
         sel.manifests.push((p, digest.clone()));
     }
@@ -391,10 +380,7 @@ fn walk(
         kids = kept;
     }
     sel.blobs.insert(digest, child_labels(&kids));
-    for kid in &kids {
-        walk(image, kid, platform, depth + 1, sel, seen)?;
-    }
-    Ok(())
+    Ok(kids)
 }
 
 /// Whether a content label `key` is one containerd's GC follows to another blob:
@@ -799,6 +785,26 @@ pub mod tests {
         assert_eq!(read_varint(&varint(-5)), Some(-5));
         assert_eq!(read_varint(&[0x86]), None);
         assert_eq!(read_varint(&[0x06, 0x00]), None);
+    }
+
+    #[test]
+    fn select_takes_as_deep_an_image_as_archives_do_and_no_deeper() {
+        let amd64 = Platform { arch: Arch::Amd64 };
+        let mut image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        // The target is an index; with MAX_DEPTH - 1 more above it, amd64's manifest,
+        // config and layer sit below MAX_DEPTH indexes: still selected.
+        for _ in 1..crate::image::MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let sel = select(&image, Some(amd64)).unwrap();
+        assert_eq!(sel.manifests.len(), 1);
+        assert_eq!(sel.blobs.len(), crate::image::MAX_DEPTH + 3);
+        image.wrap_in_index();
+        let err = select(&image, Some(amd64)).unwrap_err();
+        assert!(
+            err.downcast_ref::<crate::image::TooDeep>().is_some(),
+            "{err:#}"
+        );
     }
 
     #[test]

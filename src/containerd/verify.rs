@@ -388,12 +388,18 @@ fn rule_content(
         out: &mut out,
         manifests: Vec::new(),
         platforms: BTreeSet::new(),
-        seen: BTreeSet::new(),
     };
-    let intact = walk.visit(target, None, 0)?;
+    if let Err(e) = crate::image::walk(target, |node| walk.visit(node)) {
+        let deep = e.downcast::<crate::image::TooDeep>()?;
+        walk.out.push(Finding::fail(
+            "content",
+            format!("{deep}, so what lies below it goes unchecked"),
+            "re-run pausebake bake",
+        ));
+    }
     let manifests = std::mem::take(&mut walk.manifests);
     let platforms: Vec<String> = std::mem::take(&mut walk.platforms).into_iter().collect();
-    if !intact {
+    if out.iter().any(|f| f.status == Status::Fail) {
         return Ok(out);
     }
     out.push(match manifests.first() {
@@ -493,32 +499,37 @@ fn target_descriptor(t: &Bucket) -> Option<Descriptor> {
     (!mt.is_empty() && size > 0).then(|| Descriptor::new(mt.into(), size, digest))
 }
 
+/// The sha256 of `bytes` when they are not the blob `d` describes (wrong size or hash).
+fn damaged(d: &Descriptor, bytes: &[u8]) -> Option<String> {
+    let actual = sha256_digest(bytes);
+    (bytes.len() as u64 != d.size() || actual != d.digest().as_ref()).then_some(actual)
+}
+
+/// Rule "content"'s visitor of [`crate::image::walk`], and what it learns on the way.
 struct Walk<'a, 'b> {
     inp: &'a Inputs<'a>,
     blobs: Option<&'a Bucket>,
     /// Blobs read so far, so `store::children` can parse them.
     image: Image,
+    /// Findings; the tree is intact when the walk adds no failure.
     out: &'b mut Vec<Finding>,
+    /// Manifests for the root's platform, in walk order.
     manifests: Vec<(ImagePlatform, String)>,
     /// Every platform the image offers, for messages.
     platforms: BTreeSet<String>,
-    seen: BTreeSet<String>,
 }
 
 impl Walk<'_, '_> {
-    /// Checks `d` and what containerd needs below it; `false` if anything failed.
-    fn visit(&mut self, d: &Descriptor, parent: Option<&str>, depth: usize) -> Result<bool> {
+    /// One blob of the walk: checks it and returns the children containerd needs below it
+    /// (none when the blob cannot be read).
+    fn visit(&mut self, node: crate::image::Node<'_>) -> Result<Vec<Descriptor>> {
+        let d = node.desc;
         let digest = d.digest().to_string();
-        if depth > crate::image::MAX_DEPTH || !self.seen.insert(digest.clone()) {
-            return Ok(true);
+        if let Some(parent) = node.parent {
+            self.gc_labelled(parent.digest().as_ref(), &digest);
         }
-        let mut ok = true;
-        if let Some(parent) = parent {
-            ok &= self.gc_labelled(parent, &digest);
-        }
-        match self.record_and_blob(d, &digest)? {
-            Some(record_ok) => ok &= record_ok,
-            None => return Ok(false),
+        if !self.record_and_blob(d, &digest)? {
+            return Ok(Vec::new());
         }
         let kids = match store::children(&self.image, d) {
             Ok(k) => k,
@@ -528,22 +539,22 @@ impl Walk<'_, '_> {
                     format!("{e:#}"),
                     "re-run pausebake bake",
                 ));
-                return Ok(false);
+                return Ok(Vec::new());
             }
         };
         let mt = d.media_type().to_string();
         if store::is_manifest(&mt) {
-            return Ok(self.visit_manifest(d, &kids, depth)? && ok);
+            return self.visit_manifest(node, kids);
         }
         if store::is_index(&mt) {
-            ok &= self.visit_index(&digest, &kids, depth)?;
+            return self.visit_index(&digest, kids);
         }
-        Ok(ok)
+        Ok(kids)
     }
 
-    /// Whether the content record of `parent` carries a `containerd.io/gc.ref.content*`
-    /// label naming `digest`, so startup GC keeps it (reported when not).
-    fn gc_labelled(&mut self, parent: &str, digest: &str) -> bool {
+    /// Reports when the content record of `parent` carries no `containerd.io/gc.ref.content*`
+    /// label naming `digest` (startup GC would delete it).
+    fn gc_labelled(&mut self, parent: &str, digest: &str) {
         let labelled = self
             .blobs
             .and_then(|b| b.bucket(parent.as_bytes()))
@@ -562,13 +573,12 @@ impl Walk<'_, '_> {
                 "re-run pausebake bake (labels the whole tree)",
             ));
         }
-        labelled
     }
 
     /// Checks the content record and the blob file of `d`, keeping the bytes for parsing:
-    /// `None` when either is missing or the blob is damaged (the walk cannot go on), else
-    /// whether the record's size is right.
-    fn record_and_blob(&mut self, d: &Descriptor, digest: &str) -> Result<Option<bool>> {
+    /// `false` when either is missing or the blob is damaged (the walk cannot go on below
+    /// it). A wrong size in the record is reported, and the walk goes on.
+    fn record_and_blob(&mut self, d: &Descriptor, digest: &str) -> Result<bool> {
         let Some(record) = self.blobs.and_then(|b| b.bucket(digest.as_bytes())) else {
             self.out.push(Finding::fail(
                 "content",
@@ -577,11 +587,10 @@ impl Walk<'_, '_> {
                 ),
                 "re-run pausebake bake",
             ));
-            return Ok(None);
+            return Ok(false);
         };
         let size = record.value(b"size").and_then(read_varint);
-        let size_ok = size == i64::try_from(d.size()).ok();
-        if !size_ok {
+        if size != i64::try_from(d.size()).ok() {
             self.out.push(Finding::fail(
                 "content",
                 format!(
@@ -599,10 +608,9 @@ impl Walk<'_, '_> {
                 format!("missing blob {digest} ({file})"),
                 "re-run pausebake bake (rewrites missing blobs)",
             ));
-            return Ok(None);
+            return Ok(false);
         };
-        let actual = sha256_digest(&bytes);
-        if bytes.len() as u64 != d.size() || actual != digest {
+        if let Some(actual) = damaged(d, &bytes) {
             self.out.push(Finding::fail(
                 "content",
                 format!(
@@ -611,61 +619,68 @@ impl Walk<'_, '_> {
                 ),
                 "re-run pausebake bake (rewrites damaged blobs)",
             ));
-            return Ok(None);
+            return Ok(false);
         }
         self.image.blobs.insert(digest.to_string(), bytes);
-        Ok(Some(size_ok))
+        Ok(true)
     }
 
-    /// A manifest: its config first (it says whether this manifest is for our platform at
-    /// all), then, if it is, its layers.
+    /// A manifest: its config says whether it is for our platform at all; if it is, its
+    /// layers are needed too. The config itself is always checked.
     fn visit_manifest(
         &mut self,
-        d: &Descriptor,
-        kids: &[Descriptor],
-        depth: usize,
-    ) -> Result<bool> {
-        let digest = d.digest().to_string();
+        node: crate::image::Node<'_>,
+        kids: Vec<Descriptor>,
+    ) -> Result<Vec<Descriptor>> {
+        let d = node.desc;
         let want = self.inp.platform;
-        let Some((config, layers)) = kids.split_first() else {
-            return Ok(true);
+        let Some(config) = kids.first().cloned() else {
+            return Ok(kids);
         };
-        if !self.visit(config, Some(&digest), depth + 1)? {
-            return Ok(false);
+        if !self.peek(&config)? {
+            // Unreadable: the config's own visit says why, and the platform stays unknown.
+            return Ok(vec![config]);
         }
         let p = store::manifest_platform(&self.image, d)?;
         self.platforms.insert(p.to_string());
         if !p.matches(want) {
-            if depth > 0 {
-                // Another platform's entry in an index: its layers are not needed here.
-                return Ok(true);
+            if node.parent.is_none() {
+                self.out.push(Finding::fail(
+                    "platform",
+                    format!("the image is for {p}, not {want}: CRI would pull it"),
+                    format!("bake an image built for {want}"),
+                ));
             }
-            self.out.push(Finding::fail(
-                "platform",
-                format!("the image is for {p}, not {want}: CRI would pull it"),
-                format!("bake an image built for {want}"),
-            ));
+            // Another platform's entry in an index: its layers are not needed here.
+            return Ok(vec![config]);
+        }
+        self.manifests.push((p, d.digest().to_string()));
+        Ok(kids)
+    }
+
+    /// Reads the blob `d` ahead of its visit, keeping it when intact (the visit reports what
+    /// is wrong with it otherwise); whether it was.
+    fn peek(&mut self, d: &Descriptor) -> Result<bool> {
+        let digest = d.digest().to_string();
+        let Some(bytes) = (self.inp.blob)(&digest)? else {
             return Ok(false);
+        };
+        let intact = damaged(d, &bytes).is_none();
+        if intact {
+            self.image.blobs.insert(digest, bytes);
         }
-        let mut ok = true;
-        for layer in layers {
-            ok &= self.visit(layer, Some(&digest), depth + 1)?;
-        }
-        if ok {
-            self.manifests.push((p, digest));
-        }
-        Ok(ok)
+        Ok(intact)
     }
 
     /// An index: as containerd's platform filter, an entry naming another platform is not
     /// ours to check (its blobs may be absent by design); one without a platform is read in
     /// full and judged by its config.
-    fn visit_index(&mut self, digest: &str, kids: &[Descriptor], depth: usize) -> Result<bool> {
+    fn visit_index(&mut self, digest: &str, kids: Vec<Descriptor>) -> Result<Vec<Descriptor>> {
         let want = self.inp.platform;
-        let mut ok = true;
+        let mut kept = Vec::new();
         for kid in kids {
             if store::is_manifest(kid.media_type().as_ref()) && kid.platform().is_some() {
-                let p = store::manifest_platform(&self.image, kid)?;
+                let p = store::manifest_platform(&self.image, &kid)?;
                 self.platforms.insert(p.to_string());
                 if !p.matches(want) {
                     continue;
@@ -674,7 +689,6 @@ impl Walk<'_, '_> {
                 let recorded = self.blobs.and_then(|b| b.bucket(kid_digest.as_bytes()));
                 if recorded.is_none() && (self.inp.blob)(&kid_digest)?.is_none() {
                     // Listed but never imported: the import chose other platforms.
-                    ok = false;
                     self.out.push(Finding::fail(
                         "platform",
                         format!("the {p} manifest {kid_digest} is listed in {digest} but was not imported (the import took other platforms): CRI would pull it"),
@@ -683,9 +697,9 @@ impl Walk<'_, '_> {
                     continue;
                 }
             }
-            ok &= self.visit(kid, Some(digest), depth + 1)?;
+            kept.push(kid);
         }
-        Ok(ok)
+        Ok(kept)
     }
 }
 
@@ -1012,6 +1026,59 @@ mod tests {
             [format!(
                 "content: missing blob {arm_config} (io.containerd.content.v1.content/blobs/sha256/{})",
                 &arm_config[7..]
+            )]
+        );
+    }
+
+    #[test]
+    fn too_deep_an_image_is_a_finding() {
+        let v = Version::new(2, 1, 9);
+        let mut image = test_image(&[Arch::Amd64, Arch::Arm64], true);
+        for _ in 1..crate::image::MAX_DEPTH {
+            image.wrap_in_index();
+        }
+        let mut db = Bucket::default();
+        let recs = records(&image, &spec(Some(AMD64), true)).unwrap();
+        merge(&mut db, &recs.tree, "k8s.io").unwrap();
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, AMD64)),
+            Vec::<String>::new()
+        );
+        // One index more, recorded by hand: `records` refuses to write it.
+        let deepest = test_image(&[Arch::Amd64, Arch::Arm64], true).target;
+        image.wrap_in_index();
+        let target = image.target.clone();
+        let blobs = db
+            .bucket_at_mut(&[b"v1", b"k8s.io", b"content", b"blob"])
+            .unwrap();
+        let rec = blobs
+            .bucket_at_mut(&[target.digest().to_string().as_bytes()])
+            .unwrap();
+        rec.put(b"size", &store::varint(target.size() as i64))
+            .unwrap();
+        let labels = rec.bucket_at_mut(&[b"labels"]).unwrap();
+        let inner = image.children(&target).unwrap();
+        for (k, v) in store::child_labels(&inner) {
+            labels.put(k.as_bytes(), v.as_bytes()).unwrap();
+        }
+        let t = db
+            .bucket_at_mut(&[
+                b"v1",
+                b"k8s.io",
+                b"images",
+                b"registry.k8s.io/pause:3.10",
+                b"target",
+            ])
+            .unwrap();
+        t.put(b"digest", target.digest().to_string().as_bytes())
+            .unwrap();
+        t.put(b"size", &store::varint(target.size() as i64))
+            .unwrap();
+        assert_eq!(
+            fails(&run(&db, &image, V3_CONFIG, v, AMD64)),
+            [format!(
+                "content: refusing index {}: indexes nest deeper than 4, so what lies below it goes unchecked",
+                deepest.digest()
             )]
         );
     }
