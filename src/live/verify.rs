@@ -6,7 +6,7 @@
 //! GC-labelled, and does CRI (`ImageStatus`, polled: it learns of images through events)
 //! know the image.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -22,7 +22,7 @@ use super::client::{describe, Client};
 use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
-    rule_kubernetes, sandbox_setting, Finding, Report, SandboxSetting,
+    rule_kubernetes, sandbox_setting, Finding, Report, SandboxSetting, Status,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
@@ -178,7 +178,8 @@ fn rule_image(
 }
 
 /// Rules "content", "gc" and "platform": the target leads to a manifest for `platform` with
-/// every blob present (content `Info`), sized and GC-labelled.
+/// every blob present (content `Info`), sized and GC-labelled; walked by the one image-graph
+/// walker, [`crate::image::walk`].
 fn rule_content(
     client: &Client,
     platform: Platform,
@@ -186,6 +187,8 @@ fn rule_content(
     target: &Descriptor,
     out: &mut Vec<Finding>,
 ) -> Result<()> {
+    let failed = |out: &[Finding]| out.iter().filter(|f| f.status == Status::Fail).count();
+    let before = failed(out);
     let mut walk = Walk {
         client,
         platform,
@@ -195,13 +198,21 @@ fn rule_content(
             names: vec![name.to_string()],
         },
         out,
-        seen: BTreeSet::new(),
+        infos: BTreeMap::new(),
         manifests: Vec::new(),
     };
-    if !walk.visit(target, None, 0)? {
-        return Ok(());
+    if let Err(e) = crate::image::walk(target, |node| walk.visit(node)) {
+        let deep = e.downcast::<crate::image::TooDeep>()?;
+        walk.out.push(Finding::fail(
+            "content",
+            format!("{deep}, so what lies below it goes unchecked"),
+            "re-import the image",
+        ));
     }
     let first = walk.manifests.first().cloned();
+    if failed(out) > before {
+        return Ok(());
+    }
     out.push(match first {
         Some(d) => Finding::ok(
             "content",
@@ -296,13 +307,16 @@ fn to_oci(d: &containerd_client::types::Descriptor) -> Option<Descriptor> {
     (!d.media_type.is_empty()).then(|| Descriptor::new(d.media_type.as_str().into(), size, digest))
 }
 
+/// Rule "content"'s visitor of [`crate::image::walk`] over a running containerd.
 struct Walk<'a, 'b> {
     client: &'a Client,
     platform: Platform,
     /// Index, manifest and config blobs read so far, so `store::children` can parse them.
     image: Image,
     out: &'b mut Vec<Finding>,
-    seen: BTreeSet<String>,
+    /// containerd's content `Info` of each blob visited (its labels are its children's GC
+    /// edges).
+    infos: BTreeMap<String, api::Info>,
     manifests: Vec<String>,
 }
 
@@ -324,14 +338,15 @@ impl Walk<'_, '_> {
         }
     }
 
-    fn read(&self, digest: &str) -> Result<Vec<u8>> {
+    fn read(&mut self, digest: &str) -> Result<()> {
         let req = self.client.request(ReadContentRequest {
             digest: digest.to_string(),
             offset: 0,
             size: 0,
         });
         let ch = self.client.channel();
-        self.client
+        let bytes = self
+            .client
             .block_on(async move {
                 let mut stream = ContentClient::new(ch).read(req).await?.into_inner();
                 let mut bytes = Vec::new();
@@ -340,30 +355,61 @@ impl Walk<'_, '_> {
                 }
                 Ok(bytes)
             })
-            .map_err(|e| anyhow!("reading blob {digest} from containerd: {}", describe(&e)))
+            .map_err(|e| anyhow!("reading blob {digest} from containerd: {}", describe(&e)))?;
+        self.image.blobs.insert(digest.to_string(), bytes);
+        Ok(())
     }
 
-    /// Checks `d` and what containerd needs below it; `false` if anything failed.
-    fn visit(&mut self, d: &Descriptor, parent: Option<&api::Info>, depth: usize) -> Result<bool> {
+    /// One blob of the walk: its parent's GC edge to it, its `Info` (present, sized); the
+    /// children containerd needs below it (none when it is missing, or a layer).
+    fn visit(&mut self, node: crate::image::Node<'_>) -> Result<Vec<Descriptor>> {
+        let d = node.desc;
         let digest = d.digest().to_string();
-        if depth > crate::image::MAX_DEPTH || !self.seen.insert(digest.clone()) {
-            return Ok(true);
-        }
-        if let Some(p) = parent {
-            let labelled = p
+        if let Some(parent) = node
+            .parent
+            .and_then(|p| self.infos.get(p.digest().as_ref()))
+        {
+            let labelled = parent
                 .labels
                 .iter()
                 .any(|(k, v)| store::is_gc_content_edge(k) && *v == digest);
             if !labelled {
+                let parent = parent.digest.clone();
                 self.out.push(Finding::fail(
                     "gc",
-                    format!("content {} has no containerd.io/gc.ref.content.* label naming {digest}: GC deletes it", p.digest),
+                    format!("content {parent} has no containerd.io/gc.ref.content.* label naming {digest}: GC deletes it"),
                     "re-import the image (labels the whole tree)",
                 ));
-                return Ok(false);
             }
         }
-        let Some(info) = self.info(&digest)? else {
+        if !self.present(d, &digest)? {
+            return Ok(Vec::new());
+        }
+        let mt = d.media_type().to_string();
+        if !(store::is_index(&mt) || store::is_manifest(&mt)) {
+            return Ok(Vec::new());
+        }
+        self.read(&digest)?;
+        let kids = match store::children(&self.image, d) {
+            Ok(k) => k,
+            Err(e) => {
+                self.out.push(Finding::fail(
+                    "content",
+                    format!("{e:#}"),
+                    "re-import the image",
+                ));
+                return Ok(Vec::new());
+            }
+        };
+        if store::is_manifest(&mt) {
+            return self.visit_manifest(d, kids);
+        }
+        self.visit_index(kids)
+    }
+
+    /// Whether containerd has the blob with the descriptor's size (reported when not).
+    fn present(&mut self, d: &Descriptor, digest: &str) -> Result<bool> {
+        let Some(info) = self.info(digest)? else {
             self.out.push(Finding::fail(
                 "content",
                 format!("missing blob {digest}: containerd does not have it"),
@@ -383,56 +429,42 @@ impl Walk<'_, '_> {
             ));
             return Ok(false);
         }
-        let mt = d.media_type().to_string();
-        let is_config = parent.is_some_and(|_| {
-            mt.contains("config") || mt == "application/vnd.docker.container.image.v1+json"
-        });
-        if !(store::is_index(&mt) || store::is_manifest(&mt) || is_config) {
-            return Ok(true);
-        }
-        let bytes = self.read(&digest)?;
-        self.image.blobs.insert(digest.clone(), bytes);
-        let kids = match store::children(&self.image, d) {
-            Ok(k) => k,
-            Err(e) => {
-                self.out.push(Finding::fail(
-                    "content",
-                    format!("{e:#}"),
-                    "re-import the image",
-                ));
-                return Ok(false);
-            }
+        self.infos.insert(digest.to_string(), info);
+        Ok(true)
+    }
+
+    /// A manifest: its config (read ahead) says whether it is for our platform; if it is,
+    /// its layers are needed too. The config itself is always checked.
+    fn visit_manifest(&mut self, d: &Descriptor, kids: Vec<Descriptor>) -> Result<Vec<Descriptor>> {
+        let Some(config) = kids.first().cloned() else {
+            return Ok(kids);
         };
-        if store::is_manifest(&mt) {
-            let Some((config, layers)) = kids.split_first() else {
-                return Ok(true);
-            };
-            if !self.visit(config, Some(&info), depth + 1)? {
-                return Ok(false);
-            }
-            let p = store::manifest_platform(&self.image, d)?;
-            if !p.matches(self.platform) {
-                return Ok(true);
-            }
-            let mut ok = true;
-            for layer in layers {
-                ok &= self.visit(layer, Some(&info), depth + 1)?;
-            }
-            if ok {
-                self.manifests.push(digest);
-            }
-            return Ok(ok);
+        let config_digest = config.digest().to_string();
+        if self.info(&config_digest)?.is_none() {
+            // Missing: the config's own visit reports it.
+            return Ok(vec![config]);
         }
-        let mut ok = true;
-        for kid in &kids {
+        self.read(&config_digest)?;
+        let p = store::manifest_platform(&self.image, d)?;
+        if !p.matches(self.platform) {
+            return Ok(vec![config]);
+        }
+        self.manifests.push(d.digest().to_string());
+        Ok(kids)
+    }
+
+    /// An index: an entry naming another platform is not ours to check.
+    fn visit_index(&mut self, kids: Vec<Descriptor>) -> Result<Vec<Descriptor>> {
+        let mut kept = Vec::new();
+        for kid in kids {
             if store::is_manifest(kid.media_type().as_ref()) && kid.platform().is_some() {
-                let p = store::manifest_platform(&self.image, kid)?;
+                let p = store::manifest_platform(&self.image, &kid)?;
                 if !p.matches(self.platform) {
                     continue;
                 }
             }
-            ok &= self.visit(kid, Some(&info), depth + 1)?;
+            kept.push(kid);
         }
-        Ok(ok)
+        Ok(kept)
     }
 }
