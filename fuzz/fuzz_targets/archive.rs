@@ -14,6 +14,14 @@ mod archive;
 mod bolt;
 #[path = "../../src/cli.rs"]
 mod cli;
+// cli parses containerd versions and lists the known releases in its help; the table is
+// pure, so only it is taken from the containerd module.
+#[path = "../../src/containerd"]
+mod containerd {
+    pub mod versions;
+}
+#[path = "../../src/digest.rs"]
+mod digest;
 #[path = "../../src/exec.rs"]
 mod exec;
 #[path = "../../src/fuzz_input.rs"]
@@ -24,6 +32,8 @@ mod image;
 mod pause;
 #[path = "../../src/platform.rs"]
 mod platform;
+#[path = "../../src/reference.rs"]
+mod reference;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
