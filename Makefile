@@ -4,8 +4,12 @@ DIST ?= dist
 
 .PHONY: all test lint image dist pause-binaries bench fuzz clean
 
+# The live path (--address) needs protoc (tests/setup.sh installs it); a plain
+# `cargo build` leaves it out.
+FEATURES ?= --features live
+
 all:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 
 # The whole suite: install what the tests need, then lint and run every test, and check
 # that the fuzz targets compile (without libFuzzer's C++ and the sanitizer, which `make fuzz`
@@ -13,14 +17,16 @@ all:
 test:
 	tests/setup.sh
 	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
-	$(CARGO) test --locked
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items $(FEATURES)
+	$(CARGO) test --locked $(FEATURES)
 	CARGO_TARGET_DIR=$(or $(CARGO_TARGET_DIR),$(CURDIR)/target) \
 	  $(CARGO) check --locked --manifest-path fuzz/Cargo.toml --no-default-features --bins
 
 lint:
 	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets $(FEATURES) -- -D warnings
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # dist/pause.oci.tar for IMAGE_ARCHES (the built-in pause programs; an architecture whose
@@ -30,7 +36,7 @@ IMAGE_ARCHES ?= amd64 arm64 arm ppc64le s390x riscv64
 IMAGE_FLAGS ?=
 PAUSEBAKE_BIN ?= target/release/pausebake
 image:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 	rm -rf $(DIST)/bin && mkdir -p $(DIST)/bin
 	set -e; bins=""; \
 	for a in $(IMAGE_ARCHES); do \
@@ -66,7 +72,7 @@ pause-binaries:
 
 # One table: sizes, RSS and times, each beside the figure it is compared to.
 bench:
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked $(FEATURES)
 	tests/bench/run.sh
 
 # Fuzz the readers of hostile bytes (fuzz/: archive::read, bolt::read_tree) for

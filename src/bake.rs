@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
@@ -28,6 +28,7 @@ use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
 use crate::image::Image;
+use crate::live;
 use crate::rootfs::Root;
 
 /// Everything `bake` did (or, with `--dry-run`, would do), for the summary and `--json`.
@@ -52,6 +53,7 @@ fn overrides(
         containerd: containerd.and_then(|c| c.containerd_version),
         kubernetes: kubernetes.and_then(|k| k.kubernetes_version),
         config: config.and_then(|c| c.config.clone()),
+        running: None,
     }
 }
 
@@ -72,8 +74,12 @@ fn target_overrides(
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes, &args.config);
+    let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
+    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
+    if running(&mut over, live.as_ref()) {
+        facts = inspect(&root, &over)?;
+    }
     let (mut names, named) = choose_names(&args.names, &facts)?;
     let (image, image_source) = image_for(args, &facts, &names)?;
     for n in &image.names {
@@ -87,13 +93,18 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.spec.epoch.source_date_epoch),
     };
-    let plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
     let verify = if args.dry_run.dry_run {
+        through(&mut plan, live.as_ref());
         None
     } else {
-        apply(&plan, Some(&image), &root)?;
+        carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
         // Re-read: verify judges the root as it is now, each fact with its true source.
-        Some(verify::audit(&inspect(&root, &over)?, &req.namespace)?)
+        let after = inspect(&root, &over)?;
+        Some(match live.as_mut() {
+            Some(conn) => live::verify(conn, &after, &req.namespace, false)?,
+            None => verify::audit(&after, &req.namespace)?,
+        })
     };
     let summary = Summary {
         dry_run: args.dry_run.dry_run,
@@ -105,6 +116,46 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         Some(report) if !report.ok => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// A running containerd, when the command goes through one, is the source of the containerd
+/// version (what it runs beats what its files suggest; `--containerd-version` still beats
+/// it), and so of how its config files merge. Whether that changed the facts to inspect.
+fn running(over: &mut Overrides, live: Option<&live::Connection>) -> bool {
+    let Some(conn) = live else { return false };
+    over.running = Some(live::version_fact(conn));
+    over.containerd.is_none()
+}
+
+/// Marks the plan's import as going through the running containerd (for `--dry-run`).
+fn through(plan: &mut Plan, live: Option<&live::Connection>) {
+    if let (Some(conn), Some(store)) = (live, plan.import.as_mut()) {
+        store.address = Some(live::address_of(conn));
+    }
+}
+
+/// The apply: offline into the root's files, or, with a running containerd, the import
+/// through its API (the plan's import becomes what containerd answered) and the config
+/// edit into the files as offline.
+fn carry_out(
+    plan: &mut Plan,
+    image: Option<&Image>,
+    root: &Root,
+    live: Option<&mut live::Connection>,
+) -> Result<()> {
+    let Some(conn) = live else {
+        return apply(plan, image, root);
+    };
+    if let Some(store) = &plan.import {
+        let image = image.context("applying an import plan: no image given")?;
+        let done = live::apply(store, image, conn)?;
+        plan.import = Some(done);
+    }
+    let config_only = Plan {
+        import: None,
+        ..plan.clone()
+    };
+    apply(&config_only, None, root)
 }
 
 /// Records what the root holds of each of the image's blobs, for the plan.
@@ -285,10 +336,13 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
     };
+    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
-    let plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
-    if !args.dry_run.dry_run {
-        apply(&plan, Some(&image), &root)?;
+    let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    if args.dry_run.dry_run {
+        through(&mut plan, live.as_ref());
+    } else {
+        carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
     let store = plan.import.as_ref().expect("an import plan imports");
     if args.output.json && args.dry_run.dry_run {
@@ -369,6 +423,11 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     if !args.dry_run.dry_run {
         apply(&plan, None, &root)?;
     }
+    // The files are as planned; now the truth about the daemon that runs (never restarted).
+    let running = match &args.address {
+        Some(address) => Some(live::running_note(address, &image)?),
+        None => None,
+    };
     let ctd = on_host(&root, &facts.containerd);
     let c = plan
         .configure
@@ -393,6 +452,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "main_config_why": c.main_config_why,
             "files": c.files,
             "effective": c.effective,
+            "running": running,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
@@ -429,6 +489,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             c.files.join(", ")
         );
     }
+    if let Some(r) = &running {
+        println!("{}", r.message);
+    }
     for warning in &c.warnings {
         eprintln!("pausebake: warning: {warning}");
     }
@@ -449,11 +512,20 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
     }
 }
 
-/// `pausebake verify`.
+/// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
+/// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
     let root = Root::new(&args.target.root.root)?;
-    let over = target_overrides(&args.target, &args.kubernetes, &args.config);
-    let report = verify::audit(&inspect(&root, &over)?, &args.target.namespace.namespace)?;
+    let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
+    let namespace = &args.target.namespace.namespace;
+    let report = match &args.address {
+        Some(address) => {
+            let mut conn = live::connect(address)?;
+            running(&mut over, Some(&conn));
+            live::verify(&mut conn, &inspect(&root, &over)?, namespace, args.sandbox)?
+        }
+        None => verify::audit(&inspect(&root, &over)?, namespace)?,
+    };
     verify::print(&report, args.output.json)?;
     Ok(if report.ok {
         ExitCode::SUCCESS

@@ -202,6 +202,18 @@ pub struct DryRunArgs {
     pub dry_run: bool,
 }
 
+/// Which containerd `import` and `bake` write through: a running one, or its files.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Write through the running containerd listening on SOCKET (its API) instead of its
+    /// files [default: the root's own socket when a running containerd holds meta.db]
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
+    /// Never use a running containerd: refuse when it holds meta.db
+    #[arg(long, conflicts_with = "address")]
+    pub offline: bool,
+}
+
 /// Which containerd config file is the main one.
 #[derive(Debug, Args)]
 pub struct ConfigFileArgs {
@@ -234,6 +246,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub epoch: EpochArgs,
     #[command(flatten)]
+    pub live: LiveArgs,
+    #[command(flatten)]
     pub dry_run: DryRunArgs,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -253,6 +267,10 @@ pub struct ConfigureArgs {
     pub sandbox_image: Option<String>,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    /// Also ask the running containerd on SOCKET whether it must be restarted to use the
+    /// new setting (1.x tells; pausebake never restarts it)
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
     #[command(flatten)]
     pub dry_run: DryRunArgs,
     #[command(flatten)]
@@ -280,6 +298,14 @@ pub struct VerifyArgs {
     pub config: ConfigFileArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    /// Verify the running containerd on SOCKET through its API and CRI (its config files
+    /// are still read from --root)
+    #[arg(long, value_name = "SOCKET")]
+    pub address: Option<PathBuf>,
+    /// With --address: also start a throwaway pod sandbox (host network) through CRI, check
+    /// it runs, then remove it
+    #[arg(long, requires = "address")]
+    pub sandbox: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -310,6 +336,8 @@ pub struct BakeArgs {
     /// Write no CRI managed/pinned labels
     #[arg(long)]
     pub no_pin: bool,
+    #[command(flatten)]
+    pub live: LiveArgs,
     #[command(flatten)]
     pub dry_run: DryRunArgs,
     #[command(flatten)]
@@ -468,6 +496,31 @@ mod tests {
         }
         let verify = ["pausebake", "verify", "--root", "/r", "--dry-run"];
         assert_eq!(parse(&verify).unwrap_err().kind(), unknown);
+        // The live flags where they act: --offline only where something is written to the
+        // store, --sandbox only on verify.
+        for flag in ["--offline", "--sandbox"] {
+            let err = parse(&[&configure[..], &[flag]].concat()).unwrap_err();
+            assert_eq!(err.kind(), unknown, "configure {flag}");
+        }
+        let err = parse(&["pausebake", "verify", "--root", "/r", "--offline"]).unwrap_err();
+        assert_eq!(err.kind(), unknown, "verify --offline");
+        let err = parse(&[&import[..], &["--sandbox"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), unknown, "import --sandbox");
+        for args in [
+            &[
+                "pausebake",
+                "verify",
+                "--root",
+                "/r",
+                "--address=/s",
+                "--sandbox",
+            ][..],
+            &["pausebake", "configure", "--root", "/r", "--address=/s"],
+            &["pausebake", "import", "a.tar", "--root", "/r", "--offline"],
+            &["pausebake", "bake", "--root", "/r", "--address=/s"],
+        ] {
+            assert!(parse(args).is_ok(), "{args:?}");
+        }
         let bake = [
             "pausebake",
             "bake",

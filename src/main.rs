@@ -14,6 +14,7 @@ mod fuzz_input;
 #[cfg(test)]
 mod fuzzed;
 mod image;
+mod live;
 mod pause;
 mod platform;
 mod reference;

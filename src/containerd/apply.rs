@@ -163,6 +163,7 @@ mod tests {
             containerd: Some(Version::new(2, 1, 9)),
             kubernetes: None,
             config: None,
+            running: None,
         };
         let mut facts = inspect(root, &over).unwrap();
         facts

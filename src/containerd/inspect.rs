@@ -44,6 +44,9 @@ pub struct Overrides {
     pub kubernetes: Option<Version>,
     /// The main containerd config (`--config`), a path inside the root.
     pub config: Option<PathBuf>,
+    /// The version a running containerd reports (the live path): it beats what the root's
+    /// files tell, a flag beats it.
+    pub running: Option<Sourced<Version>>,
 }
 
 /// containerd's configuration as the root's containerd reads it: the main file and why that
@@ -70,6 +73,11 @@ pub struct MetaDb {
     pub order: Option<Endian>,
     /// The transaction the file held when read; `None` when absent or empty.
     pub txid: Option<u64>,
+    /// Whether a running containerd holds the file's lock (it writes the file meanwhile: the
+    /// tree is a snapshot, and empty when the snapshot was caught mid-write).
+    pub locked: bool,
+    /// The process holding that lock, from `/proc/locks` (`None`: not locked, or not told).
+    pub holder: Option<u32>,
 }
 
 /// What a content blob of the store holds, compared with the bytes an image has for it.
@@ -122,16 +130,18 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         },
         None => root_platform(root)?,
     };
-    let (containerd, containerd_assumed) = match (overrides.containerd, read_versions) {
-        (Some(v), _) => (sourced(v, "--containerd-version"), false),
-        (None, false) => (
+    let running = overrides.running.as_ref();
+    let (containerd, containerd_assumed) = match (overrides.containerd, running, read_versions) {
+        (Some(v), _, _) => (sourced(v, "--containerd-version"), false),
+        (None, Some(r), _) => (r.clone(), false),
+        (None, None, false) => (
             sourced(
                 versions::NEWEST_KNOWN,
                 "not read: the command uses no containerd version",
             ),
             true,
         ),
-        (None, true) => match detect_containerd(root)? {
+        (None, None, true) => match detect_containerd(root)? {
             Some(f) => (found(f), false),
             None => (newest_known(), true),
         },
@@ -291,32 +301,46 @@ fn read_config(root: &Root, given: Option<&Path>, v: Version) -> Result<ConfigFa
 /// containerd's `root`: the last loaded config file that sets one (a later file's value
 /// replaces an earlier one's), else [`DEFAULT_CONTAINERD_ROOT`]. An in-root absolute path.
 fn containerd_root(config: &ConfigFacts) -> Result<PathBuf> {
-    let mut found = None;
-    for file in &config.effective.files {
-        let Some(text) = config.files.text(&file.path)? else {
-            continue;
-        };
-        // every loaded file parsed when it was merged
-        let doc: DocumentMut = text
-            .parse()
-            .with_context(|| format!("parsing {} as TOML", file.path))?;
-        let Some(item) = doc.get("root") else {
-            continue;
-        };
-        let dir = item
-            .as_str()
-            .ok_or_else(|| anyhow!("reading `root` in {}: expected a string", file.path))?;
-        if dir.is_empty() {
-            continue; // containerd: not set
+    let Some((dir, path)) = config.last_string(&["root"])? else {
+        return Ok(PathBuf::from(DEFAULT_CONTAINERD_ROOT));
+    };
+    ensure!(
+        dir.starts_with('/'),
+        "reading `root` in {path}: {dir:?} is not an absolute path"
+    );
+    Ok(PathBuf::from(dir))
+}
+
+impl ConfigFacts {
+    /// The string at `keys` (a top-level setting such as `root` or `grpc.address`) as
+    /// containerd reads it: from the last loaded file that sets it (a later file's value
+    /// replaces an earlier one's; empty is not set), with that file's path.
+    pub fn last_string(&self, keys: &[&str]) -> Result<Option<(String, String)>> {
+        let mut found = None;
+        for file in &self.effective.files {
+            let Some(text) = self.files.text(&file.path)? else {
+                continue;
+            };
+            // every loaded file parsed when it was merged
+            let doc: DocumentMut = text
+                .parse()
+                .with_context(|| format!("parsing {} as TOML", file.path))?;
+            let Some(item) = keys.iter().try_fold(doc.as_item(), |i, k| i.get(k)) else {
+                continue;
+            };
+            let value = item.as_str().ok_or_else(|| {
+                anyhow!(
+                    "reading `{}` in {}: expected a string",
+                    keys.join("."),
+                    file.path
+                )
+            })?;
+            if !value.is_empty() {
+                found = Some((value.to_string(), file.path.clone()));
+            }
         }
-        ensure!(
-            dir.starts_with('/'),
-            "reading `root` in {}: {dir:?} is not an absolute path",
-            file.path
-        );
-        found = Some(PathBuf::from(dir));
+        Ok(found)
     }
-    Ok(found.unwrap_or_else(|| PathBuf::from(DEFAULT_CONTAINERD_ROOT)))
 }
 
 // --- meta.db -----------------------------------------------------------------------------
@@ -344,14 +368,60 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
             crate::bolt::txid(&bytes)?,
         ))
     };
-    let (tree, order, txid) = read().with_context(|| format!("reading {}", host.display()))?;
+    let locked = is_locked(&host)?;
+    let holder = if locked { lock_holder(&host)? } else { None };
+    let (tree, order, txid) = match read() {
+        Ok((tree, order, txid)) => (tree, Some(order), Some(txid)),
+        // A running containerd may be mid-write: its API, not the file, is then the truth.
+        Err(_) if locked => (Bucket::default(), None, None),
+        Err(e) => return Err(e.context(format!("reading {}", host.display()))),
+    };
     Ok(MetaDb {
         path,
         exists: true,
         tree,
-        order: Some(order),
-        txid: Some(txid),
+        order,
+        txid,
+        locked,
+        holder,
     })
+}
+
+/// The pid that holds a `flock` on the file at `host`, as `/proc/locks` lists it (`PID
+/// MAJOR:MINOR:INODE`, the device numbers in hex); `None` when none is listed or the kernel
+/// has no such file.
+fn lock_holder(host: &Path) -> Result<Option<u32>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(host).with_context(|| format!("reading {}", host.display()))?;
+    let dev = meta.dev();
+    // glibc's major()/minor() of a dev_t
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = match fs::read_to_string("/proc/locks") {
+        Ok(text) => text,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("reading /proc/locks"),
+    };
+    Ok(locks
+        .lines()
+        .filter(|l| !l.contains("->")) // a waiter, not a holder
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+        .and_then(|f| f.get(4)?.parse().ok()))
+}
+
+/// Whether another process (a running containerd) holds the `flock` of the file at `host`.
+/// The probe's own shared lock is released when the file is closed, at once.
+fn is_locked(host: &Path) -> Result<bool> {
+    let file = fs::File::open(host).with_context(|| format!("opening {}", host.display()))?;
+    match file.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(fs::TryLockError::WouldBlock) => Ok(true),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("probing the lock of {}", host.display()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +479,7 @@ mod tests {
             containerd: Some(Version::new(1, 7, 24)),
             kubernetes: Some(Version::new(1, 31, 2)),
             config: Some(PathBuf::from("/etc/k0s/containerd.toml")),
+            running: None,
         };
         let facts = inspect(&root, &overrides).unwrap();
         assert_eq!(facts.platform.source, "--platform");

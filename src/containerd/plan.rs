@@ -5,6 +5,7 @@
 //!
 //! `Display` is the human summary, `Serialize` the `--json` document.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -52,6 +53,10 @@ pub struct StorePlan {
     /// containerd's root, inside the root.
     pub containerd_root: String,
     pub meta_db: String,
+    /// The socket of the running containerd the import goes through (the live apply,
+    /// `crate::live`), if any; `containerd_root` and `meta_db` then name that containerd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub names: Vec<String>,
     pub namespace: String,
     pub target: String,
@@ -84,6 +89,10 @@ pub struct StorePlan {
     /// The blob directory, inside the root.
     #[serde(skip)]
     pub blob_dir: PathBuf,
+    /// Every blob the import selects with the GC labels its content record carries (what a
+    /// live apply writes or labels through containerd's API).
+    #[serde(skip)]
+    pub labels: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// The store part of a plan: the records [`records`] makes, merged into the inspected
@@ -104,6 +113,7 @@ pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> 
     Ok(StorePlan {
         containerd_root: facts.containerd_root.display().to_string(),
         meta_db: facts.meta.path.display().to_string(),
+        address: None,
         names: req.names.clone(),
         namespace: req.namespace.clone(),
         target: image.target.digest().to_string(),
@@ -125,6 +135,7 @@ pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> 
         meta_existed: facts.meta.exists,
         new_order: facts.platform.value.arch.endian(),
         blob_dir: facts.blob_dir.clone(),
+        labels: recs.selection.blobs,
     })
 }
 
@@ -295,6 +306,12 @@ fn write_import(f: &mut fmt::Formatter<'_>, i: &StorePlan) -> fmt::Result {
         );
     }
     writeln!(f, "  import     {}", i.counts(false))?;
+    if let Some(address) = &i.address {
+        writeln!(
+            f,
+            "    through the running containerd at {address} (its API answers for what it has)"
+        )?;
+    }
     for b in &i.blobs_written {
         writeln!(f, "    blob {b}")?;
     }

@@ -383,6 +383,13 @@ fn select_node(
     Ok(kids)
 }
 
+/// Whether a content label `key` is one containerd's GC follows to another blob:
+/// `containerd.io/gc.ref.content`, or it followed by `.` or `/` and a name.
+pub fn is_gc_content_edge(key: &str) -> bool {
+    key.strip_prefix(GC_REF_CONTENT)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '/']))
+}
+
 /// containerd's `ChildGCLabels` + `SetChildrenMappedLabels`: the label prefix depends on the
 /// child's media type; a prefix ending in `.` is numbered from 0, any other is bare first,
 /// then numbered from 1 (`containerd-store.md` §5.1).
@@ -726,6 +733,24 @@ pub mod tests {
         let mut out = String::new();
         go(b, 0, &mut out);
         out
+    }
+
+    #[test]
+    fn gc_edges_are_the_bare_label_and_its_dot_and_slash_names() {
+        for key in [
+            "containerd.io/gc.ref.content",
+            "containerd.io/gc.ref.content.l.0",
+            "containerd.io/gc.ref.content/custom",
+        ] {
+            assert!(is_gc_content_edge(key), "{key}");
+        }
+        for key in [
+            "containerd.io/gc.ref.contents",
+            "containerd.io/gc.ref.snapshot.overlayfs",
+            "containerd.io/gc.expire",
+        ] {
+            assert!(!is_gc_content_edge(key), "{key}");
+        }
     }
 
     #[test]

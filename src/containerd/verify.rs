@@ -140,7 +140,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(check: &'static str, message: impl Into<String>) -> Finding {
+    pub fn ok(check: &'static str, message: impl Into<String>) -> Finding {
         Finding {
             check,
             status: Status::Ok,
@@ -148,7 +148,11 @@ impl Finding {
             fix: None,
         }
     }
-    fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Warn,
@@ -156,7 +160,11 @@ impl Finding {
             fix: Some(fix.into()),
         }
     }
-    fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn fail(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             status: Status::Fail,
@@ -450,8 +458,9 @@ fn rule_pin(rec: &Bucket, name: &str, setting: &SandboxSetting, v: Version) -> F
     }
 }
 
-/// Rule "kubernetes": the pause tag is the one the root's Kubernetes uses.
-fn rule_kubernetes(k8s: Version, name: &str) -> Result<Finding> {
+/// Rule "kubernetes": the pause tag is the one the root's Kubernetes uses (the live rules
+/// ask it too).
+pub fn rule_kubernetes(k8s: Version, name: &str) -> Result<Finding> {
     let want = versions::kubernetes_pause_image(k8s)?;
     let minor = format!("{}.{}", k8s.major, k8s.minor);
     Ok(if name == want {
@@ -553,9 +562,7 @@ impl Walk<'_, '_> {
             .is_some_and(|l| {
                 l.entries.iter().any(|(k, v)| {
                     let k = String::from_utf8_lossy(k);
-                    let edge = k == store::GC_REF_CONTENT
-                        || k.starts_with("containerd.io/gc.ref.content.")
-                        || k.starts_with("containerd.io/gc.ref.content/");
+                    let edge = store::is_gc_content_edge(&k);
                     edge && matches!(v, crate::bolt::Node::Value(v) if v == digest.as_bytes())
                 })
             });
@@ -730,7 +737,6 @@ fn order_name(order: Endian) -> &'static str {
 /// platform keep their true source).
 pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
     let blob = |digest: &str| facts.read_blob(digest);
-    let eff = &facts.config.effective;
     let meta = &facts.meta;
     let findings = check(&Inputs {
         containerd: facts.containerd.value,
@@ -742,18 +748,26 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         platform: facts.platform.value,
         blob: &blob,
     })?;
-    Ok(Report {
-        ok: findings.iter().all(|f| f.status != Status::Fail),
-        facts: Facts::of(facts),
-        namespace: namespace.to_string(),
-        main_config: eff.main.clone(),
-        main_config_why: eff.main_why.clone(),
-        config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
-        sandbox_image: eff.image().to_string(),
-        sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
-        config_refused: eff.refused.clone(),
-        findings,
-    })
+    Ok(Report::new(facts, namespace, findings))
+}
+
+impl Report {
+    /// The report of `findings` about `facts` (the offline rules' or the live ones').
+    pub fn new(facts: &RootFacts, namespace: &str, findings: Vec<Finding>) -> Report {
+        let eff = &facts.config.effective;
+        Report {
+            ok: findings.iter().all(|f| f.status != Status::Fail),
+            facts: Facts::of(facts),
+            namespace: namespace.to_string(),
+            main_config: eff.main.clone(),
+            main_config_why: eff.main_why.clone(),
+            config_files: eff.files.iter().map(|f| f.path.clone()).collect(),
+            sandbox_image: eff.image().to_string(),
+            sandbox_image_from: eff.sandbox.as_ref().map(|s| eff.path(s.file).to_string()),
+            config_refused: eff.refused.clone(),
+            findings,
+        }
+    }
 }
 
 pub fn print(report: &Report, json: bool) -> Result<()> {

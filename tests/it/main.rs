@@ -16,7 +16,17 @@ mod effective;
 mod harden;
 mod harness;
 mod image;
+#[cfg(feature = "live")]
+mod live;
 mod packer;
 mod pause;
 mod plan;
 mod release;
+
+/// The live tests need the `live` feature (`make test` enables it); without it they would
+/// not even compile, so say so loudly (a failure under CI=true).
+#[cfg(not(feature = "live"))]
+#[test]
+fn live_tests_need_the_live_feature() {
+    harness::skip("the live tests (tests/it/live.rs): build with --features live");
+}

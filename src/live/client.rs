@@ -1,0 +1,388 @@
+//! One connection to a running containerd: its API and its CRI plugin share the unix socket
+//! and one tonic channel. Every call blocks on a private current-thread runtime under a
+//! timeout, and failures to connect are told apart (no socket, permission, not containerd,
+//! too old, CRI disabled) because each has a different fix.
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use containerd_client::services::v1::version_client::VersionClient;
+use k8s_cri::v1 as cri;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint, Uri};
+use tonic::{Code, Request, Status};
+
+use crate::containerd::versions::Version;
+
+/// How long connecting to the socket may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long any one call may take (a content write of one blob included).
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The oldest containerd whose API and CRI this path was tested against.
+const OLDEST: Version = Version::new(1, 6, 0);
+
+/// A connected containerd.
+pub struct Client {
+    rt: tokio::runtime::Runtime,
+    channel: Channel,
+    pub address: PathBuf,
+    /// What its version service reports, e.g. `1.6.20~ds1`, `v2.1.9`.
+    pub version_string: String,
+    pub version: Version,
+    /// `containerd-namespace` metadata for every namespaced call.
+    namespace: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// `containerd-lease` metadata while a lease is held.
+    lease: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Client {
+    /// Connects to containerd at `address` and checks it is a containerd new enough, with
+    /// CRI enabled. Each failure says what is wrong and what to do.
+    pub fn connect(address: &Path) -> Result<Client> {
+        let shown = address.display();
+        match std::fs::metadata(address) {
+            Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {}
+            Ok(_) => bail!(
+                "connecting to containerd at {shown}: not a socket; pass the socket containerd listens on ([grpc] address in its config)"
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => bail!(
+                "connecting to containerd at {shown}: no such socket; is containerd running? (pass --address, or stop containerd and use --offline)"
+            ),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!(
+                "connecting to containerd at {shown}: permission denied; run as root"
+            ),
+            Err(e) => return Err(e).with_context(|| format!("connecting to containerd at {shown}")),
+        }
+        // A plain connect first: its errno is clearer than tonic's transport error.
+        if let Err(e) = std::os::unix::net::UnixStream::connect(address) {
+            match e.kind() {
+                ErrorKind::PermissionDenied => bail!(
+                    "connecting to containerd at {shown}: permission denied; run as root (or as a user the socket's group admits)"
+                ),
+                ErrorKind::ConnectionRefused => bail!(
+                    "connecting to containerd at {shown}: connection refused; containerd is not running (a stale socket)"
+                ),
+                _ => return Err(e).with_context(|| format!("connecting to containerd at {shown}")),
+            }
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime for containerd's API")?;
+        let path = address.to_path_buf();
+        let channel = rt
+            .block_on(async move {
+                let endpoint = Endpoint::try_from("http://[::]:0")?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(CALL_TIMEOUT);
+                // The URI is required by tonic but unused: the connector dials the socket.
+                tokio::time::timeout(
+                    CONNECT_TIMEOUT,
+                    endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                                tokio::net::UnixStream::connect(path).await?,
+                            ))
+                        }
+                    })),
+                )
+                .await
+                .map_err(|_| anyhow!("timed out after {CONNECT_TIMEOUT:?}"))?
+                .map_err(|e| {
+                    anyhow!(
+                        "{:#}; is this containerd's socket? (its [grpc] address)",
+                        anyhow::Error::from(e)
+                    )
+                })
+            })
+            .with_context(|| format!("connecting to containerd at {shown}"))?;
+        let mut client = Client {
+            rt,
+            channel,
+            address: address.to_path_buf(),
+            version_string: String::new(),
+            version: OLDEST,
+            namespace: None,
+            lease: None,
+        };
+        let not_containerd = |e: Status| {
+            anyhow!(
+                "asking {shown} for containerd's version: {}; is this containerd's socket? (its [grpc] address)",
+                describe(&e)
+            )
+        };
+        let version = client
+            .call_within(CONNECT_TIMEOUT, |ch| async move {
+                VersionClient::new(ch).version(()).await
+            })
+            .map_err(not_containerd)?;
+        client.version_string = version.version.clone();
+        client.version = version
+            .version
+            .parse()
+            .with_context(|| format!("reading the version containerd at {shown} reports"))?;
+        if client.version < OLDEST {
+            bail!(
+                "containerd at {shown} is {}: the live path needs containerd {OLDEST} or newer; stop it and use --offline",
+                client.version_string
+            );
+        }
+        let cri = client.call_within(CONNECT_TIMEOUT, |ch| async move {
+            RuntimeServiceClient::new(ch)
+                .version(cri::VersionRequest {
+                    version: "v1".into(),
+                })
+                .await
+        });
+        match cri {
+            Ok(_) => {}
+            Err(e) if e.code() == Code::Unimplemented => bail!(
+                "containerd {} at {shown} has its CRI plugin disabled (or too old for CRI v1): Kubernetes cannot use it; enable io.containerd.grpc.v1.cri (remove it from disabled_plugins) and restart containerd",
+                client.version_string
+            ),
+            Err(e) => bail!(
+                "asking containerd {} at {shown} for its CRI version: {}",
+                client.version_string,
+                describe(&e)
+            ),
+        }
+        Ok(client)
+    }
+
+    /// Namespaced calls from now on go to `namespace`.
+    pub fn set_namespace(&mut self, namespace: &str) -> Result<()> {
+        self.namespace =
+            Some(namespace.parse().map_err(|_| {
+                anyhow!("namespace {namespace:?} is not a valid containerd namespace")
+            })?);
+        Ok(())
+    }
+
+    /// Calls from now on carry lease `id` (content written is held by it), or none.
+    pub fn set_lease(&mut self, id: Option<&str>) -> Result<()> {
+        self.lease = id
+            .map(|id| {
+                id.parse()
+                    .map_err(|_| anyhow!("lease id {id:?} is not ASCII"))
+            })
+            .transpose()?;
+        Ok(())
+    }
+
+    /// `msg` as a request with the namespace and lease metadata.
+    pub fn request<T>(&self, msg: T) -> Request<T> {
+        let mut req = Request::new(msg);
+        let md = req.metadata_mut();
+        if let Some(ns) = &self.namespace {
+            md.insert("containerd-namespace", ns.clone());
+        }
+        if let Some(lease) = &self.lease {
+            md.insert("containerd-lease", lease.clone());
+        }
+        req
+    }
+
+    /// Runs one call on the channel under [`CALL_TIMEOUT`].
+    pub fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call_within(CALL_TIMEOUT, f)
+    }
+
+    /// [`Client::call`] under `limit`.
+    fn call_within<T, F, Fut>(&self, limit: Duration, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let fut = f(self.channel.clone());
+        self.within(limit, async { fut.await.map(tonic::Response::into_inner) })
+    }
+
+    /// Runs a future that makes several calls (a streaming write) under [`CALL_TIMEOUT`].
+    pub fn block_on<T, Fut>(&self, fut: Fut) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.within(CALL_TIMEOUT, fut)
+    }
+
+    fn within<T, Fut>(&self, limit: Duration, fut: Fut) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        self.rt.block_on(async {
+            tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "no answer within {limit:?}"
+                )))
+            })
+        })
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// The pid of the process listening on the socket (`SO_PEERCRED` of a fresh connection),
+    /// when the kernel tells.
+    pub fn server_pid(&self) -> Option<u32> {
+        let path = self.address.clone();
+        self.rt.block_on(async move {
+            let stream = tokio::net::UnixStream::connect(path).await.ok()?;
+            let pid = stream.peer_cred().ok()?.pid()?;
+            u32::try_from(pid).ok().filter(|p| *p > 0)
+        })
+    }
+
+    /// `the running containerd VERSION at SOCKET`: where the live facts come from.
+    pub fn shown(&self) -> String {
+        format!(
+            "the running containerd {} at {}",
+            self.version_string,
+            self.address.display()
+        )
+    }
+
+    /// CRI `Status(verbose)`'s `config` JSON: the effective CRI config, drop-ins applied
+    /// (1.6 and 1.7 only; 2.x does not report the sandbox image there).
+    pub fn cri_config(&self) -> Result<Option<serde_json::Value>> {
+        let status = self
+            .call(|ch| async move {
+                RuntimeServiceClient::new(ch)
+                    .status(cri::StatusRequest { verbose: true })
+                    .await
+            })
+            .map_err(|e| anyhow!("asking CRI for its status: {}", describe(&e)))?;
+        let Some(config) = status.info.get("config") else {
+            return Ok(None);
+        };
+        Ok(Some(
+            serde_json::from_str(config).context("parsing CRI's status config")?,
+        ))
+    }
+
+    /// The sandbox image the running CRI uses, when this version says (1.x).
+    pub fn sandbox_image(&self) -> Result<Option<String>> {
+        if self.version.major >= 2 {
+            return Ok(None);
+        }
+        Ok(self
+            .cri_config()?
+            .and_then(|c| c.get("sandboxImage")?.as_str().map(str::to_string)))
+    }
+
+    /// CRI `ImageStatus` of `name`: `None` when CRI does not know it.
+    pub fn cri_image(&self, name: &str) -> Result<Option<cri::Image>, Status> {
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: name.into(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        Ok(self
+            .call(|ch| async move {
+                k8s_cri::v1::image_service_client::ImageServiceClient::new(ch)
+                    .image_status(req)
+                    .await
+            })?
+            .image)
+    }
+}
+
+impl Client {
+    /// Runs a host-network pod sandbox through CRI, checks it is READY and still READY a
+    /// moment later (pause started and stayed up), then stops and removes it whatever
+    /// happened. `Ok(Err(why))` when it did not run.
+    pub fn throwaway_sandbox(&self) -> Result<Result<String, String>> {
+        let name = format!("pausebake-verify-{}", std::process::id());
+        let config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: name.clone(),
+                uid: name.clone(),
+                namespace: "pausebake".into(),
+                attempt: 0,
+            }),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        pid: cri::NamespaceMode::Pod as i32,
+                        ipc: cri::NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        let id = match self
+            .call(|ch| async move { RuntimeServiceClient::new(ch).run_pod_sandbox(req).await })
+        {
+            Ok(r) => r.pod_sandbox_id,
+            Err(e) => return Ok(Err(describe(&e))),
+        };
+        let state = |id: String| {
+            self.call(|ch| async move {
+                RuntimeServiceClient::new(ch)
+                    .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                        pod_sandbox_id: id,
+                        verbose: false,
+                    })
+                    .await
+            })
+            .map(|r| r.status.map(|s| s.state))
+        };
+        let ready = Some(cri::PodSandboxState::SandboxReady as i32);
+        let first = state(id.clone());
+        std::thread::sleep(Duration::from_millis(300));
+        let second = state(id.clone());
+        let stop = self.call(|ch| {
+            let id = id.clone();
+            async move {
+                RuntimeServiceClient::new(ch)
+                    .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        let remove = self.call(|ch| {
+            let id = id.clone();
+            async move {
+                RuntimeServiceClient::new(ch)
+                    .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+                    .await
+            }
+        });
+        if let Err(e) = stop.and(remove) {
+            bail!("removing the throwaway sandbox {id}: {}", describe(&e));
+        }
+        Ok(match (first, second) {
+            (Ok(a), Ok(b)) if a == ready && b == ready => Ok(id),
+            (Ok(_), Ok(_)) => Err(format!("sandbox {id} was not READY (pause exited?)")),
+            (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
+        })
+    }
+}
+
+/// A status as one line: its code and message.
+pub fn describe(status: &Status) -> String {
+    let msg = status.message();
+    if msg.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        format!("{:?}: {msg}", status.code())
+    }
+}

@@ -1,0 +1,312 @@
+//! The live path: a second `apply` beside [`crate::containerd::apply`]. The same plan (the
+//! same blobs with the same GC labels, the same image records, names, labels and namespace)
+//! carried out in a *running* containerd through its own gRPC API over its unix socket
+//! (content `Write` / `Update` under a lease, images `Create` / `Update`), and a separate set
+//! of verify rules asked of that containerd and its CRI (`Status`, `ImageStatus`).
+//! No restart, no `ctr`, no unpack: CRI unpacks the sandbox image from local content the
+//! first time a pod needs it.
+//!
+//! pausebake stays synchronous: `client` keeps a private current-thread tokio runtime and
+//! puts a timeout on the connection and on every call. The generated gRPC clients need
+//! `protoc` to build, so the whole path sits behind the `live` cargo feature; without it,
+//! [`connect`] fails with an error saying how to get a build that has it, and the
+//! [`Connection`] type has no values.
+//!
+//! Not done here: restarting containerd, the transfer service (2.x only, nothing gained), the
+//! `sha256:<config>` twin record CRI adds itself.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::containerd::inspect::{RootFacts, Sourced};
+use crate::containerd::versions::Version;
+
+#[cfg(feature = "live")]
+mod apply;
+#[cfg(feature = "live")]
+mod client;
+#[cfg(feature = "live")]
+mod verify;
+
+#[cfg(feature = "live")]
+pub use apply::apply;
+#[cfg(feature = "live")]
+pub use client::Client as Connection;
+#[cfg(feature = "live")]
+pub use verify::verify;
+
+/// The socket containerd listens on when its config sets no `[grpc] address`.
+pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
+
+/// Connects to the containerd at `address` (with CRI, new enough), or says why not.
+#[cfg(feature = "live")]
+pub fn connect(address: &Path) -> Result<Connection> {
+    Connection::connect(address)
+}
+
+/// The running containerd as the source of the containerd version: what it reports beats
+/// what its files suggest (a flag still beats both, in the caller).
+#[cfg(feature = "live")]
+pub fn version_fact(conn: &Connection) -> Sourced<Version> {
+    Sourced {
+        value: conn.version,
+        source: conn.shown(),
+    }
+}
+
+/// The socket `conn` talks to, for reports.
+#[cfg(feature = "live")]
+pub fn address_of(conn: &Connection) -> String {
+    conn.address.display().to_string()
+}
+
+/// What the running containerd makes of a configured sandbox image (`configure --address`).
+#[derive(Debug, serde::Serialize)]
+pub struct RunningNote {
+    pub containerd_version: String,
+    /// The sandbox image the running CRI uses (1.x); `None` where no API tells (2.x).
+    pub running: Option<String>,
+    /// Whether containerd must be restarted to use the configured name; `None`: unknown.
+    pub restart_needed: Option<bool>,
+    pub message: String,
+}
+
+/// Compares the configured `name` with what the containerd at `address` runs with. Never
+/// restarts it.
+pub fn running_note(address: &Path, name: &str) -> Result<RunningNote> {
+    let conn = connect(address)?;
+    let version = conn_version(&conn);
+    let running = running_sandbox_image(&conn)?
+        .map(|r| crate::reference::normalize(&r))
+        .transpose()?;
+    let (restart_needed, message) = match &running {
+        Some(r) if r == name => (
+            Some(false),
+            format!("the running containerd {version} already uses {name}: no restart needed"),
+        ),
+        Some(r) => (
+            Some(true),
+            format!(
+                "the running containerd {version} uses {r}: restart containerd to use {name} (pausebake does not restart it)"
+            ),
+        ),
+        None => (
+            None,
+            format!(
+                "containerd {version} does not report its running sandbox image through its API: restart containerd if it started before this change"
+            ),
+        ),
+    };
+    Ok(RunningNote {
+        containerd_version: version.to_string(),
+        running,
+        restart_needed,
+        message,
+    })
+}
+
+fn pid_shown(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "unknown".to_string(), |p| p.to_string())
+}
+
+#[cfg(feature = "live")]
+fn server_pid(conn: &Connection) -> Option<u32> {
+    conn.server_pid()
+}
+
+#[cfg(feature = "live")]
+fn conn_version(conn: &Connection) -> Version {
+    conn.version
+}
+
+#[cfg(feature = "live")]
+fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
+    conn.sandbox_image()
+}
+
+// --- without the live feature: the same names, no values --------------------------------
+
+/// A connected containerd; none exists in a build without the `live` feature.
+#[cfg(not(feature = "live"))]
+pub enum Connection {}
+
+#[cfg(not(feature = "live"))]
+fn not_built() -> anyhow::Error {
+    anyhow::anyhow!(
+        "this pausebake was built without the live path (--address): rebuild with \
+         `cargo build --release --features live` (needs protoc), or stop containerd and run \
+         with --offline"
+    )
+}
+
+#[cfg(not(feature = "live"))]
+pub fn connect(_address: &Path) -> Result<Connection> {
+    Err(not_built())
+}
+
+#[cfg(not(feature = "live"))]
+pub fn version_fact(conn: &Connection) -> Sourced<Version> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+pub fn address_of(conn: &Connection) -> String {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+pub fn apply(
+    _plan: &crate::containerd::plan::StorePlan,
+    _image: &crate::image::Image,
+    conn: &mut Connection,
+) -> Result<crate::containerd::plan::StorePlan> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+pub fn verify(
+    conn: &mut Connection,
+    _facts: &RootFacts,
+    _namespace: &str,
+    _sandbox: bool,
+) -> Result<crate::containerd::verify::Report> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+fn server_pid(conn: &Connection) -> Option<u32> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+fn conn_version(conn: &Connection) -> Version {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
+    match *conn {}
+}
+
+// --- choosing the path ------------------------------------------------------------------
+
+/// The socket a root's containerd listens on: `[grpc] address` as its config files set it
+/// (the last loaded file that does), else [`DEFAULT_ADDRESS`]. A host path (the root is the
+/// live node's `/`; [`choose`] checks that the containerd there is the root's own).
+pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
+    Ok(PathBuf::from(
+        facts
+            .config
+            .last_string(&["grpc", "address"])?
+            .map_or_else(|| DEFAULT_ADDRESS.to_string(), |(address, _)| address),
+    ))
+}
+
+/// Which running containerd `import`/`bake` write through: the one at `--address` when given;
+/// with `--offline` none (the offline apply refuses a locked `meta.db` as before); else, when
+/// the root's `meta.db` is locked by a running containerd whose configured socket answers,
+/// that one, said on stderr.
+pub fn choose(
+    facts: &RootFacts,
+    given: Option<&Path>,
+    offline: bool,
+) -> Result<Option<Connection>> {
+    if let Some(address) = given {
+        return connect(address).map(Some);
+    }
+    if offline || !facts.meta.locked {
+        return Ok(None);
+    }
+    let address = configured_address(facts)?;
+    let Ok(conn) = connect(&address) else {
+        return Ok(None);
+    };
+    // Only the containerd that holds this root's meta.db: another one answering on that
+    // path (the host's, for a root that is not `/`) must not get this root's image.
+    let server = server_pid(&conn);
+    if server.is_none() || server != facts.meta.holder {
+        eprintln!(
+            "pausebake: meta.db is locked by process {}, but the containerd at {} is process {}: not this root's containerd, so not writing through it (pass --address to choose one)",
+            pid_shown(facts.meta.holder),
+            address.display(),
+            pid_shown(server)
+        );
+        return Ok(None);
+    }
+    eprintln!(
+        "pausebake: meta.db is locked by a running containerd: writing through its API at {} (pass --offline to refuse instead)",
+        address.display()
+    );
+    Ok(Some(conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containerd::inspect::{inspect_store, Overrides};
+    use crate::containerd::store;
+    use crate::rootfs::Root;
+
+    fn facts(root: &Root) -> RootFacts {
+        inspect_store(root, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn the_socket_comes_from_the_grpc_section_else_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert_eq!(
+            configured_address(&facts(&root)).unwrap(),
+            Path::new(DEFAULT_ADDRESS)
+        );
+        std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
+        let config = dir.path().join("etc/containerd/config.toml");
+        std::fs::write(&config, "version = 2\n[grpc]\n  uid = 0\n").unwrap();
+        assert_eq!(
+            configured_address(&facts(&root)).unwrap(),
+            Path::new(DEFAULT_ADDRESS)
+        );
+        std::fs::write(
+            &config,
+            "version = 2\n[grpc]\n  address = \"/run/k3s/c.sock\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            configured_address(&facts(&root)).unwrap(),
+            Path::new("/run/k3s/c.sock")
+        );
+    }
+
+    #[test]
+    fn an_unlocked_or_missing_meta_db_keeps_the_offline_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        assert!(choose(&facts(&root), None, false).unwrap().is_none());
+        let meta = dir.path().join("var/lib/containerd").join(store::META_DIR);
+        std::fs::create_dir_all(&meta).unwrap();
+        let db = meta.join(store::META_DB);
+        crate::bolt::Db::create(&db, crate::platform::Endian::Little)
+            .unwrap()
+            .commit()
+            .unwrap();
+        assert!(!facts(&root).meta.locked);
+        let held = std::fs::File::open(&db).unwrap();
+        held.lock().unwrap();
+        let meta = facts(&root).meta;
+        assert!(meta.locked);
+        // /proc/locks names the process that holds it: this one
+        assert_eq!(meta.holder, Some(std::process::id()));
+        // locked, but nothing answers on the socket of this test root's config
+        std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/containerd/config.toml"),
+            format!("[grpc]\naddress = \"{}/none.sock\"\n", dir.path().display()),
+        )
+        .unwrap();
+        assert!(choose(&facts(&root), None, false).unwrap().is_none());
+        // --address is taken at its word: it must answer
+        let given = dir.path().join("given.sock");
+        assert!(choose(&facts(&root), Some(&given), true).is_err());
+    }
+}
