@@ -452,7 +452,7 @@ fn verify_verdicts_are_what_containerd_does() {
 }
 
 /// A synchronous GC: tag the baked image under a second name, then remove that name.
-fn gc(ctd: &Running) {
+pub(crate) fn gc(ctd: &Running) {
     ctd.ctr_ok(&[
         "-n",
         "k8s.io",

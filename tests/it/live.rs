@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use crate::bake::{gc, pins};
 use crate::containerd::{sandbox_image_toml, versions, Containerd, Running, StartOpts};
 use crate::cri::PodSandboxState;
 use crate::harness::*;
@@ -101,15 +102,6 @@ fn verify_with(ctd: &Running, root: &Path, args: &[&str]) -> (Option<i32>, Strin
         out.status.code(),
         format!("{}{}", stdout(&out), stderr(&out)),
     )
-}
-
-fn pins(c: &Containerd) -> bool {
-    match c.semver() {
-        (1, 6, p) => p >= 22,
-        (1, 7, p) => p >= 3,
-        (1, _, _) => false,
-        _ => true,
-    }
 }
 
 fn sandbox_ready(ctd: &Running, name: &str) {
@@ -705,22 +697,7 @@ fn live_killed_imports_leave_whole_images_or_none() {
 
         // a restart and a synchronous GC keep the pinned image
         let ctd = start(&c, root.path());
-        ctd.ctr_ok(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "tag",
-            NAME,
-            "example.invalid/unrelated:1",
-        ]);
-        ctd.ctr_ok(&[
-            "-n",
-            "k8s.io",
-            "images",
-            "rm",
-            "--sync",
-            "example.invalid/unrelated:1",
-        ]);
+        gc(&ctd);
         assert!(whole_or_absent(&ctd, root.path(), "k8s.io"));
         sandbox_ready(&ctd, "after-gc");
         assert_eq!(ctd.pull_attempts(), Vec::<String>::new());
