@@ -390,15 +390,16 @@ fn print_import(r: &plan::StorePlan, platform_source: &str) {
 /// `pausebake configure`.
 pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let root = Root::new(&args.root.root)?;
-    let facts = inspect(
-        &root,
-        &overrides(
-            None,
-            Some(&args.containerd),
-            Some(&args.kubernetes),
-            Some(&args.config),
-        ),
-    )?;
+    let mut over = overrides(
+        None,
+        Some(&args.containerd),
+        Some(&args.kubernetes),
+        Some(&args.config),
+    );
+    // With --address, the running containerd says which version merges the files.
+    let conn = args.address.as_deref().map(live::connect).transpose()?;
+    running(&mut over, conn.as_ref());
+    let facts = inspect(&root, &over)?;
     if facts.containerd_assumed {
         bail!(
             "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
@@ -424,15 +425,17 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         apply(&plan, None, &root)?;
     }
     // The files are as planned; now the truth about the daemon that runs (never restarted).
-    let running = match &args.address {
-        Some(address) => Some(live::running_note(address, &image)?),
-        None => None,
-    };
-    let ctd = on_host(&root, &facts.containerd);
     let c = plan
         .configure
         .as_ref()
         .expect("a configure plan configures");
+    let running = match (&args.address, &conn) {
+        (Some(address), Some(conn)) => {
+            Some(running_after(args, (address, conn), &image, &root, c)?)
+        }
+        _ => None,
+    };
+    let ctd = on_host(&root, &facts.containerd);
     if args.output.json {
         let doc = serde_json::json!({
             "dry_run": args.dry_run.dry_run,
@@ -496,6 +499,38 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         eprintln!("pausebake: warning: {warning}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the running containerd at `address` makes of the configured `image`, after a
+/// restart when `--restart` asks for one. Under `--dry-run` the files are as before the
+/// planned edit, so a containerd judged by its files (2.x) is told about the edit to come.
+fn running_after(
+    args: &ConfigureArgs,
+    (address, conn): (&std::path::Path, &live::Connection),
+    image: &str,
+    root: &Root,
+    c: &config::ConfigPlan,
+) -> Result<live::RunningNote> {
+    let mut note = live::running_note(conn, image, root, &c.files)?;
+    if args.dry_run.dry_run && c.changed && note.running.is_none() {
+        note.restart_needed = Some(true);
+        note.message = format!(
+            "{}; the planned edit of {} needs a restart of containerd to take effect",
+            note.message, c.path
+        );
+    }
+    match &args.restart {
+        Some(command) => live::restart(
+            address,
+            command,
+            image,
+            root,
+            &c.files,
+            note,
+            args.dry_run.dry_run,
+        ),
+        None => Ok(note),
+    }
 }
 
 /// A fact whose source is a path inside the root, shown as the host path of that file

@@ -253,6 +253,9 @@ pub struct ImportArgs {
     pub output: OutputArgs,
 }
 
+/// How `configure --restart` restarts containerd when given no command: its systemd unit.
+pub const RESTART_COMMAND: &str = "systemctl restart containerd";
+
 #[derive(Debug, Args)]
 pub struct ConfigureArgs {
     #[command(flatten)]
@@ -268,9 +271,22 @@ pub struct ConfigureArgs {
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
     /// Also ask the running containerd on SOCKET whether it must be restarted to use the
-    /// new setting (1.x tells; pausebake never restarts it)
+    /// new setting (1.x tells through CRI; for 2.x, whether a config file changed after it
+    /// started). pausebake restarts it only with --restart
     #[arg(long, value_name = "SOCKET")]
     pub address: Option<PathBuf>,
+    /// With --address: if containerd must be restarted to use the new setting (or cannot
+    /// tell), run CMD with `sh -c`, wait until containerd answers again from a new process
+    /// and check that it uses the new name. Running containers are not stopped by a
+    /// containerd restart
+    #[arg(
+        long,
+        value_name = "CMD",
+        requires = "address",
+        num_args = 0..=1,
+        default_missing_value = RESTART_COMMAND
+    )]
+    pub restart: Option<String>,
     #[command(flatten)]
     pub dry_run: DryRunArgs,
     #[command(flatten)]

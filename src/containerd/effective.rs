@@ -898,16 +898,21 @@ fn unit_lines(text: &str) -> Vec<String> {
     out
 }
 
-/// The value of `--config`/`-c` in a containerd command line.
+/// The value of `--config`/`-c` in a containerd command line written as one line (a unit
+/// file's `ExecStart`).
 fn config_arg(cmd: &str) -> Option<String> {
-    let words: Vec<String> = cmd
-        .split_whitespace()
-        .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_string())
-        .collect();
+    config_flag(
+        cmd.split_whitespace()
+            .map(|w| w.trim_matches(|c| c == '"' || c == '\'').to_string()),
+    )
+}
+
+/// The value of the last `--config`/`-c` among a containerd command line's arguments (Go's
+/// flag syntax: one or two dashes, the value next or after `=`).
+pub fn config_flag(args: impl IntoIterator<Item = String>) -> Option<String> {
+    let words: Vec<String> = args.into_iter().collect();
     let mut found = None;
-    let mut i = 0;
-    while i < words.len() {
-        let w = &words[i];
+    for (i, w) in words.iter().enumerate() {
         for flag in ["--config", "-config", "-c", "--c"] {
             if w == flag {
                 found = words.get(i + 1).cloned();
@@ -915,9 +920,27 @@ fn config_arg(cmd: &str) -> Option<String> {
                 found = Some(v.to_string());
             }
         }
-        i += 1;
     }
     found
+}
+
+/// The effective config in the output of `containerd config dump` (printed from file `path`
+/// by containerd `v`): one merged file; its `imports` only list what was loaded.
+pub fn of_dump(text: &str, path: &str, v: Version) -> Result<EffectiveConfig> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .with_context(|| format!("parsing the config dump of {path}"))?;
+    doc.remove("imports");
+    let mut files = Snapshot::default();
+    files
+        .reads
+        .insert(path.to_string(), Ok(Some(doc.to_string())));
+    let main = Main {
+        path: path.to_string(),
+        why: "containerd config dump".into(),
+        explicit: true,
+    };
+    resolve_with(&files, &main, v)
 }
 
 /// Loads the root's effective config for containerd `v`, with everything it read of the root
@@ -1611,5 +1634,21 @@ mod tests {
         let m = find_main(&bare, None).unwrap();
         assert_eq!(m.path, DEFAULT_MAIN);
         assert!(!m.explicit);
+    }
+
+    #[test]
+    fn a_config_dump_is_one_merged_file_whose_imports_are_not_followed() {
+        let v2: Version = "2.1.9".parse().unwrap();
+        let dump = "version = 3\nimports = [\"/etc/containerd/conf.d/a.toml\"]\n\n[plugins]\n  [plugins.\"io.containerd.cri.v1.images\"]\n    [plugins.\"io.containerd.cri.v1.images\".pinned_images]\n      sandbox = \"example.com/pause:9\"\n";
+        let eff = of_dump(dump, "/run/c.toml", v2).unwrap();
+        assert_eq!(eff.image(), "example.com/pause:9");
+        assert_eq!(eff.files.len(), 1);
+        let v1: Version = "1.7.24".parse().unwrap();
+        let dump = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"example.com/pause:1\"\n";
+        assert_eq!(
+            of_dump(dump, "/c.toml", v1).unwrap().image(),
+            "example.com/pause:1"
+        );
+        assert!(of_dump("version = [", "/c.toml", v1).is_err());
     }
 }

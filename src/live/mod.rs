@@ -12,20 +12,25 @@
 //! [`connect`] fails with an error saying how to get a build that has it, and the
 //! [`Connection`] type has no values.
 //!
-//! Not done here: restarting containerd, the transfer service (2.x only, nothing gained), the
+//! Not done here: restarting containerd unasked (`configure --restart` runs the node's own
+//! restart command), the transfer service (2.x only, nothing gained), the
 //! `sha256:<config>` twin record CRI adds itself.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::containerd::inspect::{RootFacts, Sourced};
 use crate::containerd::versions::Version;
+use crate::rootfs::Root;
 
 #[cfg(feature = "live")]
 mod apply;
 #[cfg(feature = "live")]
 mod client;
+pub mod daemon;
 #[cfg(feature = "live")]
 mod verify;
 
@@ -35,6 +40,9 @@ pub use apply::apply;
 pub use client::Client as Connection;
 #[cfg(feature = "live")]
 pub use verify::verify;
+
+/// How long a restarted containerd may take to answer again.
+const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The socket containerd listens on when its config sets no `[grpc] address`.
 pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
@@ -70,14 +78,22 @@ pub struct RunningNote {
     /// Whether containerd must be restarted to use the configured name; `None`: unknown.
     pub restart_needed: Option<bool>,
     pub message: String,
+    /// The command that restarted it (`configure --restart`), if it was restarted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_with: Option<String>,
 }
 
-/// Compares the configured `name` with what the containerd at `address` runs with. Never
-/// restarts it.
-pub fn running_note(address: &Path, name: &str) -> Result<RunningNote> {
-    let conn = connect(address)?;
-    let version = conn_version(&conn);
-    let running = running_sandbox_image(&conn)?
+/// Compares the configured `name` with what the containerd behind `conn` runs with: 1.x
+/// tells through CRI `Status`; for 2.x, whose API does not, [`daemon::look`] at its process
+/// beside the root's config `files` (paths inside `root`). Never restarts it.
+pub fn running_note(
+    conn: &Connection,
+    name: &str,
+    root: &Root,
+    files: &[String],
+) -> Result<RunningNote> {
+    let version = conn_version(conn);
+    let running = running_sandbox_image(conn)?
         .map(|r| crate::reference::normalize(&r))
         .transpose()?;
     let (restart_needed, message) = match &running {
@@ -87,15 +103,12 @@ pub fn running_note(address: &Path, name: &str) -> Result<RunningNote> {
         ),
         Some(r) => (
             Some(true),
-            format!(
-                "the running containerd {version} uses {r}: restart containerd to use {name} (pausebake does not restart it)"
-            ),
+            format!("the running containerd {version} uses {r}: restart containerd to use {name} (--restart does)"),
         ),
-        None => (
-            None,
-            format!(
-                "containerd {version} does not report its running sandbox image through its API: restart containerd if it started before this change"
-            ),
+        None => unreported(
+            daemon::look(server_pid(conn), version, root, files),
+            version,
+            name,
         ),
     };
     Ok(RunningNote {
@@ -103,7 +116,131 @@ pub fn running_note(address: &Path, name: &str) -> Result<RunningNote> {
         running,
         restart_needed,
         message,
+        restarted_with: None,
     })
+}
+
+/// `configure --restart`: when `before` says containerd must (or may) be restarted to use
+/// `name`, runs `command` with `sh -c`, waits until containerd answers at `address` again
+/// from another process, and asks it again ([`running_note`]); an error when it still does
+/// not use `name`. `dry_run`: says what it would do.
+pub fn restart(
+    address: &Path,
+    command: &str,
+    name: &str,
+    root: &Root,
+    files: &[String],
+    before: RunningNote,
+    dry_run: bool,
+) -> Result<RunningNote> {
+    if before.restart_needed == Some(false) {
+        return Ok(RunningNote {
+            message: format!("{} (so not restarted)", before.message),
+            ..before
+        });
+    }
+    if dry_run {
+        return Ok(RunningNote {
+            message: format!(
+                "{}; would restart containerd with `{command}`",
+                before.message
+            ),
+            ..before
+        });
+    }
+    let old = server_pid(&connect(address)?);
+    crate::exec::run(Command::new("sh").args(["-c", command]))
+        .map_err(|e| anyhow::anyhow!("restarting containerd: {e:#}"))?;
+    let (conn, new) = wait_for_new(address, old)?;
+    let after = running_note(&conn, name, root, files)?;
+    if after.restart_needed != Some(false) {
+        bail!(
+            "restarted containerd with `{command}` (now process {}), but: {}",
+            pid_shown(new),
+            after.message
+        );
+    }
+    Ok(RunningNote {
+        message: format!(
+            "restarted containerd with `{command}` (process {} -> {}): {}",
+            pid_shown(old),
+            pid_shown(new),
+            after.message
+        ),
+        restarted_with: Some(command.to_string()),
+        ..after
+    })
+}
+
+/// Waits until a containerd answers at `address` from a process other than `old` (any
+/// process when `old` is unknown): connected, with its pid.
+fn wait_for_new(address: &Path, old: Option<u32>) -> Result<(Connection, Option<u32>)> {
+    let start = Instant::now();
+    let mut last = String::from("nothing answered yet");
+    while start.elapsed() < RESTART_TIMEOUT {
+        match connect(address) {
+            Ok(conn) => {
+                let pid = server_pid(&conn);
+                if old.is_none() || (pid.is_some() && pid != old) {
+                    return Ok((conn, pid));
+                }
+                last = format!("still the old process {}", pid_shown(old));
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!(
+        "waiting {RESTART_TIMEOUT:?} for containerd to answer at {} again after the restart: {last}",
+        address.display()
+    )
+}
+
+/// Whether a containerd that does not report its sandbox image (2.x) must be restarted to
+/// use `name`, judged from its process: a config file changed after it started, or not.
+fn unreported(
+    seen: std::result::Result<daemon::Seen, String>,
+    version: Version,
+    name: &str,
+) -> (Option<bool>, String) {
+    let api =
+        format!("containerd {version} does not report its running sandbox image through its API");
+    let seen = match seen {
+        Ok(seen) => seen,
+        Err(why) => {
+            return (
+                None,
+                format!("{api}, and its process cannot be seen from here ({why}): restart containerd if it started before this change"),
+            )
+        }
+    };
+    let d = seen.daemon.shown();
+    if !seen.changed.is_empty() {
+        return (
+            Some(true),
+            format!(
+                "{api}; {} changed after {d} started: restart containerd to use {name}",
+                seen.changed_shown()
+            ),
+        );
+    }
+    match &seen.dumped {
+        Ok(dumped) if dumped != name => (
+            None,
+            format!(
+                "{api}; {d} was started with --config {}, whose own `config dump` gives {dumped}, not {name}: a restart would not change that; start containerd with the root's config",
+                seen.daemon.config
+            ),
+        ),
+        Ok(_) => (
+            Some(false),
+            format!("{api}; no config file changed since {d} started, and its own `config dump` gives {name}: no restart needed"),
+        ),
+        Err(e) => (
+            Some(false),
+            format!("{api}; no config file changed since {d} started: no restart needed (its own `config dump` could not run: {e})"),
+        ),
+    }
 }
 
 fn pid_shown(pid: Option<u32>) -> String {

@@ -19,6 +19,7 @@ use oci_spec::image::Descriptor;
 use tonic::Code;
 
 use super::client::{describe, Client};
+use super::daemon;
 use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
@@ -58,7 +59,7 @@ pub fn verify(
     // The files as the running version merges them (the caller inspected with it).
     let setting = sandbox_setting(eff, client.version);
     out.extend(setting.problems.iter().cloned());
-    let (name, found) = rule_running_config(client, &setting)?;
+    let (name, found) = rule_running_config(client, &setting, facts)?;
     out.push(found);
     let Some(record) = rule_image(client, &name, namespace, &mut out)? else {
         return Ok(finish(out));
@@ -97,8 +98,13 @@ pub fn verify(
 
 /// Rule "config": the sandbox image the running containerd uses. 1.x: CRI `Status` (the
 /// effective config, drop-ins applied) compared with the files; 2.x: no API tells, so the
-/// files' value.
-fn rule_running_config(client: &Client, setting: &SandboxSetting) -> Result<(String, Finding)> {
+/// files' value, checked against the daemon's process ([`daemon::look`]): no file changed
+/// after it started, and its own `config dump` agrees.
+fn rule_running_config(
+    client: &Client,
+    setting: &SandboxSetting,
+    facts: &RootFacts,
+) -> Result<(String, Finding)> {
     let v = client.version;
     let from_files = crate::reference::normalize(&setting.effective);
     let files = match &setting.from {
@@ -107,13 +113,15 @@ fn rule_running_config(client: &Client, setting: &SandboxSetting) -> Result<(Str
     };
     if v.major >= 2 {
         let name = from_files?;
-        let found = Finding::ok(
-            "config",
-            format!(
-                "{name} from the config files ({files}); containerd {v} does not report the running value through its API (`containerd config dump` shows what it read at start)"
-            ),
-        );
-        return Ok((name, found));
+        let loaded: Vec<String> = facts
+            .config
+            .effective
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect();
+        let seen = daemon::look(client.server_pid(), v, &facts.root, &loaded);
+        return Ok((name.clone(), unreported_config(seen, &name, &files, client)));
     }
     let Some(running) = client.sandbox_image()? else {
         let found = Finding::warn(
@@ -138,10 +146,64 @@ fn rule_running_config(client: &Client, setting: &SandboxSetting) -> Result<(Str
                 "the running CRI uses sandbox image {running}, but the config files say {} ({files}): containerd was not restarted since they changed",
                 setting.effective
             ),
-            "restart containerd to use the files' name, or set the running one (pausebake configure --address tells whether a restart is needed)",
+            "restart containerd to use the files' name (pausebake configure --address SOCKET --restart does), or set the running one in the files",
         ),
     };
     Ok((running, found))
+}
+
+/// Rule "config" for a containerd that does not report its sandbox image (2.x): the files'
+/// `name` (from `files`), unless its process shows it runs with something else.
+fn unreported_config(
+    seen: std::result::Result<daemon::Seen, String>,
+    name: &str,
+    files: &str,
+    client: &Client,
+) -> Finding {
+    let v = client.version;
+    let seen = match seen {
+        Ok(seen) => seen,
+        Err(why) => {
+            return Finding::warn(
+                "config",
+                format!("{name} from the config files ({files}); containerd {v} does not report the running value through its API and its process cannot be seen from here ({why})"),
+                "check that containerd was restarted after the config last changed",
+            )
+        }
+    };
+    let d = seen.daemon.shown();
+    if !seen.changed.is_empty() {
+        return Finding::fail(
+            "config",
+            format!(
+                "the config files say {name} ({files}), but {} changed after {d} started: it still runs with what they said before",
+                seen.changed_shown()
+            ),
+            format!(
+                "restart containerd (pausebake configure --address {} --restart)",
+                client.address.display()
+            ),
+        );
+    }
+    match &seen.dumped {
+        Ok(dumped) if dumped != name => Finding::fail(
+            "config",
+            format!(
+                "{d} was started with --config {}, whose own `config dump` gives sandbox image {dumped}, but the root's config files say {name} ({files})",
+                seen.daemon.config
+            ),
+            "start containerd with the root's config, or verify with --config naming the file it reads",
+        ),
+        Ok(_) => Finding::ok(
+            "config",
+            format!("{name} from the config files ({files}), as {d}'s own `config dump` of {} gives; no file changed since it started", seen.daemon.config),
+        ),
+        Err(e) => Finding::warn(
+            "config",
+            format!("{name} from the config files ({files}); no file changed since {d} started, but its own `config dump` could not run: {e}"),
+            "check the running config with `containerd config dump`",
+        ),
+    }
 }
 
 /// Rule "image": the record of exactly `name` in the namespace; `None` (reported) when absent.

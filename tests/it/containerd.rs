@@ -114,6 +114,14 @@ pub struct StartOpts {
     /// How long containerd may take to answer CRI; default [`START_TIMEOUT`]. Emulated
     /// builds on a busy machine need longer.
     pub start_timeout: Option<Duration>,
+    /// Run containerd as a node's supervisor (systemd's `Restart=always`) would: under a
+    /// shell loop that starts it again whenever it exits ([`Running::restart_command`]),
+    /// reading the root's own `etc/containerd/config.toml`, so that a restart picks up an
+    /// edit of it. Only its root, state and socket are given as flags (under a private
+    /// `/run` every other socket is private already); what a test VM needs besides must be
+    /// in that file ([`test_vm_toml`]); `config_extra` must be empty. [`Running::pid`] is
+    /// then the loop's.
+    pub supervised: bool,
 }
 
 impl Containerd {
@@ -199,19 +207,38 @@ impl Containerd {
 
         // A private /run (shim sockets, runc state, NRI) and, with no_network, no network
         // but a loopback. `exec` keeps the child's pid equal to containerd's.
-        let script = if opts.no_network {
-            r#"mount -t tmpfs -o mode=0755 tmpfs /run && ip link set lo up && exec "$0" --log-level debug --config "$1""#
+        let network = if opts.no_network {
+            "ip link set lo up && "
         } else {
-            r#"mount -t tmpfs -o mode=0755 tmpfs /run && exec "$0" --log-level debug --config "$1""#
+            ""
         };
+        let daemon = if opts.supervised {
+            r#""$0" --log-level debug --config "$1" --root "$2" --state "$3" --address "$4""#
+        } else {
+            r#""$0" --log-level debug --config "$1""#
+        };
+        let lifecycle = if opts.supervised {
+            format!("while :; do {daemon}; sleep 0.1; done")
+        } else {
+            format!("exec {daemon}")
+        };
+        let script = format!("mount -t tmpfs -o mode=0755 tmpfs /run && {network}{lifecycle}");
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private"]);
         if opts.no_network {
             cmd.arg("--net");
         }
-        cmd.args(["--", "sh", "-c", script])
+        let config = if opts.supervised {
+            assert!(opts.config_extra.is_empty(), "config_extra with supervised");
+            root.join("etc/containerd/config.toml")
+        } else {
+            config
+        };
+        let data_root = data_root(&config_text);
+        cmd.args(["--", "sh", "-c", &script])
             .arg(self.bin("containerd"))
             .arg(&config)
+            .args([&data_root, &run.path().join("state"), &address])
             .env("PATH", self.path_env())
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -229,7 +256,7 @@ impl Containerd {
             address,
             config,
             log: log_path,
-            data_root: data_root(&config_text),
+            data_root,
             run,
             stopped: false,
             _lock: lock,
@@ -318,14 +345,7 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
         }
     }
 
-    let (cri, opt) = match version {
-        1 => ("cri", "opt"),
-        2 => ("io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"),
-        _ => (
-            "io.containerd.cri.v1.runtime",
-            "io.containerd.internal.v1.opt",
-        ),
-    };
+    let (cri, opt) = test_vm_plugins(version);
     let top = doc.as_table_mut();
     set(top, &["plugins", cri, "restrict_oom_score_adj"], true);
     set(
@@ -339,6 +359,40 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
         .parse()
         .unwrap_or_else(|e| panic!("parsing config_extra: {e}\n{extra}"));
     merge(doc.as_table_mut(), extra.as_table());
+    doc.to_string()
+}
+
+/// The plugins whose settings a test VM needs, under the ids of config `version`: the CRI
+/// runtime's and the `opt` plugin's.
+fn test_vm_plugins(version: i64) -> (&'static str, &'static str) {
+    match version {
+        1 => ("cri", "opt"),
+        2 => ("io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"),
+        _ => (
+            "io.containerd.cri.v1.runtime",
+            "io.containerd.internal.v1.opt",
+        ),
+    }
+}
+
+/// What [`effective_config`] adds for a sandboxed VM, as TOML of config `version` for a
+/// root's own config file (a [`StartOpts::supervised`] containerd reads it unchanged):
+/// `restrict_oom_score_adj`, and the CNI and `opt` directories under `dir`. On 1.x it goes
+/// into the CRI plugin's table, which must then hold the sandbox image too (`sandbox`).
+pub fn test_vm_toml(version: i64, dir: &Path, sandbox: &str) -> String {
+    let (cri, opt) = test_vm_plugins(version);
+    let mut doc = DocumentMut::new();
+    let top = doc.as_table_mut();
+    let p = |p: PathBuf| p.display().to_string();
+    set(top, &["plugins", cri, "restrict_oom_score_adj"], true);
+    set(
+        top,
+        &["plugins", cri, "cni", "conf_dir"],
+        p(dir.join("cni/net.d")),
+    );
+    set(top, &["plugins", opt, "path"], p(dir.join("opt")));
+    let images: DocumentMut = sandbox_image_toml(version, sandbox).parse().unwrap();
+    merge(doc.as_table_mut(), images.as_table());
     doc.to_string()
 }
 
@@ -413,9 +467,15 @@ pub struct Running {
 }
 
 impl Running {
-    /// containerd's pid.
+    /// containerd's pid (its supervising loop's when [`StartOpts::supervised`]).
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// A shell command that restarts a [`StartOpts::supervised`] containerd: SIGTERM to the
+    /// containerd its loop runs, which starts another.
+    pub fn restart_command(&self) -> String {
+        format!("pkill -TERM -P {} -x containerd", self.pid)
     }
 
     /// The gRPC socket (CRI and containerd APIs).

@@ -11,7 +11,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::bake::{gc, pins};
-use crate::containerd::{sandbox_image_toml, versions, Containerd, Running, StartOpts};
+use crate::containerd::{
+    sandbox_image_toml, test_vm_toml, versions, Containerd, Running, StartOpts,
+};
 use crate::cri::PodSandboxState;
 use crate::harness::*;
 
@@ -995,4 +997,170 @@ fn live_dry_run_prints_the_plan_and_writes_nothing() {
         fs::read(root.path().join("etc/containerd/config.toml")).unwrap(),
         config
     );
+}
+
+/// `pausebake configure ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
+fn configure(ctd: &Running, root: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = run_any(
+        pausebake()
+            .arg("configure")
+            .args(args)
+            .arg("--address")
+            .arg(ctd.address())
+            .arg("--root")
+            .arg(root),
+    );
+    (
+        out.status.code(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// `configure --address` tells whether the running containerd must be restarted (1.x: CRI
+/// `Status`; 2.x: a config file changed after it started) and restarts it only with
+/// `--restart`; afterwards the running containerd uses the new name, a sandbox from it is
+/// READY with no network, and a second `--restart` does nothing.
+#[test]
+fn live_configure_restart_makes_the_running_containerd_use_the_new_name() {
+    let _lock = containerd_lock();
+    let work = tempdir();
+    const MIRROR: &str = "my.mirror.example/pause:3.10";
+    let ours = archive(work.path(), MIRROR, 0);
+    for c in versions() {
+        let root = tempdir();
+        let etc = root.path().join("etc/containerd");
+        fs::create_dir_all(&etc).unwrap();
+        let v = c.native_config_version();
+        fs::write(
+            etc.join("config.toml"),
+            format!("version = {v}\n\n{}", test_vm_toml(v, work.path(), NAME)),
+        )
+        .unwrap();
+        let ctd = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                supervised: true,
+                ..Default::default()
+            },
+        );
+        import_ok(&ctd, &ours, root.path(), &[]);
+        // a file changed within a second of the start may have been read by containerd
+        std::thread::sleep(Duration::from_millis(1200));
+        let (code, text) = configure(&ctd, root.path(), &["--sandbox-image", MIRROR]);
+        assert_eq!(code, Some(0), "{text}");
+        if c.semver().0 >= 2 {
+            assert!(text.contains("changed after containerd (pid"), "{text}");
+        } else {
+            assert!(
+                text.contains(&format!("uses {NAME}: restart containerd to use {MIRROR}")),
+                "{text}"
+            );
+        }
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(3), "containerd {}: {report}", c.version);
+
+        // --dry-run --restart says what it would do and restarts nothing
+        let before = stdout(&ctd.ctr_ok(&["version"]));
+        let (code, text) = configure(
+            &ctd,
+            root.path(),
+            &["--dry-run", "--restart", &ctd.restart_command()],
+        );
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("would restart containerd with `pkill"),
+            "{text}"
+        );
+        let (code, _) = verify(&ctd, root.path());
+        assert_eq!(
+            code,
+            Some(3),
+            "the dry run restarted containerd {}",
+            c.version
+        );
+
+        let (code, text) = configure(
+            &ctd,
+            root.path(),
+            &[
+                "--json",
+                "--sandbox-image",
+                MIRROR,
+                "--restart",
+                &ctd.restart_command(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{text}\n{}", ctd.log());
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["running"]["restart_needed"], false, "{text}");
+        assert_eq!(
+            json["running"]["restarted_with"].as_str(),
+            Some(ctd.restart_command().as_str())
+        );
+        assert!(
+            json["running"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("restarted containerd with `pkill"),
+            "{text}"
+        );
+        assert_ne!(stdout(&ctd.ctr_ok(&["version"])), "", "{before}");
+        let (code, report) = verify_sandbox(&ctd, root.path());
+        assert_eq!(code, Some(0), "containerd {}: {report}", c.version);
+        // CRI itself now takes MIRROR as the sandbox image: found locally, no pull
+        sandbox_ready(&ctd, "restarted");
+        assert!(ctd.pull_attempts().is_empty(), "{:?}", ctd.pull_attempts());
+
+        // nothing left to do: no restart
+        let (code, text) = configure(
+            &ctd,
+            root.path(),
+            &[
+                "--sandbox-image",
+                MIRROR,
+                "--restart",
+                &ctd.restart_command(),
+            ],
+        );
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("no restart needed (so not restarted)"),
+            "{text}"
+        );
+    }
+}
+
+/// 2.x: a containerd started with another config than the root's (here the same file with
+/// another sandbox image merged in) is caught by its own `config dump`.
+#[test]
+fn live_verify_compares_the_files_with_containerds_own_config_dump() {
+    let _lock = containerd_lock();
+    for c in versions().into_iter().filter(|c| c.semver().0 >= 2) {
+        let root = tempdir();
+        let etc = root.path().join("etc/containerd");
+        fs::create_dir_all(&etc).unwrap();
+        fs::write(
+            etc.join("config.toml"),
+            format!("version = 3\n\n{}", sandbox_image_toml(3, NAME)),
+        )
+        .unwrap();
+        let ctd = c.start(
+            root.path(),
+            StartOpts {
+                no_network: true,
+                config_extra: sandbox_image_toml(3, "example.invalid/other:1"),
+                ..Default::default()
+            },
+        );
+        let (code, report) = verify(&ctd, root.path());
+        assert_eq!(code, Some(3), "{report}");
+        assert!(
+            report.contains(&format!(
+                "was started with --config {}, whose own `config dump` gives sandbox image example.invalid/other:1, but the root's config files say {NAME}",
+                ctd.config_path().display()
+            )),
+            "{report}"
+        );
+    }
 }
