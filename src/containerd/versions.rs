@@ -139,6 +139,15 @@ pub fn release(containerd: Version) -> Result<&'static Release> {
     if key > (newest.major, newest.minor) {
         return Ok(newest);
     }
+    let oldest = &RELEASES[0];
+    if key < (oldest.major, oldest.minor) {
+        bail!(
+            "containerd {containerd} is too old: pausebake needs containerd {}.{} or newer (it knows {}); upgrade containerd",
+            oldest.major,
+            oldest.minor,
+            known_releases()
+        )
+    }
     bail!(
         "containerd {containerd} is not supported (pausebake knows {})",
         known_releases()
@@ -352,7 +361,13 @@ mod tests {
         let err = default_sandbox_image(v("1.5.18")).unwrap_err().to_string();
         assert_eq!(
             err,
-            "containerd 1.5.18 is not supported (pausebake knows 1.6, 1.7, 2.0, 2.1, 2.2)"
+            "containerd 1.5.18 is too old: pausebake needs containerd 1.6 or newer (it knows 1.6, 1.7, 2.0, 2.1, 2.2); upgrade containerd"
+        );
+        // a gap in the table is not "too old"
+        let err = default_sandbox_image(v("1.8.0")).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "containerd 1.8.0 is not supported (pausebake knows 1.6, 1.7, 2.0, 2.1, 2.2)"
         );
         assert_eq!(NEWEST_KNOWN, v("2.2.0"));
     }

@@ -16,7 +16,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
-use crate::containerd::versions::Version;
+use crate::containerd::versions::{known_releases, Version};
 
 /// How long connecting to the socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -126,10 +126,14 @@ impl Client {
             .version
             .parse()
             .with_context(|| format!("reading the version containerd at {shown} reports"))?;
+        // Before CRI: an old containerd (bullseye's 1.4.13) answers CRI v1 with
+        // Unimplemented, which would read as a disabled plugin. --offline is no way out: it refuses the same
+        // versions (see the test below).
         if client.version < OLDEST {
             bail!(
-                "containerd at {shown} is {}: the live path needs containerd {OLDEST} or newer; stop it and use --offline",
-                client.version_string
+                "containerd at {shown} is {}, too old: pausebake needs containerd {OLDEST} or newer, live or --offline (it knows {}); upgrade containerd",
+                client.version_string,
+                known_releases()
             );
         }
         let cri = client.call_within(CONNECT_TIMEOUT, |ch| async move {
@@ -384,5 +388,20 @@ pub fn describe(status: &Status) -> String {
         format!("{:?}", status.code())
     } else {
         format!("{:?}: {msg}", status.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containerd::versions::release;
+
+    /// The too-old message says --offline refuses such a containerd too: true while the live
+    /// path's floor is the oldest release line the offline path knows.
+    #[test]
+    fn the_live_floor_is_the_offline_one() {
+        assert!(release(OLDEST).is_ok());
+        let below = Version::new(OLDEST.major, OLDEST.minor - 1, 99);
+        assert!(release(below).is_err(), "{below} is known offline");
     }
 }

@@ -15,7 +15,9 @@ use crate::cri::{Cri, PodSandboxState};
 use crate::harness::*;
 
 /// The root's own containerd, chrooted, in its own mount and (empty) network namespace.
-struct Chrooted {
+/// Also `live.rs`'s too-old containerd (bullseye's 1.4.13), which the harness's
+/// [`crate::containerd::Containerd::start`] cannot wait for: it answers no CRI v1.
+pub struct Chrooted {
     child: Child,
     log: std::path::PathBuf,
     /// Last: released once containerd and what it left are gone.
@@ -25,7 +27,7 @@ struct Chrooted {
 impl Chrooted {
     /// Starts `root`'s /usr/bin/containerd with `root`'s own config. The node's /run is a
     /// directory of the test (`run`), so the socket is reachable from outside.
-    fn start(root: &Path, run: &Path, log: &Path) -> Chrooted {
+    pub fn start(root: &Path, run: &Path, log: &Path) -> Chrooted {
         let lock = containerd_lock();
         let script = r#"
             set -e
@@ -56,7 +58,7 @@ impl Chrooted {
         }
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         format!(
             "{}{}",
             fs::read_to_string(&self.log).unwrap_or_default(),
@@ -128,6 +130,20 @@ pub fn debian_root(dir: &Path, args: &[&str]) -> PathBuf {
         }
     }
     root
+}
+
+/// A fresh copy of the cached bullseye root (with sudo and systemd, for `release.rs`'s
+/// amazon-ebs step) under `dir/root`, as debootstrap made it: with bullseye's own containerd
+/// 1.4.13, older than pausebake supports. `None` after a loud skip.
+pub fn bullseye_root(dir: &Path) -> Option<PathBuf> {
+    if !is_root() {
+        skip("the bullseye root needs root (debootstrap, chroot)");
+        return None;
+    }
+    if !(have("debootstrap") && have("chroot")) {
+        return None;
+    }
+    Some(debian_root(dir, &["bullseye", "sudo,systemd"]))
 }
 
 #[test]

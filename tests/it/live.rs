@@ -15,6 +15,7 @@ use crate::containerd::{
     sandbox_image_toml, test_vm_toml, versions, Containerd, Running, StartOpts,
 };
 use crate::cri::PodSandboxState;
+use crate::distro::{bullseye_root, Chrooted};
 use crate::harness::*;
 
 const NAME: &str = "registry.k8s.io/pause:3.10";
@@ -402,16 +403,26 @@ fn live_verify_exits_3_for_each_fault() {
 fn refused(address: &Path, want: &str, limit: Duration) {
     let work = tempdir();
     let ours = archive(work.path(), NAME, 0);
-    let start = Instant::now();
-    let out = run_any(
-        pausebake()
-            .arg("import")
-            .arg(&ours)
-            .arg("--address")
-            .arg(address)
-            .arg("--root")
-            .arg(work.path()),
+    refused_by(
+        pausebake().arg("import").arg(&ours),
+        address,
+        work.path(),
+        want,
+        limit,
     );
+}
+
+/// `CMD --address SOCKET --root ROOT`: must fail within `limit` with a message containing
+/// `want`; its stderr.
+fn refused_by(
+    cmd: &mut Command,
+    address: &Path,
+    root: &Path,
+    want: &str,
+    limit: Duration,
+) -> String {
+    let start = Instant::now();
+    let out = run_any(cmd.arg("--address").arg(address).arg("--root").arg(root));
     let took = start.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(
@@ -420,6 +431,7 @@ fn refused(address: &Path, want: &str, limit: Duration) {
         stderr(&out)
     );
     assert!(took < limit, "took {took:?}: {}", stderr(&out));
+    stderr(&out)
 }
 
 #[test]
@@ -875,6 +887,80 @@ fn live_a_containerd_without_cri_is_refused_clearly() {
         stderr(&out)
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(content.status.success(), "{}", stderr(&content));
+    assert_eq!(stdout(&content), "");
+}
+
+/// Debian bullseye's own containerd 1.4.13, chrooted in its root as the node runs it (the
+/// root's config and store, the node's /run a directory of the test): its version service
+/// answers `1.4.13~ds1`, CRI v1 answers Unimplemented (1.4 serves only v1alpha2).
+/// `import`, `verify` and `bake --address` refuse it within the connect timeouts, naming the
+/// version and what to do, and never take the missing CRI v1 for a disabled plugin.
+#[test]
+fn live_a_containerd_too_old_is_refused_clearly() {
+    if !(have("unshare") && have("ip")) {
+        return;
+    }
+    let dir = tempdir();
+    let Some(root) = bullseye_root(dir.path()) else {
+        return;
+    };
+    let run = dir.path().join("run");
+    fs::create_dir(&run).unwrap();
+    let ctd = Chrooted::start(&root, &run, &dir.path().join("containerd.log"));
+    // The root's config names no [grpc] address: the default, in the node's /run.
+    let socket = run.join("containerd/containerd.sock");
+    // The root's own ctr, from outside.
+    let ctr = |args: &[&str]| {
+        run_any(
+            Command::new(root.join("usr/bin/ctr"))
+                .arg("--address")
+                .arg(&socket)
+                .args(args),
+        )
+    };
+    let started = Instant::now();
+    let version = loop {
+        let out = ctr(&["version"]);
+        if out.status.success() {
+            break stdout(&out);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "containerd did not start:\n{}\n{}",
+            stderr(&out),
+            ctd.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let server = version.split_once("Server:").map_or("", |s| s.1);
+    assert!(server.contains("Version:  1.4.13~ds1"), "{version}");
+    let status = crate::cri::Cri::connect(&socket)
+        .unwrap()
+        .version()
+        .expect_err("containerd 1.4 answered CRI v1");
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status}");
+
+    let live = format!(
+        "containerd at {} is 1.4.13~ds1, too old: pausebake needs containerd 1.6.0 or newer, live or --offline",
+        socket.display()
+    );
+    // bake reads the root's files before it connects, and finds the same containerd there
+    let files = "containerd 1.4.13 is too old: pausebake needs containerd 1.6 or newer".to_string();
+    let mut import = pausebake();
+    import.arg("import").arg(archive(dir.path(), NAME, 0));
+    for (cmd, want) in [
+        (&mut import, &live),
+        (pausebake().arg("verify"), &live),
+        (pausebake().args(["bake", "--name", NAME]), &files),
+    ] {
+        // the version is the first call: one connect timeout (5 s) is all it may wait
+        let err = refused_by(cmd, &socket, &root, want, Duration::from_secs(10));
+        assert!(err.contains("; upgrade containerd"), "{err}");
+        assert!(!err.contains("CRI"), "{err}");
+    }
+    // nothing was written: the refusal comes before any lease or blob
+    let content = ctr(&["-n", "k8s.io", "content", "ls", "-q"]);
     assert!(content.status.success(), "{}", stderr(&content));
     assert_eq!(stdout(&content), "");
 }

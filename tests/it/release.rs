@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use crate::bake::{offline, sandbox_ready};
 use crate::containerd::{versions, Containerd};
-use crate::distro::debian_root;
+use crate::distro;
 use crate::harness::*;
 use crate::pause::qemu;
 
@@ -506,13 +506,10 @@ fn bullseye_root(dir: &Path) -> Option<(PathBuf, Containerd)> {
         skip("the bullseye test needs root (debootstrap, chroot)");
         return None;
     }
-    if !(have("debootstrap") && have("chroot")) {
-        return None;
-    }
     let c = versions()
         .into_iter()
         .find(|c| c.version.starts_with("1.6"))?;
-    let root = debian_root(dir, &["bullseye", "sudo,systemd"]);
+    let root = distro::bullseye_root(dir)?;
     install(&c.bin("containerd"), &root.join("usr/bin/containerd"));
     Some((root, c))
 }
