@@ -126,20 +126,24 @@ pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<S
 /// Every blob (children first), then every image record: read what containerd has, decide
 /// the step, and under [`Mode::Act`] take it.
 fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<Outcome> {
+    // a dry run's errors say what it was doing: only reading
+    let (doing, into) = match mode {
+        Mode::Ask => ("checking", "in"),
+        Mode::Act { .. } => ("writing", "into"),
+    };
     let mut outcome = Outcome::default();
     for digest in children_first(&plan.labels) {
         let labels = &plan.labels[&digest];
-        let bytes = image
-            .blobs
-            .get(&digest)
-            .with_context(|| format!("writing blob {digest} into containerd: not in the image"))?;
+        let bytes = image.blobs.get(&digest).with_context(|| {
+            format!("{doing} blob {digest} {into} containerd: not in the image")
+        })?;
         let done = put_blob(client, mode, &digest, bytes, labels)
-            .with_context(|| format!("writing blob {digest} into containerd"))?;
+            .with_context(|| format!("{doing} blob {digest} {into} containerd"))?;
         outcome.blob(&digest, done);
     }
     for name in &plan.names {
         let how = put_image(client, mode, image, name, plan.pinned)
-            .with_context(|| format!("writing image record {name} into containerd"))?;
+            .with_context(|| format!("{doing} image record {name} {into} containerd"))?;
         outcome.image(name, how);
     }
     Ok(outcome)
