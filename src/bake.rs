@@ -95,7 +95,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     };
     let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
     let verify = if args.dry_run.dry_run {
-        through(&mut plan, live.as_ref());
+        through(&mut plan, &image, live.as_mut())?;
         None
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
@@ -127,11 +127,16 @@ fn running(over: &mut Overrides, live: Option<&live::Connection>) -> bool {
     over.containerd.is_none()
 }
 
-/// Marks the plan's import as going through the running containerd (for `--dry-run`).
-fn through(plan: &mut Plan, live: Option<&live::Connection>) {
+/// The plan's import as the running containerd would take it (for `--dry-run`): what to
+/// write, label and point, decided by what that containerd answers to read-only calls, not
+/// by the snapshot of a root's `meta.db` the plan was made from (the daemon's root may be
+/// another one, or have changed since). Creates nothing there: no lease, blob, record or
+/// label. Without a running containerd the plan stays as made.
+fn through(plan: &mut Plan, image: &Image, live: Option<&mut live::Connection>) -> Result<()> {
     if let (Some(conn), Some(store)) = (live, plan.import.as_mut()) {
-        store.address = Some(live::address_of(conn));
+        *store = live::predict(store, image, conn)?;
     }
+    Ok(())
 }
 
 /// The apply: offline into the root's files, or, with a running containerd, the import
@@ -340,7 +345,7 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let source = format!("archive {}", args.archive.display());
     let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
     if args.dry_run.dry_run {
-        through(&mut plan, live.as_ref());
+        through(&mut plan, &image, live.as_mut())?;
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }

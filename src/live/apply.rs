@@ -34,11 +34,66 @@ const CHUNK: usize = 1 << 20;
 const LEASE_EXPIRY: Duration = Duration::from_secs(10 * 60);
 const GC_EXPIRE: &str = "containerd.io/gc.expire";
 
-/// What the live apply did, as containerd answered.
+/// What the live apply did (or, under `--dry-run`, would do), as containerd answered.
+#[derive(Default)]
 struct Outcome {
     blobs_written: Vec<String>,
     blobs_present: usize,
     records_changed: Vec<String>,
+}
+
+impl Outcome {
+    /// Counts one blob, with the record line the import report prints for it.
+    fn blob(&mut self, digest: &str, done: Blob) {
+        match done {
+            Blob::Written => {
+                self.blobs_written.push(digest.to_string());
+                self.records_changed.push(format!("content {digest} (new)"));
+            }
+            Blob::Labelled => {
+                self.blobs_present += 1;
+                self.records_changed
+                    .push(format!("content {digest} (updated)"));
+            }
+            Blob::Present => self.blobs_present += 1,
+        }
+    }
+
+    /// Counts one image record (`how`: `new`, `updated`, or `None` when left alone).
+    fn image(&mut self, name: &str, how: Option<&str>) {
+        if let Some(how) = how {
+            self.records_changed.push(format!("image {name} ({how})"));
+        }
+    }
+
+    /// `plan` as containerd answered: the counts of this outcome, and the running
+    /// containerd in place of the root's files.
+    fn into_plan(self, plan: &StorePlan, client: &Client) -> StorePlan {
+        let shown = format!(
+            "containerd {} at {}",
+            client.version_string,
+            client.address.display()
+        );
+        StorePlan {
+            containerd_root: shown.clone(),
+            meta_db: shown,
+            address: Some(client.address.display().to_string()),
+            unchanged: self.blobs_written.is_empty() && self.records_changed.is_empty(),
+            blobs_written: self.blobs_written,
+            blobs_present: self.blobs_present,
+            records_changed: self.records_changed,
+            ..plan.clone()
+        }
+    }
+}
+
+/// Whether a walk over the plan acts or only asks.
+#[derive(Clone, Copy)]
+enum Mode<'a> {
+    /// Read-only calls: what containerd has decides what would be done (`--dry-run`).
+    Ask,
+    /// Each decision carried out, every blob held by this lease.
+    Act { lease: &'a str },
 }
 
 /// Carries out the store part of a plan in the running containerd behind `client`, as
@@ -50,64 +105,48 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
     client.set_namespace(&plan.namespace)?;
     let lease = create_lease(client)?;
     client.set_lease(Some(&lease))?;
-    let result = write_all(client, &lease, image, plan);
+    let result = walk(client, image, plan, Mode::Act { lease: &lease });
     client.set_lease(None)?;
     let deleted = delete_lease(client, &lease);
     let outcome = result?;
     deleted?;
-    let shown = format!(
-        "containerd {} at {}",
-        client.version_string,
-        client.address.display()
-    );
-    Ok(StorePlan {
-        containerd_root: shown.clone(),
-        meta_db: shown,
-        address: Some(client.address.display().to_string()),
-        unchanged: outcome.blobs_written.is_empty() && outcome.records_changed.is_empty(),
-        blobs_written: outcome.blobs_written,
-        blobs_present: outcome.blobs_present,
-        records_changed: outcome.records_changed,
-        ..plan.clone()
-    })
+    Ok(outcome.into_plan(plan, client))
 }
 
-fn write_all(client: &Client, lease: &str, image: &Image, plan: &StorePlan) -> Result<Outcome> {
-    let mut written = Vec::new();
-    let mut present = 0;
-    let mut changes = Vec::new();
+/// What [`apply`] would do to the running containerd behind `client`, asked with read-only
+/// calls only (content `Info`, images `Get`; no lease) and decided by the same steps: the
+/// plan with the counts and record lines [`apply`] would report. The plan's own counts come
+/// from a snapshot of a root's `meta.db`, which need not be what this containerd holds.
+pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
+    client.set_namespace(&plan.namespace)?;
+    client.set_lease(None)?;
+    Ok(walk(client, image, plan, Mode::Ask)?.into_plan(plan, client))
+}
+
+/// Every blob (children first), then every image record: read what containerd has, decide
+/// the step, and under [`Mode::Act`] take it.
+fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<Outcome> {
+    // a dry run's errors say what it was doing: only reading
+    let (doing, into) = match mode {
+        Mode::Ask => ("checking", "in"),
+        Mode::Act { .. } => ("writing", "into"),
+    };
+    let mut outcome = Outcome::default();
     for digest in children_first(&plan.labels) {
         let labels = &plan.labels[&digest];
-        let bytes = image
-            .blobs
-            .get(&digest)
-            .with_context(|| format!("writing blob {digest} into containerd: not in the image"))?;
-        match put_blob(client, lease, &digest, bytes, labels)
-            .with_context(|| format!("writing blob {digest} into containerd"))?
-        {
-            Blob::Written => {
-                written.push(digest.clone());
-                changes.push(format!("content {digest} (new)"));
-            }
-            Blob::Labelled => {
-                present += 1;
-                changes.push(format!("content {digest} (updated)"));
-            }
-            Blob::Present => present += 1,
-        }
+        let bytes = image.blobs.get(&digest).with_context(|| {
+            format!("{doing} blob {digest} {into} containerd: not in the image")
+        })?;
+        let done = put_blob(client, mode, &digest, bytes, labels)
+            .with_context(|| format!("{doing} blob {digest} {into} containerd"))?;
+        outcome.blob(&digest, done);
     }
     for name in &plan.names {
-        if let Some(how) = put_image(client, image, name, plan.pinned)
-            .with_context(|| format!("writing image record {name} into containerd"))?
-        {
-            changes.push(format!("image {name} ({how})"));
-        }
+        let how = put_image(client, mode, image, name, plan.pinned)
+            .with_context(|| format!("{doing} image record {name} {into} containerd"))?;
+        outcome.image(name, how);
     }
-    Ok(Outcome {
-        blobs_written: written,
-        blobs_present: present,
-        records_changed: changes,
-    })
+    Ok(outcome)
 }
 
 /// Every digest after the digests its labels name: a parent is committed only once its
@@ -176,6 +215,8 @@ fn delete_lease(client: &Client, id: &str) -> Result<()> {
     }
 }
 
+/// What became (or would become) of one blob.
+#[derive(Debug, PartialEq, Eq)]
 enum Blob {
     Written,
     /// Already there; its GC labels were added.
@@ -184,19 +225,87 @@ enum Blob {
     Present,
 }
 
-/// One blob, first added to the lease: present with our labels -> nothing; present without -> `Update` those labels;
-/// absent -> `Write` it (stat, chunks, commit with digest, size and labels). containerd
-/// answers AlreadyExists when another writer (or another namespace's identical blob) got
-/// there first: then only the labels.
+/// What one blob needs, decided from what containerd has of it.
+#[derive(Debug, PartialEq, Eq)]
+enum BlobStep {
+    /// Absent: `Write` it with its labels.
+    Write,
+    /// Present without these of its GC labels (or with other values): `Update` them.
+    Label(BTreeMap<String, String>),
+    /// Present with every label: nothing.
+    Keep,
+}
+
+impl BlobStep {
+    /// The decision: `have` is containerd's `Info` of the blob (`None`: absent), `labels`
+    /// the GC labels the plan gives it. The one comparison both [`apply`] and [`predict`]
+    /// use.
+    fn of(have: Option<&api::Info>, labels: &BTreeMap<String, String>) -> BlobStep {
+        let Some(have) = have else {
+            return BlobStep::Write;
+        };
+        let missing: BTreeMap<String, String> = labels
+            .iter()
+            .filter(|(k, v)| have.labels.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if missing.is_empty() {
+            BlobStep::Keep
+        } else {
+            BlobStep::Label(missing)
+        }
+    }
+
+    /// What taking this step makes of the blob.
+    fn outcome(&self) -> Blob {
+        match self {
+            BlobStep::Write => Blob::Written,
+            BlobStep::Label(_) => Blob::Labelled,
+            BlobStep::Keep => Blob::Present,
+        }
+    }
+}
+
+/// One blob: under [`Mode::Act`] first added to the lease, then its `Info` decides
+/// ([`BlobStep::of`]); acting, an absent blob is written (stat, chunks, commit with digest,
+/// size and labels) and a present one gets the labels it lacks. containerd answers
+/// AlreadyExists when another writer (or another namespace's identical blob) got there
+/// first: then only the labels.
 fn put_blob(
     client: &Client,
-    lease: &str,
+    mode: Mode,
     digest: &str,
     bytes: &[u8],
     labels: &BTreeMap<String, String>,
 ) -> Result<Blob> {
-    // Leased first: a blob found present must survive GC until the records that reach it
-    // exist (only blobs written under the lease are held by it otherwise).
+    if let Mode::Act { lease } = mode {
+        // Leased first: a blob found present must survive GC until the records that reach
+        // it exist (only blobs written under the lease are held by it otherwise).
+        add_to_lease(client, lease, digest)?;
+    }
+    let step = BlobStep::of(info(client, digest)?.as_ref(), labels);
+    let Mode::Act { .. } = mode else {
+        return Ok(step.outcome());
+    };
+    match step {
+        BlobStep::Keep => Ok(Blob::Present),
+        BlobStep::Label(missing) => relabel(client, digest, &missing),
+        BlobStep::Write => match write(client, digest, bytes, labels) {
+            Ok(()) => Ok(Blob::Written),
+            Err(e) if e.code() == Code::AlreadyExists => {
+                let have = info(client, digest)?
+                    .ok_or_else(|| anyhow!("containerd said it exists, then that it does not"))?;
+                match BlobStep::of(Some(&have), labels) {
+                    BlobStep::Label(missing) => relabel(client, digest, &missing),
+                    _ => Ok(Blob::Present),
+                }
+            }
+            Err(e) => Err(anyhow!("{}", describe(&e))),
+        },
+    }
+}
+
+fn add_to_lease(client: &Client, lease: &str, digest: &str) -> Result<()> {
     let req = client.request(api::AddResourceRequest {
         id: lease.to_string(),
         resource: Some(api::Resource {
@@ -207,20 +316,10 @@ fn put_blob(
     client
         .call(|ch| async move { LeasesClient::new(ch).add_resource(req).await })
         .map_err(|e| anyhow!("adding it to lease {lease}: {}", describe(&e)))?;
-    match info(client, digest)? {
-        Some(have) => relabel(client, digest, &have, labels),
-        None => match write(client, digest, bytes, labels) {
-            Ok(()) => Ok(Blob::Written),
-            Err(e) if e.code() == Code::AlreadyExists => {
-                let have = info(client, digest)?
-                    .ok_or_else(|| anyhow!("containerd said it exists, then that it does not"))?;
-                relabel(client, digest, &have, labels)
-            }
-            Err(e) => Err(anyhow!("{}", describe(&e))),
-        },
-    }
+    Ok(())
 }
 
+/// containerd's `Info` of a blob; `None` when it has none (read-only).
 fn info(client: &Client, digest: &str) -> Result<Option<api::Info>> {
     let req = client.request(InfoRequest {
         digest: digest.to_string(),
@@ -232,30 +331,19 @@ fn info(client: &Client, digest: &str) -> Result<Option<api::Info>> {
     }
 }
 
-fn relabel(
-    client: &Client,
-    digest: &str,
-    have: &api::Info,
-    labels: &BTreeMap<String, String>,
-) -> Result<Blob> {
-    let missing: Vec<(&String, &String)> = labels
-        .iter()
-        .filter(|(k, v)| have.labels.get(*k) != Some(*v))
-        .collect();
-    if missing.is_empty() {
-        return Ok(Blob::Present);
-    }
+/// Sets the `missing` labels on a present blob (`Update` with a mask of just those).
+fn relabel(client: &Client, digest: &str, missing: &BTreeMap<String, String>) -> Result<Blob> {
     let req = client.request(UpdateRequest {
         info: Some(api::Info {
             digest: digest.to_string(),
             labels: missing
                 .iter()
-                .map(|(k, v)| ((*k).clone(), (*v).clone()))
+                .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             ..Default::default()
         }),
         update_mask: Some(FieldMask {
-            paths: missing.iter().map(|(k, _)| format!("labels.{k}")).collect(),
+            paths: missing.keys().map(|k| format!("labels.{k}")).collect(),
         }),
     });
     client
@@ -318,14 +406,82 @@ fn write(
     })
 }
 
-/// The image record `name`: created, re-pointed (target and our labels) or left alone.
-/// Returns what changed.
+/// What one image record needs, decided from what containerd has under its name.
+#[derive(Debug, PartialEq, Eq)]
+enum ImageStep {
+    /// No record: `Create` it.
+    Create,
+    /// Another target, or without our labels: `Update` target and labels.
+    Update,
+    /// The same target with every label: nothing.
+    Keep,
+}
+
+impl ImageStep {
+    /// The decision: `have` is containerd's record (`None`: absent), `want` the record the
+    /// plan writes. The one comparison both [`apply`] and [`predict`] use.
+    fn of(have: Option<&api::Image>, want: &api::Image) -> ImageStep {
+        let Some(have) = have else {
+            return ImageStep::Create;
+        };
+        let same_target = have.target == want.target;
+        let labelled = want
+            .labels
+            .iter()
+            .all(|(k, v)| have.labels.get(k) == Some(v));
+        if same_target && labelled {
+            ImageStep::Keep
+        } else {
+            ImageStep::Update
+        }
+    }
+
+    /// What taking this step does to the record, as the import report says it.
+    fn how(&self) -> Option<&'static str> {
+        match self {
+            ImageStep::Create => Some("new"),
+            ImageStep::Update => Some("updated"),
+            ImageStep::Keep => None,
+        }
+    }
+}
+
+/// The image record `name`: read, decided ([`ImageStep::of`]) and, under [`Mode::Act`],
+/// created, re-pointed (target and our labels) or left alone. Returns what changed (or
+/// would).
 fn put_image(
     client: &Client,
+    mode: Mode,
     image: &Image,
     name: &str,
     pin: bool,
 ) -> Result<Option<&'static str>> {
+    let record = record(image, name, pin);
+    let step = ImageStep::of(get_image(client, name)?.as_ref(), &record);
+    let Mode::Act { .. } = mode else {
+        return Ok(step.how());
+    };
+    match step {
+        ImageStep::Keep => Ok(None),
+        ImageStep::Update => update_image(client, record),
+        ImageStep::Create => {
+            let req = client.request(CreateImageRequest {
+                image: Some(record.clone()),
+                source_date_epoch: None,
+            });
+            match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
+                Ok(_) => Ok(Some("new")),
+                // another import created it in between: make it ours like an existing one
+                Err(e) if e.code() == Code::AlreadyExists => update_image(client, record),
+                Err(e) => Err(anyhow!("creating it: {}", describe(&e))),
+            }
+        }
+    }
+}
+
+/// The record pausebake writes for `name`: the image's target descriptor and, when pinned,
+/// the managed and pinned labels.
+fn record(image: &Image, name: &str, pin: bool) -> api::Image {
     let t = &image.target;
     let target = Descriptor {
         media_type: t.media_type().to_string(),
@@ -353,47 +509,31 @@ fn put_image(
     } else {
         HashMap::new()
     };
-    let record = api::Image {
+    api::Image {
         name: name.to_string(),
-        labels: labels.clone(),
-        target: Some(target.clone()),
+        labels,
+        target: Some(target),
         ..Default::default()
-    };
+    }
+}
+
+/// containerd's record named `name`; `None` when it has none (read-only).
+fn get_image(client: &Client, name: &str) -> Result<Option<api::Image>> {
     let req = client.request(GetImageRequest {
         name: name.to_string(),
     });
-    let existing = match client.call(|ch| async move { ImagesClient::new(ch).get(req).await }) {
-        Ok(r) => r.image,
-        Err(e) if e.code() == Code::NotFound => None,
-        Err(e) => return Err(anyhow!("reading it: {}", describe(&e))),
-    };
-    let Some(have) = existing else {
-        let req = client.request(CreateImageRequest {
-            image: Some(record.clone()),
-            source_date_epoch: None,
-        });
-        return match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
-            Ok(_) => Ok(Some("new")),
-            // another import created it in between: make it ours like an existing one
-            Err(e) if e.code() == Code::AlreadyExists => update_image(client, record, &labels),
-            Err(e) => Err(anyhow!("creating it: {}", describe(&e))),
-        };
-    };
-    let same_target = have.target.as_ref() == Some(&target);
-    let labelled = labels.iter().all(|(k, v)| have.labels.get(k) == Some(v));
-    if same_target && labelled {
-        return Ok(None);
+    match client.call(|ch| async move { ImagesClient::new(ch).get(req).await }) {
+        Ok(r) => Ok(r.image),
+        Err(e) if e.code() == Code::NotFound => Ok(None),
+        Err(e) => Err(anyhow!("reading it: {}", describe(&e))),
     }
-    update_image(client, record, &labels)
 }
 
-fn update_image(
-    client: &Client,
-    record: api::Image,
-    labels: &HashMap<String, String>,
-) -> Result<Option<&'static str>> {
+/// Re-points `record` at its target and sets its labels (a mask of the target and just our
+/// label keys: other labels on the record stay).
+fn update_image(client: &Client, record: api::Image) -> Result<Option<&'static str>> {
     let mut paths = vec!["target".to_string()];
-    let mut keys: Vec<&String> = labels.keys().collect();
+    let mut keys: Vec<String> = record.labels.keys().cloned().collect();
     keys.sort();
     paths.extend(keys.into_iter().map(|k| format!("labels.{k}")));
     let req = client.request(UpdateImageRequest {
@@ -428,6 +568,88 @@ mod tests {
         assert_eq!(
             children_first(&blobs),
             ["c-config", "z-layer", "m-manifest", "a-index"]
+        );
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn info(pairs: &[(&str, &str)]) -> api::Info {
+        api::Info {
+            digest: "sha256:aa".to_string(),
+            labels: labels(pairs).into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_blob_is_written_labelled_or_kept_by_what_containerd_has() {
+        let want = labels(&[
+            ("containerd.io/gc.ref.content.config", "sha256:c"),
+            ("containerd.io/gc.ref.content.l.0", "sha256:l"),
+        ]);
+        assert_eq!(BlobStep::of(None, &want), BlobStep::Write);
+        // one label missing, one with another value: both set, nothing else
+        let have = info(&[
+            ("containerd.io/gc.ref.content.config", "sha256:other"),
+            ("containerd.io/distribution.source.x", "y"),
+        ]);
+        assert_eq!(
+            BlobStep::of(Some(&have), &want),
+            BlobStep::Label(want.clone())
+        );
+        let have = info(&[
+            ("containerd.io/gc.ref.content.config", "sha256:c"),
+            ("containerd.io/gc.ref.content.l.0", "sha256:l"),
+            ("containerd.io/distribution.source.x", "y"),
+        ]);
+        assert_eq!(BlobStep::of(Some(&have), &want), BlobStep::Keep);
+        assert_eq!(BlobStep::of(Some(&info(&[])), &labels(&[])), BlobStep::Keep);
+        assert_eq!(
+            [BlobStep::Write, BlobStep::Label(want), BlobStep::Keep].map(|s| s.outcome()),
+            [Blob::Written, Blob::Labelled, Blob::Present]
+        );
+    }
+
+    #[test]
+    fn an_image_record_is_created_updated_or_kept_by_what_containerd_has() {
+        let target = |digest: &str| Descriptor {
+            media_type: "application/vnd.oci.image.index.v1+json".to_string(),
+            digest: digest.to_string(),
+            size: 100,
+            annotations: HashMap::new(),
+        };
+        let record = |digest: &str, pairs: &[(&str, &str)]| api::Image {
+            name: "registry.k8s.io/pause:3.10".to_string(),
+            labels: labels(pairs).into_iter().collect(),
+            target: Some(target(digest)),
+            ..Default::default()
+        };
+        let ours = [
+            (store::LABEL_IMAGE, store::LABEL_IMAGE_MANAGED),
+            (store::LABEL_PINNED, store::LABEL_PINNED_PINNED),
+        ];
+        let want = record("sha256:a", &ours);
+        assert_eq!(ImageStep::of(None, &want), ImageStep::Create);
+        assert_eq!(ImageStep::of(Some(&want), &want), ImageStep::Keep);
+        // other labels on the record do not matter; a missing one of ours does
+        let more = record("sha256:a", &[ours[0], ours[1], ("x", "y")]);
+        assert_eq!(ImageStep::of(Some(&more), &want), ImageStep::Keep);
+        let unpinned = record("sha256:a", &ours[..1]);
+        assert_eq!(ImageStep::of(Some(&unpinned), &want), ImageStep::Update);
+        assert_eq!(
+            ImageStep::of(Some(&unpinned), &record("sha256:a", &[])),
+            ImageStep::Keep
+        );
+        let elsewhere = record("sha256:b", &ours);
+        assert_eq!(ImageStep::of(Some(&elsewhere), &want), ImageStep::Update);
+        assert_eq!(
+            [ImageStep::Create, ImageStep::Update, ImageStep::Keep].map(|s| s.how()),
+            [Some("new"), Some("updated"), None]
         );
     }
 }

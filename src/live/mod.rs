@@ -1,7 +1,8 @@
 //! The live path: a second `apply` beside [`crate::containerd::apply`]. The same plan (the
 //! same blobs with the same GC labels, the same image records, names, labels and namespace)
 //! carried out in a *running* containerd through its own gRPC API over its unix socket
-//! (content `Write` / `Update` under a lease, images `Create` / `Update`), and a separate set
+//! (content `Write` / `Update` under a lease, images `Create` / `Update`; under `--dry-run`
+//! only the `Info` / `Get` reads that decide those calls), and a separate set
 //! of verify rules asked of that containerd and its CRI (`Status`, `ImageStatus`).
 //! No restart, no `ctr`, no unpack: CRI unpacks the sandbox image from local content the
 //! first time a pod needs it.
@@ -35,7 +36,7 @@ pub mod daemon;
 mod verify;
 
 #[cfg(feature = "live")]
-pub use apply::apply;
+pub use apply::{apply, predict};
 #[cfg(feature = "live")]
 pub use client::Client as Connection;
 #[cfg(feature = "live")]
@@ -61,12 +62,6 @@ pub fn version_fact(conn: &Connection) -> Sourced<Version> {
         value: conn.version,
         source: conn.shown(),
     }
-}
-
-/// The socket `conn` talks to, for reports.
-#[cfg(feature = "live")]
-pub fn address_of(conn: &Connection) -> String {
-    conn.address.display().to_string()
 }
 
 /// What the running containerd makes of a configured sandbox image (`configure --address`).
@@ -288,12 +283,16 @@ pub fn version_fact(conn: &Connection) -> Sourced<Version> {
 }
 
 #[cfg(not(feature = "live"))]
-pub fn address_of(conn: &Connection) -> String {
+pub fn apply(
+    _plan: &crate::containerd::plan::StorePlan,
+    _image: &crate::image::Image,
+    conn: &mut Connection,
+) -> Result<crate::containerd::plan::StorePlan> {
     match *conn {}
 }
 
 #[cfg(not(feature = "live"))]
-pub fn apply(
+pub fn predict(
     _plan: &crate::containerd::plan::StorePlan,
     _image: &crate::image::Image,
     conn: &mut Connection,

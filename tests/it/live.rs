@@ -1026,63 +1026,218 @@ fn live_a_socket_that_is_not_the_roots_containerd_is_not_written_through() {
     assert_eq!(images(&ctd, "k8s.io"), before);
 }
 
-/// `--dry-run` with `--address`: the plan, saying it goes through the running containerd,
-/// and nothing written to it; `--json` names the running containerd as the one source of the
-/// containerd version.
+/// What containerd holds in namespace k8s.io as `ctr` lists it: image records, content
+/// (digest, size and labels; not the age, which moves on by itself) and leases, each label
+/// list sorted (`ctr` prints Go's map order).
+fn holdings(ctd: &Running) -> Vec<Vec<String>> {
+    let list = |what: &str, keep: fn(&[&str]) -> Vec<String>| {
+        let out = ctd.ctr_ok(&["-n", "k8s.io", what, "ls"]);
+        let mut lines: Vec<String> = stdout(&out)
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let mut fields = keep(&l.split_whitespace().collect::<Vec<_>>());
+                if let Some(labels) = fields.last_mut() {
+                    let mut each: Vec<&str> = labels.split(',').collect();
+                    each.sort();
+                    *labels = each.join(",");
+                }
+                fields.join(" ")
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let all = |f: &[&str]| f.iter().map(|s| s.to_string()).collect();
+    vec![
+        list("images", all),
+        list("content", |f| {
+            [f[0], f[1], f[f.len() - 1]].map(String::from).to_vec()
+        }),
+        list("leases", all),
+    ]
+}
+
+/// `import ARCHIVE --dry-run --json --address SOCKET --root ROOT`'s import section; checks
+/// that containerd holds exactly what it held before.
+fn dry_import(ctd: &Running, archive: &Path, root: &Path) -> serde_json::Value {
+    let before = holdings(ctd);
+    let text = import_ok(ctd, archive, root, &["--dry-run", "--json"]);
+    assert_eq!(
+        holdings(ctd),
+        before,
+        "containerd {}: the dry run changed it",
+        ctd.containerd.version
+    );
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    plan["import"].clone()
+}
+
+/// `import ARCHIVE --json --address SOCKET --root ROOT`: the import report.
+fn real_import(ctd: &Running, archive: &Path, root: &Path) -> serde_json::Value {
+    serde_json::from_str(&import_ok(ctd, archive, root, &["--json"])).unwrap()
+}
+
+/// `value` as a list of strings (a JSON array of them).
+fn strings(value: &serde_json::Value) -> Vec<String> {
+    serde_json::from_value(value.clone()).unwrap()
+}
+
+/// `--dry-run` with `--address`: the import part of the plan is what the running containerd
+/// answers to read-only calls (content `Info`, images `Get`), the same report the real import
+/// then gives, for a fresh containerd, an unchanged one and a re-pointed name; nothing is
+/// created in containerd (records, content, labels, leases) and no file is touched.
 #[test]
 fn live_dry_run_prints_the_plan_and_writes_nothing() {
-    let Some(c) = versions().into_iter().last() else {
-        return;
-    };
     let _lock = containerd_lock();
     let work = tempdir();
     let ours = archive(work.path(), NAME, 0);
-    let root = tempdir();
-    let ctd = start(&c, root.path());
-    let before = images(&ctd, "k8s.io");
-    let config = fs::read(root.path().join("etc/containerd/config.toml")).unwrap();
-    let dry = |args: &[&str]| {
+    let newer = archive(work.path(), NAME, 172800);
+    for c in versions() {
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        let before = holdings(&ctd);
+        let config_path = root.path().join("etc/containerd/config.toml");
+        let config = fs::read(&config_path).unwrap();
+        let dry = |args: &[&str]| {
+            run_ok(
+                pausebake()
+                    .args(args)
+                    .arg(&ours)
+                    .args(["--dry-run", "--address"])
+                    .arg(ctd.address())
+                    .arg("--root")
+                    .arg(root.path()),
+            )
+        };
+        let text = stdout(&dry(&["import"]));
+        assert!(
+            text.starts_with("import --dry-run (nothing written)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "through the running containerd at {}",
+                ctd.address().display()
+            )),
+            "{text}"
+        );
+        let out = dry(&["bake", "--json", "--name", NAME, "--archive"]);
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["dry_run"], true);
+        assert_eq!(json["verify"], serde_json::Value::Null);
+        let source = json["containerd_version_source"].as_str().unwrap();
+        assert!(
+            source.starts_with("the running containerd ")
+                && source.ends_with(&ctd.address().display().to_string()),
+            "{source}"
+        );
+        assert_eq!(holdings(&ctd), before);
+        assert_eq!(fs::read(&config_path).unwrap(), config);
+
+        // fresh: every blob and the record to write, exactly as the import then reports
+        let planned = dry_import(&ctd, &ours, root.path());
+        assert_eq!(json["import"], planned, "bake and import plan alike");
+        assert_eq!(
+            planned["meta_db"],
+            format!("containerd {} at {}", c.version, ctd.address().display())
+        );
+        assert_eq!(planned["address"], ctd.address().display().to_string());
+        assert_eq!(planned["unchanged"], false);
+        assert_eq!(planned["blobs_present"], 0);
+        let written = strings(&planned["blobs_written"]);
+        assert!(!written.is_empty(), "{planned:#}");
+        let mut changes: Vec<String> = written
+            .iter()
+            .map(|d| format!("content {d} (new)"))
+            .collect();
+        changes.push(format!("image {NAME} (new)"));
+        let mut got = strings(&planned["records_changed"]);
+        got.sort();
+        changes.sort();
+        assert_eq!(got, changes);
+        let done = real_import(&ctd, &ours, root.path());
+        assert_eq!(planned, done, "containerd {}", c.version);
+
+        // imported: nothing to do, and the real run agrees
+        let planned = dry_import(&ctd, &ours, root.path());
+        assert_eq!(planned["unchanged"], true, "{planned:#}");
+        assert_eq!(planned["blobs_present"], written.len());
+        assert_eq!(strings(&planned["records_changed"]), Vec::<String>::new());
+        assert_eq!(planned, real_import(&ctd, &ours, root.path()));
+
+        // another epoch under the same name: its blobs new, the record re-pointed
+        let planned = dry_import(&ctd, &newer, root.path());
+        assert_eq!(planned["unchanged"], false);
+        let written = strings(&planned["blobs_written"]);
+        assert!(!written.is_empty(), "{planned:#}");
+        let changes = strings(&planned["records_changed"]);
+        assert_eq!(changes.last(), Some(&format!("image {NAME} (updated)")));
+        for d in &written {
+            assert!(changes.contains(&format!("content {d} (new)")), "{d}");
+        }
+        let done = real_import(&ctd, &newer, root.path());
+        assert_eq!(planned, done, "containerd {}", c.version);
+        let line = line_of(&images(&ctd, "k8s.io"), NAME).cloned().unwrap();
+        assert!(line.contains(done["target"].as_str().unwrap()), "{line}");
+        assert_eq!(fs::read(&config_path).unwrap(), config);
+    }
+}
+
+/// The running containerd, not a root's `meta.db`, decides a live dry run: `--root` names a
+/// root whose files say one thing while the containerd at `--address` holds another.
+#[test]
+fn live_dry_run_believes_containerd_over_the_roots_meta_db() {
+    let _lock = containerd_lock();
+    let work = tempdir();
+    let ours = archive(work.path(), NAME, 0);
+    let newer = archive(work.path(), NAME, 172800);
+    for c in versions() {
+        let root = tempdir();
+        let ctd = start(&c, root.path());
+        real_import(&ctd, &newer, root.path());
+
+        // an empty root: its files say everything is to write; containerd has it all
+        let empty = tempdir();
+        let offline = |root: &Path, archive: &Path| -> serde_json::Value {
+            let out = run_ok(
+                pausebake()
+                    .arg("import")
+                    .arg(archive)
+                    .args(["--dry-run", "--json", "--root"])
+                    .arg(root),
+            );
+            serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()["import"].clone()
+        };
+        assert_eq!(offline(empty.path(), &newer)["unchanged"], false);
+        let planned = dry_import(&ctd, &newer, empty.path());
+        assert_eq!(planned["unchanged"], true, "{planned:#}");
+        assert_eq!(planned, real_import(&ctd, &newer, empty.path()));
+
+        // a root whose meta.db points the name at the epoch-0 image, while the running
+        // containerd points it at the newer one (and, after a GC, lacks the older blobs)
+        let other = tempdir();
         run_ok(
             pausebake()
-                .args(args)
+                .arg("import")
                 .arg(&ours)
-                .args(["--dry-run", "--address"])
-                .arg(ctd.address())
                 .arg("--root")
-                .arg(root.path()),
-        )
-    };
-    let text = stdout(&dry(&["import"]));
-    assert!(
-        text.starts_with("import --dry-run (nothing written)"),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!(
-            "through the running containerd at {}",
-            ctd.address().display()
-        )),
-        "{text}"
-    );
-    let out = dry(&["bake", "--json", "--name", NAME, "--archive"]);
-    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(json["dry_run"], true);
-    assert_eq!(json["verify"], serde_json::Value::Null);
-    let source = json["containerd_version_source"].as_str().unwrap();
-    assert!(
-        source.starts_with("the running containerd ")
-            && source.ends_with(&ctd.address().display().to_string()),
-        "{source}"
-    );
-    assert_eq!(
-        json["import"]["address"],
-        ctd.address().display().to_string()
-    );
-    assert_eq!(images(&ctd, "k8s.io"), before);
-    assert_eq!(
-        fs::read(root.path().join("etc/containerd/config.toml")).unwrap(),
-        config
-    );
+                .arg(other.path()),
+        );
+        assert_eq!(offline(other.path(), &ours)["unchanged"], true);
+        gc(&ctd);
+        let planned = dry_import(&ctd, &ours, other.path());
+        assert_eq!(planned["unchanged"], false, "{planned:#}");
+        assert!(
+            !strings(&planned["blobs_written"]).is_empty(),
+            "{planned:#}"
+        );
+        let changes = strings(&planned["records_changed"]);
+        assert_eq!(changes.last(), Some(&format!("image {NAME} (updated)")));
+        assert_eq!(planned, real_import(&ctd, &ours, other.path()));
+        let line = line_of(&images(&ctd, "k8s.io"), NAME).cloned().unwrap();
+        assert!(line.contains(planned["target"].as_str().unwrap()), "{line}");
+    }
 }
 
 /// `pausebake configure ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
