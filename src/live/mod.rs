@@ -355,8 +355,16 @@ pub fn choose(
         return Ok(None);
     }
     let address = configured_address(facts)?;
-    let Ok(conn) = connect(&address) else {
-        return Ok(None);
+    let conn = match connect(&address) {
+        Ok(conn) => conn,
+        Err(e) => {
+            // the offline apply refuses the locked file next; this says why not live
+            eprintln!(
+                "pausebake: meta.db is locked by a running containerd, but not writing through {}: {e:#}",
+                address.display()
+            );
+            return Ok(None);
+        }
     };
     // Only the containerd that holds this root's meta.db: another one answering on that
     // path (the host's, for a root that is not `/`) must not get this root's image.
