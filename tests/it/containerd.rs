@@ -345,15 +345,7 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
         }
     }
 
-    let (cri, opt) = test_vm_plugins(version);
-    let top = doc.as_table_mut();
-    set(top, &["plugins", cri, "restrict_oom_score_adj"], true);
-    set(
-        top,
-        &["plugins", cri, "cni", "conf_dir"],
-        p(run.join("cni/net.d")),
-    );
-    set(top, &["plugins", opt, "path"], p(run.join("opt")));
+    set_test_vm(doc.as_table_mut(), version, run);
 
     let extra: DocumentMut = extra
         .parse()
@@ -362,27 +354,18 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
     doc.to_string()
 }
 
-/// The plugins whose settings a test VM needs, under the ids of config `version`: the CRI
-/// runtime's and the `opt` plugin's.
-fn test_vm_plugins(version: i64) -> (&'static str, &'static str) {
-    match version {
+/// Sets what containerd needs in a test VM, under the plugin ids of config `version`:
+/// CRI's `restrict_oom_score_adj` (a sandboxed VM refuses lowering the OOM score), and CNI's
+/// and the `opt` plugin's directories under `dir` (nothing written outside the test's dirs).
+fn set_test_vm(top: &mut Table, version: i64, dir: &Path) {
+    let (cri, opt) = match version {
         1 => ("cri", "opt"),
         2 => ("io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"),
         _ => (
             "io.containerd.cri.v1.runtime",
             "io.containerd.internal.v1.opt",
         ),
-    }
-}
-
-/// What [`effective_config`] adds for a sandboxed VM, as TOML of config `version` for a
-/// root's own config file (a [`StartOpts::supervised`] containerd reads it unchanged):
-/// `restrict_oom_score_adj`, and the CNI and `opt` directories under `dir`. On 1.x it goes
-/// into the CRI plugin's table, which must then hold the sandbox image too (`sandbox`).
-pub fn test_vm_toml(version: i64, dir: &Path, sandbox: &str) -> String {
-    let (cri, opt) = test_vm_plugins(version);
-    let mut doc = DocumentMut::new();
-    let top = doc.as_table_mut();
+    };
     let p = |p: PathBuf| p.display().to_string();
     set(top, &["plugins", cri, "restrict_oom_score_adj"], true);
     set(
@@ -391,6 +374,15 @@ pub fn test_vm_toml(version: i64, dir: &Path, sandbox: &str) -> String {
         p(dir.join("cni/net.d")),
     );
     set(top, &["plugins", opt, "path"], p(dir.join("opt")));
+}
+
+/// What [`effective_config`] adds for a sandboxed VM, as TOML of config `version` for a
+/// root's own config file (a [`StartOpts::supervised`] containerd reads it unchanged):
+/// `restrict_oom_score_adj`, and the CNI and `opt` directories under `dir`. On 1.x it goes
+/// into the CRI plugin's table, which must then hold the sandbox image too (`sandbox`).
+pub fn test_vm_toml(version: i64, dir: &Path, sandbox: &str) -> String {
+    let mut doc = DocumentMut::new();
+    set_test_vm(doc.as_table_mut(), version, dir);
     let images: DocumentMut = sandbox_image_toml(version, sandbox).parse().unwrap();
     merge(doc.as_table_mut(), images.as_table());
     doc.to_string()

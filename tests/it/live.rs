@@ -92,9 +92,14 @@ fn verify_sandbox(ctd: &Running, root: &Path) -> (Option<i32>, String) {
 
 /// `pausebake verify ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
 fn verify_with(ctd: &Running, root: &Path, args: &[&str]) -> (Option<i32>, String) {
+    against(ctd, "verify", root, args)
+}
+
+/// `pausebake COMMAND ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
+fn against(ctd: &Running, command: &str, root: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = run_any(
         pausebake()
-            .arg("verify")
+            .arg(command)
             .args(args)
             .arg("--address")
             .arg(ctd.address())
@@ -1242,19 +1247,7 @@ fn live_dry_run_believes_containerd_over_the_roots_meta_db() {
 
 /// `pausebake configure ARGS --address SOCKET --root ROOT`, its exit code and stdout + stderr.
 fn configure(ctd: &Running, root: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = run_any(
-        pausebake()
-            .arg("configure")
-            .args(args)
-            .arg("--address")
-            .arg(ctd.address())
-            .arg("--root")
-            .arg(root),
-    );
-    (
-        out.status.code(),
-        format!("{}{}", stdout(&out), stderr(&out)),
-    )
+    against(ctd, "configure", root, args)
 }
 
 /// `configure --address` tells whether the running containerd must be restarted (1.x: CRI
