@@ -127,8 +127,8 @@ impl Client {
             .parse()
             .with_context(|| format!("reading the version containerd at {shown} reports"))?;
         // Before CRI: an old containerd (bullseye's 1.4.13) answers CRI v1 with
-        // Unimplemented, which would read as a disabled plugin. --offline is no way out: it refuses the same
-        // versions (see the test below).
+        // Unimplemented, which would read as a disabled plugin. --offline is no way out: it
+        // refuses the same versions (see the test below).
         if client.version < OLDEST {
             bail!(
                 "containerd at {shown} is {}, too old: pausebake needs containerd {OLDEST} or newer, live or --offline (it knows {}); upgrade containerd",

@@ -496,7 +496,7 @@ fn static_arm64_binary_bakes_every_platform_under_qemu_user() {
 /// step), under `dir/root`, with the files a booted node has, and the containerd that
 /// boots it in these tests. `None` after a loud skip.
 ///
-/// Bullseye ships containerd 1.4.13, which pausebake refuses (it knows 1.6 to 2.3) and whose
+/// Bullseye ships containerd 1.4.13, which pausebake refuses (it knows 1.6 to 2.2) and whose
 /// CRI (v1alpha2 only) the tests' runtime.v1 client cannot talk to; a Kubernetes node on
 /// bullseye runs a newer containerd from elsewhere. So the host's containerd 1.6 binary
 /// replaces the root's: it is what `bake --root /` finds in the root, and the same binary
