@@ -93,7 +93,8 @@ const COLUMNS: [(&str, &str); 6] = [
 
 /// The foreign architectures (README column names) that have a containerd `upstream` of
 /// `suite` under the cache of tests/fetch-foreign.sh, which tests/it/arch.rs runs: a
-/// `<suite>-<deb arch>.dir` stamp names a completed `<deb arch>-containerd-<version>` sysroot.
+/// `<suite>-<deb arch>.dir` stamp names a completed `<deb arch>-<suite>-containerd-<version>`
+/// sysroot.
 fn foreign_columns(suite: &str, upstream: &str) -> Vec<&'static str> {
     let dir = crate::harness::cache_dir().join("foreign");
     COLUMNS
@@ -102,9 +103,10 @@ fn foreign_columns(suite: &str, upstream: &str) -> Vec<&'static str> {
             let Ok(name) = fs::read_to_string(dir.join(format!("{suite}-{deb}.dir"))) else {
                 return false;
             };
+            // fetch-foreign.sh names a sysroot <deb arch>-<suite>-containerd-<version>
             let name = name.trim();
             let version = name
-                .strip_prefix(&format!("{deb}-containerd-"))
+                .strip_prefix(&format!("{deb}-{suite}-containerd-"))
                 .unwrap_or("");
             version.split(['+', '~']).next() == Some(upstream)
                 && dir.join(name).join("usr/bin/containerd").is_file()
