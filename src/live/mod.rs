@@ -355,6 +355,10 @@ pub fn choose(
         return Ok(None);
     }
     let address = configured_address(facts)?;
+    if !address.exists() {
+        // nothing listens there: the offline refusal of the locked file says enough
+        return Ok(None);
+    }
     let conn = match connect(&address) {
         Ok(conn) => conn,
         Err(e) => {
