@@ -1313,6 +1313,17 @@ fn live_configure_restart_makes_the_running_containerd_use_the_new_name() {
             "the dry run restarted containerd {}",
             c.version
         );
+        // a restart command that fails is an error naming it and what it said
+        let (code, text) = configure(
+            &ctd,
+            root.path(),
+            &["--restart", "echo no unit >&2; exit 7"],
+        );
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.contains("restarting containerd: running sh -c echo no unit >&2; exit 7: exit status: 7: no unit"),
+            "{text}"
+        );
 
         let (code, text) = configure(
             &ctd,
