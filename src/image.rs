@@ -303,7 +303,8 @@ pub fn is_manifest(media_type: &MediaType) -> bool {
 
 /// Direct children described by the blob `bytes` of media type `media_type`: an index's
 /// manifests, a manifest's config and layers; nothing for any other blob. Refuses a blob
-/// whose own `mediaType` field contradicts its descriptor.
+/// whose own `mediaType` field contradicts its descriptor, and one with the other kind's
+/// fields (a manifest described as an index, or the reverse). The one parser of children.
 pub fn children_of(media_type: &MediaType, bytes: &[u8]) -> Result<Vec<Descriptor>> {
     let check = |found: Option<&MediaType>| -> Result<()> {
         if let Some(found) = found {
@@ -314,14 +315,28 @@ pub fn children_of(media_type: &MediaType, bytes: &[u8]) -> Result<Vec<Descripto
         }
         Ok(())
     };
+    // The fields of the other kind: a manifest described as an index (or the reverse) must
+    // not pass for one with no children.
+    let has = |fields: &[&str]| -> Result<bool> {
+        let json: serde_json::Value = serde_json::from_slice(bytes).context("parsing JSON")?;
+        Ok(fields.iter().any(|f| json.get(f).is_some()))
+    };
     if is_index(media_type) {
         let index: ImageIndex = serde_json::from_slice(bytes).context("parsing image index")?;
         check(index.media_type().as_ref())?;
+        ensure!(
+            !has(&["layers", "config"])?,
+            "described as an index, but it is a manifest"
+        );
         Ok(index.manifests().clone())
     } else if is_manifest(media_type) {
         let manifest: ImageManifest =
             serde_json::from_slice(bytes).context("parsing image manifest")?;
         check(manifest.media_type().as_ref())?;
+        ensure!(
+            !has(&["manifests"])?,
+            "described as a manifest, but it is an index"
+        );
         let mut out = vec![manifest.config().clone()];
         out.extend(manifest.layers().iter().cloned());
         Ok(out)
@@ -812,6 +827,38 @@ mod tests {
     /// Pinned digests of images assembled from fixed fake bytes: any change to the tar,
     /// gzip, config, manifest or index bytes shows up here. Update deliberately, never
     /// casually: a change means every user's image digest changes.
+    #[test]
+    fn children_refuse_a_blob_of_the_other_kind_or_a_contradicting_media_type() {
+        // the one parser of children: store, verify, archive and the walk all use it
+        let image = two_arch();
+        let index = image.blob(&image.target).unwrap().to_vec();
+        let manifest_desc = image.children(&image.target).unwrap()[0].clone();
+        let manifest = image.blob(&manifest_desc).unwrap().to_vec();
+        assert_eq!(
+            children_of(&MediaType::ImageManifest, &manifest)
+                .unwrap()
+                .len(),
+            2
+        );
+        // an index (no mediaType field of its own) that also carries a manifest's config
+        let mut hybrid: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        let obj = hybrid.as_object_mut().unwrap();
+        obj.remove("mediaType");
+        let manifest_json: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        obj.insert("config".into(), manifest_json["config"].clone());
+        let hybrid = serde_json::to_vec(&hybrid).unwrap();
+        let err = children_of(&MediaType::ImageIndex, &hybrid).unwrap_err();
+        assert!(format!("{err:#}").contains("it is a manifest"), "{err:#}");
+        // a manifest whose own mediaType field says index
+        let mut liar: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+        liar["mediaType"] = "application/vnd.oci.image.index.v1+json".into();
+        let liar = serde_json::to_vec(&liar).unwrap();
+        let err = children_of(&MediaType::ImageManifest, &liar).unwrap_err();
+        assert!(format!("{err:#}").contains("its mediaType is"), "{err:#}");
+        // an index described as a manifest is no manifest
+        assert!(children_of(&MediaType::ImageManifest, &index).is_err());
+    }
+
     #[test]
     fn pinned_digests() {
         let cases: [(&[Arch], Compression, &str, usize); 4] = [

@@ -51,7 +51,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, MediaType};
 
 use crate::bolt::{Bucket, Db, Node};
 use crate::image::Image;
@@ -70,14 +70,6 @@ pub const LABEL_PINNED: &str = "io.cri-containerd.pinned";
 pub const LABEL_PINNED_PINNED: &str = "pinned";
 pub const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
 const CONFIG_TYPES: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
@@ -178,12 +170,14 @@ fn media_type(d: &Descriptor) -> String {
     d.media_type().to_string()
 }
 
+/// [`crate::image::is_index`] of a media type as written in a record.
 pub fn is_index(media_type: &str) -> bool {
-    INDEX_TYPES.contains(&media_type)
+    crate::image::is_index(&MediaType::from(media_type))
 }
 
+/// [`crate::image::is_manifest`] of a media type as written in a record.
 pub fn is_manifest(media_type: &str) -> bool {
-    MANIFEST_TYPES.contains(&media_type)
+    crate::image::is_manifest(&MediaType::from(media_type))
 }
 
 /// The bytes of `d`, checked against its digest and size.
@@ -207,45 +201,13 @@ pub fn blob<'a>(image: &'a Image, d: &Descriptor) -> Result<&'a [u8]> {
     Ok(bytes)
 }
 
-/// The descriptors `d` points at: an index's manifests, a manifest's config and layers
-/// (OCI and Docker media types); nothing for anything else. Checks, as containerd's
-/// `validateMediaType` does, that an index is not dressed as a manifest or the reverse.
+/// The descriptors `d` points at ([`crate::image::children_of`], which checks, as
+/// containerd's `validateMediaType` does, that an index is not dressed as a manifest or the
+/// reverse), read from a blob whose digest and size are checked first.
 pub fn children(image: &Image, d: &Descriptor) -> Result<Vec<Descriptor>> {
-    let mt = media_type(d);
-    if !is_index(&mt) && !is_manifest(&mt) {
-        return Ok(Vec::new());
-    }
-    let digest = d.digest().to_string();
     let bytes = blob(image, d)?;
-    let json: serde_json::Value =
-        serde_json::from_slice(bytes).with_context(|| format!("parsing {mt} {digest}"))?;
-    let field = |name: &str| -> Result<Vec<Descriptor>> {
-        match json.get(name) {
-            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(v) => serde_json::from_value(v.clone())
-                .with_context(|| format!("parsing {name:?} of {mt} {digest}")),
-        }
-    };
-    if is_index(&mt) {
-        ensure!(
-            json.get("layers").is_none() && json.get("config").is_none(),
-            "parsing {digest}: described as an index but it is a manifest"
-        );
-        field("manifests")
-    } else {
-        ensure!(
-            json.get("manifests").is_none(),
-            "parsing {digest}: described as a manifest but it is an index"
-        );
-        let config = json
-            .get("config")
-            .ok_or_else(|| anyhow!("parsing manifest {digest}: no config"))?;
-        let config: Descriptor = serde_json::from_value(config.clone())
-            .with_context(|| format!("parsing the config descriptor of manifest {digest}"))?;
-        let mut kids = vec![config];
-        kids.extend(field("layers")?);
-        Ok(kids)
-    }
+    crate::image::children_of(d.media_type(), bytes)
+        .with_context(|| format!("parsing {} {}", d.media_type(), d.digest()))
 }
 
 /// An OS/architecture/variant triple as written in images.
