@@ -282,14 +282,7 @@ fn print_summary(p: &Plan) {
             i.target,
             p.image_source.as_deref().unwrap_or_default()
         );
-        if i.unchanged {
-            println!(
-                "  import     unchanged ({} blobs already present)",
-                i.blobs_present
-            );
-        } else {
-            println!("  import     {}", i.counts(true));
-        }
+        println!("  import     {}", i.counts(true));
     }
     if let Some(c) = &p.configure {
         println!("  configure  {}", c.line(true));

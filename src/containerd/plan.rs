@@ -194,8 +194,15 @@ pub fn plan(
 
 impl StorePlan {
     /// The one-line count of what the import changes: as done (`done`, the summary after a
-    /// run) or as planned (`--dry-run`).
+    /// run) or as planned (`--dry-run`); `unchanged (…)` when nothing; naming the store
+    /// (a root's `meta.db`, or the running containerd that answered).
     pub fn counts(&self, done: bool) -> String {
+        if self.unchanged {
+            return format!(
+                "unchanged ({} blobs already present in {})",
+                self.blobs_present, self.meta_db
+            );
+        }
         let count = |what: &str| {
             self.records_changed
                 .iter()
@@ -298,13 +305,6 @@ fn write_configure(f: &mut fmt::Formatter<'_>, c: &ConfigPlan) -> fmt::Result {
 
 /// The import part of the text summary: the counts, then each blob and record it writes.
 fn write_import(f: &mut fmt::Formatter<'_>, i: &StorePlan) -> fmt::Result {
-    if i.unchanged {
-        return writeln!(
-            f,
-            "  import     unchanged ({} blobs already present)",
-            i.blobs_present
-        );
-    }
     writeln!(f, "  import     {}", i.counts(false))?;
     if let Some(address) = &i.address {
         writeln!(
