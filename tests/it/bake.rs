@@ -80,7 +80,8 @@ pub fn offline(c: &Containerd, root: &Path) -> Running {
     )
 }
 
-/// Runs a host-network sandbox and asserts it is READY.
+/// Runs a host-network sandbox, asserts it is READY and still READY a moment later (pause
+/// itself started and stayed up, not just its container), then stops and removes it.
 pub fn sandbox_ready(ctd: &Running, name: &str) {
     let logs = tempdir();
     let (id, state) = ctd
@@ -94,6 +95,17 @@ pub fn sandbox_ready(ctd: &Running, name: &str) {
             )
         });
     assert_eq!(state, PodSandboxState::SandboxReady, "{id}\n{}", ctd.log());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut cri = ctd.cri();
+    assert_eq!(
+        cri.pod_sandbox_state(&id).unwrap(),
+        PodSandboxState::SandboxReady,
+        "sandbox {id} of containerd {} did not stay up\n{}",
+        ctd.containerd.version,
+        ctd.log()
+    );
+    cri.stop_pod_sandbox(&id).expect("StopPodSandbox");
+    cri.remove_pod_sandbox(&id).expect("RemovePodSandbox");
 }
 
 /// Whether this containerd pins the sandbox image (1.6.22+, 1.7.3+, 2.x).

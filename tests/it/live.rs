@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::bake::{gc, pins};
+use crate::bake::{gc, pins, sandbox_ready};
 use crate::containerd::{
     sandbox_image_toml, test_vm_toml, versions, Containerd, Running, StartOpts,
 };
@@ -110,32 +110,6 @@ fn against(ctd: &Running, command: &str, root: &Path, args: &[&str]) -> (Option<
         out.status.code(),
         format!("{}{}", stdout(&out), stderr(&out)),
     )
-}
-
-fn sandbox_ready(ctd: &Running, name: &str) {
-    let logs = tempdir();
-    let (id, state) = ctd
-        .cri()
-        .run_pod_sandbox(name, true, logs.path())
-        .unwrap_or_else(|e| {
-            panic!(
-                "RunPodSandbox on {}: {e}\n{}",
-                ctd.containerd.version,
-                ctd.log()
-            )
-        });
-    assert_eq!(state, PodSandboxState::SandboxReady, "{id}\n{}", ctd.log());
-    // still running a moment later: pause itself started and stayed up
-    std::thread::sleep(Duration::from_millis(300));
-    let mut cri = ctd.cri();
-    assert_eq!(
-        cri.pod_sandbox_state(&id).unwrap(),
-        PodSandboxState::SandboxReady,
-        "{}",
-        ctd.log()
-    );
-    cri.stop_pod_sandbox(&id).expect("StopPodSandbox");
-    cri.remove_pod_sandbox(&id).expect("RemovePodSandbox");
 }
 
 /// `ctr -n NS images ls` lines, sorted (name, type, digest, size, platforms, labels).
