@@ -6,11 +6,11 @@
 #   alternate; the best of RUNS each is reported and the ratio is taken in this run.
 # - the size of the release binary with and without the `live` feature (the one without is
 #   built once into target/bench-no-live, or taken from PAUSEBAKE_NO_LIVE).
-# containerd runs as the tests run it: private /run and no network (unshare), its own root,
-# state and socket under a temporary directory, stopped by pid.
+# containerd runs as the tests run it (tests/bench/containerd.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/bench/row.sh
+. tests/bench/containerd.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
 CTR=${CTR:-$(command -v ctr || true)}
@@ -24,45 +24,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "$CONTAINERD" ] || [ -z "$CTR" ] || [ "$(id -u)" != 0 ]; then
-  echo "bench live: needs root, containerd and ctr" >&2
-  exit 1
-fi
-version=$("$CONTAINERD" --version | awk '{print $3}')
+version=$(bench_containerd_required live)
 
 "$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null 2>&1
 
-now() { date +%s%N; }
-ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 best() { sort -n | head -n 1; }
 
 run=$work/run root=$work/root
 mkdir -p "$run" "$root"
-cat >"$run/config.toml" <<EOF
-version = 2
-root = "$root/var/lib/containerd"
-state = "$run/state"
-[grpc]
-  address = "$run/sock"
-[ttrpc]
-  address = "$run/sock.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$run/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-EOF
-unshare --mount --propagation private --net -- sh -c \
-  'mount -t tmpfs -o mode=0755 tmpfs /run && exec "$0" --config "$1"' \
-  "$CONTAINERD" "$run/config.toml" >"$run/log" 2>&1 &
-pid=$!
-until "$CTR" --address "$run/sock" version >/dev/null 2>&1; do
-  kill -0 "$pid" 2>/dev/null || { echo "containerd exited: $(tail -n 3 "$run/log")" >&2; exit 1; }
-  sleep 0.01
-done
+start_containerd "$root" "$run" '[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true'
 ctr() { "$CTR" --address "$run/sock" -n k8s.io "$@"; }
 
 # Untimed: every image record (CRI adds a sha256:<config> twin of ours) and, by synchronous
@@ -96,9 +67,7 @@ for _ in $(seq "$RUNS"); do
   live_ns+=("$(live_once)")
   ctr_ns+=("$(ctr_once)")
 done
-kill -TERM "$pid"
-wait "$pid" || true
-pid=""
+stop_containerd
 l=$(printf '%s\n' "${live_ns[@]}" | best)
 c=$(printf '%s\n' "${ctr_ns[@]}" | best)
 ratio=$(awk -v c="$c" -v l="$l" 'BEGIN { printf "%.2f", l / c }')
