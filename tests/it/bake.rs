@@ -80,8 +80,9 @@ pub fn offline(c: &Containerd, root: &Path) -> Running {
     )
 }
 
-/// Runs a host-network sandbox, asserts it is READY and still READY a moment later (pause
-/// itself started and stayed up, not just its container), then stops and removes it.
+/// Runs a host-network sandbox and asserts it is READY and still READY a moment later (pause
+/// itself started and stayed up, not just its container). It is left running, for the
+/// caller to look at; stopping containerd's harness kills it.
 pub fn sandbox_ready(ctd: &Running, name: &str) {
     let logs = tempdir();
     let (id, state) = ctd
@@ -104,8 +105,6 @@ pub fn sandbox_ready(ctd: &Running, name: &str) {
         ctd.containerd.version,
         ctd.log()
     );
-    cri.stop_pod_sandbox(&id).expect("StopPodSandbox");
-    cri.remove_pod_sandbox(&id).expect("RemovePodSandbox");
 }
 
 /// Whether this containerd pins the sandbox image (1.6.22+, 1.7.3+, 2.x).
