@@ -67,6 +67,18 @@ fn key_read(version: i64, v: Version) -> SandboxKey {
     }
 }
 
+/// A content walk's outcome as rule "content" sees it: indexes nested too deep are a finding
+/// (with `fix`), not an error; any other error stays one.
+pub fn too_deep(walked: Result<()>, fix: &str) -> Result<Option<Finding>> {
+    let Err(e) = walked else { return Ok(None) };
+    let deep = e.downcast::<crate::image::TooDeep>()?;
+    Ok(Some(Finding::fail(
+        "content",
+        format!("{deep}, so what lies below it goes unchecked"),
+        fix,
+    )))
+}
+
 /// Reads the sandbox image the way containerd `v` does from its effective config: a config
 /// it refuses, and settings it does not read while its default is in force, fail; a setting
 /// overridden by another file's is a warning.
@@ -389,14 +401,8 @@ fn rule_content(
         manifests: Vec::new(),
         platforms: BTreeSet::new(),
     };
-    if let Err(e) = crate::image::walk(target, |node| walk.visit(node)) {
-        let deep = e.downcast::<crate::image::TooDeep>()?;
-        walk.out.push(Finding::fail(
-            "content",
-            format!("{deep}, so what lies below it goes unchecked"),
-            "re-run pausebake bake",
-        ));
-    }
+    let walked = crate::image::walk(target, |node| walk.visit(node));
+    walk.out.extend(too_deep(walked, "re-run pausebake bake")?);
     let manifests = std::mem::take(&mut walk.manifests);
     let platforms: Vec<String> = std::mem::take(&mut walk.platforms).into_iter().collect();
     if out.iter().any(|f| f.status == Status::Fail) {

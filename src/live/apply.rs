@@ -16,8 +16,8 @@ use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::{
-    self as api, CreateImageRequest, GetImageRequest, InfoRequest, UpdateImageRequest,
-    UpdateRequest, WriteAction, WriteContentRequest,
+    self as api, CreateImageRequest, UpdateImageRequest, UpdateRequest, WriteAction,
+    WriteContentRequest,
 };
 use containerd_client::types::Descriptor;
 use prost_types::FieldMask;
@@ -321,14 +321,9 @@ fn add_to_lease(client: &Client, lease: &str, digest: &str) -> Result<()> {
 
 /// containerd's `Info` of a blob; `None` when it has none (read-only).
 fn info(client: &Client, digest: &str) -> Result<Option<api::Info>> {
-    let req = client.request(InfoRequest {
-        digest: digest.to_string(),
-    });
-    match client.call(|ch| async move { ContentClient::new(ch).info(req).await }) {
-        Ok(r) => Ok(r.info),
-        Err(e) if e.code() == Code::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("asking for its info: {}", describe(&e))),
-    }
+    client
+        .content_info(digest)
+        .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
 }
 
 /// Sets the `missing` labels on a present blob (`Update` with a mask of just those).
@@ -519,14 +514,9 @@ fn record(image: &Image, name: &str, pin: bool) -> api::Image {
 
 /// containerd's record named `name`; `None` when it has none (read-only).
 fn get_image(client: &Client, name: &str) -> Result<Option<api::Image>> {
-    let req = client.request(GetImageRequest {
-        name: name.to_string(),
-    });
-    match client.call(|ch| async move { ImagesClient::new(ch).get(req).await }) {
-        Ok(r) => Ok(r.image),
-        Err(e) if e.code() == Code::NotFound => Ok(None),
-        Err(e) => Err(anyhow!("reading it: {}", describe(&e))),
-    }
+    client
+        .image_record(name)
+        .map_err(|e| anyhow!("reading it: {}", describe(&e)))
 }
 
 /// Re-points `record` at its target and sets its labels (a mask of the target and just our

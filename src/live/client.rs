@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use containerd_client::services::v1 as api;
+use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::version_client::VersionClient;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -299,6 +302,38 @@ impl Client {
                     .await
             })?
             .image)
+    }
+
+    /// content `Info` of `digest` (in the current namespace): `None` when containerd has no
+    /// such blob.
+    pub fn content_info(&self, digest: &str) -> Result<Option<api::Info>, Status> {
+        let req = self.request(api::InfoRequest {
+            digest: digest.to_string(),
+        });
+        absent_is_none(
+            self.call(|ch| async move { ContentClient::new(ch).info(req).await })
+                .map(|r| r.info),
+        )
+    }
+
+    /// images `Get` of `name` (in the current namespace): `None` when containerd has no
+    /// such record.
+    pub fn image_record(&self, name: &str) -> Result<Option<api::Image>, Status> {
+        let req = self.request(api::GetImageRequest {
+            name: name.to_string(),
+        });
+        absent_is_none(
+            self.call(|ch| async move { ImagesClient::new(ch).get(req).await })
+                .map(|r| r.image),
+        )
+    }
+}
+
+/// containerd's NotFound as `None`.
+fn absent_is_none<T>(answer: Result<Option<T>, Status>) -> Result<Option<T>, Status> {
+    match answer {
+        Err(e) if e.code() == Code::NotFound => Ok(None),
+        other => other,
     }
 }
 

@@ -11,19 +11,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use containerd_client::services::v1::content_client::ContentClient;
-use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{
-    self as api, GetImageRequest, InfoRequest, ReadContentRequest,
-};
+use containerd_client::services::v1::{self as api, ReadContentRequest};
 use oci_spec::image::Descriptor;
-use tonic::Code;
 
 use super::client::{describe, Client};
 use super::daemon;
 use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
-    rule_kubernetes, sandbox_setting, Finding, Report, SandboxSetting, Status,
+    rule_kubernetes, sandbox_setting, too_deep, Finding, Report, SandboxSetting, Status,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
@@ -213,19 +209,9 @@ fn rule_image(
     namespace: &str,
     out: &mut Vec<Finding>,
 ) -> Result<Option<api::Image>> {
-    let req = client.request(GetImageRequest {
-        name: name.to_string(),
-    });
-    let record = match client.call(|ch| async move { ImagesClient::new(ch).get(req).await }) {
-        Ok(r) => r.image,
-        Err(e) if e.code() == Code::NotFound => None,
-        Err(e) => {
-            return Err(anyhow!(
-                "reading image {name} from containerd: {}",
-                describe(&e)
-            ))
-        }
-    };
+    let record = client
+        .image_record(name)
+        .map_err(|e| anyhow!("reading image {name} from containerd: {}", describe(&e)))?;
     if record.is_none() {
         out.push(Finding::fail(
             "image",
@@ -263,14 +249,8 @@ fn rule_content(
         infos: BTreeMap::new(),
         manifests: Vec::new(),
     };
-    if let Err(e) = crate::image::walk(target, |node| walk.visit(node)) {
-        let deep = e.downcast::<crate::image::TooDeep>()?;
-        walk.out.push(Finding::fail(
-            "content",
-            format!("{deep}, so what lies below it goes unchecked"),
-            "re-import the image",
-        ));
-    }
+    let walked = crate::image::walk(target, |node| walk.visit(node));
+    walk.out.extend(too_deep(walked, "re-import the image")?);
     let first = walk.manifests.first().cloned();
     if failed(out) > before {
         return Ok(());
@@ -384,20 +364,9 @@ struct Walk<'a, 'b> {
 
 impl Walk<'_, '_> {
     fn info(&self, digest: &str) -> Result<Option<api::Info>> {
-        let req = self.client.request(InfoRequest {
-            digest: digest.to_string(),
-        });
-        match self
-            .client
-            .call(|ch| async move { ContentClient::new(ch).info(req).await })
-        {
-            Ok(r) => Ok(r.info),
-            Err(e) if e.code() == Code::NotFound => Ok(None),
-            Err(e) => Err(anyhow!(
-                "asking containerd about blob {digest}: {}",
-                describe(&e)
-            )),
-        }
+        self.client
+            .content_info(digest)
+            .map_err(|e| anyhow!("asking containerd about blob {digest}: {}", describe(&e)))
     }
 
     fn read(&mut self, digest: &str) -> Result<()> {
