@@ -37,19 +37,22 @@ fn archive(dir: &Path, name: &str, epoch: u64) -> PathBuf {
 /// A containerd with no network on `root`, whose config file (as on a node) names `NAME` as
 /// the sandbox image.
 fn start(c: &Containerd, root: &Path) -> Running {
+    let v = c.native_config_version();
+    let config = format!("version = {v}\n\n{}", sandbox_image_toml(v, NAME));
+    start_with(c, root, &config, StartOpts::default())
+}
+
+/// A containerd with no network on `root`, after writing `config` as the root's own
+/// `etc/containerd/config.toml` (as on a node); `opts` for the rest.
+fn start_with(c: &Containerd, root: &Path, config: &str, opts: StartOpts) -> Running {
     let etc = root.join("etc/containerd");
     fs::create_dir_all(&etc).unwrap();
-    let v = c.native_config_version();
-    fs::write(
-        etc.join("config.toml"),
-        format!("version = {v}\n\n{}", sandbox_image_toml(v, NAME)),
-    )
-    .unwrap();
+    fs::write(etc.join("config.toml"), config).unwrap();
     c.start(
         root,
         StartOpts {
             no_network: true,
-            ..Default::default()
+            ..opts
         },
     )
 }
@@ -256,20 +259,8 @@ fn live_verify_exits_3_for_each_fault() {
         if c.semver().0 >= 2 {
             // 2.x pins only the config's exact string: a short name stays unpinned
             let root = tempdir();
-            let etc = root.path().join("etc/containerd");
-            fs::create_dir_all(&etc).unwrap();
-            fs::write(
-                etc.join("config.toml"),
-                format!("version = 3\n\n{}", sandbox_image_toml(3, "pause:3.10")),
-            )
-            .unwrap();
-            let ctd = c.start(
-                root.path(),
-                StartOpts {
-                    no_network: true,
-                    ..Default::default()
-                },
-            );
+            let config = format!("version = 3\n\n{}", sandbox_image_toml(3, "pause:3.10"));
+            let ctd = start_with(&c, root.path(), &config, StartOpts::default());
             let long = "docker.io/library/pause:3.10";
             import_ok(&ctd, &ours, root.path(), &["--no-pin", "--name", long]);
             let (code, report) = verify(&ctd, root.path());
@@ -342,31 +333,21 @@ fn live_verify_exits_3_for_each_fault() {
         }
         // 1.x: a drop-in makes the running CRI use another name than the file says
         let root = tempdir();
-        let etc = root.path().join("etc/containerd");
-        fs::create_dir_all(etc.join("conf.d")).unwrap();
+        let conf_d = root.path().join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
         fs::write(
-            etc.join("config.toml"),
-            format!(
-                "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\n{}",
-                sandbox_image_toml(2, NAME)
-            ),
-        )
-        .unwrap();
-        fs::write(
-            etc.join("conf.d/override.toml"),
+            conf_d.join("override.toml"),
             format!(
                 "version = 2\n\n{}",
                 sandbox_image_toml(2, "example.invalid/other:1")
             ),
         )
         .unwrap();
-        let ctd = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                ..Default::default()
-            },
+        let config = format!(
+            "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\n{}",
+            sandbox_image_toml(2, NAME)
         );
+        let ctd = start_with(&c, root.path(), &config, StartOpts::default());
         import_ok(&ctd, &ours, root.path(), &[]);
         let (code, report) = verify(&ctd, root.path());
         assert_eq!(code, Some(3), "{report}");
@@ -1236,22 +1217,13 @@ fn live_configure_restart_makes_the_running_containerd_use_the_new_name() {
     let ours = archive(work.path(), MIRROR, 0);
     for c in versions() {
         let root = tempdir();
-        let etc = root.path().join("etc/containerd");
-        fs::create_dir_all(&etc).unwrap();
         let v = c.native_config_version();
-        fs::write(
-            etc.join("config.toml"),
-            format!("version = {v}\n\n{}", test_vm_toml(v, work.path(), NAME)),
-        )
-        .unwrap();
-        let ctd = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                supervised: true,
-                ..Default::default()
-            },
-        );
+        let config = format!("version = {v}\n\n{}", test_vm_toml(v, work.path(), NAME));
+        let supervised = StartOpts {
+            supervised: true,
+            ..Default::default()
+        };
+        let ctd = start_with(&c, root.path(), &config, supervised);
         import_ok(&ctd, &ours, root.path(), &[]);
         // a file changed within a second of the start may have been read by containerd
         std::thread::sleep(Duration::from_millis(1200));
@@ -1357,21 +1329,12 @@ fn live_verify_compares_the_files_with_containerds_own_config_dump() {
     let _lock = containerd_lock();
     for c in versions().into_iter().filter(|c| c.semver().0 >= 2) {
         let root = tempdir();
-        let etc = root.path().join("etc/containerd");
-        fs::create_dir_all(&etc).unwrap();
-        fs::write(
-            etc.join("config.toml"),
-            format!("version = 3\n\n{}", sandbox_image_toml(3, NAME)),
-        )
-        .unwrap();
-        let ctd = c.start(
-            root.path(),
-            StartOpts {
-                no_network: true,
-                config_extra: sandbox_image_toml(3, "example.invalid/other:1"),
-                ..Default::default()
-            },
-        );
+        let config = format!("version = 3\n\n{}", sandbox_image_toml(3, NAME));
+        let other = StartOpts {
+            config_extra: sandbox_image_toml(3, "example.invalid/other:1"),
+            ..Default::default()
+        };
+        let ctd = start_with(&c, root.path(), &config, other);
         let (code, report) = verify(&ctd, root.path());
         assert_eq!(code, Some(3), "{report}");
         assert!(
