@@ -9,16 +9,7 @@ cd "$(dirname "$0")/../.."
 . tests/bench/row.sh
 . tests/bench/containerd.sh
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
-CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
-CTR=${CTR:-$(command -v ctr || true)}
 RUNS=${RUNS:-7}
-work=$(mktemp -d)
-pid=""
-cleanup() {
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 version=$(bench_containerd_required bake)
 

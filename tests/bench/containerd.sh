@@ -1,8 +1,17 @@
 # Sourced by the bench scripts that run containerd (bake.sh, live.sh): a containerd started
 # as the tests start it (private /run and no network through unshare, its own root, state
 # and socket under a temporary directory, stopped by pid), and the clock helpers.
-# Needs CONTAINERD and CTR set; sets `pid` while a containerd runs (the caller's EXIT trap
-# kills it by that pid).
+# Sets `work`, a temporary directory removed on exit, and `pid` while a containerd runs
+# (killed on exit); CONTAINERD and CTR default to the ones on PATH.
+CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
+CTR=${CTR:-$(command -v ctr || true)}
+work=$(mktemp -d)
+pid=""
+cleanup() {
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 now() { date +%s%N; }
 ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
