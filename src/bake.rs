@@ -427,11 +427,9 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         .configure
         .as_ref()
         .expect("a configure plan configures");
-    let running = match (&args.address, &conn) {
-        (Some(address), Some(conn)) => {
-            Some(running_after(args, (address, conn), &image, &root, c)?)
-        }
-        _ => None,
+    let running = match &conn {
+        Some(conn) => Some(running_after(args, conn, &image, &root, c)?),
+        None => None,
     };
     let ctd = on_host(&root, &facts.containerd);
     if args.output.json {
@@ -499,12 +497,12 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What the running containerd at `address` makes of the configured `image`, after a
+/// What the running containerd behind `conn` makes of the configured `image`, after a
 /// restart when `--restart` asks for one. Under `--dry-run` the files are as before the
 /// planned edit, so a containerd judged by its files (2.x) is told about the edit to come.
 fn running_after(
     args: &ConfigureArgs,
-    (address, conn): (&std::path::Path, &live::Connection),
+    conn: &live::Connection,
     image: &str,
     root: &Root,
     c: &config::ConfigPlan,
@@ -519,7 +517,7 @@ fn running_after(
     }
     match &args.restart {
         Some(command) => live::restart(
-            address,
+            conn,
             command,
             image,
             root,

@@ -115,12 +115,12 @@ pub fn running_note(
     })
 }
 
-/// `configure --restart`: when `before` says containerd must (or may) be restarted to use
-/// `name`, runs `command` with `sh -c`, waits until containerd answers at `address` again
-/// from another process, and asks it again ([`running_note`]); an error when it still does
-/// not use `name`. `dry_run`: says what it would do.
+/// `configure --restart`: when `before` says the containerd behind `conn` must (or may) be
+/// restarted to use `name`, runs `command` with `sh -c`, waits until containerd answers on
+/// the same socket from another process, and asks it again ([`running_note`]); an error
+/// when it still does not use `name`. `dry_run`: says what it would do.
 pub fn restart(
-    address: &Path,
+    conn: &Connection,
     command: &str,
     name: &str,
     root: &Root,
@@ -143,10 +143,10 @@ pub fn restart(
             ..before
         });
     }
-    let old = server_pid(&connect(address)?);
+    let old = server_pid(conn);
     crate::exec::run(Command::new("sh").args(["-c", command]))
         .map_err(|e| anyhow::anyhow!("restarting containerd: {e:#}"))?;
-    let (conn, new) = wait_for_new(address, old)?;
+    let (conn, new) = wait_for_new(&socket(conn), old)?;
     let after = running_note(&conn, name, root, files)?;
     if after.restart_needed != Some(false) {
         bail!(
@@ -248,6 +248,11 @@ fn server_pid(conn: &Connection) -> Option<u32> {
 }
 
 #[cfg(feature = "live")]
+fn socket(conn: &Connection) -> PathBuf {
+    conn.address.clone()
+}
+
+#[cfg(feature = "live")]
 fn conn_version(conn: &Connection) -> Version {
     conn.version
 }
@@ -312,6 +317,11 @@ pub fn verify(
 
 #[cfg(not(feature = "live"))]
 fn server_pid(conn: &Connection) -> Option<u32> {
+    match *conn {}
+}
+
+#[cfg(not(feature = "live"))]
+fn socket(conn: &Connection) -> PathBuf {
     match *conn {}
 }
 
