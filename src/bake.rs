@@ -23,6 +23,7 @@ use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
+use crate::containerd::owners::WriteTo;
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
@@ -172,12 +173,26 @@ fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
 /// the first `--name`, else the pause of the Kubernetes version, else containerd's default.
 /// All normalized as CRI looks them up.
 pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>, Named)> {
-    let (first, why) = match given.first() {
-        Some(n) => (crate::reference::normalize(n)?, "--name".to_string()),
-        None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
+    let asked = asked(facts);
+    // an owner that fixes the name keeps it first; every --name is then an extra record
+    let settable = !matches!(facts.owner.owner.row.write, WriteTo::Nowhere(_));
+    let (first, why) = match (given.first().filter(|_| settable), &asked) {
+        (Some(n), _) => (crate::reference::normalize(n)?, "--name".to_string()),
+        (None, Some(a)) => (
+            crate::reference::normalize(&a.value)?,
+            format!("what {} asks for: {}", facts.owner.owner.row.name, a.source),
+        ),
+        (None, None) => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let mut names = vec![first.clone()];
-    for n in normalized_names(given.iter().skip(1))? {
+    // containerd 2.3.0/2.3.1 look the configured reference up verbatim
+    if let Some(a) = asked.filter(|a| a.value != first) {
+        if crate::reference::normalize(&a.value)? == first {
+            names.push(a.value);
+        }
+    }
+    let extra = if settable { 1 } else { 0 };
+    for n in normalized_names(given.iter().skip(extra))? {
         push_unique(&mut names, n);
     }
     Ok((
@@ -187,6 +202,22 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
             name_source: why,
         },
     ))
+}
+
+/// The reference the node will ask for whatever pausebake names: the owner's own setting,
+/// else, when the owner leaves pausebake nowhere to write, what containerd's config reads.
+fn asked(facts: &RootFacts) -> Option<Sourced<String>> {
+    if let Some(a) = &facts.owner.asks {
+        return Some(Sourced {
+            value: a.value.clone(),
+            source: a.source.clone(),
+        });
+    }
+    let eff = &facts.config.effective;
+    matches!(facts.owner.owner.row.write, WriteTo::Nowhere(_)).then(|| Sourced {
+        value: eff.image().to_string(),
+        source: eff.describe(),
+    })
 }
 
 /// The image to bake: `--archive`, else assembled from `--binary` files or the root
@@ -272,6 +303,10 @@ fn print_summary(p: &Plan) {
     if let Some(k) = &f.kubernetes_version {
         println!("  kubernetes {k}");
     }
+    println!(
+        "  owner      {}: store {}, socket {}",
+        f.owner, f.containerd_root, f.containerd_address
+    );
     if let Some(n) = &p.named {
         println!("  name       {} ({})", n.name, n.name_source);
     }
@@ -286,9 +321,15 @@ fn print_summary(p: &Plan) {
     }
     if let Some(c) = &p.configure {
         println!("  configure  {}", c.line(true));
+        if let Some(note) = &c.note {
+            println!("    {note}");
+        }
         for warning in &c.warnings {
             eprintln!("pausebake: warning: {warning}");
         }
+    }
+    for e in &p.enable_cri {
+        println!("  enable CRI {}", e.line(true));
     }
 }
 
@@ -451,6 +492,8 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "main_config_why": c.main_config_why,
             "files": c.files,
             "effective": c.effective,
+            "enable_cri": plan.enable_cri,
+            "note": c.note,
             "running": running,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -487,6 +530,12 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             c.main_config_why,
             c.files.join(", ")
         );
+    }
+    for e in &plan.enable_cri {
+        println!("{}", e.line(!args.dry_run.dry_run));
+    }
+    if let Some(note) = &c.note {
+        println!("{note}");
     }
     if let Some(r) = &running {
         println!("{}", r.message);

@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 
 use super::config::ConfigPlan;
-use super::plan::{Plan, StorePlan};
+use super::plan::{CriEdit, Plan, StorePlan};
 use super::store;
 use crate::bolt::Db;
 use crate::image::Image;
@@ -27,8 +27,27 @@ pub fn apply(plan: &Plan, image: Option<&Image>, root: &Root) -> Result<()> {
         let image = image.context("applying an import plan: no image given")?;
         apply_store(store, image, root)?;
     }
+    check_cri(&plan.enable_cri, root)?;
     if let Some(config) = &plan.configure {
         apply_config(config, root)?;
+    }
+    for edit in plan.enable_cri.iter().filter(|e| e.text.is_some()) {
+        let text = edit.text.as_deref().unwrap_or_default();
+        root.write_atomic(&edit.path, text.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+/// Refuses before any config is written when a file whose `disabled_plugins` the plan edits
+/// changed since it was read.
+fn check_cri(edits: &[CriEdit], root: &Root) -> Result<()> {
+    for edit in edits.iter().filter(|e| e.text.is_some()) {
+        if root.read_to_string(&edit.path)? != edit.before {
+            bail!(
+                "{} changed since pausebake read it; nothing written to it: run the command again",
+                root.resolve(&edit.path)?.display()
+            );
+        }
     }
     Ok(())
 }

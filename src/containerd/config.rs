@@ -284,6 +284,9 @@ pub struct ConfigPlan {
     pub changed: bool,
     /// Stale keys or shadowed settings worth a look, one sentence each.
     pub warnings: Vec<String>,
+    /// Why no edit is made, when the owner of containerd fixes the name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The file's new text, when it changes.
     #[serde(skip)]
     pub text: Option<String>,
@@ -297,9 +300,24 @@ pub struct ConfigPlan {
 /// containerd would refuse, or one where the edit would not take effect, is an error naming
 /// the file.
 pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Result<ConfigPlan> {
+    plan_in(config, containerd, image_ref, None)
+}
+
+/// [`plan`], writing into `file` (a drop-in the main config imports) instead of the file
+/// [`effective::target`] names, when given.
+pub fn plan_in(
+    config: &ConfigFacts,
+    containerd: Version,
+    image_ref: &str,
+    file: Option<&str>,
+) -> Result<ConfigPlan> {
     let eff = &config.effective;
-    let (file, version) = effective::target(eff, containerd)
-        .with_context(|| format!("setting the sandbox image in {}", eff.main))?;
+    let (file, version) = match (file, &eff.refused) {
+        (Some(_), Some(why)) => bail!("{why}; fix that file first (nothing was written)"),
+        (Some(f), None) => (f.to_string(), None),
+        (None, _) => effective::target(eff, containerd)
+            .with_context(|| format!("setting the sandbox image in {}", eff.main))?,
+    };
     let before = config.files.text(&file)?.map(str::to_string);
     let text = before.as_deref().unwrap_or_default();
     let edit = match version {
@@ -342,6 +360,7 @@ pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Resul
         created: before.is_none(),
         changed: edit.text.is_some(),
         warnings,
+        note: None,
         text: edit.text,
         before,
     })

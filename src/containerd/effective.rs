@@ -141,7 +141,7 @@ impl Files for Snapshot {
 
 /// [`Files`] of a root that notes every answer in a [`Snapshot`].
 struct Recorder<'a> {
-    root: &'a Root,
+    root: &'a dyn Files,
     seen: std::cell::RefCell<Snapshot>,
 }
 
@@ -945,12 +945,24 @@ pub fn of_dump(text: &str, path: &str, v: Version) -> Result<EffectiveConfig> {
 
 /// Loads the root's effective config for containerd `v`, with everything it read of the root
 /// (the one read of the config files, `inspect`'s, from which the plan works).
-pub fn resolve(root: &Root, main: &Main, v: Version) -> Result<(EffectiveConfig, Snapshot)> {
+/// The root may be any [`Files`]: a [`Root`], or a root with a file its owner generates at
+/// boot laid over it ([`Overlay`]), so the snapshot holds what containerd will load; `also`
+/// are read into the snapshot too (a drop-in the plan may create).
+pub fn resolve(
+    root: &dyn Files,
+    main: &Main,
+    v: Version,
+    also: &[&str],
+) -> Result<(EffectiveConfig, Snapshot)> {
     let rec = Recorder {
         root,
         seen: Default::default(),
     };
     let eff = resolve_with(&rec, main, v)?;
+    for path in also {
+        // an unreadable file is kept as its error, as any other read
+        let _ = rec.read(path);
+    }
     Ok((eff, rec.seen.into_inner()))
 }
 
@@ -1514,7 +1526,7 @@ mod tests {
         for import in ["/etc/passwd", "../../../../../etc/passwd", "/etc/pass*"] {
             let main_text = format!("version = 2\nimports = [{import:?}]\n");
             let (_d, root) = disk(&[(DEFAULT_MAIN, &main_text)]);
-            let eff = resolve(&root, &main(), v("2.1.9")).unwrap().0;
+            let eff = resolve(&root, &main(), v("2.1.9"), &[]).unwrap().0;
             assert_eq!(eff.files.len(), 1, "{import}: {:?}", eff.files);
             if !import.contains('*') {
                 assert!(eff.refused.unwrap().contains("/etc/passwd"), "{import}");
@@ -1540,11 +1552,11 @@ mod tests {
         std::os::unix::fs::symlink("/etc/passwd", d.path().join("etc/containerd/conf.d/b.toml"))
             .unwrap();
         // b.toml dangles inside the root: containerd cannot open it and refuses
-        let eff = resolve(&root, &main(), v("2.1.9")).unwrap().0;
+        let eff = resolve(&root, &main(), v("2.1.9"), &[]).unwrap().0;
         assert_eq!(eff.files.len(), 2);
         assert!(eff.refused.unwrap().contains("conf.d/b.toml"));
         fs::remove_file(d.path().join("etc/containerd/conf.d/b.toml")).unwrap();
-        let eff = resolve(&root, &main(), v("2.1.9")).unwrap().0;
+        let eff = resolve(&root, &main(), v("2.1.9"), &[]).unwrap().0;
         assert_eq!(eff.image(), "inside");
         assert_eq!(eff.refused, None);
     }
@@ -1564,17 +1576,17 @@ mod tests {
             )
             .unwrap();
         }
-        let eff = resolve(&root, &main(), v("2.1.9")).unwrap().0;
+        let eff = resolve(&root, &main(), v("2.1.9"), &[]).unwrap().0;
         assert_eq!(eff.files.len(), 10_001);
         assert_eq!(eff.image(), "n9999");
         assert_eq!(eff.refused, None);
         // a directory where a file should be, and bytes that are not text: refused, named
         fs::create_dir(conf_d.join("zz.toml")).unwrap();
-        let eff = resolve(&root, &main(), v("2.1.9")).unwrap().0;
+        let eff = resolve(&root, &main(), v("2.1.9"), &[]).unwrap().0;
         assert!(eff.refused.unwrap().contains("zz.toml"));
         fs::remove_dir(conf_d.join("zz.toml")).unwrap();
         fs::write(conf_d.join("zz.toml"), b"\xff\xfe").unwrap();
-        let eff = resolve(&root, &main(), v("1.7.24")).unwrap().0;
+        let eff = resolve(&root, &main(), v("1.7.24"), &[]).unwrap().0;
         assert!(
             eff.refused.as_deref().unwrap().contains("zz.toml"),
             "{:?}",

@@ -14,11 +14,13 @@ use std::fs;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, ensure, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use toml_edit::DocumentMut;
 
-use super::detect::{detect_containerd, detect_kubernetes, Found};
-use super::effective::{self, EffectiveConfig, Main, Snapshot};
+use super::detect::{containerd_version_in, detect_containerd, detect_kubernetes, Found};
+use super::disabled::{self, Disabled};
+use super::effective::{self, EffectiveConfig, Files, Main, Overlay, Snapshot};
+use super::owners::{self, Binary, OwnerFacts, Row, WriteTo};
 use super::store::{CONTENT_DIR, META_DB, META_DIR};
 use super::versions::{self, Version};
 use crate::bolt::Bucket;
@@ -57,6 +59,8 @@ pub struct ConfigFacts {
     pub main: Main,
     pub effective: EffectiveConfig,
     pub files: Snapshot,
+    /// The `disabled_plugins` entries of the loaded files that leave containerd without CRI.
+    pub cri_disabled: Vec<Disabled>,
 }
 
 /// A read-only snapshot of `meta.db`.
@@ -101,6 +105,11 @@ pub struct RootFacts {
     pub containerd_assumed: bool,
     pub kubernetes: Option<Sourced<Version>>,
     pub config: ConfigFacts,
+    /// Who owns containerd at boot ([`owners`]): its config, store, socket and the
+    /// reference it asks for.
+    pub owner: OwnerFacts,
+    /// containerd's socket at boot, inside the root.
+    pub address: String,
     /// containerd's `root`, inside the root.
     pub containerd_root: PathBuf,
     pub meta: MetaDb,
@@ -130,6 +139,7 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         },
         None => root_platform(root)?,
     };
+    let owner = owners::read(root)?;
     let running = overrides.running.as_ref();
     let (containerd, containerd_assumed) = match (overrides.containerd, running, read_versions) {
         (Some(v), _, _) => (sourced(v, "--containerd-version"), false),
@@ -141,7 +151,7 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
             ),
             true,
         ),
-        (None, None, true) => match detect_containerd(root)? {
+        (None, None, true) => match containerd_of(root, owner.owner.row)? {
             Some(f) => (found(f), false),
             None => (newest_known(), true),
         },
@@ -151,8 +161,12 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         (None, false) => None,
         (None, true) => detect_kubernetes(root)?.map(found),
     };
-    let config = read_config(root, overrides.config.as_deref(), containerd.value)?;
-    let containerd_root = containerd_root(&config)?;
+    let config = read_config(root, overrides.config.as_deref(), &owner, containerd.value)?;
+    let containerd_root = match owner.owner.row.root_flag {
+        // the owner's --root beats the config's
+        Some(flag) => PathBuf::from(flag),
+        None => containerd_root(&config)?,
+    };
     let meta = read_meta(root, containerd_root.join(META_DIR).join(META_DB))?;
     Ok(RootFacts {
         root: root.clone(),
@@ -161,6 +175,8 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         containerd_assumed,
         kubernetes,
         config,
+        address: owner.owner.row.address.to_string(),
+        owner,
         blob_dir: containerd_root.join(CONTENT_DIR).join("blobs/sha256"),
         containerd_root,
         meta,
@@ -286,16 +302,106 @@ fn binary_platform(root: &Root) -> Result<Option<(Platform, String)>> {
 
 // --- the config --------------------------------------------------------------------------
 
-/// The main config (`--config`, else the root's containerd unit's, else the default) and
-/// everything it imports, merged as containerd `v` does.
-fn read_config(root: &Root, given: Option<&Path>, v: Version) -> Result<ConfigFacts> {
-    let main = effective::find_main(root, given)?;
-    let (effective, files) = effective::resolve(root, &main, v)?;
+/// The main config (`--config`, else the owner's, else the root's containerd unit's, else
+/// the default) and everything it imports, merged as containerd `v` does; a main config the
+/// owner writes at start is read as it will be written ([`owners::generated`]).
+fn read_config(
+    root: &Root,
+    given: Option<&Path>,
+    owner: &OwnerFacts,
+    v: Version,
+) -> Result<ConfigFacts> {
+    let row = owner.owner.row;
+    let main = match (given, row.config) {
+        (None, Some(path)) => Main {
+            path: path.to_string(),
+            why: format!(
+                "the config {} starts containerd with",
+                owner.owner.describe()
+            ),
+            explicit: true,
+        },
+        _ => effective::find_main(root, given)?,
+    };
+    let current = root.read_to_string(&main.path)?;
+    let generated = match (&owner.asks, given) {
+        (Some(asks), None) => owners::generated(row, v, &asks.value, current.as_deref()),
+        _ => None,
+    };
+    let overlay;
+    let files: &dyn Files = match &generated {
+        Some(text) => {
+            overlay = Overlay {
+                base: root,
+                path: &main.path,
+                text,
+            };
+            &overlay
+        }
+        None => root,
+    };
+    let also: Vec<&str> = match row.write {
+        WriteTo::DropIn(path) => vec![path],
+        _ => Vec::new(),
+    };
+    let (effective, files) = effective::resolve(files, &main, v, &also)?;
+    let texts = effective
+        .files
+        .iter()
+        .filter_map(|f| Some((f.path.as_str(), files.text(&f.path).ok()??)));
+    let cri_disabled = disabled::find(texts, v);
     Ok(ConfigFacts {
         main,
         effective,
         files,
+        cri_disabled,
     })
+}
+
+/// The version of the containerd the owner runs, from where the row says it lives: `None`
+/// when a plain root has none (the caller assumes one); an error, naming the flag to give,
+/// when the owner's containerd is there but its version cannot be read, or the owner unpacks
+/// it only at first start: guessing would pick a layout that containerd may refuse.
+fn containerd_of(root: &Root, row: &Row) -> Result<Option<Found>> {
+    let (paths, inside, why) = match row.binary {
+        Binary::Usual => return detect_containerd(root),
+        Binary::At(paths, why) => (paths, false, why),
+        Binary::Inside(paths) => (paths, true, ""),
+    };
+    for path in paths {
+        let Some(bytes) = root.read(path)? else {
+            continue;
+        };
+        let (version, how) = if inside {
+            let v = super::buildinfo::containerd_module_version(&bytes);
+            (v, " (Go build info: its containerd module)")
+        } else {
+            (containerd_version_in(&bytes), "")
+        };
+        return match version {
+            Some(version) => Ok(Some(Found {
+                version,
+                source: format!("{path}{how}"),
+            })),
+            None if inside => bail!(
+                "cannot tell the version of the containerd built into {path} ({}): its Go build info names no containerd module; pass --containerd-version",
+                row.name
+            ),
+            None => bail!(
+                "cannot tell the version of {}'s containerd {path}; pass --containerd-version",
+                row.name
+            ),
+        };
+    }
+    let why = if inside {
+        format!("none of {} is in the root", paths.join(", "))
+    } else {
+        format!("{why} and {} is not in the root yet", paths.join(", "))
+    };
+    bail!(
+        "cannot tell which containerd {} will run: {why}; pass --containerd-version",
+        row.name
+    )
 }
 
 /// containerd's `root`: the last loaded config file that sets one (a later file's value

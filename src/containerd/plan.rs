@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{ensure, Context, Result};
 
 use super::config::{self, ConfigPlan};
+use super::disabled;
+use super::effective::Overlay;
 use super::inspect::{BlobState, RootFacts};
+use super::owners::{self, WriteTo};
 use super::store::{merge, records, Spec};
 use crate::bolt::Bucket;
 use crate::image::Image;
@@ -28,6 +31,15 @@ pub struct Facts {
     pub containerd_version_source: String,
     /// `VERSION (source)`, when known.
     pub kubernetes_version: Option<String>,
+    /// Who owns containerd at boot, and the path that told (`k3s (/usr/local/bin/k3s)`).
+    pub owner: String,
+    pub owner_id: String,
+    /// containerd's store and socket at boot, inside the root.
+    pub containerd_root: String,
+    pub containerd_address: String,
+    /// The reference the owner's own setting asks for, `REF (source)`; `None` when
+    /// containerd's config decides.
+    pub owner_asks: Option<String>,
 }
 
 impl Facts {
@@ -42,6 +54,15 @@ impl Facts {
                 .kubernetes
                 .as_ref()
                 .map(|k| format!("{} ({})", k.value, k.source)),
+            owner: facts.owner.owner.describe(),
+            owner_id: facts.owner.owner.row.id.to_string(),
+            containerd_root: facts.containerd_root.display().to_string(),
+            containerd_address: facts.address.clone(),
+            owner_asks: facts
+                .owner
+                .asks
+                .as_ref()
+                .map(|a| format!("{} ({})", a.value, a.source)),
         }
     }
 }
@@ -139,9 +160,169 @@ pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> 
     })
 }
 
-/// The config part of a plan: set `name` for the root's containerd.
+/// The config part of a plan: set `name` where the owner of the root's containerd reads it
+/// ([`WriteTo`]: the containerd config file that decides, a drop-in of pausebake's own, a
+/// settings file of pausebake's own, or nowhere when the owner fixes the name).
 pub fn configure(facts: &RootFacts, name: &str) -> Result<ConfigPlan> {
-    config::plan(&facts.config, facts.containerd.value, name)
+    let v = facts.containerd.value;
+    match facts.owner.owner.row.write {
+        WriteTo::Config => config::plan(&facts.config, v, name),
+        WriteTo::DropIn(path) => config::plan_in(&facts.config, v, name, Some(path)),
+        WriteTo::Yaml { path, key } => setting(facts, path, key, name),
+        WriteTo::Nowhere(why) => fixed(facts, name, why),
+    }
+}
+
+/// `name` as the owner's own setting, in a settings file of pausebake's own; nothing to
+/// write when the owner already asks for it. Read back in memory before anything is
+/// written: a later file or a flag of the owner's unit would still win.
+fn setting(facts: &RootFacts, path: &str, key: &str, name: &str) -> Result<ConfigPlan> {
+    let owner = &facts.owner;
+    let row = owner.owner.row;
+    let asked = owner
+        .asks
+        .as_ref()
+        .with_context(|| format!("{} names no setting for {key}", row.name))?;
+    let text = format!(
+        "# Written by pausebake: the sandbox (pause) image {} asks containerd for.\n{key}: \"{name}\"\n",
+        row.name
+    );
+    let already = crate::reference::normalize(&asked.value).ok().as_deref() == Some(name);
+    let new = match &owner.written {
+        Some(t) if *t == text => None,
+        None if already => None,
+        _ => Some(text),
+    };
+    if let Some(t) = &new {
+        let overlay = Overlay {
+            base: &owner.seen,
+            path,
+            text: t,
+        };
+        let after = owners::asks(row, &overlay)?.context("the setting disappeared")?;
+        ensure!(
+            crate::reference::normalize(&after.value).ok().as_deref() == Some(name),
+            "setting {key} in {path}: {} would still ask for {:?} ({}); nothing was written",
+            row.name,
+            after.value,
+            after.source
+        );
+    }
+    let eff = &facts.config.effective;
+    Ok(ConfigPlan {
+        path: path.to_string(),
+        main_config: eff.main.clone(),
+        main_config_why: eff.main_why.clone(),
+        files: eff.files.iter().map(|f| f.path.clone()).collect(),
+        effective: format!(
+            "{} writes {} at every start with the sandbox image of its {key} setting",
+            row.name, eff.main
+        ),
+        config_version: eff.merged_version,
+        key: key.to_string(),
+        old: Some(asked.value.clone()),
+        new: name.to_string(),
+        created: owner.written.is_none(),
+        changed: new.is_some(),
+        warnings: Vec::new(),
+        note: None,
+        text: new,
+        before: owner.written.clone(),
+    })
+}
+
+/// No edit: the owner fixes the name containerd asks for (`why`), which must be `name`.
+fn fixed(facts: &RootFacts, name: &str, why: &str) -> Result<ConfigPlan> {
+    let eff = &facts.config.effective;
+    let asked = eff.image();
+    ensure!(
+        crate::reference::normalize(asked).ok().as_deref() == Some(name),
+        "{} makes containerd ask for {asked:?} ({}); pausebake cannot make it ask for {name:?}: {why}",
+        facts.owner.owner.describe(),
+        eff.describe()
+    );
+    let from = eff.sandbox.as_ref();
+    Ok(ConfigPlan {
+        path: from.map_or(eff.main.clone(), |s| eff.path(s.file).to_string()),
+        main_config: eff.main.clone(),
+        main_config_why: eff.main_why.clone(),
+        files: eff.files.iter().map(|f| f.path.clone()).collect(),
+        effective: eff.describe(),
+        config_version: eff.merged_version,
+        key: from.map_or(String::new(), |s| s.key.clone()),
+        old: Some(asked.to_string()),
+        new: name.to_string(),
+        created: false,
+        changed: false,
+        warnings: Vec::new(),
+        note: Some(format!("no config edit: {why}")),
+        text: None,
+        before: None,
+    })
+}
+
+/// Switching CRI back on: the `disabled_plugins` entries one file removes (a baked sandbox
+/// image is useless without CRI). The file's other lines stay.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CriEdit {
+    pub path: String,
+    pub removed: Vec<String>,
+    /// The file's new text; `None` when the config edit of the same file carries it.
+    #[serde(skip)]
+    pub text: Option<String>,
+    /// The text the plan was made from; apply refuses if it changed.
+    #[serde(skip)]
+    pub before: Option<String>,
+}
+
+/// The edits that remove every entry of `disabled_plugins` that switches CRI off, file by
+/// file; one in the file `config` edits goes into that edit's text.
+fn enable_cri(facts: &RootFacts, config: &mut ConfigPlan) -> Result<Vec<CriEdit>> {
+    let mut files: Vec<(&str, Vec<String>)> = Vec::new();
+    for d in &facts.config.cri_disabled {
+        match files.iter_mut().find(|(f, _)| *f == d.file) {
+            Some((_, entries)) => entries.push(d.entry.clone()),
+            None => files.push((&d.file, vec![d.entry.clone()])),
+        }
+    }
+    let mut out = Vec::new();
+    for (path, removed) in files {
+        let before = facts.config.files.text(path)?.map(str::to_string);
+        let same = path == config.path;
+        let base = match (same, &config.text) {
+            (true, Some(text)) => Some(text.clone()),
+            _ => before.clone(),
+        };
+        let text = disabled::remove(base.as_deref().unwrap_or_default(), &removed)
+            .with_context(|| format!("removing {removed:?} from disabled_plugins in {path}"))?
+            .with_context(|| format!("{path} no longer lists {removed:?} in disabled_plugins"))?;
+        let text = if same {
+            config.text = Some(text);
+            None
+        } else {
+            Some(text)
+        };
+        out.push(CriEdit {
+            path: path.to_string(),
+            removed,
+            text,
+            before,
+        });
+    }
+    Ok(out)
+}
+
+impl CriEdit {
+    /// `removed "cri" from disabled_plugins in PATH` (as done), or `to remove …`.
+    pub fn line(&self, done: bool) -> String {
+        let how = if done { "removed" } else { "to remove" };
+        let entries: Vec<String> = self.removed.iter().map(|e| format!("{e:?}")).collect();
+        format!(
+            "{how} {} from disabled_plugins in {} (containerd would start without CRI and run no pod)",
+            entries.join(", "),
+            self.path
+        )
+    }
 }
 
 /// The name a plan sets, and why that one.
@@ -164,6 +345,9 @@ pub struct Plan {
     pub import: Option<StorePlan>,
     /// The config edit; `None` when the command does not configure.
     pub configure: Option<ConfigPlan>,
+    /// `disabled_plugins` entries removed to switch CRI back on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enable_cri: Vec<CriEdit>,
 }
 
 /// The plan for `facts`: the store part when an image (with where it came from and the
@@ -179,9 +363,13 @@ pub fn plan(
     };
     // Every command that chooses a name sets it in the config (import chooses none: its
     // records are named by the archive and `--name`).
-    let configure = match &named {
-        Some(n) => Some(configure(facts, &n.name)?),
-        None => None,
+    let (configure, enable_cri) = match &named {
+        Some(n) => {
+            let mut c = configure(facts, &n.name)?;
+            let cri = enable_cri(facts, &mut c)?;
+            (Some(c), cri)
+        }
+        None => (None, Vec::new()),
     };
     Ok(Plan {
         facts: Facts::of(facts),
@@ -189,6 +377,7 @@ pub fn plan(
         image_source,
         import,
         configure,
+        enable_cri,
     })
 }
 
@@ -259,6 +448,14 @@ impl fmt::Display for Plan {
             if let Some(k) = &facts.kubernetes_version {
                 writeln!(f, "  kubernetes {k}")?;
             }
+            writeln!(
+                f,
+                "  owner      {}: store {}, socket {}",
+                facts.owner, facts.containerd_root, facts.containerd_address
+            )?;
+            if let Some(a) = &facts.owner_asks {
+                writeln!(f, "    asks for {a}")?;
+            }
         }
         if let Some(n) = &self.named {
             writeln!(f, "  name       {} ({})", n.name, n.name_source)?;
@@ -275,6 +472,9 @@ impl fmt::Display for Plan {
         }
         if let Some(c) = &self.configure {
             write_configure(f, c)?;
+        }
+        for e in &self.enable_cri {
+            writeln!(f, "  enable CRI {}", e.line(false))?;
         }
         Ok(())
     }
@@ -297,6 +497,9 @@ fn write_configure(f: &mut fmt::Formatter<'_>, c: &ConfigPlan) -> fmt::Result {
         )?;
     }
     writeln!(f, "    then {}", c.effective)?;
+    if let Some(note) = &c.note {
+        writeln!(f, "    {note}")?;
+    }
     for w in &c.warnings {
         writeln!(f, "    warning: {w}")?;
     }

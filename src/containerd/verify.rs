@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use oci_spec::image::Descriptor;
 
+use super::disabled::Disabled;
 use super::effective::EffectiveConfig;
 use super::inspect::RootFacts;
 use super::plan::Facts;
@@ -200,6 +201,8 @@ pub struct Inputs<'a> {
     pub platform: Platform,
     /// Reads a blob file by digest: `None` when absent.
     pub blob: &'a dyn Fn(&str) -> Result<Option<Vec<u8>>>,
+    /// `disabled_plugins` entries that leave containerd without CRI.
+    pub cri_disabled: &'a [Disabled],
 }
 
 /// The whole audit, rule by rule in the order containerd asks. Never stops at the first
@@ -209,6 +212,7 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let mut out = Vec::new();
     let setting = sandbox_setting(inp.config, inp.containerd);
     out.extend(rule_config(&setting, inp.containerd));
+    out.extend(rule_cri(inp.cri_disabled, inp.containerd));
     let name = match rule_name(&setting, inp.containerd) {
         Ok((name, warning)) => {
             out.extend(warning);
@@ -222,7 +226,9 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let Some(db) = inp.db else {
         out.push(Finding::fail(
             "image",
-            "no meta.db: containerd's store under this root is empty",
+            format!(
+                "no meta.db: containerd's store under this root is empty, so CRI would pull {name}"
+            ),
             "run pausebake bake (or import) on this root",
         ));
         return Ok(out);
@@ -276,6 +282,24 @@ fn rule_config(setting: &SandboxSetting, v: Version) -> Vec<Finding> {
     let mut out = vec![Finding::ok("config", message)];
     out.extend(setting.problems.iter().cloned());
     out
+}
+
+/// Rule "cri": containerd started with its CRI plugin disabled serves no CRI call, so the
+/// kubelet can start no pod ([`super::disabled`]).
+fn rule_cri(disabled: &[Disabled], v: Version) -> Vec<Finding> {
+    disabled
+        .iter()
+        .map(|d| {
+            Finding::fail(
+                "cri",
+                format!(
+                    "{} lists {:?} in disabled_plugins: containerd {v} starts without CRI and answers every CRI call with \"unknown service\", so no pod can start",
+                    d.file, d.entry
+                ),
+                "pausebake bake (or configure) removes that entry and keeps the rest of the file",
+            )
+        })
+        .collect()
 }
 
 /// Rule "name": the name CRI looks up (normalized), and a warning when 2.x will not pin it
@@ -753,6 +777,7 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         namespace,
         platform: facts.platform.value,
         blob: &blob,
+        cri_disabled: &facts.config.cri_disabled,
     })?;
     Ok(Report::new(facts, namespace, findings))
 }
@@ -788,6 +813,17 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         report.facts.containerd_version_source,
         report.facts.platform,
         report.facts.platform_source
+    );
+    println!(
+        "owner {}: store {}, socket {}{}",
+        report.facts.owner,
+        report.facts.containerd_root,
+        report.facts.containerd_address,
+        report
+            .facts
+            .owner_asks
+            .as_ref()
+            .map_or(String::new(), |a| format!("; asks for {a}"))
     );
     println!(
         "config {} ({}); loads {}",
@@ -866,6 +902,7 @@ mod tests {
             namespace: "k8s.io",
             platform,
             blob: &blob,
+            cri_disabled: &[],
         })
         .unwrap()
     }
@@ -885,6 +922,7 @@ mod tests {
             namespace: "k8s.io",
             platform: AMD64,
             blob,
+            cri_disabled: &[],
         }
     }
 
@@ -1147,6 +1185,7 @@ mod tests {
             namespace: "k8s.io",
             platform: s390x,
             blob: &blob,
+            cri_disabled: &[],
         };
         let f = check(&inputs(Endian::Little)).unwrap();
         let bad = f.iter().find(|f| f.check == "byte order").unwrap();

@@ -122,6 +122,15 @@ pub struct StartOpts {
     /// in that file ([`test_vm_toml`]); `config_extra` must be empty. [`Running::pid`] is
     /// then the loop's.
     pub supervised: bool,
+    /// The main config as a path on the node (inside the root), for a distribution that
+    /// starts containerd with its own `--config` (default `/etc/containerd/config.toml`).
+    pub config: Option<String>,
+    /// containerd's `--root` as the distribution passes it (a path on the node): it beats
+    /// the config's `root`, and `--root`, `--state` and `--address` are then given as flags.
+    pub node_root: Option<String>,
+    /// CRI is expected to be off (`disabled_plugins`): ready once the socket answers CRI
+    /// with `unknown service`.
+    pub no_cri: bool,
 }
 
 impl Containerd {
@@ -198,7 +207,16 @@ impl Containerd {
     pub fn start(&self, root: &Path, opts: StartOpts) -> Running {
         let lock = containerd_lock();
         let run = tempdir();
-        let config_text = effective_config(self, root, run.path(), &opts.config_extra);
+        let config_text = effective_config_at(
+            self,
+            root,
+            opts.config
+                .as_deref()
+                .unwrap_or("/etc/containerd/config.toml"),
+            opts.node_root.as_deref(),
+            run.path(),
+            &opts.config_extra,
+        );
         let config = run.path().join("config.toml");
         fs::write(&config, &config_text).expect("writing the test containerd config");
         let log_path = run.path().join("containerd.log");
@@ -212,7 +230,7 @@ impl Containerd {
         } else {
             ""
         };
-        let daemon = if opts.supervised {
+        let daemon = if opts.supervised || opts.node_root.is_some() {
             r#""$0" --log-level debug --config "$1" --root "$2" --state "$3" --address "$4""#
         } else {
             r#""$0" --log-level debug --config "$1""#
@@ -261,7 +279,7 @@ impl Containerd {
             stopped: false,
             _lock: lock,
         };
-        running.wait_ready(opts.start_timeout.unwrap_or(START_TIMEOUT));
+        running.wait_ready(opts.start_timeout.unwrap_or(START_TIMEOUT), opts.no_cri);
         running
     }
 }
@@ -295,7 +313,20 @@ fn in_root(root: &Path, node_path: &str) -> PathBuf {
 /// 3: `io.containerd.cri.v1.runtime`); containerd migrates older versions itself.
 /// The sandbox image setting is never touched: it is what the tests check.
 pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) -> String {
-    let path = root.join("etc/containerd/config.toml");
+    effective_config_at(c, root, "/etc/containerd/config.toml", None, run, extra)
+}
+
+/// [`effective_config`] of the main config at `config` (a path on the node), with
+/// containerd's `root` set to `node_root` when the distribution passes `--root`.
+pub fn effective_config_at(
+    c: &Containerd,
+    root: &Path,
+    config: &str,
+    node_root: Option<&str>,
+    run: &Path,
+    extra: &str,
+) -> String {
+    let path = in_root(root, config);
     let mut doc: DocumentMut = match fs::read_to_string(&path) {
         Ok(text) => text
             .parse()
@@ -308,9 +339,8 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
         Err(e) => panic!("reading {}: {e}", path.display()),
     };
     let version = doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1);
-    let configured_root = doc
-        .get("root")
-        .and_then(|v| v.as_str())
+    let configured_root = node_root
+        .or(doc.get("root").and_then(|v| v.as_str()))
         .unwrap_or("/var/lib/containerd")
         .to_string();
     let p = |p: PathBuf| p.display().to_string();
@@ -327,7 +357,7 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
     set(top, &["metrics", "address"], String::new());
 
     if let Some(imports) = doc.get_mut("imports").and_then(|i| i.as_array_mut()) {
-        let dir = in_root(root, "/etc/containerd");
+        let dir = in_root(root, config).parent().unwrap().to_path_buf();
         let mapped: Vec<String> = imports
             .iter()
             .filter_map(|v| v.as_str())
@@ -345,7 +375,14 @@ pub fn effective_config(c: &Containerd, root: &Path, run: &Path, extra: &str) ->
         }
     }
 
-    set_test_vm(doc.as_table_mut(), version, run);
+    // 2.x gives a version 0/1 file the merged version (3) after renaming its short plugin
+    // names: CRI then reads the version 3 tables only
+    let names = if version <= 1 && c.semver().0 >= 2 {
+        3
+    } else {
+        version
+    };
+    set_test_vm(doc.as_table_mut(), names, run);
 
     let extra: DocumentMut = extra
         .parse()
@@ -607,7 +644,7 @@ impl Running {
     }
 
     /// Waits until CRI answers `Version` (containerd serves the socket before CRI is ready).
-    fn wait_ready(&mut self, timeout: Duration) {
+    fn wait_ready(&mut self, timeout: Duration, no_cri: bool) {
         let start = Instant::now();
         let mut last = String::new();
         loop {
@@ -636,7 +673,11 @@ impl Running {
             }
             if UnixStream::connect(&self.address).is_ok() {
                 match Cri::connect(&self.address).map(|mut c| c.version()) {
-                    Ok(Ok(_)) => return,
+                    Ok(Ok(_)) if !no_cri => return,
+                    Ok(Err(status)) if no_cri && status.message().contains("unknown service") => {
+                        return
+                    }
+                    Ok(Ok(_)) => last = "CRI answers, but it should be disabled".into(),
                     Ok(Err(status)) => last = status.to_string(),
                     Err(e) => last = e,
                 }

@@ -18,6 +18,7 @@ mod harness;
 mod image;
 #[cfg(feature = "live")]
 mod live;
+mod owners;
 mod packer;
 mod pause;
 mod plan;

@@ -1,0 +1,543 @@
+//! Who owns containerd at first boot (`src/containerd/owners.rs`), proven against real
+//! containerd 1.7.24 and 2.1.9. None of Docker's packages, k3s, k0s or nodeadm is installed
+//! here, so each test lays out a root the way that distribution does (its binary, unit and
+//! settings files, its data directory), writes the containerd config its generator writes at
+//! boot (equal in meaning, written here from the generator's documented template), and starts
+//! a real containerd exactly as that distribution starts it (its `--config`, `--root`, and
+//! `--state`/`--address` under the test's private run directory), with no network. After
+//! `bake` a CRI sandbox is READY with no pull; on the same layout without `bake` it needs a
+//! pull, and `verify` exits 3 naming what the node would pull.
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use crate::bake::{no_pull, sandbox_needs_a_pull, sandbox_ready};
+use crate::containerd::{versions, Containerd, Running, StartOpts};
+use crate::harness::*;
+
+/// The containerd builds of `series` ("1.7", "2.1") the tests have; a loud skip when none.
+fn builds(series: &[&str]) -> Vec<Containerd> {
+    let all: Vec<Containerd> = versions()
+        .into_iter()
+        .filter(|c| series.contains(&c.series().as_str()))
+        .collect();
+    for s in series {
+        if !all.iter().any(|c| c.series() == *s) && is_root() {
+            skip(&format!(
+                "no containerd {s} (run tests/fetch-containerd.sh)"
+            ));
+        }
+    }
+    all
+}
+
+/// Writes `text` at the node path `path` inside `root`, creating its directories.
+fn put(root: &Path, path: &str, text: &str) {
+    let host = root.join(path.trim_start_matches('/'));
+    fs::create_dir_all(host.parent().unwrap()).unwrap();
+    fs::write(&host, text).unwrap();
+}
+
+fn read(root: &Path, path: &str) -> String {
+    fs::read_to_string(root.join(path.trim_start_matches('/'))).unwrap()
+}
+
+fn pausebake_on(cmd: &str, root: &Path, args: &[&str]) -> Output {
+    run_any(pausebake().arg(cmd).arg("--root").arg(root).args(args))
+}
+
+/// `verify` of an unbaked root: exit 3, naming the reference the node would pull.
+fn verify_names_the_pull(root: &Path, args: &[&str], name: &str) {
+    let out = pausebake_on("verify", root, args);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", describe_out(&out));
+    assert!(
+        text.contains(&format!("CRI would pull {name}")),
+        "verify names {name}:\n{text}"
+    );
+}
+
+fn describe_out(out: &Output) -> String {
+    format!("{}\n{}", stdout(out), stderr(out))
+}
+
+/// A distribution's containerd on `root`, offline: its config, its `--root`.
+fn start_as(c: &Containerd, root: &Path, config: &str, node_root: &str) -> Running {
+    c.start(
+        root,
+        StartOpts {
+            no_network: true,
+            config: Some(config.into()),
+            node_root: Some(node_root.into()),
+            ..Default::default()
+        },
+    )
+}
+
+/// The image `name` is in CRI's view and pinned.
+fn pinned(ctd: &Running, name: &str) {
+    let image = ctd
+        .cri()
+        .image_status(name)
+        .expect("ImageStatus")
+        .unwrap_or_else(|| panic!("{name} unknown to CRI\n{}", ctd.log()));
+    assert!(image.pinned, "{name} is not pinned: {image:?}");
+}
+
+// --- Docker's containerd.io: CRI disabled -------------------------------------------------
+
+/// The config Docker's containerd.io package installs, in meaning: a header, CRI disabled,
+/// containerd's defaults commented out.
+const DOCKER_CONFIG: &str =
+    "#   Installed by the containerd.io package (Docker): containerd for dockerd,
+#   so CRI is switched off.
+
+disabled_plugins = [\"cri\"]
+
+#root = \"/var/lib/containerd\"
+#state = \"/run/containerd\"
+
+#[grpc]
+#  address = \"/run/containerd/containerd.sock\"
+";
+
+/// A root with Docker's containerd.io package of `version` installed, as dpkg records it.
+fn docker_root(version: &str) -> tempfile::TempDir {
+    let root = tempdir();
+    let r = root.path();
+    put(r, "/etc/containerd/config.toml", DOCKER_CONFIG);
+    put(
+        r,
+        "/var/lib/dpkg/status",
+        &format!(
+            "Package: containerd.io\nStatus: install ok installed\nArchitecture: amd64\nVersion: {version}-1\n\n"
+        ),
+    );
+    put(
+        r,
+        "/var/lib/dpkg/info/containerd.io.list",
+        "/usr/bin/containerd\n/etc/containerd/config.toml\n",
+    );
+    root
+}
+
+#[test]
+fn owners_dockers_config_answers_unknown_service_until_bake_enables_cri() {
+    let _lock = containerd_lock();
+    for c in builds(&["1.7", "2.1"]) {
+        let root = docker_root(&c.semver_string());
+        let r = root.path();
+        let ours = format!("containerd {}", c.semver_string());
+
+        // verify: exit 3 naming the file and the entry
+        let out = pausebake_on("verify", r, &[]);
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(3), "{ours}: {}", describe_out(&out));
+        assert!(
+            text.contains(
+                "FAIL cri: /etc/containerd/config.toml lists \"cri\" in disabled_plugins"
+            ),
+            "{ours}: {text}"
+        );
+        assert!(
+            text.contains("owner Docker's containerd.io package"),
+            "{text}"
+        );
+
+        // the real containerd on that config: CRI is not there at all
+        let mut ctd = c.start(
+            r,
+            StartOpts {
+                no_network: true,
+                no_cri: true,
+                ..Default::default()
+            },
+        );
+        let err = ctd.cri().version().expect_err("CRI answered");
+        assert!(
+            err.message()
+                .contains("unknown service runtime.v1.RuntimeService"),
+            "{ours}: {err}"
+        );
+        ctd.stop();
+
+        // the plan says so; bake removes exactly that entry, keeps every other line
+        let dry = pausebake_on("bake", r, &["--dry-run"]);
+        assert!(
+            stdout(&dry).contains(
+                "enable CRI to remove \"cri\" from disabled_plugins in /etc/containerd/config.toml"
+            ),
+            "{ours}: {}",
+            describe_out(&dry)
+        );
+        assert_eq!(read(r, "/etc/containerd/config.toml"), DOCKER_CONFIG);
+        let out = pausebake_on("bake", r, &[]);
+        assert!(out.status.success(), "{ours}: {}", describe_out(&out));
+        assert!(
+            stdout(&out).contains("enable CRI removed \"cri\" from disabled_plugins"),
+            "{}",
+            stdout(&out)
+        );
+        let after = read(r, "/etc/containerd/config.toml");
+        let kept: Vec<&str> = DOCKER_CONFIG
+            .lines()
+            .filter(|l| !l.starts_with("disabled_plugins"))
+            .collect();
+        for line in kept {
+            assert!(after.contains(line), "{ours}: lost {line:?}:\n{after}");
+        }
+        assert!(after.contains("disabled_plugins = []"), "{after}");
+        let out = pausebake_on("verify", r, &[]);
+        assert!(out.status.success(), "{ours}: {}", describe_out(&out));
+
+        let ctd = c.start(
+            r,
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        let name = stdout(&out);
+        let name = name
+            .lines()
+            .find_map(|l| l.strip_prefix("ok   image: ")?.split(' ').next())
+            .expect("verify names the image")
+            .to_string();
+        sandbox_ready(&ctd, "docker");
+        no_pull(&ctd);
+        pinned(&ctd, &name);
+        eprintln!("{ours}: Docker's config, CRI enabled by bake, sandbox READY offline");
+    }
+}
+
+// --- k3s ----------------------------------------------------------------------------------
+
+const K3S_DATA: &str = "/var/lib/rancher/k3s";
+const K3S_CONFIG: &str = "/var/lib/rancher/k3s/agent/etc/containerd/config.toml";
+const K3S_ROOT: &str = "/var/lib/rancher/k3s/agent/containerd";
+
+/// What k3s's generator writes for containerd 2.x at every start (its built-in template,
+/// `pkg/agent/templates`), in meaning, for `pause` (its `pause-image`).
+fn k3s_generated(pause: &str) -> String {
+    format!(
+        "# Generated by k3s at start (its containerd 2.x template, in meaning).
+version = 3
+root = \"{K3S_ROOT}\"
+state = \"/run/k3s/containerd\"
+
+[grpc]
+  address = \"/run/k3s/containerd/containerd.sock\"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = \"{K3S_DATA}/agent/containerd\"
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"10010\"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = \"overlayfs\"
+  disable_snapshot_annotations = true
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+  sandbox = \"{pause}\"
+"
+    )
+}
+
+/// A root with k3s installed as its install script leaves it, `pause-image` in config.yaml.
+fn k3s_root() -> tempfile::TempDir {
+    let root = tempdir();
+    let r = root.path();
+    // the binary itself cannot be had here: a stand-in without Go build info
+    put(
+        r,
+        "/usr/local/bin/k3s",
+        "#!/bin/sh\n# stand-in for the k3s binary\n",
+    );
+    put(
+        r,
+        "/etc/systemd/system/k3s.service",
+        "[Unit]\nDescription=Lightweight Kubernetes\n\n[Service]\nType=notify\nExecStart=/usr/local/bin/k3s \\\n    server \\\n\n[Install]\nWantedBy=multi-user.target\n",
+    );
+    put(
+        r,
+        "/etc/rancher/k3s/config.yaml",
+        "write-kubeconfig-mode: \"0644\"\npause-image: registry.k8s.io/pause:3.10\n",
+    );
+    root
+}
+
+#[test]
+fn owners_k3s_bakes_its_own_store_under_its_pause_image() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let name = "registry.k8s.io/pause:3.10";
+
+    // not baked: verify names the pull; containerd started as k3s starts it needs one
+    let control = k3s_root();
+    verify_names_the_pull(control.path(), &["--containerd-version", &v], name);
+    put(control.path(), K3S_CONFIG, &k3s_generated(name));
+    let ctd = start_as(&c, control.path(), K3S_CONFIG, K3S_ROOT);
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = k3s_root();
+    let r = root.path();
+    // the containerd inside k3s cannot be read from the stand-in: never guessed
+    let out = pausebake_on("bake", r, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
+    assert!(
+        stderr(&out).contains("the containerd built into /usr/local/bin/k3s (k3s)")
+            && stderr(&out).contains("pass --containerd-version"),
+        "{}",
+        stderr(&out)
+    );
+    let dry = pausebake_on("bake", r, &["--containerd-version", &v, "--dry-run"]);
+    let text = stdout(&dry);
+    assert!(
+        text.contains(&format!("owner      k3s (/usr/local/bin/k3s): store {K3S_ROOT}, socket /run/k3s/containerd/containerd.sock"))
+            && text.contains(&format!("asks for {name} (pause-image in /etc/rancher/k3s/config.yaml)")),
+        "{}",
+        describe_out(&dry)
+    );
+    let out = pausebake_on("bake", r, &["--containerd-version", &v]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    eprintln!("{}", stdout(&out));
+    for untouched in [
+        "var/lib/containerd",
+        "etc/containerd",
+        "etc/rancher/k3s/config.yaml.d",
+    ] {
+        assert!(!r.join(untouched).exists(), "bake wrote {untouched}");
+    }
+    assert!(r
+        .join("var/lib/rancher/k3s/agent/containerd/io.containerd.metadata.v1.bolt/meta.db")
+        .is_file());
+
+    // first boot: k3s writes its config, then starts containerd with it
+    put(r, K3S_CONFIG, &k3s_generated(name));
+    let ctd = start_as(&c, r, K3S_CONFIG, K3S_ROOT);
+    pinned(&ctd, name);
+    sandbox_ready(&ctd, "k3s");
+    no_pull(&ctd);
+    eprintln!("containerd {v} as k3s starts it: sandbox READY offline");
+}
+
+#[test]
+fn owners_k3s_writes_a_name_given_into_a_settings_file_of_its_own() {
+    let root = k3s_root();
+    let r = root.path();
+    let other = "example.invalid/pause:9";
+    let out = pausebake_on(
+        "bake",
+        r,
+        &["--containerd-version", "2.1.9", "--name", other],
+    );
+    assert!(out.status.success(), "{}", describe_out(&out));
+    let own = read(r, "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml");
+    assert!(own.contains(&format!("pause-image: \"{other}\"")), "{own}");
+    assert!(
+        read(r, "/etc/rancher/k3s/config.yaml").contains("pause-image: registry.k8s.io/pause:3.10")
+    );
+    let out = pausebake_on("verify", r, &["--containerd-version", "2.1.9"]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "asks for {other} (pause-image in /etc/rancher/k3s/config.yaml.d/50-pausebake.yaml)"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    // a flag in the unit beats every file: refused, nothing written
+    put(
+        r,
+        "/etc/systemd/system/k3s.service",
+        "[Service]\nExecStart=/usr/local/bin/k3s server --pause-image=example.invalid/flag:1\n",
+    );
+    let out = pausebake_on(
+        "configure",
+        r,
+        &[
+            "--containerd-version",
+            "2.1.9",
+            "--sandbox-image",
+            "example.invalid/p:2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
+    assert!(
+        stderr(&out).contains("k3s would still ask for \"example.invalid/flag:1\" (--pause-image in /etc/systemd/system/k3s.service)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(read(r, "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml").contains(other));
+}
+
+// --- EKS nodeadm --------------------------------------------------------------------------
+
+const NODEADM_PAUSE: &str = "localhost/kubernetes/pause:latest";
+
+/// What nodeadm writes to /etc/containerd/config.toml at every boot for containerd 2.x
+/// (`config2.template.toml`), in meaning. The runc options it adds (systemd cgroups, its
+/// base runtime spec) need a systemd node and are left out here.
+fn nodeadm_generated() -> String {
+    format!(
+        "version = 3
+root = \"/var/lib/containerd\"
+state = \"/run/containerd\"
+
+[grpc]
+address = \"/run/containerd/containerd.sock\"
+
+[plugins.'io.containerd.cri.v1.images'.pinned_images]
+sandbox = \"{NODEADM_PAUSE}\"
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd]
+default_runtime_name = \"runc\"
+discard_unpacked_layers = true
+
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+runtime_type = \"io.containerd.runc.v2\"
+"
+    )
+}
+
+fn nodeadm_root() -> tempfile::TempDir {
+    let root = tempdir();
+    let r = root.path();
+    put(r, "/usr/bin/nodeadm", "#!/bin/sh\n# stand-in for nodeadm\n");
+    put(
+        r,
+        "/etc/systemd/system/nodeadm-config.service",
+        "[Unit]\nBefore=cloud-init.service\n\n[Service]\nType=oneshot\nExecStart=/usr/bin/nodeadm init --skip run\n",
+    );
+    root
+}
+
+#[test]
+fn owners_nodeadm_records_its_fixed_name_and_edits_no_config() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let control = nodeadm_root();
+    verify_names_the_pull(control.path(), &["--containerd-version", &v], NODEADM_PAUSE);
+    put(
+        control.path(),
+        "/etc/containerd/config.toml",
+        &nodeadm_generated(),
+    );
+    let ctd = start_as(
+        &c,
+        control.path(),
+        "/etc/containerd/config.toml",
+        "/var/lib/containerd",
+    );
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = nodeadm_root();
+    let r = root.path();
+    let extra = "registry.k8s.io/pause:3.10";
+    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", extra]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "name       {NODEADM_PAUSE} (what Amazon EKS nodeadm (AL2023) asks for"
+        )) && text
+            .contains("no config edit: nodeadm rewrites /etc/containerd/config.toml at every boot"),
+        "{text}"
+    );
+    assert!(
+        !r.join("etc/containerd").exists(),
+        "bake wrote a config nodeadm rewrites"
+    );
+
+    put(r, "/etc/containerd/config.toml", &nodeadm_generated());
+    let ctd = start_as(&c, r, "/etc/containerd/config.toml", "/var/lib/containerd");
+    pinned(&ctd, NODEADM_PAUSE);
+    // the --name given is recorded too
+    assert!(ctd.cri().image_status(extra).unwrap().is_some());
+    sandbox_ready(&ctd, "nodeadm");
+    no_pull(&ctd);
+    eprintln!("containerd {v} with nodeadm's config: sandbox READY offline");
+}
+
+// --- k0s ----------------------------------------------------------------------------------
+
+const K0S_CONFIG: &str = "/etc/k0s/containerd.toml";
+const K0S_ROOT: &str = "/var/lib/k0s/containerd";
+const K0S_PAUSE: &str = "quay.io/k0sproject/pause:3.10.2-0";
+
+/// What k0s writes to /etc/k0s/containerd.toml while it manages the file, in meaning.
+fn k0s_managed() -> String {
+    format!(
+        "# k0s_managed=true
+# Generated by k0s at start (its containerd configurer, in meaning).
+version = 3
+imports = [\"/etc/k0s/containerd.d/*.toml\"]
+
+[plugins.\"io.containerd.cri.v1.images\".pinned_images]
+  sandbox = \"{K0S_PAUSE}\"
+"
+    )
+}
+
+fn k0s_root() -> tempfile::TempDir {
+    let root = tempdir();
+    let r = root.path();
+    put(r, "/usr/local/bin/k0s", "#!/bin/sh\n# stand-in for k0s\n");
+    put(r, K0S_CONFIG, &k0s_managed());
+    fs::create_dir_all(r.join("etc/k0s/containerd.d")).unwrap();
+    root
+}
+
+#[test]
+fn owners_k0s_bakes_through_a_drop_in_and_leaves_the_managed_file() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let name = "registry.k8s.io/pause:3.10";
+    let control = k0s_root();
+    verify_names_the_pull(control.path(), &["--containerd-version", &v], K0S_PAUSE);
+    let ctd = start_as(&c, control.path(), K0S_CONFIG, K0S_ROOT);
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = k0s_root();
+    let r = root.path();
+    let out = pausebake_on("bake", r, &["--name", name]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
+    assert!(
+        stderr(&out).contains("k0s unpacks its containerd into /var/lib/k0s/bin at first start")
+            && stderr(&out).contains("pass --containerd-version"),
+        "{}",
+        stderr(&out)
+    );
+    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", name]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    assert_eq!(
+        read(r, K0S_CONFIG),
+        k0s_managed(),
+        "the managed file changed"
+    );
+    let drop_in = read(r, "/etc/k0s/containerd.d/pausebake.toml");
+    assert!(drop_in.starts_with("version = 3\n"), "{drop_in}");
+    assert!(!r.join("var/lib/containerd").exists());
+
+    let ctd = start_as(&c, r, K0S_CONFIG, K0S_ROOT);
+    pinned(&ctd, name);
+    sandbox_ready(&ctd, "k0s");
+    no_pull(&ctd);
+    assert_eq!(read(r, K0S_CONFIG), k0s_managed());
+    eprintln!("containerd {v} with k0s's flags: sandbox READY offline");
+}
