@@ -230,3 +230,25 @@ fn the_checks_see_cycles_and_long_functions() {
     assert_eq!(long_functions(&body, 6), ["big (7 lines)"]);
     assert!(long_functions(&body, 7).is_empty());
 }
+
+/// The owners table is the only code that names a distribution (`style.md` §5): inspect
+/// reads it into paths and names, and plan, apply and verify act on those, never asking
+/// which distribution it is.
+#[test]
+fn only_the_owners_table_names_a_distribution() {
+    const NAMES: [&str; 6] = ["k3s", "rke2", "k0s", "microk8s", "nodeadm", "flatcar"];
+    let mut found = Vec::new();
+    for (m, path) in sources() {
+        if m == "containerd::owners" || m == "structure" {
+            continue;
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        for line in code(&text) {
+            let lower = line.to_lowercase();
+            if let Some(n) = NAMES.iter().find(|n| lower.contains(*n)) {
+                found.push(format!("{m}: {n}: {}", line.trim()));
+            }
+        }
+    }
+    assert_eq!(found, Vec::<String>::new());
+}

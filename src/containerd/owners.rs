@@ -26,6 +26,8 @@ use super::versions::Version;
 pub struct Asked {
     pub value: String,
     pub source: String,
+    /// The file that sets it (`None`: a default, a constant or a flag).
+    pub file: Option<String>,
 }
 
 /// Where a row's containerd version is read.
@@ -427,6 +429,7 @@ pub fn asks(row: &Row, files: &dyn Files) -> Result<Option<Asked>> {
         Reference::Fixed(r) => Some(Asked {
             value: r.to_string(),
             source: format!("{}'s fixed sandbox image", row.name),
+            file: None,
         }),
         Reference::Yaml(setting) => Some(yaml_setting(row, setting, files)?),
     })
@@ -442,6 +445,7 @@ fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> 
                     return Ok(Asked {
                         value: v,
                         source: format!("{flag} in {unit}"),
+                        file: None,
                     });
                 }
             }
@@ -457,6 +461,7 @@ fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> 
     }
     let mut values = Vec::new();
     let mut from = Vec::new();
+    let mut file = None;
     for (keys, default) in s.parts {
         let mut found = None;
         for p in &paths {
@@ -470,6 +475,7 @@ fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> 
             Some((v, p)) => {
                 values.push(v);
                 from.push(format!("{} in {p}", keys.join(".")));
+                file = Some(p);
             }
             None => values.push(default.to_string()),
         }
@@ -487,6 +493,7 @@ fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> 
     Ok(Asked {
         value: values.join(":"),
         source,
+        file,
     })
 }
 

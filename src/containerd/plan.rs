@@ -209,8 +209,13 @@ fn setting(facts: &RootFacts, path: &str, key: &str, name: &str) -> Result<Confi
         );
     }
     let eff = &facts.config.effective;
+    // unchanged: the file that sets it now, or the generated config when a default does
+    let path = match (&new, &owner.written) {
+        (None, None) => asked.file.clone().unwrap_or_else(|| eff.main.clone()),
+        _ => path.to_string(),
+    };
     Ok(ConfigPlan {
-        path: path.to_string(),
+        path,
         main_config: eff.main.clone(),
         main_config_why: eff.main_why.clone(),
         files: eff.files.iter().map(|f| f.path.clone()).collect(),
