@@ -82,7 +82,13 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         facts = inspect(&root, &over)?;
     }
     let (mut names, named) = choose_names(&args.names, &facts)?;
-    let (image, image_source) = image_for(args, &facts, &names)?;
+    // a verbatim record of an unqualified reference (`choose_names`) names no image content
+    let qualified: Vec<String> = names
+        .iter()
+        .filter(|n| crate::reference::check_qualified(n).is_ok())
+        .cloned()
+        .collect();
+    let (image, image_source) = image_for(args, &facts, &qualified)?;
     for n in &image.names {
         push_unique(&mut names, crate::reference::normalize(n)?);
     }

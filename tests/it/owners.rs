@@ -541,3 +541,207 @@ fn owners_k0s_bakes_through_a_drop_in_and_leaves_the_managed_file() {
     assert_eq!(read(r, K0S_CONFIG), k0s_managed());
     eprintln!("containerd {v} with k0s's flags: sandbox READY offline");
 }
+
+// --- RKE2 ---------------------------------------------------------------------------------
+
+const RKE2_CONFIG: &str = "/var/lib/rancher/rke2/agent/etc/containerd/config.toml";
+const RKE2_ROOT: &str = "/var/lib/rancher/rke2/agent/containerd";
+
+#[test]
+fn owners_rke2_bakes_its_default_pause_verbatim_and_normalized() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    // RKE2's default, unqualified: CRI normalizes it, containerd 2.3.0/2.3.1 would not
+    let pause = "rancher/mirrored-pause:3.10.2";
+    let normalized = "docker.io/rancher/mirrored-pause:3.10.2";
+    let layout = || {
+        let root = tempdir();
+        let r = root.path();
+        put(r, "/usr/local/bin/rke2", "#!/bin/sh\n# stand-in for rke2\n");
+        put(r, "/etc/rancher/rke2/config.yaml", "token: secret\n");
+        root
+    };
+    // what RKE2 (k3s's agent code) writes at start, with its data directory
+    let generated = k3s_generated(pause).replace(K3S_DATA, "/var/lib/rancher/rke2");
+    let control = layout();
+    verify_names_the_pull(control.path(), &["--containerd-version", &v], normalized);
+    put(control.path(), RKE2_CONFIG, &generated);
+    let ctd = start_as(&c, control.path(), RKE2_CONFIG, RKE2_ROOT);
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = layout();
+    let r = root.path();
+    let out = pausebake_on("bake", r, &["--containerd-version", &v]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    assert!(!r.join("var/lib/containerd").exists());
+    assert!(!r.join("etc/rancher/rke2/config.yaml.d").exists());
+    put(r, RKE2_CONFIG, &generated);
+    let ctd = start_as(&c, r, RKE2_CONFIG, RKE2_ROOT);
+    let listed = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "images", "ls", "-q"]));
+    assert!(
+        listed.lines().any(|l| l == pause) && listed.lines().any(|l| l == normalized),
+        "both names recorded:\n{listed}"
+    );
+    sandbox_ready(&ctd, "rke2");
+    no_pull(&ctd);
+    eprintln!("containerd {v} as RKE2 starts it: sandbox READY offline");
+}
+
+// --- MicroK8s -----------------------------------------------------------------------------
+
+const SNAP_DATA: &str = "/var/snap/microk8s/current";
+const MICROK8S_TEMPLATE: &str = "/var/snap/microk8s/current/args/containerd-template.toml";
+const MICROK8S_ROOT: &str = "/var/snap/microk8s/common/var/lib/containerd";
+
+/// MicroK8s's containerd template (its default args), in meaning: version 2, the sandbox
+/// image in the CRI table, the snap's paths as `${…}` placeholders.
+const MICROK8S_TEMPLATE_TEXT: &str =
+    "# containerd template of MicroK8s: rendered into args/containerd.toml at every start
+version = 2
+oom_score = 0
+
+[grpc]
+  uid = 0
+  gid = 0
+
+[plugins.\"io.containerd.grpc.v1.cri\"]
+  stream_server_address = \"127.0.0.1\"
+  stream_server_port = \"0\"
+  sandbox_image = \"registry.k8s.io/pause:3.10\"
+
+  [plugins.\"io.containerd.grpc.v1.cri\".containerd]
+    snapshotter = \"${SNAPSHOTTER}\"
+    default_runtime_name = \"${RUNTIME}\"
+
+    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]
+      runtime_type = \"io.containerd.runc.v2\"
+
+  [plugins.\"io.containerd.grpc.v1.cri\".cni]
+    bin_dir = \"${SNAP_DATA}/opt/cni/bin\"
+    conf_dir = \"${SNAP_DATA}/args/cni-network\"
+";
+
+/// What `run-containerd-with-args` does before each start: the template with the snap's
+/// values in, written to args/containerd.toml; returns that path.
+fn microk8s_render(root: &Path) -> String {
+    let rendered = read(root, MICROK8S_TEMPLATE)
+        .replace("${SNAPSHOTTER}", "overlayfs")
+        .replace("${RUNTIME}", "runc")
+        .replace("${SNAP_DATA}", SNAP_DATA);
+    let path = format!("{SNAP_DATA}/args/containerd.toml");
+    put(root, &path, &rendered);
+    path
+}
+
+#[test]
+fn owners_microk8s_bakes_through_its_template() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let layout = || {
+        let root = tempdir();
+        let r = root.path();
+        fs::create_dir_all(r.join("snap/microk8s")).unwrap();
+        fs::create_dir_all(r.join("var/snap/microk8s/7001/args")).unwrap();
+        std::os::unix::fs::symlink("7001", r.join("var/snap/microk8s/current")).unwrap();
+        put(r, MICROK8S_TEMPLATE, MICROK8S_TEMPLATE_TEXT);
+        root
+    };
+    let control = layout();
+    verify_names_the_pull(
+        control.path(),
+        &["--containerd-version", &v],
+        "registry.k8s.io/pause:3.10",
+    );
+    let config = microk8s_render(control.path());
+    let ctd = start_as(&c, control.path(), &config, MICROK8S_ROOT);
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = layout();
+    let r = root.path();
+    let name = "registry.k8s.io/pause:3.10.1";
+    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", name]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    let template = read(r, MICROK8S_TEMPLATE);
+    assert_eq!(
+        template,
+        MICROK8S_TEMPLATE_TEXT.replace("pause:3.10\"", "pause:3.10.1\""),
+        "only the sandbox image changed in the template"
+    );
+    assert!(!r.join("var/lib/containerd").exists());
+    let config = microk8s_render(r);
+    let ctd = start_as(&c, r, &config, MICROK8S_ROOT);
+    pinned(&ctd, name);
+    sandbox_ready(&ctd, "microk8s");
+    no_pull(&ctd);
+    eprintln!("containerd {v} as MicroK8s starts it: sandbox READY offline");
+}
+
+// --- Flatcar ------------------------------------------------------------------------------
+
+const FLATCAR_CONFIG: &str = "/usr/share/containerd/config.toml";
+
+/// Flatcar's containerd config on its read-only /usr, in meaning: version 2, no sandbox
+/// image (containerd's built-in default applies).
+const FLATCAR_CONFIG_TEXT: &str = "# Flatcar's containerd config (the unit's CONTAINERD_CONFIG)
+version = 2
+root = \"/var/lib/containerd\"
+state = \"/run/containerd\"
+oom_score = -999
+
+[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]
+  runtime_type = \"io.containerd.runc.v2\"
+";
+
+#[test]
+fn owners_flatcar_bakes_the_name_its_read_only_config_leaves_to_containerd() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let default = "registry.k8s.io/pause:3.10";
+    let layout = || {
+        let root = tempdir();
+        put(root.path(), FLATCAR_CONFIG, FLATCAR_CONFIG_TEXT);
+        put(
+            root.path(),
+            "/usr/lib/systemd/system/containerd.service",
+            "[Service]\nEnvironment=CONTAINERD_CONFIG=/usr/share/containerd/config.toml\nExecStart=/usr/bin/containerd --config ${CONTAINERD_CONFIG}\n",
+        );
+        root
+    };
+    let control = layout();
+    verify_names_the_pull(control.path(), &["--containerd-version", &v], default);
+    let ctd = start_as(&c, control.path(), FLATCAR_CONFIG, "/var/lib/containerd");
+    sandbox_needs_a_pull(&ctd);
+    drop(ctd);
+
+    let root = layout();
+    let r = root.path();
+    let other = "example.invalid/pause:1";
+    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", other]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    assert!(
+        stdout(&out).contains(
+            "no config edit: Flatcar's containerd reads /usr/share/containerd/config.toml"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(read(r, FLATCAR_CONFIG), FLATCAR_CONFIG_TEXT);
+    assert!(!r.join("etc/containerd").exists());
+    let ctd = start_as(&c, r, FLATCAR_CONFIG, "/var/lib/containerd");
+    pinned(&ctd, default);
+    assert!(ctd.cri().image_status(other).unwrap().is_some());
+    sandbox_ready(&ctd, "flatcar");
+    no_pull(&ctd);
+    eprintln!("containerd {v} as Flatcar starts it: sandbox READY offline");
+}
