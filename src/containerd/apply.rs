@@ -232,6 +232,56 @@ mod tests {
     }
 
     #[test]
+    fn cri_disabled_in_a_drop_in_is_switched_on_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let image = test_image(&[Arch::Amd64], true);
+        root.create_dir_all("/etc/containerd/conf.d", 0o755)
+            .unwrap();
+        let main = "version = 3\nimports = [\"conf.d/*.toml\"]\ndisabled_plugins = [\"cri\"] # old\n";
+        root.write_atomic("/etc/containerd/config.toml", main.as_bytes(), 0o644)
+            .unwrap();
+        let drop_in = "/etc/containerd/conf.d/10-moby.toml";
+        let moby = "version = 3\n# moby\ndisabled_plugins = [\"io.containerd.cri.v1.images\", \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.cri.v1.runtime\"]\n";
+        root.write_atomic(drop_in, moby.as_bytes(), 0o644).unwrap();
+        let plan = bake_plan(&facts(&root, &image), &image, "registry.k8s.io/pause:3.10");
+        let edits: Vec<(&str, Vec<String>, bool)> = plan
+            .enable_cri
+            .iter()
+            .map(|e| (e.path.as_str(), e.removed.clone(), e.text.is_some()))
+            .collect();
+        assert_eq!(
+            edits,
+            [
+                ("/etc/containerd/config.toml", vec!["cri".to_string()], false),
+                (
+                    drop_in,
+                    vec![
+                        "io.containerd.cri.v1.images".to_string(),
+                        "io.containerd.cri.v1.runtime".to_string()
+                    ],
+                    true
+                ),
+            ]
+        );
+        assert!(plan.to_string().contains(
+            "  enable CRI to remove \"io.containerd.cri.v1.images\", \"io.containerd.cri.v1.runtime\" from disabled_plugins in /etc/containerd/conf.d/10-moby.toml"
+        ));
+        apply(&plan, Some(&image), &root).unwrap();
+        assert_eq!(
+            root.read_to_string(drop_in).unwrap().unwrap(),
+            "version = 3\n# moby\ndisabled_plugins = [\"io.containerd.snapshotter.v1.zfs\"]\n"
+        );
+        let after = root
+            .read_to_string("/etc/containerd/config.toml")
+            .unwrap()
+            .unwrap();
+        assert!(after.contains("disabled_plugins = [] # old\n"), "{after}");
+        let again = bake_plan(&facts(&root, &image), &image, "registry.k8s.io/pause:3.10");
+        assert!(again.enable_cri.is_empty(), "{again}");
+    }
+
+    #[test]
     fn apply_refuses_a_root_that_changed_since_inspect() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
