@@ -238,7 +238,8 @@ mod tests {
         let image = test_image(&[Arch::Amd64], true);
         root.create_dir_all("/etc/containerd/conf.d", 0o755)
             .unwrap();
-        let main = "version = 3\nimports = [\"conf.d/*.toml\"]\ndisabled_plugins = [\"cri\"] # old\n";
+        let main =
+            "version = 3\nimports = [\"conf.d/*.toml\"]\ndisabled_plugins = [\"cri\"] # old\n";
         root.write_atomic("/etc/containerd/config.toml", main.as_bytes(), 0o644)
             .unwrap();
         let drop_in = "/etc/containerd/conf.d/10-moby.toml";
@@ -253,7 +254,11 @@ mod tests {
         assert_eq!(
             edits,
             [
-                ("/etc/containerd/config.toml", vec!["cri".to_string()], false),
+                (
+                    "/etc/containerd/config.toml",
+                    vec!["cri".to_string()],
+                    false
+                ),
                 (
                     drop_in,
                     vec![

@@ -745,3 +745,65 @@ fn owners_flatcar_bakes_the_name_its_read_only_config_leaves_to_containerd() {
     no_pull(&ctd);
     eprintln!("containerd {v} as Flatcar starts it: sandbox READY offline");
 }
+
+// --- the containerd inside another program ------------------------------------------------
+
+/// A real Go program built the way k3s is: its `go.mod` requires containerd's module
+/// (`github.com/containerd/containerd/v2 v2.1.5`) and replaces it (here by a local directory,
+/// as nothing may be downloaded), so its build info carries the module lines pausebake reads.
+fn go_program_requiring_containerd(dir: &Path) -> std::path::PathBuf {
+    put(
+        dir,
+        "/ctd/go.mod",
+        "module github.com/containerd/containerd/v2\n\ngo 1.19\n",
+    );
+    put(
+        dir,
+        "/ctd/version.go",
+        "package version\n\nvar Version = \"2.1.5\"\n",
+    );
+    put(
+        dir,
+        "/main/go.mod",
+        "module example.invalid/standin\n\ngo 1.19\n\nrequire github.com/containerd/containerd/v2 v2.1.5\n\nreplace github.com/containerd/containerd/v2 => ../ctd\n",
+    );
+    put(
+        dir,
+        "/main/main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\tversion \"github.com/containerd/containerd/v2\"\n)\n\nfunc main() { fmt.Println(version.Version) }\n",
+    );
+    let out = dir.join("standin");
+    run_ok(
+        std::process::Command::new("go")
+            .args(["build", "-o"])
+            .arg(&out)
+            .arg(".")
+            .current_dir(dir.join("main"))
+            .env("GOPROXY", "off")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOCACHE", dir.join("cache"))
+            .env("GOPATH", dir.join("gopath")),
+    );
+    out
+}
+
+#[test]
+fn owners_k3s_containerd_version_is_read_from_the_binarys_go_build_info() {
+    if !have("go") {
+        return;
+    }
+    let work = tempdir();
+    let program = go_program_requiring_containerd(work.path());
+    let root = k3s_root();
+    let r = root.path();
+    fs::copy(&program, r.join("usr/local/bin/k3s")).unwrap();
+    let out = pausebake_on("bake", r, &["--dry-run"]);
+    assert!(out.status.success(), "{}", describe_out(&out));
+    assert!(
+        stdout(&out).contains(
+            "containerd 2.1.5 (/usr/local/bin/k3s (Go build info: its containerd module))"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
