@@ -38,15 +38,39 @@ pub fn cri_plugins(v: Version) -> &'static [&'static str] {
 pub struct Disabled {
     pub file: String,
     pub entry: String,
+    /// The short name `cri` where containerd wants plugin URIs: it refuses to start
+    /// ("invalid disabled plugin URI"), measured with 1.7.24 (a merged config of version 2)
+    /// and 2.1.9 (a file of version 2 or 3; a version 1 file's `cri` is renamed).
+    pub refused: bool,
 }
 
-/// Every entry of `disabled_plugins` in `files` (path and text, in load order) that leaves
-/// containerd `v` without CRI. A text that does not parse names none (the config rule
-/// reports it).
-pub fn find<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, v: Version) -> Vec<Disabled> {
+impl Disabled {
+    /// What the entry does to containerd `v`, as a clause.
+    pub fn consequence(&self, v: Version) -> String {
+        if self.refused {
+            format!("containerd {v} refuses to start (\"invalid disabled plugin URI\")")
+        } else {
+            format!("containerd {v} starts without CRI and answers every CRI call with \"unknown service\"")
+        }
+    }
+}
+
+/// Every entry of `disabled_plugins` in `files` (path, text and the file's own `version`,
+/// in load order) that leaves containerd `v` without CRI, for a merged config of `merged`
+/// version. A text that does not parse names none (the config rule reports it).
+pub fn find<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a str, i64)>,
+    v: Version,
+    merged: i64,
+) -> Vec<Disabled> {
     let names = cri_plugins(v);
     let mut out = Vec::new();
-    for (path, text) in files {
+    for (path, text, version) in files {
+        let uris_only = if v.major >= 2 {
+            version >= 2
+        } else {
+            merged >= 2
+        };
         let Ok(doc) = text.parse::<DocumentMut>() else {
             continue;
         };
@@ -58,6 +82,7 @@ pub fn find<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>, v: Version)
                 out.push(Disabled {
                     file: path.to_string(),
                     entry: entry.to_string(),
+                    refused: uris_only && !entry.contains('.'),
                 });
             }
         }
@@ -108,21 +133,29 @@ mod tests {
     #[test]
     fn dockers_config_disables_cri_on_every_version() {
         for v in [Version::new(1, 7, 24), Version::new(2, 1, 9)] {
+            let merged = if v.major >= 2 { 3 } else { 1 };
             assert_eq!(
-                find([("/etc/containerd/config.toml", DOCKER)], v),
+                find([("/etc/containerd/config.toml", DOCKER, 0)], v, merged),
                 [Disabled {
                     file: "/etc/containerd/config.toml".into(),
-                    entry: "cri".into()
+                    entry: "cri".into(),
+                    refused: false,
                 }]
             );
         }
+        // `cri` where URIs are wanted: containerd refuses to start
+        let v2 = "version = 2\ndisabled_plugins = [\"cri\"]\n";
+        let refused = |v, version, merged| find([("/c.toml", v2, version)], v, merged)[0].refused;
+        assert!(refused(Version::new(1, 7, 24), 2, 2));
+        assert!(refused(Version::new(2, 1, 9), 2, 3));
+        assert!(!refused(Version::new(2, 1, 9), 1, 3));
     }
 
     #[test]
     fn the_2x_names_count_only_on_2x() {
         let text = "version = 3\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.cri.v1.images\", \"io.containerd.cri.v1.runtime\"]\n";
         let entries = |v| -> Vec<String> {
-            find([("/a.toml", text)], v)
+            find([("/a.toml", text, 3)], v, 3)
                 .into_iter()
                 .map(|d| d.entry)
                 .collect()

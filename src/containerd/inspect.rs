@@ -348,8 +348,8 @@ fn read_config(
     let texts = effective
         .files
         .iter()
-        .filter_map(|f| Some((f.path.as_str(), files.text(&f.path).ok()??)));
-    let cri_disabled = disabled::find(texts, v);
+        .filter_map(|f| Some((f.path.as_str(), files.text(&f.path).ok()??, f.version)));
+    let cri_disabled = disabled::find(texts, v, effective.merged_version);
     Ok(ConfigFacts {
         main,
         effective,

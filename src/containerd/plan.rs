@@ -272,6 +272,8 @@ fn fixed(facts: &RootFacts, name: &str, why: &str) -> Result<ConfigPlan> {
 pub struct CriEdit {
     pub path: String,
     pub removed: Vec<String>,
+    /// What those entries do to containerd.
+    pub why: String,
     /// The file's new text; `None` when the config edit of the same file carries it.
     #[serde(skip)]
     pub text: Option<String>,
@@ -283,15 +285,16 @@ pub struct CriEdit {
 /// The edits that remove every entry of `disabled_plugins` that switches CRI off, file by
 /// file; one in the file `config` edits goes into that edit's text.
 fn enable_cri(facts: &RootFacts, config: &mut ConfigPlan) -> Result<Vec<CriEdit>> {
-    let mut files: Vec<(&str, Vec<String>)> = Vec::new();
+    let v = facts.containerd.value;
+    let mut files: Vec<(&str, Vec<String>, String)> = Vec::new();
     for d in &facts.config.cri_disabled {
-        match files.iter_mut().find(|(f, _)| *f == d.file) {
-            Some((_, entries)) => entries.push(d.entry.clone()),
-            None => files.push((&d.file, vec![d.entry.clone()])),
+        match files.iter_mut().find(|(f, _, _)| *f == d.file) {
+            Some((_, entries, _)) => entries.push(d.entry.clone()),
+            None => files.push((&d.file, vec![d.entry.clone()], d.consequence(v))),
         }
     }
     let mut out = Vec::new();
-    for (path, removed) in files {
+    for (path, removed, why) in files {
         let before = facts.config.files.text(path)?.map(str::to_string);
         let same = path == config.path;
         let base = match (same, &config.text) {
@@ -310,6 +313,7 @@ fn enable_cri(facts: &RootFacts, config: &mut ConfigPlan) -> Result<Vec<CriEdit>
         out.push(CriEdit {
             path: path.to_string(),
             removed,
+            why,
             text,
             before,
         });
@@ -323,9 +327,10 @@ impl CriEdit {
         let how = if done { "removed" } else { "to remove" };
         let entries: Vec<String> = self.removed.iter().map(|e| format!("{e:?}")).collect();
         format!(
-            "{how} {} from disabled_plugins in {} (containerd would start without CRI and run no pod)",
+            "{how} {} from disabled_plugins in {} (else {}: no pod could run)",
             entries.join(", "),
-            self.path
+            self.path,
+            self.why
         )
     }
 }

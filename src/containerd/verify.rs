@@ -293,8 +293,10 @@ fn rule_cri(disabled: &[Disabled], v: Version) -> Vec<Finding> {
             Finding::fail(
                 "cri",
                 format!(
-                    "{} lists {:?} in disabled_plugins: containerd {v} starts without CRI and answers every CRI call with \"unknown service\", so no pod can start",
-                    d.file, d.entry
+                    "{} lists {:?} in disabled_plugins: {}, so no pod can start",
+                    d.file,
+                    d.entry,
+                    d.consequence(v)
                 ),
                 "pausebake bake (or configure) removes that entry and keeps the rest of the file",
             )

@@ -102,11 +102,23 @@ disabled_plugins = [\"cri\"]
 #  address = \"/run/containerd/containerd.sock\"
 ";
 
-/// A root with Docker's containerd.io package of `version` installed, as dpkg records it.
-fn docker_root(version: &str) -> tempfile::TempDir {
+/// The config of newer moby packaging for containerd 2.x, in meaning: every CRI plugin
+/// disabled by its URI (moby PR #53564).
+const MOBY_V3_CONFIG: &str = "# containerd for dockerd: CRI off (newer packaging, containerd 2.x)
+version = 3
+disabled_plugins = [
+  \"io.containerd.grpc.v1.cri\",
+  \"io.containerd.cri.v1.images\",
+  \"io.containerd.cri.v1.runtime\",
+]
+";
+
+/// A root with Docker's containerd.io package of `version` installed, as dpkg records it,
+/// and its config `config`.
+fn docker_root(version: &str, config: &str) -> tempfile::TempDir {
     let root = tempdir();
     let r = root.path();
-    put(r, "/etc/containerd/config.toml", DOCKER_CONFIG);
+    put(r, "/etc/containerd/config.toml", config);
     put(
         r,
         "/var/lib/dpkg/status",
@@ -126,89 +138,112 @@ fn docker_root(version: &str) -> tempfile::TempDir {
 fn owners_dockers_config_answers_unknown_service_until_bake_enables_cri() {
     let _lock = containerd_lock();
     for c in builds(&["1.7", "2.1"]) {
-        let root = docker_root(&c.semver_string());
-        let r = root.path();
-        let ours = format!("containerd {}", c.semver_string());
+        docker_case(&c, DOCKER_CONFIG, &["cri"]);
+        if c.semver().0 >= 2 {
+            let uris = [
+                "io.containerd.grpc.v1.cri",
+                "io.containerd.cri.v1.images",
+                "io.containerd.cri.v1.runtime",
+            ];
+            docker_case(&c, MOBY_V3_CONFIG, &uris);
+        }
+    }
+}
 
-        // verify: exit 3 naming the file and the entry
-        let out = pausebake_on("verify", r, &[]);
-        let text = stdout(&out);
-        assert_eq!(out.status.code(), Some(3), "{ours}: {}", describe_out(&out));
+/// Docker's `config` (disabling `entries`) on containerd `c`: verify fails naming them, the
+/// real containerd serves no CRI, bake removes exactly them, and then a sandbox is READY.
+fn docker_case(c: &Containerd, config: &str, entries: &[&str]) {
+    let root = docker_root(&c.semver_string(), config);
+    let r = root.path();
+    let ours = format!("containerd {}", c.semver_string());
+
+    // verify: exit 3 naming the file and each entry
+    let out = pausebake_on("verify", r, &[]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{ours}: {}", describe_out(&out));
+    for e in entries {
         assert!(
-            text.contains(
-                "FAIL cri: /etc/containerd/config.toml lists \"cri\" in disabled_plugins"
-            ),
+            text.contains(&format!(
+                "FAIL cri: /etc/containerd/config.toml lists {e:?} in disabled_plugins"
+            )),
             "{ours}: {text}"
         );
-        assert!(
-            text.contains("owner Docker's containerd.io package"),
-            "{text}"
-        );
+    }
+    assert!(
+        text.contains("owner Docker's containerd.io package"),
+        "{text}"
+    );
 
-        // the real containerd on that config: CRI is not there at all
-        let mut ctd = c.start(
-            r,
-            StartOpts {
-                no_network: true,
-                no_cri: true,
-                ..Default::default()
-            },
-        );
-        let err = ctd.cri().version().expect_err("CRI answered");
-        assert!(
-            err.message()
-                .contains("unknown service runtime.v1.RuntimeService"),
-            "{ours}: {err}"
-        );
-        ctd.stop();
+    // the real containerd on that config: CRI is not there at all
+    let mut ctd = c.start(
+        r,
+        StartOpts {
+            no_network: true,
+            no_cri: true,
+            ..Default::default()
+        },
+    );
+    let err = ctd.cri().version().expect_err("CRI answered");
+    assert!(
+        err.message()
+            .contains("unknown service runtime.v1.RuntimeService"),
+        "{ours}: {err}"
+    );
+    ctd.stop();
 
-        // the plan says so; bake removes exactly that entry, keeps every other line
-        let dry = pausebake_on("bake", r, &["--dry-run"]);
-        assert!(
-            stdout(&dry).contains(
-                "enable CRI to remove \"cri\" from disabled_plugins in /etc/containerd/config.toml"
-            ),
-            "{ours}: {}",
-            describe_out(&dry)
-        );
-        assert_eq!(read(r, "/etc/containerd/config.toml"), DOCKER_CONFIG);
-        let out = pausebake_on("bake", r, &[]);
-        assert!(out.status.success(), "{ours}: {}", describe_out(&out));
-        assert!(
-            stdout(&out).contains("enable CRI removed \"cri\" from disabled_plugins"),
-            "{}",
-            stdout(&out)
-        );
-        let after = read(r, "/etc/containerd/config.toml");
-        let kept: Vec<&str> = DOCKER_CONFIG
-            .lines()
-            .filter(|l| !l.starts_with("disabled_plugins"))
-            .collect();
-        for line in kept {
+    // the plan says so; bake removes exactly those entries, keeps every other line
+    let dry = pausebake_on("bake", r, &["--dry-run"]);
+    let listed: Vec<String> = entries.iter().map(|e| format!("{e:?}")).collect();
+    assert!(
+        stdout(&dry).contains(&format!(
+            "enable CRI to remove {} from disabled_plugins in /etc/containerd/config.toml",
+            listed.join(", ")
+        )),
+        "{ours}: {}",
+        describe_out(&dry)
+    );
+    assert_eq!(read(r, "/etc/containerd/config.toml"), config);
+    let out = pausebake_on("bake", r, &[]);
+    assert!(out.status.success(), "{ours}: {}", describe_out(&out));
+    assert!(
+        stdout(&out).contains("enable CRI removed"),
+        "{}",
+        stdout(&out)
+    );
+    let after = read(r, "/etc/containerd/config.toml");
+    for line in config
+        .lines()
+        .filter(|l| !entries.iter().any(|e| l.contains(e)))
+    {
+        if !line.starts_with("disabled_plugins") && line != "]" {
             assert!(after.contains(line), "{ours}: lost {line:?}:\n{after}");
         }
-        assert!(after.contains("disabled_plugins = []"), "{after}");
-        let out = pausebake_on("verify", r, &[]);
-        assert!(out.status.success(), "{ours}: {}", describe_out(&out));
-
-        let ctd = c.start(
-            r,
-            StartOpts {
-                no_network: true,
-                ..Default::default()
-            },
-        );
-        let name = stdout(&out);
-        let name = name
-            .lines()
-            .find_map(|l| l.strip_prefix("ok   image: ")?.split(' ').next())
-            .expect("verify names the image")
-            .to_string();
-        sandbox_ready(&ctd, "docker");
-        no_pull(&ctd);
-        pinned(&ctd, &name);
-        eprintln!("{ours}: Docker's config, CRI enabled by bake, sandbox READY offline");
     }
+    // every entry of these configs disables CRI: none is left
+    assert!(after.contains("disabled_plugins = []\n"), "{ours}: {after}");
+    let out = pausebake_on("verify", r, &[]);
+    assert!(out.status.success(), "{ours}: {}", describe_out(&out));
+    let name = stdout(&out)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ok   image: ")?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
+        .expect("verify names the image");
+
+    let ctd = c.start(
+        r,
+        StartOpts {
+            no_network: true,
+            ..Default::default()
+        },
+    );
+    sandbox_ready(&ctd, "docker");
+    no_pull(&ctd);
+    pinned(&ctd, &name);
+    eprintln!("{ours}: Docker's config, CRI enabled by bake, sandbox READY offline:\n{after}");
 }
 
 // --- k3s ----------------------------------------------------------------------------------
