@@ -660,6 +660,50 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_decides_the_store_the_config_and_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        root.create_dir_all("/etc/rancher/k3s", 0o755).unwrap();
+        root.write_atomic(
+            "/etc/rancher/k3s/config.yaml",
+            b"pause-image: registry.k8s.io/pause:3.10\n",
+            0o644,
+        )
+        .unwrap();
+        let over = Overrides {
+            containerd: Some(Version::new(2, 1, 9)),
+            ..Overrides::default()
+        };
+        let facts = inspect(&root, &over).unwrap();
+        assert_eq!(facts.owner.owner.row.id, "k3s");
+        assert_eq!(
+            facts.containerd_root,
+            PathBuf::from("/var/lib/rancher/k3s/agent/containerd")
+        );
+        assert_eq!(facts.address, "/run/k3s/containerd/containerd.sock");
+        // the config k3s generates at start, read as it will be written
+        let eff = &facts.config.effective;
+        assert_eq!(
+            eff.main,
+            "/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+        );
+        assert_eq!(eff.image(), "registry.k8s.io/pause:3.10");
+        assert!(!root
+            .resolve("/var/lib/rancher/k3s/agent/etc")
+            .unwrap()
+            .exists());
+        // without a version, the containerd inside k3s is not guessed
+        root.create_dir_all("/usr/local/bin", 0o755).unwrap();
+        root.write_atomic("/usr/local/bin/k3s", b"#!/bin/sh\n", 0o755)
+            .unwrap();
+        let err = inspect(&root, &Overrides::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").ends_with("pass --containerd-version"),
+            "{err:#}"
+        );
+    }
+
+    #[test]
     fn an_import_needs_no_versions() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();

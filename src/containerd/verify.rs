@@ -1283,6 +1283,29 @@ mod tests {
     }
 
     #[test]
+    fn rule_cri_names_the_file_and_the_entry() {
+        let v = Version::new(1, 7, 24);
+        assert!(rule_cri(&[], v).is_empty());
+        let off = |refused| Disabled {
+            file: "/etc/containerd/config.toml".into(),
+            entry: "cri".into(),
+            refused,
+        };
+        let f = rule_cri(&[off(false)], v);
+        assert_eq!(f[0].status, Status::Fail);
+        assert_eq!(
+            f[0].message,
+            "/etc/containerd/config.toml lists \"cri\" in disabled_plugins: containerd 1.7.24 starts without CRI and answers every CRI call with \"unknown service\", so no pod can start"
+        );
+        let f = rule_cri(&[off(true)], v);
+        assert!(
+            f[0].message.contains("containerd 1.7.24 refuses to start"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
     fn rule_byte_order_wants_the_platforms() {
         let s390x = Platform { arch: Arch::S390x };
         assert_eq!(rule_byte_order(Some(Endian::Big), s390x), None);
