@@ -51,7 +51,8 @@ pub enum Generated {
     No,
     /// Rewritten at every start from the owner's template: for containerd 1.x (config
     /// version 2) and 2.x (version 3). `{pause}` stands for the reference the owner asks for;
-    /// only what decides the sandbox image, the store and the socket is kept, in meaning.
+    /// only what decides the sandbox image, the store and the socket is kept, in meaning
+    /// (`{data}`: the owner's data directory).
     EveryStart { v2: &'static str, v3: &'static str },
     /// Rewritten at every start while absent or while its first line is `marker`; a file
     /// without the marker is the user's and is loaded as it is. Version 3 only.
@@ -171,13 +172,56 @@ const K0S_PAUSE: YamlSetting = YamlSetting {
 };
 
 /// What k3s and RKE2 generate at start (`pkg/agent/templates`), in meaning.
-const K3S_V2: &str = "version = 2\nroot = \"{data}/agent/containerd\"\nstate = \"/run/k3s/containerd\"\n\n[grpc]\n  address = \"/run/k3s/containerd/containerd.sock\"\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{pause}\"\n";
-const K3S_V3: &str = "version = 3\nroot = \"{data}/agent/containerd\"\nstate = \"/run/k3s/containerd\"\nimports = [\"{data}/agent/etc/containerd/config-v3.toml.d/*.toml\"]\n\n[grpc]\n  address = \"/run/k3s/containerd/containerd.sock\"\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"{pause}\"\n";
+const K3S_V2: &str = r#"version = 2
+root = "{data}/agent/containerd"
+state = "/run/k3s/containerd"
+
+[grpc]
+  address = "/run/k3s/containerd/containerd.sock"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = {pause}
+"#;
+const K3S_V3: &str = r#"version = 3
+root = "{data}/agent/containerd"
+state = "/run/k3s/containerd"
+imports = ["{data}/agent/etc/containerd/config-v3.toml.d/*.toml"]
+
+[grpc]
+  address = "/run/k3s/containerd/containerd.sock"
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = {pause}
+"#;
 /// What nodeadm writes at every boot (`nodeadm/internal/containerd/config*.template.toml`).
-const NODEADM_V2: &str = "version = 2\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n[grpc]\n  address = \"/run/containerd/containerd.sock\"\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"{pause}\"\n";
-const NODEADM_V3: &str = "version = 3\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n[grpc]\n  address = \"/run/containerd/containerd.sock\"\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"{pause}\"\n";
+const NODEADM_V2: &str = r#"version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = {pause}
+"#;
+const NODEADM_V3: &str = r#"version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = {pause}
+"#;
 /// What k0s writes while the file carries its marker (`configurer.go`).
-const K0S_V3: &str = "# k0s_managed=true\nversion = 3\nimports = [\"/etc/k0s/containerd.d/*.toml\"]\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"{pause}\"\n";
+const K0S_V3: &str = r#"# k0s_managed=true
+version = 3
+imports = ["/etc/k0s/containerd.d/*.toml"]
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = {pause}
+"#;
 
 /// The table, most specific first; the last row (plain containerd) always matches.
 pub const OWNERS: [Row; 8] = [
@@ -585,7 +629,9 @@ pub fn generated(row: &Row, v: Version, pause: &str, current: Option<&str>) -> O
         .config
         .and_then(|c| c.split("/agent/").next())
         .unwrap_or_default();
-    let fill = |t: &str| t.replace("{pause}", pause).replace("{data}", data);
+    // the reference as a TOML string, whatever characters the owner's setting holds
+    let quoted = toml_edit::Value::from(pause).to_string();
+    let fill = |t: &str| t.replace("{pause}", quoted.trim()).replace("{data}", data);
     match row.generated {
         Generated::No => None,
         Generated::EveryStart { v2, v3 } => Some(fill(if v.major >= 2 { v3 } else { v2 })),
