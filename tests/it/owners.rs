@@ -246,6 +246,52 @@ fn docker_case(c: &Containerd, config: &str, entries: &[&str]) {
     eprintln!("{ours}: Docker's config, CRI enabled by bake, sandbox READY offline:\n{after}");
 }
 
+#[test]
+fn owners_a_short_cri_where_uris_are_wanted_is_a_refusal_containerd_agrees() {
+    let _lock = containerd_lock();
+    let config = "# CRI off, written the old way into a newer config\nversion = 2\ndisabled_plugins = [\"cri\"]\n";
+    for c in builds(&["1.7", "2.1"]) {
+        let ours = format!("containerd {}", c.semver_string());
+        let root = docker_root(&c.semver_string(), config);
+        let r = root.path();
+        let out = pausebake_on("verify", r, &[]);
+        assert_eq!(out.status.code(), Some(3), "{ours}: {}", describe_out(&out));
+        assert!(
+            stdout(&out).contains(&format!(
+                "lists \"cri\" in disabled_plugins: {ours} refuses to start (\"invalid disabled plugin URI\")"
+            )),
+            "{ours}: {}",
+            stdout(&out)
+        );
+        // the real containerd loads the file as it would at start, and refuses it
+        let path = r.join("etc/containerd/config.toml");
+        let dump = run_any(
+            std::process::Command::new(c.bin("containerd"))
+                .arg("--config")
+                .arg(&path)
+                .args(["config", "dump"]),
+        );
+        assert!(!dump.status.success(), "{ours} accepted it");
+        assert!(
+            stderr(&dump).contains("invalid disabled plugin URI \"cri\""),
+            "{ours}: {}",
+            stderr(&dump)
+        );
+        let out = pausebake_on("bake", r, &[]);
+        assert!(out.status.success(), "{ours}: {}", describe_out(&out));
+        c.config_dump(&path);
+        let ctd = c.start(
+            r,
+            StartOpts {
+                no_network: true,
+                ..Default::default()
+            },
+        );
+        sandbox_ready(&ctd, "uri");
+        no_pull(&ctd);
+    }
+}
+
 // --- k3s ----------------------------------------------------------------------------------
 
 const K3S_DATA: &str = "/var/lib/rancher/k3s";
