@@ -20,7 +20,7 @@ use toml_edit::DocumentMut;
 use super::detect::{containerd_version_in, detect_containerd, detect_kubernetes, Found};
 use super::disabled::{self, Disabled};
 use super::effective::{self, EffectiveConfig, Files, Main, Overlay, Snapshot};
-use super::owners::{self, Binary, OwnerFacts, Row, WriteTo};
+use super::owners::{self, Binary, Generated, OwnerFacts, Row, WriteTo};
 use super::store::{CONTENT_DIR, META_DB, META_DIR};
 use super::versions::{self, Version};
 use crate::bolt::Bucket;
@@ -61,6 +61,8 @@ pub struct ConfigFacts {
     pub files: Snapshot,
     /// The `disabled_plugins` entries of the loaded files that leave containerd without CRI.
     pub cri_disabled: Vec<Disabled>,
+    /// The main config is read as the owner writes it at start, not as the root holds it.
+    pub generated: bool,
 }
 
 /// A read-only snapshot of `meta.db`.
@@ -139,7 +141,7 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         },
         None => root_platform(root)?,
     };
-    let owner = owners::read(root)?;
+    let mut owner = owners::read(root)?;
     let running = overrides.running.as_ref();
     let (containerd, containerd_assumed) = match (overrides.containerd, running, read_versions) {
         (Some(v), _, _) => (sourced(v, "--containerd-version"), false),
@@ -162,6 +164,11 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         (None, true) => detect_kubernetes(root)?.map(found),
     };
     let config = read_config(root, overrides.config.as_deref(), &owner, containerd.value)?;
+    if !config.generated && owner.owner.row.generated != Generated::No {
+        // the owner leaves a config it does not write (k0s's without its marker) to the
+        // node: the file decides the name, as for plain containerd
+        owner.asks = None;
+    }
     let containerd_root = match owner.owner.row.root_flag {
         // the owner's --root beats the config's
         Some(flag) => PathBuf::from(flag),
@@ -355,6 +362,7 @@ fn read_config(
         effective,
         files,
         cri_disabled,
+        generated: generated.is_some(),
     })
 }
 
@@ -692,6 +700,26 @@ mod tests {
             .resolve("/var/lib/rancher/k3s/agent/etc")
             .unwrap()
             .exists());
+        // a k0s config without k0s's marker is the node's: it decides the name
+        let dir0 = tempfile::tempdir().unwrap();
+        let k0s = Root::new(dir0.path()).unwrap();
+        k0s.create_dir_all("/etc/k0s", 0o755).unwrap();
+        let own = "version = 3\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"example.invalid/p:1\"\n";
+        k0s.write_atomic("/etc/k0s/containerd.toml", own.as_bytes(), 0o644)
+            .unwrap();
+        let f = inspect(&k0s, &over).unwrap();
+        assert_eq!(f.owner.owner.row.id, "k0s");
+        assert!(!f.config.generated && f.owner.asks.is_none());
+        assert_eq!(f.config.effective.image(), "example.invalid/p:1");
+        let marked = format!("# k0s_managed=true\n{own}");
+        k0s.write_atomic("/etc/k0s/containerd.toml", marked.as_bytes(), 0o644)
+            .unwrap();
+        let f = inspect(&k0s, &over).unwrap();
+        assert!(f.config.generated);
+        assert_eq!(
+            f.config.effective.image(),
+            "quay.io/k0sproject/pause:3.10.2-0"
+        );
         // without a version, the containerd inside k3s is not guessed
         root.create_dir_all("/usr/local/bin", 0o755).unwrap();
         root.write_atomic("/usr/local/bin/k3s", b"#!/bin/sh\n", 0o755)
