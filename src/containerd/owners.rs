@@ -126,6 +126,9 @@ pub struct Row {
     pub address: &'static str,
     pub reference: Reference,
     pub write: WriteTo,
+    /// Files that, when present, replace the generator's built-in template: pausebake then
+    /// assumes they keep its sandbox setting, and says so.
+    pub templates: &'static [&'static str],
     /// Each fact and where it was read.
     pub sources: &'static [(&'static str, &'static str)],
 }
@@ -236,6 +239,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/containerd/containerd.sock",
         reference: Reference::Fixed("localhost/kubernetes/pause:latest"),
         write: WriteTo::Nowhere("nodeadm rewrites /etc/containerd/config.toml at every boot with its own sandbox image (nodeadm-config.service: nodeadm init); the image is recorded under that name"),
+        templates: &[],
         sources: &[
             ("config", "awslabs/amazon-eks-ami @81fec2e nodeadm/internal/containerd/config.template.toml, config2.template.toml; nodeadm-config.service runs `nodeadm init` before cloud-init"),
             ("reference", "nodeadm/cmd/nodeadm/init/init.go SandboxImage (PR #2730)"),
@@ -253,6 +257,10 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/k3s/containerd/containerd.sock",
         reference: Reference::Yaml(&K3S_PAUSE),
         write: WriteTo::Yaml { path: "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml", key: "pause-image" },
+        templates: &[
+            "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl",
+            "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl",
+        ],
         sources: &[
             ("config", "k3s-io/k3s: <data-dir>/agent/etc/containerd/config.toml generated at every start (#7056), imports config-v3.toml.d/*.toml (PR #13680)"),
             ("reference", "k3s --pause-image / pause-image in /etc/rancher/k3s/config.yaml and config.yaml.d/*.yaml, default rancher/mirrored-pause:3.6"),
@@ -271,6 +279,10 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/k3s/containerd/containerd.sock",
         reference: Reference::Yaml(&RKE2_PAUSE),
         write: WriteTo::Yaml { path: "/etc/rancher/rke2/config.yaml.d/50-pausebake.yaml", key: "pause-image" },
+        templates: &[
+            "/var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl",
+            "/var/lib/rancher/rke2/agent/etc/containerd/config-v3.toml.tmpl",
+        ],
         sources: &[
             ("config", "rancher/rke2 @6ce1a80 runs k3s's agent code (go.mod requires github.com/k3s-io/k3s): the same generated config under /var/lib/rancher/rke2"),
             ("reference", "pkg/cli/cmds/root.go --pause-image; pkg/images/images.go default rancher/mirrored-pause:3.10.2 (prefixed by system-default-registry when set)"),
@@ -288,6 +300,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/k0s/containerd.sock",
         reference: Reference::Yaml(&K0S_PAUSE),
         write: WriteTo::DropIn("/etc/k0s/containerd.d/pausebake.toml"),
+        templates: &[],
         sources: &[
             ("config", "k0sproject/k0s @dff90ce docs/runtime.md: containerd --root=/var/lib/k0s/containerd --state=/run/k0s/containerd --address=/run/k0s/containerd.sock --config=/etc/k0s/containerd.toml"),
             ("generated", "pkg/component/worker/containerd/configurer.go: regenerated while the first line is `# k0s_managed=true`; version 3, imports /etc/k0s/containerd.d/*.toml"),
@@ -305,6 +318,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/var/snap/microk8s/common/run/containerd.sock",
         reference: Reference::Config,
         write: WriteTo::Config,
+        templates: &[],
         sources: &[
             ("config", "canonical/microk8s @d099c90 microk8s-resources/wrappers/run-containerd-with-args renders args/containerd.toml from args/containerd-template.toml at every start (the sandbox image is the template's)"),
             ("store", "--root ${SNAP_COMMON}/var/lib/containerd --address ${SNAP_COMMON}/run/containerd.sock, SNAP_COMMON=/var/snap/microk8s/common"),
@@ -322,6 +336,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/containerd/containerd.sock",
         reference: Reference::Config,
         write: WriteTo::Nowhere("Flatcar's containerd reads /usr/share/containerd/config.toml (the unit's CONTAINERD_CONFIG), on the read-only /usr; another name needs /etc/containerd/config.toml and a unit drop-in changing CONTAINERD_CONFIG, which pausebake does not write"),
+        templates: &[],
         sources: &[
             ("config", "flatcar/scripts: containerd.service Environment=CONTAINERD_CONFIG=/usr/share/containerd/config.toml, ExecStart containerd --config ${CONTAINERD_CONFIG}; that file sets no sandbox image"),
         ],
@@ -337,6 +352,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/containerd/containerd.sock",
         reference: Reference::Config,
         write: WriteTo::Config,
+        templates: &[],
         sources: &[
             ("config", "the package's /etc/containerd/config.toml: disabled_plugins = [\"cri\"]; newer moby packaging also io.containerd.grpc.v1.cri, io.containerd.cri.v1.images, io.containerd.cri.v1.runtime (moby PR #53564)"),
         ],
@@ -352,6 +368,7 @@ pub const OWNERS: [Row; 8] = [
         address: "/run/containerd/containerd.sock",
         reference: Reference::Config,
         write: WriteTo::Config,
+        templates: &[],
         sources: &[("config", "containerd's defaults: --config /etc/containerd/config.toml (or the unit's), root /var/lib/containerd (defaults/defaults_unix.go)")],
     },
 ];
@@ -411,6 +428,8 @@ pub struct OwnerFacts {
     pub written: Option<String>,
     /// What was read to learn `asks`.
     pub seen: Seen,
+    /// What pausebake assumes about the owner and cannot check, one sentence each.
+    pub warnings: Vec<String>,
 }
 
 /// Recognises the owner of `root`'s containerd and reads the reference it asks for.
@@ -425,11 +444,24 @@ pub fn read(root: &dyn Files) -> Result<OwnerFacts> {
         WriteTo::Yaml { path, .. } => rec.read(path)?,
         _ => None,
     };
+    let warnings = owner
+        .row
+        .templates
+        .iter()
+        .filter(|t| root.exists(t))
+        .map(|t| {
+            format!(
+                "{} renders {t} instead of its built-in template at start; pausebake assumes it keeps the built-in sandbox setting ({{{{ template \"base\" . }}}})",
+                owner.row.name
+            )
+        })
+        .collect();
     Ok(OwnerFacts {
         owner,
         asks,
         written,
         seen: rec.seen.into_inner(),
+        warnings,
     })
 }
 

@@ -165,12 +165,14 @@ pub fn store(facts: &RootFacts, req: &Spec, image: &Image) -> Result<StorePlan> 
 /// settings file of pausebake's own, or nowhere when the owner fixes the name).
 pub fn configure(facts: &RootFacts, name: &str) -> Result<ConfigPlan> {
     let v = facts.containerd.value;
-    match facts.owner.owner.row.write {
+    let mut plan = match facts.owner.owner.row.write {
         WriteTo::Config => config::plan(&facts.config, v, name),
         WriteTo::DropIn(path) => config::plan_in(&facts.config, v, name, Some(path)),
         WriteTo::Yaml { path, key } => setting(facts, path, key, name),
         WriteTo::Nowhere(why) => fixed(facts, name, why),
-    }
+    }?;
+    plan.warnings.extend(facts.owner.warnings.iter().cloned());
+    Ok(plan)
 }
 
 /// `name` as the owner's own setting, in a settings file of pausebake's own; nothing to

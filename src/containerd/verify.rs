@@ -203,6 +203,8 @@ pub struct Inputs<'a> {
     pub blob: &'a dyn Fn(&str) -> Result<Option<Vec<u8>>>,
     /// `disabled_plugins` entries that leave containerd without CRI.
     pub cri_disabled: &'a [Disabled],
+    /// What is assumed about the owner of containerd and cannot be checked.
+    pub owner_warnings: &'a [String],
 }
 
 /// The whole audit, rule by rule in the order containerd asks. Never stops at the first
@@ -213,6 +215,13 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
     let setting = sandbox_setting(inp.config, inp.containerd);
     out.extend(rule_config(&setting, inp.containerd));
     out.extend(rule_cri(inp.cri_disabled, inp.containerd));
+    out.extend(inp.owner_warnings.iter().map(|w| {
+        Finding::warn(
+            "owner",
+            w.clone(),
+            "check that the template keeps the built-in sandbox setting",
+        )
+    }));
     let name = match rule_name(&setting, inp.containerd) {
         Ok((name, warning)) => {
             out.extend(warning);
@@ -780,6 +789,7 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         platform: facts.platform.value,
         blob: &blob,
         cri_disabled: &facts.config.cri_disabled,
+        owner_warnings: &facts.owner.warnings,
     })?;
     Ok(Report::new(facts, namespace, findings))
 }
@@ -905,6 +915,7 @@ mod tests {
             platform,
             blob: &blob,
             cri_disabled: &[],
+            owner_warnings: &[],
         })
         .unwrap()
     }
@@ -925,6 +936,7 @@ mod tests {
             platform: AMD64,
             blob,
             cri_disabled: &[],
+            owner_warnings: &[],
         }
     }
 
@@ -1188,6 +1200,7 @@ mod tests {
             platform: s390x,
             blob: &blob,
             cri_disabled: &[],
+            owner_warnings: &[],
         };
         let f = check(&inputs(Endian::Little)).unwrap();
         let bad = f.iter().find(|f| f.check == "byte order").unwrap();

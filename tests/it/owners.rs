@@ -457,6 +457,18 @@ fn owners_k3s_writes_a_name_given_into_a_settings_file_of_its_own() {
         stderr(&out)
     );
     assert!(read(r, "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml").contains(other));
+    // a template of the node's own replaces k3s's built-in one: assumed, and said
+    put(
+        r,
+        "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl",
+        "{{ template \"base\" . }}\n",
+    );
+    let out = pausebake_on("verify", r, &["--containerd-version", "2.1.9"]);
+    assert!(
+        stdout(&out).contains("warn owner: k3s renders /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl instead of its built-in template"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 // --- EKS nodeadm --------------------------------------------------------------------------
