@@ -484,7 +484,9 @@ impl Found {
     /// `partition 2 (GPT root amd64, ext4)` or `whole filesystem (ext4)`.
     pub fn describe(&self) -> String {
         let fs = self.fs.map_or("no known filesystem", Fs::name);
-        if self.part.kind == Kind::Whole {
+        if self.part.kind == Kind::Whole && self.fs.is_none() {
+            format!("no partition table and {fs}")
+        } else if self.part.kind == Kind::Whole {
             format!("whole filesystem ({fs})")
         } else {
             format!(
@@ -662,9 +664,30 @@ fn mount_dir() -> Result<PathBuf> {
     )
 }
 
-/// Loop-mounts `found` of `image` on `dir`.
+/// The loop devices attached to `found` of `image` (`losetup` lines; empty when none).
+fn attached(image: &Path, found: &Found) -> Result<String> {
+    let out = exec::run(
+        Command::new("losetup")
+            .arg("--associated")
+            .arg(image)
+            .arg("--offset")
+            .arg(found.part.offset.to_string()),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Loop-mounts `found` of `image` on `dir`, unless a loop device already holds it: a
+/// filesystem mounted twice gets corrupted, and `mount -o loop` would reuse that device.
 fn mount(image: &Path, found: &Found, dir: &Path, access: Access) -> Result<()> {
     let fs = found.fs.expect("only filesystems are mounted");
+    let busy = attached(image, found)?;
+    if !busy.is_empty() {
+        bail!(
+            "mounting {} of {}: it is attached to a loop device already ({busy}): unmount it and detach it (losetup -d) first",
+            found.describe(),
+            image.display()
+        );
+    }
     let mut options = match access {
         Access::ReadWrite => "loop,rw".to_string(),
         Access::ReadOnly => "loop,ro".to_string(),
@@ -683,12 +706,31 @@ fn mount(image: &Path, found: &Found, dir: &Path, access: Access) -> Result<()> 
     Ok(())
 }
 
-/// Unmounts `dir` (which writes the filesystem out and, through autoclear, detaches the
-/// loop device).
-fn unmount(dir: &Path) -> Result<()> {
+/// How long [`unmount`] waits for the kernel to detach the loop device.
+const DETACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Unmounts `dir`, which writes the filesystem out, then waits until the loop device of
+/// `found` in `image` is gone. Autoclear detaches it after `umount` returns; until then
+/// a new `mount -o loop` of the same range would reuse it, read-only if it was.
+fn unmount(dir: &Path, image: &Path, found: &Found) -> Result<()> {
     exec::run(Command::new("umount").arg(dir))
         .with_context(|| format!("unmounting {}", dir.display()))?;
-    Ok(())
+    let start = std::time::Instant::now();
+    loop {
+        let busy = attached(image, found)?;
+        if busy.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > DETACH_WAIT {
+            bail!(
+                "unmounting {}: a loop device is still attached to it {}s later: {} (detach it with losetup -d)",
+                found.describe(),
+                DETACH_WAIT.as_secs(),
+                busy
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Whether a Linux root is mounted on `dir`. Symlinks count without being followed: an
@@ -714,7 +756,7 @@ fn choose(image: &Path, disk: &DiskArgs, dir: &Path) -> Result<Found> {
     for i in candidates {
         mount(image, &found[i], dir, Access::ReadOnly)?;
         let holds = holds_os_release(dir);
-        unmount(dir)?;
+        unmount(dir, image, &found[i])?;
         if holds {
             holders.push(i);
         }
@@ -775,7 +817,7 @@ fn with_disk<T>(
         );
         mount(&raw, &root, &dir, access)?;
         let out = f(&dir);
-        let unmounted = unmount(&dir);
+        let unmounted = unmount(&dir, &raw, &root);
         let out = match (out, unmounted) {
             (Ok(v), Ok(())) => v,
             (Err(e), Ok(())) => return Err(e),
