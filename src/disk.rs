@@ -751,7 +751,6 @@ fn choose(image: &Path, disk: &DiskArgs, dir: &Path) -> Result<Found> {
         Pick::One(i) => return Ok(found[i].clone()),
         Pick::Probe(candidates) => candidates,
     };
-    check_can_mount()?;
     let mut holders = Vec::new();
     for i in candidates {
         mount(image, &found[i], dir, Access::ReadOnly)?;
