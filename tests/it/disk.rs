@@ -105,11 +105,12 @@ pub fn ext4_from(image: &Path, part: Part, root: &Path) {
     );
 }
 
-/// An empty vfat filesystem in `part` (an EFI system partition's).
+/// An empty vfat (FAT16) filesystem in `part` (an EFI system partition's).
 pub fn vfat(image: &Path, part: Part) {
     run_ok(
+        // FAT16: with FAT32's cluster minimum, mkfs.vfat refuses 32 MiB in a large image
         Command::new("mkfs.vfat")
-            .arg("--offset")
+            .args(["-F", "16", "--offset"])
             .arg((part.offset / 512).to_string())
             .arg(image)
             .arg((part.size / 1024).to_string()),
