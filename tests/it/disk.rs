@@ -293,6 +293,23 @@ fn verified(image: &Path, part: Part, version: &str) {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&cmd, &out));
 }
 
+/// Asserts that the ext4 in `part` of `image` is clean (`e2fsck -f -n` on a read-only loop
+/// device).
+fn fsck_clean(image: &Path, part: Part) {
+    let out = run_ok(
+        Command::new("losetup")
+            .args(["--find", "--show", "--read-only", "--offset"])
+            .arg(part.offset.to_string())
+            .arg("--sizelimit")
+            .arg(part.size.to_string())
+            .arg(image),
+    );
+    let dev = stdout(&out).trim().to_string();
+    let fsck = run_any(Command::new("e2fsck").args(["-f", "-n", &dev]));
+    run_ok(Command::new("losetup").args(["-d", &dev]));
+    assert_eq!(fsck.status.code(), Some(0), "{image:?}: {}", stdout(&fsck));
+}
+
 /// Whether the disk tests can run: root, and the programs they use.
 fn can_run(extra: &[&str]) -> bool {
     if !is_root() {
@@ -555,7 +572,7 @@ fn disk_format_qcow2_is_baked_and_stays_qcow2() {
 
 #[test]
 fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
-    if !can_run(&["setpriv"]) {
+    if !can_run(&["setpriv", "e2fsck"]) {
         return;
     }
     let dir = tempdir();
@@ -592,7 +609,7 @@ fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
 
     // A root image, as an unprivileged user who can read it.
     let root_image = dir.path().join("node.raw");
-    gpt_image(&os_root(dir.path()), &root_image, 96);
+    let [_, rootfs] = gpt_image(&os_root(dir.path()), &root_image, 96);
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     fs::set_permissions(&root_image, fs::Permissions::from_mode(0o666)).unwrap();
     for command in ["bake", "configure", "verify"] {
@@ -613,6 +630,18 @@ fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
             "mounting a disk image needs root privileges (CAP_SYS_ADMIN), which pausebake does not have: run it as root, or mount the root filesystem yourself and use --root DIR",
         );
     }
+
+    // A command that fails once the root is mounted: unmounted, detached, the filesystem
+    // clean (a read-write mount itself updates the superblock, so no sha256 here).
+    let gone = dir.path().join("gone.tar");
+    let mut cmd = on_disk("import", &root_image, &[]);
+    cmd.arg(&gone);
+    let out = run_any(&mut cmd);
+    let text = describe(&cmd, &out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(stderr(&out).contains(&gone.display().to_string()), "{text}");
+    assert_eq!(loops_of(&root_image), "", "{text}");
+    fsck_clean(&root_image, rootfs);
 
     // No loop devices: a private /dev without them.
     let mut cmd = Command::new("unshare");
@@ -707,23 +736,7 @@ fn disk_a_signal_while_mounted_still_unmounts_and_detaches() {
             .collect();
         assert!(leftovers.is_empty(), "SIG{signal}: {leftovers:?}");
 
-        let out = run_ok(
-            Command::new("losetup")
-                .args(["--find", "--show", "--read-only", "--offset"])
-                .arg(rootfs.offset.to_string())
-                .arg("--sizelimit")
-                .arg(rootfs.size.to_string())
-                .arg(&image),
-        );
-        let dev = stdout(&out).trim().to_string();
-        let fsck = run_any(Command::new("e2fsck").args(["-f", "-n", &dev]));
-        run_ok(Command::new("losetup").args(["-d", &dev]));
-        assert_eq!(
-            fsck.status.code(),
-            Some(0),
-            "SIG{signal}: {}",
-            stdout(&fsck)
-        );
+        fsck_clean(&image, rootfs);
     }
 }
 
