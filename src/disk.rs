@@ -13,8 +13,10 @@
 //!   its table; the six architectures pausebake supports); else the one Linux filesystem that
 //!   holds `/etc/os-release` (or `/usr/lib/os-release`), found by mounting each read-only.
 //! - **Mounting** it with `mount -o loop,offset=B,sizelimit=S` (the loop device is set up
-//!   with autoclear, so unmounting also detaches it), read-write for commands that write and
-//!   read-only for `verify` and `--dry-run`, and undoing that on every path.
+//!   with autoclear, so unmounting also detaches it; pausebake waits until it is gone),
+//!   read-write for commands that write and read-only for `verify` and `--dry-run`, and
+//!   undoing that on every path. A range already attached to a loop device is refused: a
+//!   filesystem mounted twice is corrupted.
 //! - **Other image formats** (`--disk-format`, anything `qemu-img` reads): converted to a raw
 //!   temporary file beside the image, and after a command that writes converted back into the
 //!   same format and renamed over the image.

@@ -643,6 +643,25 @@ fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
     assert_eq!(loops_of(&root_image), "", "{text}");
     fsck_clean(&root_image, rootfs);
 
+    // The root partition attached already (mounted elsewhere): refused, not mounted twice.
+    let out = run_ok(
+        Command::new("losetup")
+            .args(["--find", "--show", "--read-only", "--offset"])
+            .arg(rootfs.offset.to_string())
+            .arg(&root_image),
+    );
+    let dev = stdout(&out).trim().to_string();
+    let before = sha256(&root_image);
+    let out = run_any(&mut on_disk("bake", &root_image, &[]));
+    run_ok(Command::new("losetup").args(["-d", &dev]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it is attached to a loop device already"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sha256(&root_image), before);
+
     // No loop devices: a private /dev without them.
     let mut cmd = Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
