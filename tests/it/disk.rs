@@ -808,3 +808,56 @@ fn disk_a_signal_while_mounted_still_unmounts_and_detaches() {
     }
     assert_eq!(sha256(&image), before, "the qcow2 image changed");
 }
+
+/// The README's node-image Makefile target, run as written on a qcow2 base image of a
+/// Debian-like root (containerd known from its dpkg database): `make node-image` leaves a
+/// baked `node.qcow2` that `verify --disk` passes, and the base image unchanged.
+#[test]
+fn readme_node_image_target_bakes_a_qcow2() {
+    if !can_run(&["qemu-img", "make"]) {
+        return;
+    }
+    let readme = fs::read_to_string(repo().join("README.md")).unwrap();
+    let from = readme
+        .find("```make\n# node.qcow2")
+        .expect("the README's node-image block");
+    let block = &readme[from + "```make\n".len()..];
+    let block = &block[..block.find("```").unwrap()];
+
+    let dir = tempdir();
+    let root = os_root(dir.path());
+    fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    fs::write(
+        root.join("var/lib/dpkg/status"),
+        "Package: containerd\nStatus: install ok installed\nVersion: 1.6.20~ds1-1+deb12u1\n",
+    )
+    .unwrap();
+    let raw = dir.path().join("base.raw");
+    gpt_image(&root, &raw, 96);
+    run_ok(
+        Command::new("qemu-img")
+            .args(["convert", "-f", "raw", "-O", "qcow2"])
+            .arg(&raw)
+            .arg(dir.path().join("base.qcow2")),
+    );
+    let base = sha256(&dir.path().join("base.qcow2"));
+    fs::write(dir.path().join("Makefile"), block).unwrap();
+    let mut make = Command::new("make");
+    make.arg("-C")
+        .arg(dir.path())
+        .arg("node-image")
+        .arg(format!("PAUSEBAKE={PAUSEBAKE}"));
+    let out = run_ok(&mut make);
+    assert!(
+        stdout(&out).contains("verify     ok"),
+        "{}",
+        describe(&make, &out)
+    );
+    assert_eq!(sha256(&dir.path().join("base.qcow2")), base);
+    let node = dir.path().join("node.qcow2");
+    assert!(!dir.path().join("node.qcow2.tmp").exists());
+    let mut cmd = on_disk("verify", &node, &["--disk-format", "qcow2"]);
+    let out = run_any(&mut cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&cmd, &out));
+    assert!(stdout(&out).contains("1.6.20"), "{}", describe(&cmd, &out));
+}
