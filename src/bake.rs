@@ -10,6 +10,7 @@
 //!   or found in the root), else the default of that containerd. The config gets that name
 //!   byte for byte, so CRI finds it (and 2.x pins it).
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -28,6 +29,7 @@ use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
 use crate::containerd::versions::Version;
+use crate::disk::{self, Access};
 use crate::image::Image;
 use crate::live;
 use crate::rootfs::Root;
@@ -74,7 +76,12 @@ fn target_overrides(
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root.root)?;
+    let access = Access::unless_dry_run(args.dry_run.dry_run);
+    disk::with_root(&args.target.root, access, |dir| bake_in(args, dir))
+}
+
+fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
+    let root = Root::new(dir)?;
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
@@ -361,7 +368,12 @@ fn print_verify(report: &verify::Report) {
 
 /// `pausebake import`.
 pub fn import(args: &ImportArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.root.root)?;
+    let access = Access::unless_dry_run(args.dry_run.dry_run);
+    disk::with_root(&args.root, access, |dir| import_in(args, dir))
+}
+
+fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
+    let root = Root::new(dir)?;
     // Everything is validated while reading, before the root is touched.
     let image = crate::archive::read(&args.archive)?;
     let names = normalized_names(image.names.iter().chain(&args.names))?;
@@ -434,7 +446,12 @@ fn print_import(r: &plan::StorePlan, platform_source: &str) {
 
 /// `pausebake configure`.
 pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.root.root)?;
+    let access = Access::unless_dry_run(args.dry_run.dry_run);
+    disk::with_root(&args.root, access, |dir| configure_in(args, dir))
+}
+
+fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
+    let root = Root::new(dir)?;
     let mut over = overrides(
         None,
         Some(&args.containerd),
@@ -601,7 +618,13 @@ fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
 /// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
 /// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    let root = Root::new(&args.target.root.root)?;
+    disk::with_root(&args.target.root, Access::ReadOnly, |dir| {
+        verify_in(args, dir)
+    })
+}
+
+fn verify_in(args: &VerifyArgs, dir: &Path) -> Result<ExitCode> {
+    let root = Root::new(dir)?;
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let namespace = &args.target.namespace.namespace;
     let report = match &args.address {

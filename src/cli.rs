@@ -149,12 +149,47 @@ pub struct ImageArgs {
     pub output_args: OutputArgs,
 }
 
-/// The root a command reads or writes.
+/// The root a command reads or writes: a directory, or the root filesystem of a disk image.
 #[derive(Debug, Args)]
 pub struct RootArgs {
     /// Root filesystem to work on (a mounted image, a chroot, or / with containerd stopped)
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "disk")]
+    pub root: Option<PathBuf>,
+    #[command(flatten)]
+    pub disk: DiskArgs,
+}
+
+/// A disk image whose root filesystem a command works on, instead of `--root`.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// Work on the root filesystem of this disk image instead of --root: a raw image (a
+    /// whole filesystem, or GPT or MBR partitioned), loop-mounted while pausebake runs
+    /// (read-only for verify and --dry-run) and unmounted on every path. Needs root
+    /// privileges and loop devices
+    #[arg(long, value_name = "IMAGE", conflicts_with_all = ["root", "address"])]
+    pub disk: Option<PathBuf>,
+    /// With --disk: the partition holding the root, numbered from 1 as Linux does
+    /// [default: the GPT root partition of the architecture, else the Linux filesystem
+    /// holding /etc/os-release]
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "disk",
+        conflicts_with = "root",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub partition: Option<u32>,
+    /// With --disk: the image's format when it is not raw (qcow2, vmdk, vhdx, vpc, ... any
+    /// format qemu-img reads). It is converted to raw in a temporary file beside the image,
+    /// and after a change converted back to FORMAT and renamed over the image. Needs
+    /// qemu-img
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        requires = "disk",
+        conflicts_with = "root"
+    )]
+    pub disk_format: Option<String>,
 }
 
 /// The containerd namespace of the image records.
@@ -471,6 +506,37 @@ mod tests {
     fn unknown_arch_is_a_usage_error() {
         let err = Cli::try_parse_from(["pausebake", "build", "--arch", "mips"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn disk_replaces_root_on_every_command_that_takes_one() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|_| ());
+        let kind = |args: &[&str]| parse(args).unwrap_err().kind();
+        use clap::error::ErrorKind::{ArgumentConflict, MissingRequiredArgument};
+        for cmd in [
+            &["pausebake", "bake"][..],
+            &["pausebake", "import", "a.tar"],
+            &["pausebake", "configure"],
+            &["pausebake", "verify"],
+        ] {
+            let with = |extra: &[&'static str]| [cmd, extra].concat();
+            assert!(parse(&with(&["--disk", "d.raw"])).is_ok(), "{cmd:?}");
+            let all = ["--disk=d.qcow2", "--partition=2", "--disk-format=qcow2"];
+            assert!(parse(&with(&all)).is_ok(), "{cmd:?}");
+            assert_eq!(kind(&with(&[])), MissingRequiredArgument, "{cmd:?}");
+            let both = with(&["--disk=d.raw", "--root=/r"]);
+            assert_eq!(kind(&both), ArgumentConflict, "{cmd:?}");
+            let live = with(&["--disk=d.raw", "--address=/s"]);
+            assert_eq!(kind(&live), ArgumentConflict, "{cmd:?}");
+            // (clap waives `requires` for an argument that conflicts with one given)
+            for alone in ["--partition=2", "--disk-format=qcow2"] {
+                let err = kind(&with(&["--root=/r", alone]));
+                assert_eq!(err, ArgumentConflict, "{cmd:?} {alone}");
+                assert_eq!(kind(&with(&[alone])), MissingRequiredArgument, "{alone}");
+            }
+        }
+        let zero = ["pausebake", "bake", "--disk=d.raw", "--partition=0"];
+        assert_eq!(kind(&zero), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cli;
 mod containerd;
 mod devtool;
 mod digest;
+mod disk;
 mod exec;
 #[cfg(test)]
 mod fuzz_input;

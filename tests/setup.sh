@@ -47,6 +47,9 @@ packages=(
   docker.io
   # peak RSS of the bolt bench rows (/usr/bin/time)
   time
+  # the disk images of the --disk tests (tests/it/disk.rs): partition tables, ext4, vfat,
+  # xfs, and qcow2 through qemu-img
+  fdisk e2fsprogs dosfstools xfsprogs qemu-utils
 )
 
 # Packages not installed (all of them where dpkg is unknown).

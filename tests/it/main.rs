@@ -10,6 +10,7 @@ mod compat;
 mod configure;
 mod containerd;
 mod cri;
+mod disk;
 mod distro;
 mod docker;
 mod effective;
