@@ -85,6 +85,7 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     for n in &image.names {
         push_unique(&mut names, crate::reference::normalize(n)?);
     }
+    check_digests(&names, &image)?;
     probe(&mut facts, &image)?;
     let req = Spec {
         names,
@@ -163,6 +164,47 @@ fn carry_out(
     apply(&config_only, None, root)
 }
 
+/// Refuses a name whose digest is not the image's own ([`crate::reference::check_digest`]),
+/// before anything is written.
+fn check_digests(names: &[String], image: &Image) -> Result<()> {
+    for n in names {
+        crate::reference::check_digest(n, image.target.digest().as_ref())?;
+    }
+    Ok(())
+}
+
+/// `configure`: a name that pins a digest must be the digest of the image the root's store
+/// records under that name, if it records one (`bake` and `import` check the image they
+/// write; `verify` fails a record that breaks it).
+fn check_recorded_digest(facts: &RootFacts, name: &str) -> Result<()> {
+    if crate::reference::digest(name).is_none() {
+        return Ok(());
+    }
+    let path: [&[u8]; 5] = [b"v1", b"k8s.io", b"images", name.as_bytes(), b"target"];
+    match facts
+        .meta
+        .tree
+        .bucket_at(&path)
+        .and_then(|t| t.value(b"digest"))
+    {
+        Some(d) => crate::reference::check_digest(name, &String::from_utf8_lossy(d)),
+        None => Ok(()),
+    }
+}
+
+/// Where a name from `flag` comes from, saying so when a tag and a digest were given: the
+/// name is written digest-only, as containerd records and looks it up.
+fn source_of(flag: &str, reference: &str) -> String {
+    if crate::reference::has_tag_and_digest(reference) {
+        format!(
+            "{flag}, written without its tag as containerd normalizes it: containerd 2.3.0 to \
+             2.3.3 would not find a tag-and-digest reference named verbatim"
+        )
+    } else {
+        flag.to_string()
+    }
+}
+
 /// Records what the root holds of each of the image's blobs, for the plan.
 fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
     facts.probe_blobs(image.blobs.iter().map(|(d, b)| (d.as_str(), b.as_slice())))
@@ -173,7 +215,7 @@ fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
 /// All normalized as CRI looks them up.
 pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>, Named)> {
     let (first, why) = match given.first() {
-        Some(n) => (crate::reference::normalize(n)?, "--name".to_string()),
+        Some(n) => (crate::reference::normalize(n)?, source_of("--name", n)),
         None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let mut names = vec![first.clone()];
@@ -317,10 +359,17 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let root = Root::new(&args.root.root)?;
     // Everything is validated while reading, before the root is touched.
     let image = crate::archive::read(&args.archive)?;
-    let names = normalized_names(image.names.iter().chain(&args.names))?;
+    let mut names = normalized_names(image.names.iter().chain(&args.names))?;
+    check_digests(&names, &image)?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
     let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None, None))?;
+    if let Some(verbatim) =
+        crate::reference::verbatim_companion(facts.config.effective.image(), &names)
+    {
+        // the config names it unnormalized: containerd 2.3.0 to 2.3.3 look that up verbatim
+        names.push(verbatim);
+    }
     probe(&mut facts, &image)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
@@ -407,13 +456,14 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         );
     }
     let (requested, why) = match &args.sandbox_image {
-        Some(image) => (image.clone(), "--sandbox-image".to_string()),
+        Some(image) => (image.clone(), source_of("--sandbox-image", image)),
         None => {
             let k8s = facts.kubernetes.as_ref().map(|k| on_host(&root, k));
             config::default_image(k8s.as_ref(), facts.containerd.value)?
         }
     };
     let image = crate::reference::normalize(&requested)?;
+    check_recorded_digest(&facts, &image)?;
     let named = Named {
         name: image.clone(),
         name_source: why.clone(),

@@ -45,7 +45,7 @@ pub use verify::verify;
 /// How long a restarted containerd may take to answer again.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The socket containerd listens on when its config sets no `[grpc] address`.
+/// The socket containerd listens on when its config sets none.
 pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
 
 /// Connects to the containerd at `address` (with CRI, new enough), or says why not.
@@ -337,15 +337,18 @@ fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
 
 // --- choosing the path ------------------------------------------------------------------
 
-/// The socket a root's containerd listens on: `[grpc] address` as its config files set it
-/// (the last loaded file that does), else [`DEFAULT_ADDRESS`]. A host path (the root is the
+/// The socket a root's containerd listens on: as its merged config sets it (`[grpc]
+/// address`; from containerd 2.3 the `io.containerd.server.v1.grpc` plugin's `address`,
+/// [`crate::containerd::effective`]), else [`DEFAULT_ADDRESS`]. A host path (the root is the
 /// live node's `/`; [`choose`] checks that the containerd there is the root's own).
 pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
     Ok(PathBuf::from(
         facts
             .config
-            .last_string(&["grpc", "address"])?
-            .map_or_else(|| DEFAULT_ADDRESS.to_string(), |(address, _)| address),
+            .effective
+            .address
+            .as_ref()
+            .map_or(DEFAULT_ADDRESS, |a| a.value.as_str()),
     ))
 }
 
