@@ -915,10 +915,138 @@ fn versions_and_platform_come_from_the_roots_own_containerd() {
         );
         assert!(text.contains("platform   linux/"), "{text}");
         assert!(text.contains("(/usr/bin/containerd)\n"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "name       {} (the default of containerd {major}.{minor}.{patch})",
+                default_of(&c)
+            )),
+            "{text}"
+        );
         assert!(text.contains("verify     ok"), "{text}");
         let ctd = offline(&c, root.path());
         sandbox_ready(&ctd, "detected");
         no_pull(&ctd);
+    }
+}
+
+/// The sandbox image a containerd build uses when its config names none (what its own
+/// `containerd config default` prints).
+fn default_of(c: &Containerd) -> &'static str {
+    match c.semver() {
+        (1, 6, _) => "registry.k8s.io/pause:3.6",
+        (1, 7, _) => "registry.k8s.io/pause:3.8",
+        (2, 0..=1, _) => "registry.k8s.io/pause:3.10",
+        (2, 2, _) => "registry.k8s.io/pause:3.10.1",
+        _ => "registry.k8s.io/pause:3.10.2",
+    }
+}
+
+/// `containerd config dump` of `c` over the root's own files (its main config with the
+/// imports mapped into the root, as the harness starts it): the sandbox image it reads.
+fn dumped_sandbox_image(c: &Containerd, root: &Path) -> String {
+    let run = tempdir();
+    let config = run.path().join("config.toml");
+    let text = crate::containerd::effective_config(c, root, run.path(), "");
+    fs::write(&config, text).unwrap();
+    let doc: toml_edit::DocumentMut = c.config_dump(&config).parse().unwrap();
+    let key: &[&str] = if c.semver().0 >= 2 {
+        &[
+            "plugins",
+            "io.containerd.cri.v1.images",
+            "pinned_images",
+            "sandbox",
+        ]
+    } else {
+        &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"]
+    };
+    key.iter()
+        .try_fold(doc.as_item(), |i, k| i.get(k))
+        .and_then(|i| i.as_str())
+        .unwrap_or_else(|| panic!("no sandbox image in the dump of containerd {}", c.version))
+        .to_string()
+}
+
+/// The node as its image pipeline leaves it: the containerd binary and that containerd's own
+/// `containerd config default` as `/etc/containerd/config.toml` (2.3: `version = 4`, with
+/// `imports = ['/etc/containerd/conf.d/*.toml']`), then, where that config imports
+/// `conf.d`, drop-ins there, one of which sets another sandbox image. `bake` with only
+/// `--root` and `--name` reads the version from the binary and writes the name where it takes
+/// effect; that containerd's own `config dump` over the root's files names it; a sandbox is
+/// READY with no network and no pull, the image pinned where the version pins.
+#[test]
+fn a_root_with_its_containerds_own_default_config_and_drop_ins_bakes_offline() {
+    let _lock = containerd_lock();
+    for c in versions() {
+        let root = tempdir();
+        let r = root.path();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        fs::create_dir_all(r.join("etc/containerd")).unwrap();
+        fs::copy(c.bin("containerd"), r.join("usr/bin/containerd")).unwrap();
+        let default = c.config_default();
+        fs::write(r.join("etc/containerd/config.toml"), &default).unwrap();
+        let bake_it = |expect: &str| {
+            let out = run_ok(pausebake().args(["bake", "--name", NAME, "--root"]).arg(r));
+            let text = stdout(&out);
+            assert!(
+                text.contains(&format!(
+                    "containerd {} (/usr/bin/containerd)",
+                    c.semver_string()
+                )) && text.contains("verify     ok")
+                    && text.contains(expect),
+                "containerd {}: {text}",
+                c.version
+            );
+        };
+        bake_it("in /etc/containerd/config.toml");
+        assert_eq!(
+            dumped_sandbox_image(&c, r),
+            NAME,
+            "containerd {}",
+            c.version
+        );
+        let run_offline = |what: &str| {
+            let ctd = offline(&c, r);
+            sandbox_ready(&ctd, what);
+            let status = ctd.cri().image_status(NAME).unwrap().expect("CRI has it");
+            assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+            no_pull(&ctd);
+        };
+        run_offline("own-default");
+        if !default.contains("/etc/containerd/conf.d/*.toml") {
+            eprintln!(
+                "containerd {}: its default config imports no conf.d; no drop-in case",
+                c.version
+            );
+            continue;
+        }
+        let version = c.native_config_version();
+        let conf_d = r.join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
+        fs::write(
+            conf_d.join("10-registry.toml"),
+            format!("version = {version}\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/etc/containerd/certs.d'\n"),
+        )
+        .unwrap();
+        fs::write(
+            conf_d.join("50-pause.toml"),
+            format!("version = {version}\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other.invalid/pause:1'\n"),
+        )
+        .unwrap();
+        let out = verify(r, &c, &[]);
+        assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+        assert_eq!(dumped_sandbox_image(&c, r), "other.invalid/pause:1");
+        bake_it("in /etc/containerd/conf.d/50-pause.toml");
+        assert_eq!(
+            dumped_sandbox_image(&c, r),
+            NAME,
+            "containerd {}",
+            c.version
+        );
+        run_offline("drop-ins");
+        eprintln!(
+            "containerd {}: own default config and conf.d drop-ins baked, sandbox READY offline",
+            c.version
+        );
     }
 }
 
