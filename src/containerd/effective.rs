@@ -1145,7 +1145,12 @@ pub fn target(eff: &EffectiveConfig, v: Version) -> Result<(String, Option<Confi
         Some(s) if s.key.ends_with(".sandbox_image") => (s.file, key(2)),
         // the key of version 3 and 4 alike; named by the file's own version
         Some(s) => (s.file, key(eff.files[s.file].version.max(3))),
-        None => (0, key(eff.merged_version.min(eff.files[0].version.max(3)))),
+        // 2.3 migrates each file on its own: the key of the main file's own version
+        None if Rules::of(v) == Rules::V23 => match eff.files[0].version {
+            2 => (0, key(2)),
+            n => (0, key(n.max(3))),
+        },
+        None => (0, key(eff.merged_version)),
     };
     // 2.x renames the short plugin names of a version 0/1 file: write the spelling the file
     // already uses, or one plugin would be named twice
