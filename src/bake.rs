@@ -174,22 +174,30 @@ fn check_digests(names: &[String], image: &Image) -> Result<()> {
 }
 
 /// `configure`: a name that pins a digest must be the digest of the image the root's store
-/// records under that name, if it records one (`bake` and `import` check the image they
-/// write; `verify` fails a record that breaks it).
-fn check_recorded_digest(facts: &RootFacts, name: &str) -> Result<()> {
-    if crate::reference::digest(name).is_none() {
+/// records under that name, or under its tag when it has one too (`bake` and `import` check
+/// the image they write; `verify` fails a record that breaks it).
+fn check_recorded_digest(facts: &RootFacts, requested: &str, name: &str) -> Result<()> {
+    let Some(digest) = crate::reference::digest(requested) else {
         return Ok(());
+    };
+    let mut records = vec![name.to_string()];
+    if crate::reference::has_tag_and_digest(requested) {
+        let tagged = &requested[..requested.len() - digest.len() - 1];
+        records.push(crate::reference::normalize(tagged)?);
     }
-    let path: [&[u8]; 5] = [b"v1", b"k8s.io", b"images", name.as_bytes(), b"target"];
-    match facts
-        .meta
-        .tree
-        .bucket_at(&path)
-        .and_then(|t| t.value(b"digest"))
-    {
-        Some(d) => crate::reference::check_digest(name, &String::from_utf8_lossy(d)),
-        None => Ok(()),
+    for record in records {
+        let path: [&[u8]; 5] = [b"v1", b"k8s.io", b"images", record.as_bytes(), b"target"];
+        if let Some(d) = facts
+            .meta
+            .tree
+            .bucket_at(&path)
+            .and_then(|t| t.value(b"digest"))
+        {
+            crate::reference::check_digest(name, &String::from_utf8_lossy(d))
+                .with_context(|| format!("checking {requested} against the record {record}"))?;
+        }
     }
+    Ok(())
 }
 
 /// Where a name from `flag` comes from, saying so when a tag and a digest were given: the
@@ -463,7 +471,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         }
     };
     let image = crate::reference::normalize(&requested)?;
-    check_recorded_digest(&facts, &image)?;
+    check_recorded_digest(&facts, &requested, &image)?;
     let named = Named {
         name: image.clone(),
         name_source: why.clone(),

@@ -382,8 +382,9 @@ fn rule_image<'a>(
     Ok(Some((rec, target, found)))
 }
 
-/// Rule "digest": a name that pins a digest names the image with that digest.
-fn rule_digest(name: &str, target: &Descriptor) -> Option<Finding> {
+/// Rule "digest": a name that pins a digest names the image with that digest (the live
+/// rules ask it too).
+pub fn rule_digest(name: &str, target: &Descriptor) -> Option<Finding> {
     let d = crate::reference::digest(name).filter(|d| *d != target.digest().as_ref())?;
     Some(Finding::fail(
         "digest",

@@ -72,6 +72,7 @@ pub fn verify(
         "image",
         format!("{name} -> {} {}", target.media_type(), target.digest()),
     ));
+    out.extend(crate::containerd::verify::rule_digest(&name, &target));
     rule_content(client, facts.platform.value, &name, &target, &mut out)?;
     out.push(rule_pin(client, &record, &name));
     if namespace != CRI_NAMESPACE {

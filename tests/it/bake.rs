@@ -1184,3 +1184,196 @@ fn a_fresh_meta_db_is_in_the_byte_order_of_the_roots_platform() {
         stdout(&out)
     );
 }
+
+/// The digest of the image `bake` writes for this host's platform (its `--dry-run` plan).
+fn baked_target() -> String {
+    let scratch = tempdir();
+    let out = run_ok(
+        pausebake()
+            .args(["bake", "--dry-run", "--json", "--root"])
+            .arg(scratch.path()),
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    plan["import"]["target"].as_str().unwrap().to_string()
+}
+
+/// A digest in a name is a promise about content: `bake --name`, `import --name` and
+/// `configure --sandbox-image` refuse one that is not the image's own, naming both
+/// digests, and leave the root exactly as it was.
+#[test]
+fn a_name_whose_digest_is_not_the_images_is_refused_and_nothing_is_written() {
+    let target = baked_target();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let name = format!("registry.k8s.io/pause:3.10@{wrong}");
+    let refused = |out: &Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
+        let err = stderr(out);
+        assert!(
+            err.contains(&format!("pins digest {wrong}"))
+                && err.contains(&format!("has digest {target}"))
+                && err.contains("(nothing was written)"),
+            "{err}"
+        );
+        assert!(stdout(out).is_empty(), "{}", stdout(out));
+    };
+    // bake: nothing at all in a fresh root
+    let root = tempdir();
+    let out = run_any(
+        pausebake()
+            .args(["bake", "--name", &name, "--root"])
+            .arg(root.path()),
+    );
+    refused(&out);
+    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
+
+    // import --name and configure --sandbox-image on a baked root: unchanged
+    let root = tempdir();
+    run_ok(
+        pausebake()
+            .args([
+                "bake",
+                "--name",
+                NAME,
+                "--containerd-version",
+                "2.3.4",
+                "--root",
+            ])
+            .arg(root.path()),
+    );
+    let dir = tempdir();
+    let archive = dir.path().join("pause.tar");
+    run_ok(pausebake().args(["image", "--output"]).arg(&archive));
+    let before = crate::harden::snapshot(root.path());
+    let out = run_any(&mut import_cmd(&archive, root.path(), &["--name", &name]));
+    refused(&out);
+    assert_eq!(crate::harden::snapshot(root.path()), before);
+    let out = run_any(
+        pausebake()
+            .args(["configure", "--sandbox-image", &name])
+            .args(["--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    refused(&out);
+    assert_eq!(crate::harden::snapshot(root.path()), before);
+    // the image's own digest is fine, and written digest-only
+    let own = format!("registry.k8s.io/pause:3.10@{target}");
+    let out = run_ok(
+        pausebake()
+            .args(["configure", "--sandbox-image", &own])
+            .args(["--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    assert!(
+        stdout(&out).contains(&format!("registry.k8s.io/pause@{target}")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A config whose `version` is newer than pausebake knows is refused with what pausebake
+/// knows and what to do, never a claim about what containerd accepts; nothing is written.
+#[test]
+fn a_config_version_newer_than_pausebake_knows_is_refused_and_nothing_is_written() {
+    let root = tempdir();
+    let etc = root.path().join("etc/containerd");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(etc.join("config.toml"), "version = 5\n").unwrap();
+    let before = crate::harden::snapshot(root.path());
+    for args in [
+        &["bake"][..],
+        &["bake", "--containerd-version", "2.3.4"],
+        &["configure", "--containerd-version", "2.4.0"],
+    ] {
+        let out = run_any(pausebake().args(args).arg("--root").arg(root.path()));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "/etc/containerd/config.toml says version = 5, a config version newer than \
+                 pausebake knows (it knows versions 1 to 4, written by containerd 1.6 to 2.3)"
+            ) && err.contains(
+                "use a pausebake release that knows version 5, or a config of version 4 or lower"
+            ) && err.contains("nothing was written"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("accepts") && !err.contains("refuses"),
+            "{err}"
+        );
+        assert_eq!(crate::harden::snapshot(root.path()), before, "{args:?}");
+    }
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+}
+
+/// A sandbox reference with a tag and a digest is written digest-only (the form containerd
+/// records and looks up; 2.3.0 to 2.3.3 do not find one named verbatim), and the summary
+/// says so; the baked root starts a sandbox offline from it, with no pull, on each build.
+#[test]
+fn a_tag_and_digest_name_bakes_digest_only_and_runs_offline() {
+    let _lock = containerd_lock();
+    let target = baked_target();
+    let given = format!("registry.k8s.io/pause:3.10@{target}");
+    let recorded = format!("registry.k8s.io/pause@{target}");
+    for c in versions() {
+        let root = tempdir();
+        let out = run_ok(
+            pausebake()
+                .args(["bake", "--name", &given, "--containerd-version", &c.version])
+                .arg("--root")
+                .arg(root.path()),
+        );
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!(
+                "name       {recorded} (--name, written without its tag"
+            )) && text.contains("verify     ok"),
+            "{text}"
+        );
+        let ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "tag-and-digest");
+        let status = ctd
+            .cri()
+            .image_status(&recorded)
+            .unwrap()
+            .expect("CRI has it");
+        assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+        no_pull(&ctd);
+        eprintln!(
+            "containerd {}: {given} baked as {recorded}, sandbox READY offline",
+            c.version
+        );
+    }
+}
+
+/// A containerd newer than pausebake's table is baked for as the newest it knows (2.3: a
+/// version 4 config and 2.3's default name), with a warning saying so.
+#[test]
+fn a_containerd_newer_than_the_table_is_baked_as_the_newest_known_with_a_warning() {
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .args(["bake", "--containerd-version", "2.4.1", "--root"])
+            .arg(root.path()),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("name       registry.k8s.io/pause:3.10.2 (the default of containerd 2.4.1)")
+            && text.contains("verify     ok"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains(
+            "pausebake: warning: containerd 2.4.1 is newer than any pausebake knows \
+             (1.6, 1.7, 2.0, 2.1, 2.2, 2.3): configured as 2.3.0"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let config = fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
+    assert!(config.starts_with("version = 4\n"), "{config}");
+}
