@@ -1377,3 +1377,81 @@ fn a_containerd_newer_than_the_table_is_baked_as_the_newest_known_with_a_warning
     let config = fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
     assert!(config.starts_with("version = 4\n"), "{config}");
 }
+
+/// A root whose config names the sandbox image in another form than the normalized one
+/// (`localhost/kubernetes/pause`, as EKS AMIs did: awslabs/amazon-eks-ami#2729): `import`
+/// records the image under both names, since containerd 2.3.0 to 2.3.3 look the configured
+/// string up verbatim after CRI found the normalized one; `verify` for those versions needs
+/// the verbatim record and fails without it, while for 2.3.4 the normalized one is enough;
+/// the real 2.3.4 runs a sandbox from the root offline with no pull.
+#[test]
+fn a_config_naming_an_unnormalized_reference_gets_both_records() {
+    let _lock = containerd_lock();
+    let configured = "localhost/kubernetes/pause";
+    let normalized = "localhost/kubernetes/pause:latest";
+    let dir = tempdir();
+    let archive = dir.path().join("pause.tar");
+    run_ok(
+        pausebake()
+            .args(["image", "--name", normalized, "--output"])
+            .arg(&archive),
+    );
+    let config = format!(
+        "version = 4\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = '{configured}'\n"
+    );
+    let verify_as = |root: &Path, v: &str| {
+        run_any(
+            pausebake()
+                .args(["verify", "--containerd-version", v, "--root"])
+                .arg(root),
+        )
+    };
+    // imported before the config named it: only the normalized record
+    let early = tempdir();
+    run_ok(&mut import_cmd(&archive, early.path(), &[]));
+    fs::create_dir_all(early.path().join("etc/containerd")).unwrap();
+    fs::write(early.path().join("etc/containerd/config.toml"), &config).unwrap();
+    let out = verify_as(early.path(), "2.3.1");
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL verbatim: the config says \"localhost/kubernetes/pause\""),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(verify_as(early.path(), "2.3.4").status.code(), Some(0));
+
+    // imported with the config in place: both records, and 2.3.1 is satisfied
+    let root = tempdir();
+    fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
+    fs::write(root.path().join("etc/containerd/config.toml"), &config).unwrap();
+    let out = run_ok(&mut import_cmd(&archive, root.path(), &[]));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("image {normalized} in k8s.io"))
+            && text.contains(&format!("image {configured} in k8s.io")),
+        "{text}"
+    );
+    let out = verify_as(root.path(), "2.3.1");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "ok   verbatim: containerd 2.3.1 also looks \"localhost/kubernetes/pause\" up as written: that record is there"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    for c in versions().into_iter().filter(|c| c.series() == "2.3") {
+        let ctd = offline(&c, root.path());
+        let names = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "images", "ls", "-q"]));
+        assert!(
+            names.lines().any(|l| l == configured) && names.lines().any(|l| l == normalized),
+            "{names}"
+        );
+        sandbox_ready(&ctd, "verbatim");
+        no_pull(&ctd);
+        eprintln!(
+            "containerd {}: both records, sandbox READY offline",
+            c.version
+        );
+    }
+}
