@@ -1,7 +1,10 @@
 //! Image references, one rule for all of pausebake: the name CRI looks an image up by
 //! (docker's `ParseDockerRef`, `containerd-store.md` §7.2). Names from `--name`, from an
 //! archive's annotations or RepoTags, and from a containerd config all go through
-//! [`normalize`]; [`check_qualified`] refuses a name that is not already in that form.
+//! [`normalize`]; [`check_qualified`] refuses a name that is not already in that form;
+//! [`check_digest`] refuses a name whose digest is not the image's own; and
+//! [`verbatim_companion`] is the configured form that containerd 2.3.0 to 2.3.3 also look
+//! up as written.
 
 use anyhow::{anyhow, ensure, Result};
 
