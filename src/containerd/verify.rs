@@ -405,19 +405,29 @@ fn rule_verbatim(
     name: &str,
     v: Version,
 ) -> Option<Finding> {
-    let written = &setting.effective;
-    if versions::sandbox_lookup(v) != versions::SandboxLookup::NormalizedAndVerbatim
-        || written == name
-    {
-        return None;
-    }
-    if images.and_then(|b| b.bucket(written.as_bytes())).is_some() {
-        return Some(Finding::ok(
+    let written = verbatim_wanted(setting, name, v)?;
+    let present = images.and_then(|b| b.bucket(written.as_bytes())).is_some();
+    Some(verbatim_finding(written, name, v, present))
+}
+
+/// The configured reference, when containerd `v` also looks it up as written and it is not
+/// `name`, the normalized one (the live rules ask it too).
+pub fn verbatim_wanted<'a>(setting: &'a SandboxSetting, name: &str, v: Version) -> Option<&'a str> {
+    let written = setting.effective.as_str();
+    (versions::sandbox_lookup(v) == versions::SandboxLookup::NormalizedAndVerbatim
+        && written != name)
+        .then_some(written)
+}
+
+/// What rule "verbatim" says when a record named `written` is `present` or not.
+pub fn verbatim_finding(written: &str, name: &str, v: Version, present: bool) -> Finding {
+    if present {
+        return Finding::ok(
             "verbatim",
             format!("containerd {v} also looks {written:?} up as written: that record is there"),
-        ));
+        );
     }
-    Some(Finding::fail(
+    Finding::fail(
         "verbatim",
         format!(
             "the config says {written:?}: CRI finds {name}, but containerd {v}'s sandbox \
@@ -428,7 +438,7 @@ fn rule_verbatim(
             "pausebake import (or bake) records the image under both names; or write the full \
              name {name:?} in the config"
         ),
-    ))
+    )
 }
 
 /// Rules "content", "gc" and "platform": the target leads to a manifest for the root's
