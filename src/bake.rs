@@ -99,6 +99,7 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
     for n in &image.names {
         push_unique(&mut names, crate::reference::normalize(n)?);
     }
+    check_digests(&names, &image)?;
     probe(&mut facts, &image)?;
     let req = Spec {
         names,
@@ -177,6 +178,55 @@ fn carry_out(
     apply(&config_only, None, root)
 }
 
+/// Refuses a name whose digest is not the image's own ([`crate::reference::check_digest`]),
+/// before anything is written.
+fn check_digests(names: &[String], image: &Image) -> Result<()> {
+    for n in names {
+        crate::reference::check_digest(n, image.target.digest().as_ref())?;
+    }
+    Ok(())
+}
+
+/// `configure`: a name that pins a digest must be the digest of the image the root's store
+/// records under that name, or under its tag when it has one too (`bake` and `import` check
+/// the image they write; `verify` fails a record that breaks it).
+fn check_recorded_digest(facts: &RootFacts, requested: &str, name: &str) -> Result<()> {
+    let Some(digest) = crate::reference::digest(requested) else {
+        return Ok(());
+    };
+    let mut records = vec![name.to_string()];
+    if crate::reference::has_tag_and_digest(requested) {
+        let tagged = &requested[..requested.len() - digest.len() - 1];
+        records.push(crate::reference::normalize(tagged)?);
+    }
+    for record in records {
+        let path: [&[u8]; 5] = [b"v1", b"k8s.io", b"images", record.as_bytes(), b"target"];
+        if let Some(d) = facts
+            .meta
+            .tree
+            .bucket_at(&path)
+            .and_then(|t| t.value(b"digest"))
+        {
+            crate::reference::check_digest(name, &String::from_utf8_lossy(d))
+                .with_context(|| format!("checking {requested} against the record {record}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a name from `flag` comes from, saying so when a tag and a digest were given: the
+/// name is written digest-only, as containerd records and looks it up.
+fn source_of(flag: &str, reference: &str) -> String {
+    if crate::reference::has_tag_and_digest(reference) {
+        format!(
+            "{flag}, written without its tag as containerd normalizes it: containerd 2.3.0 to \
+             2.3.3 would not find a tag-and-digest reference named verbatim"
+        )
+    } else {
+        flag.to_string()
+    }
+}
+
 /// Records what the root holds of each of the image's blobs, for the plan.
 fn probe(facts: &mut RootFacts, image: &Image) -> Result<()> {
     facts.probe_blobs(image.blobs.iter().map(|(d, b)| (d.as_str(), b.as_slice())))
@@ -190,7 +240,7 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
     // an owner that fixes the name keeps it first; every --name is then an extra record
     let settable = !matches!(facts.owner.owner.row.write, WriteTo::Nowhere(_));
     let (first, why) = match (given.first().filter(|_| settable), &asked) {
-        (Some(n), _) => (crate::reference::normalize(n)?, "--name".to_string()),
+        (Some(n), _) => (crate::reference::normalize(n)?, source_of("--name", n)),
         (None, Some(a)) => (
             crate::reference::normalize(&a.value)?,
             format!("what {} asks for: {}", facts.owner.owner.row.name, a.source),
@@ -198,11 +248,11 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
         (None, None) => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let mut names = vec![first.clone()];
-    // containerd 2.3.0/2.3.1 look the configured reference up verbatim
-    if let Some(a) = asked.filter(|a| a.value != first) {
-        if crate::reference::normalize(&a.value)? == first {
-            names.push(a.value);
-        }
+    // containerd 2.3.0 to 2.3.3 look the configured reference up verbatim
+    if let Some(verbatim) =
+        asked.and_then(|a| crate::reference::verbatim_companion(&a.value, &names))
+    {
+        names.push(verbatim);
     }
     let extra = if settable { 1 } else { 0 };
     for n in normalized_names(given.iter().skip(extra))? {
@@ -376,10 +426,17 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
     let root = Root::new(dir)?;
     // Everything is validated while reading, before the root is touched.
     let image = crate::archive::read(&args.archive)?;
-    let names = normalized_names(image.names.iter().chain(&args.names))?;
+    let mut names = normalized_names(image.names.iter().chain(&args.names))?;
+    check_digests(&names, &image)?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
     let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None, None))?;
+    if let Some(verbatim) =
+        crate::reference::verbatim_companion(facts.config.effective.image(), &names)
+    {
+        // the config names it unnormalized: containerd 2.3.0 to 2.3.3 look that up verbatim
+        names.push(verbatim);
+    }
     probe(&mut facts, &image)?;
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
@@ -471,13 +528,14 @@ fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
         );
     }
     let (requested, why) = match &args.sandbox_image {
-        Some(image) => (image.clone(), "--sandbox-image".to_string()),
+        Some(image) => (image.clone(), source_of("--sandbox-image", image)),
         None => {
             let k8s = facts.kubernetes.as_ref().map(|k| on_host(&root, k));
             config::default_image(k8s.as_ref(), facts.containerd.value)?
         }
     };
     let image = crate::reference::normalize(&requested)?;
+    check_recorded_digest(&facts, &requested, &image)?;
     let named = Named {
         name: image.clone(),
         name_source: why.clone(),

@@ -1,7 +1,10 @@
 //! Image references, one rule for all of pausebake: the name CRI looks an image up by
 //! (docker's `ParseDockerRef`, `containerd-store.md` §7.2). Names from `--name`, from an
 //! archive's annotations or RepoTags, and from a containerd config all go through
-//! [`normalize`]; [`check_qualified`] refuses a name that is not already in that form.
+//! [`normalize`]; [`check_qualified`] refuses a name that is not already in that form;
+//! [`check_digest`] refuses a name whose digest is not the image's own; and
+//! [`verbatim_companion`] is the configured form that containerd 2.3.0 to 2.3.3 also look
+//! up as written.
 
 use anyhow::{anyhow, ensure, Result};
 
@@ -101,6 +104,47 @@ pub fn check_qualified(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The digest a reference pins (`…@sha256:…`), if it has one.
+pub fn digest(reference: &str) -> Option<&str> {
+    reference.split_once('@').map(|(_, d)| d)
+}
+
+/// Refuses `name` when it pins a digest that is not `target`, the digest of the image (its
+/// index or manifest) it would name: a digest in a name is a promise about content, which
+/// CRI and whoever reads the name take at its word.
+pub fn check_digest(name: &str, target: &str) -> Result<()> {
+    match digest(name) {
+        Some(d) if d != target => {
+            let repository = name.split('@').next().unwrap_or(name);
+            let repository = match tag(repository) {
+                Some(t) => &repository[..repository.len() - t.len() - 1],
+                None => repository,
+            };
+            Err(anyhow!(
+                "image name {name} pins digest {d}, but the image it names has digest {target}: \
+                 a digest in a name must be the image's own; name it {repository}@{target}, or \
+                 by a tag alone (nothing was written)"
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a reference names both a tag and a digest (`pause:3.10@sha256:…`), which
+/// [`normalize`] turns into the digest-only form containerd records and looks up.
+pub fn has_tag_and_digest(reference: &str) -> bool {
+    digest(reference).is_some() && tag(reference.split('@').next().unwrap_or_default()).is_some()
+}
+
+/// The configured reference itself, when it is not in the normalized form CRI looks up and
+/// that form is among the `names` recorded: containerd 2.3.0 to 2.3.3 look it up verbatim
+/// as well ([`crate::containerd::versions::SandboxLookup`]), so the image is recorded under
+/// both. `None` when nothing more is needed.
+pub fn verbatim_companion(configured: &str, names: &[String]) -> Option<String> {
+    let normalized = normalize(configured).ok()?;
+    (normalized != configured && names.contains(&normalized)).then(|| configured.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +221,53 @@ mod tests {
         assert!(check_qualified("me/pause:1").is_err());
         assert_eq!(tag("registry.k8s.io/pause:3.10"), Some("3.10"));
         assert_eq!(tag("localhost:5000/pause"), None);
+    }
+
+    #[test]
+    fn a_digest_in_a_name_must_be_the_images_own() {
+        let image = format!("sha256:{}", "b".repeat(64));
+        let other = format!("sha256:{}", "0".repeat(64));
+        check_digest("registry.k8s.io/pause:3.10", &image).unwrap();
+        check_digest(&format!("registry.k8s.io/pause@{image}"), &image).unwrap();
+        let err = check_digest(&format!("registry.k8s.io/pause:3.10@{other}"), &image)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "image name registry.k8s.io/pause:3.10@{other} pins digest {other}, but the \
+                 image it names has digest {image}: a digest in a name must be the image's \
+                 own; name it registry.k8s.io/pause@{image}, or by a tag alone (nothing was \
+                 written)"
+            )
+        );
+        assert!(has_tag_and_digest(&format!(
+            "localhost:5000/pause:3.10@{image}"
+        )));
+        assert!(!has_tag_and_digest(&format!(
+            "localhost:5000/pause@{image}"
+        )));
+        assert!(!has_tag_and_digest("localhost:5000/pause:3.10"));
+    }
+
+    #[test]
+    fn a_configured_name_not_normalized_is_recorded_verbatim_too() {
+        let names = vec!["docker.io/rancher/mirrored-pause:3.6".to_string()];
+        assert_eq!(
+            verbatim_companion("rancher/mirrored-pause:3.6", &names).as_deref(),
+            Some("rancher/mirrored-pause:3.6")
+        );
+        assert_eq!(
+            verbatim_companion("docker.io/rancher/mirrored-pause:3.6", &names),
+            None
+        );
+        // another image's name is none of this import's business
+        assert_eq!(verbatim_companion("pause:3.6", &names), None);
+        let local = vec!["localhost/kubernetes/pause:latest".to_string()];
+        assert_eq!(
+            verbatim_companion("localhost/kubernetes/pause", &local).as_deref(),
+            Some("localhost/kubernetes/pause")
+        );
     }
 
     #[test]

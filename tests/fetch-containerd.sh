@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the containerd builds the tests run besides the system one (1.6 on bookworm):
 # 1.7 from Debian trixie and 2.x from Debian sid, as .deb packages unpacked under
-# $PAUSEBAKE_CACHE (default: ~/.cache/pausebake)/containerd/containerd-<debian version>/.
+# $PAUSEBAKE_CACHE (default: ~/.cache/pausebake)/containerd/containerd-<debian version>/;
+# and containerd 2.3.4, which no Debian suite has, from the project's shared test data
+# ($PAUSEBAKE_SHARED, default ../shared beside the checkout: containerd/2.3.4/, a static
+# build of tag v2.3.4 whose README says how it was made), checked against its sha256 and
+# unpacked into containerd-2.3.4/usr/bin/ in the same layout.
 #
 # It uses a private apt directory (tests/private-apt.sh), so the system's apt state is never
 # touched, and the Debian mirror the system's apt sources already name.
@@ -57,8 +61,46 @@ fetch_suite() {
   echo "$suite $version $dir"
 }
 
+# containerd 2.3.4 from the shared test data; prints "shared 2.3.4 <dir>".
+shared="${PAUSEBAKE_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}"
+c23_tarball="$shared/containerd/2.3.4/containerd-2.3.4-linux-amd64.tar.xz"
+c23_sha256=341f31ccdd22828a05c2a6e4dee7a83638823b3ca1f33ef9b401038c4c2c2026
+fetch_shared_2_3() {
+  local dir="$cache/containerd-2.3.4"
+  if [ -x "$dir/usr/bin/containerd" ] && [ -x "$dir/usr/bin/containerd-shim-runc-v2" ] &&
+    [ -s "$cache/shared.version" ]; then
+    echo "shared 2.3.4 $dir"
+    return
+  fi
+  if [ "$(dpkg --print-architecture)" != amd64 ]; then
+    echo "fetch-containerd: containerd 2.3.4 is built for amd64 only; not on $(dpkg --print-architecture)" >&2
+    return 1
+  fi
+  if [ ! -f "$c23_tarball" ]; then
+    echo "fetch-containerd: $c23_tarball not found (set PAUSEBAKE_SHARED to the shared test data)" >&2
+    return 1
+  fi
+  if ! echo "$c23_sha256  $c23_tarball" | sha256sum -c --quiet -; then
+    echo "fetch-containerd: $c23_tarball does not have sha256 $c23_sha256" >&2
+    return 1
+  fi
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp/usr/bin"
+  tar -xJf "$c23_tarball" -C "$dir.tmp/usr/bin" containerd containerd-shim-runc-v2 ctr
+  if ! "$dir.tmp/usr/bin/containerd" --version >&2; then
+    echo "fetch-containerd: containerd 2.3.4 from $c23_tarball does not run on this host" >&2
+    return 1
+  fi
+  rm -rf "$dir"
+  mv "$dir.tmp" "$dir"
+  # the stamp names the directory, as a suite's does (tests/it/compat.rs reads it)
+  echo 2.3.4 >"$cache/shared.version"
+  echo "shared 2.3.4 $dir"
+}
+
 mkdir -p "$cache"
 mirror="$(debian_mirror || true)"
 for suite in "${suites[@]}"; do
   fetch_suite "$suite" "$mirror"
 done
+fetch_shared_2_3

@@ -404,13 +404,17 @@ fn shadowed_warnings(eff: &EffectiveConfig) -> Vec<String> {
         .collect()
 }
 
-/// A version 3 config that still carries the version 2 `sandbox_image`: containerd 2.x logs
-/// "Ignoring unknown key" and does not use it (`containerd-store.md` §8.1), which readers of
-/// the file may not expect.
+/// A version 3 or 4 config that still carries the version 2 `sandbox_image`: containerd 2.0
+/// to 2.2 (version 3) and 2.3 (version 4) log "Ignoring unknown key" and do not use it
+/// (`containerd-store.md` §8.1), which readers of the file may not expect. (2.3 migrates a
+/// version 3 file's leftover key instead; [`effective`] then finds it in force and it is
+/// the key edited, never this case.)
 fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String> {
-    if version != ConfigVersion::V3 {
-        return Vec::new();
-    }
+    let who = match version {
+        ConfigVersion::V3 => "2.x",
+        ConfigVersion::V4 => "2.3",
+        _ => return Vec::new(),
+    };
     let Ok(doc) = config_text.parse::<DocumentMut>() else {
         return Vec::new();
     };
@@ -423,9 +427,10 @@ fn ignored_key_warnings(config_text: &str, version: ConfigVersion) -> Vec<String
         .and_then(|v| v.as_str());
     match stale {
         Some(value) => vec![format!(
-            "the config also sets {} = {value:?}, which containerd 2.x ignores in a version 3 \
-             config; remove it to avoid confusion",
-            key.dotted()
+            "the config also sets {} = {value:?}, which containerd {who} ignores in a version \
+             {} config; remove it to avoid confusion",
+            key.dotted(),
+            version.number()
         )],
         None => Vec::new(),
     }
@@ -489,6 +494,26 @@ mod tests {
             "registry.k8s.io/pause:3.10.1",
             "      sandbox = 'registry.k8s.io/pause:3.10'\n",
             "      sandbox = 'registry.k8s.io/pause:3.10.1'\n",
+        );
+    }
+
+    #[test]
+    fn upstream_2_3_default_changes_one_line_keeping_literal_quotes() {
+        const DEFAULT_2_3: &str =
+            include_str!("../../tests/fixtures/containerd/default-2.3.4.toml");
+        assert_replaces(
+            DEFAULT_2_3,
+            "2.3.4",
+            "registry.k8s.io/pause:3.10",
+            "      sandbox = 'registry.k8s.io/pause:3.10.2'\n",
+            "      sandbox = 'registry.k8s.io/pause:3.10'\n",
+        );
+        // no file: a minimal version 4 one
+        assert_eq!(
+            patch("", &v("2.3.4"), "registry.k8s.io/pause:3.10.2")
+                .unwrap()
+                .unwrap(),
+            "version = 4\n\n[plugins.\"io.containerd.cri.v1.images\".pinned_images]\n  sandbox = \"registry.k8s.io/pause:3.10.2\"\n"
         );
     }
 
@@ -629,8 +654,12 @@ sandbox_image = "registry.k8s.io/pause:3.9"
         );
         assert_eq!(
             err("version = 4\n", "2.1.9"),
-            "config version 4 is not supported (pausebake knows 1 to 3)"
+            "containerd 2.1.9 does not read a version 4 config (2.3 format); \
+             use a version 3 config for containerd 2.0 to 2.2"
         );
+        assert!(err("version = 5\n", "2.3.4").starts_with(
+            "the containerd config says version = 5, a config version newer than pausebake knows"
+        ));
         assert_eq!(
             err("version = \"2\"\n", "2.1.9"),
             "the containerd config's version is not an integer"

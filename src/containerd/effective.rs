@@ -24,13 +24,24 @@
 //!   deep-merged, a later value (even `""`) replaces an earlier one. When the merged version
 //!   is below 3, CRI's migration copies `io.containerd.grpc.v1.cri`'s `sandbox_image` over
 //!   `io.containerd.cri.v1.images`' `pinned_images.sandbox`. A merged version above 3 is
-//!   refused.
+//!   refused (2.0 to 2.2).
+//! - 2.3 (checked against `LoadConfigWithPlugins` of containerd v2.3.4 and its `config dump`):
+//!   the accumulated version starts at 4 and every file below it is migrated *on its own,
+//!   before the merge*, one version step at a time, with the plugins' migrations: short
+//!   plugin names renamed (version 0/1), CRI's `sandbox_image` copied over that file's own
+//!   `pinned_images.sandbox` (a step below 4 runs it, so a version 3 file's leftover
+//!   `sandbox_image` wins too), and a `[grpc] address` moved into the file's
+//!   `io.containerd.server.v1.grpc` table unless it has one (a version 4 file's `[grpc]` is
+//!   not read). The "root config version" is the first non-zero `version` loaded; a later
+//!   file with a higher one is refused.
+//! - A file whose `version` is above 4 is one pausebake cannot read: refused as pausebake's
+//!   own limit ([`unknown_config_version`]), with no claim about what containerd does.
 //!
 //! Every path is a path *inside the root* ([`Files`] for [`Root`] resolves it there): an
 //! import of `/etc/shadow` or `../../x` reads the root's file, never the host's. The merge
 //! itself ([`resolve_with`]) is pure over a [`Files`] source, so `configure` can check an edit
 //! in memory before writing it. What this does not model: keys other than those that decide
-//! the sandbox image, and 2.3's version 4.
+//! the sandbox image and the gRPC socket.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fs;
@@ -40,7 +51,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 use toml_edit::{DocumentMut, Item, TableLike};
 
-use super::versions::{default_sandbox_image, key_part, ConfigVersion, Version};
+use super::versions::{
+    default_sandbox_image, key_part, unknown_config_version, ConfigVersion, Version, NEWEST_CONFIG,
+};
 use crate::rootfs::Root;
 
 /// containerd's default `--config`.
@@ -52,6 +65,7 @@ pub const MAX_FILES: usize = 100_000;
 const CRI_V1_ID: &str = "cri";
 const CRI_URI: &str = "io.containerd.grpc.v1.cri";
 const IMAGES_URI: &str = "io.containerd.cri.v1.images";
+const GRPC_SERVER_URI: &str = "io.containerd.server.v1.grpc";
 
 /// Where the files come from: paths are containerd's strings (absolute, or relative to the
 /// daemon's working directory `/`).
@@ -256,6 +270,9 @@ pub struct EffectiveConfig {
     /// Sandbox image settings, in any loaded file, that containerd does not read: every one
     /// when the default is in force, else those whose value differs from the one in force.
     pub shadowed: Vec<Setting>,
+    /// The gRPC socket the config sets, and where (`[grpc] address`; from 2.3 the
+    /// `io.containerd.server.v1.grpc` plugin's `address`); `None`: containerd's default.
+    pub address: Option<Setting>,
 }
 
 impl EffectiveConfig {
@@ -349,6 +366,8 @@ struct Parsed {
     version: i64,
     imports: Vec<String>,
     plugins: BTreeMap<String, Node>,
+    /// The top-level `[grpc] address`, when a non-empty string.
+    grpc_address: Option<Node>,
 }
 
 fn parse(text: &str, path: &str, file: usize) -> Result<Parsed> {
@@ -375,10 +394,21 @@ fn parse(text: &str, path: &str, file: usize) -> Result<Parsed> {
             Node::Leaf { .. } => bail!("reading {path}: plugins is not a table"),
         },
     };
+    let grpc_address = doc
+        .get("grpc")
+        .and_then(|g| g.get("address"))
+        .and_then(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+        .map(|a| Node::Leaf {
+            text: Some(a.to_string()),
+            file,
+            key: "grpc.address".into(),
+        });
     Ok(Parsed {
         version,
         imports,
         plugins,
+        grpc_address,
     })
 }
 
@@ -429,6 +459,23 @@ fn deep_merge(dst: &mut BTreeMap<String, Node>, src: BTreeMap<String, Node>) {
     }
 }
 
+/// Puts `value` at `path` in a plugin tree, creating the tables on the way (a non-table in
+/// the way is left alone: containerd's own migration would fail on it).
+fn set_path(plugins: &mut BTreeMap<String, Node>, path: &[&str], value: Node) {
+    let (last, tables) = path.split_last().expect("a non-empty key path");
+    let mut t = plugins;
+    for name in tables {
+        let entry = t
+            .entry(name.to_string())
+            .or_insert_with(|| Node::Table(BTreeMap::new()));
+        match entry {
+            Node::Table(next) => t = next,
+            Node::Leaf { .. } => return,
+        }
+    }
+    t.insert(last.to_string(), value);
+}
+
 /// Every string leaf at `tables..key` of each file, for the shadowed-setting check.
 fn leaf<'a>(plugins: &'a BTreeMap<String, Node>, path: &[&str]) -> Option<&'a Node> {
     let (first, rest) = path.split_first()?;
@@ -464,25 +511,58 @@ pub struct Main {
     pub explicit: bool,
 }
 
+/// Which release's way of loading files a [`Loader`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// 1.6, 1.7: each plugin table replaced whole.
+    V1x,
+    /// 2.0 to 2.2: deep merge, then the merged config migrated once.
+    V2x,
+    /// 2.3 and newer: each file migrated on its own, then deep-merged.
+    V23,
+}
+
+impl Rules {
+    fn of(v: Version) -> Rules {
+        match (v.major, v.minor) {
+            (0..=1, _) => Rules::V1x,
+            (2, 0..=2) => Rules::V2x,
+            _ => Rules::V23,
+        }
+    }
+
+    /// The accumulated `version` before any file: that of the release's built-in config.
+    fn start_version(self) -> i64 {
+        match self {
+            Rules::V1x => 1,
+            Rules::V2x => 3,
+            Rules::V23 => NEWEST_CONFIG.number(),
+        }
+    }
+}
+
 /// Loads `main` and its imports as containerd `v` does, from `files`.
 pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<EffectiveConfig> {
+    let rules = Rules::of(v);
     let mut l = Loader {
         files,
         v,
-        v2x: v.major >= 2,
+        rules,
         out: EffectiveConfig {
             containerd: v.to_string(),
             main: main.path.clone(),
             main_why: main.why.clone(),
             files: Vec::new(),
-            merged_version: if v.major >= 2 { 3 } else { 1 },
+            merged_version: rules.start_version(),
             version_file: None,
             sandbox: None,
             cri_table_file: None,
             default: default_sandbox_image(v)?.to_string(),
             refused: None,
             shadowed: Vec::new(),
+            address: None,
         },
+        root_version: None,
         plugins: BTreeMap::new(),
         plugin_owner: BTreeMap::new(),
         set_anywhere: Vec::new(),
@@ -515,8 +595,10 @@ pub fn resolve_with(files: &dyn Files, main: &Main, v: Version) -> Result<Effect
 struct Loader<'a> {
     files: &'a dyn Files,
     v: Version,
-    v2x: bool,
+    rules: Rules,
     out: EffectiveConfig,
+    /// 2.3's "root config version": the first non-zero `version` loaded, and its file.
+    root_version: Option<(i64, String)>,
     plugins: BTreeMap<String, Node>,
     /// The file that last set each plugin table.
     plugin_owner: BTreeMap<String, usize>,
@@ -573,25 +655,96 @@ impl Loader<'_> {
             imported_by: parent,
             cri_short_name: parsed.plugins.contains_key(CRI_V1_ID),
         });
-        if parsed.version != 0 {
-            self.out.version_file = Some(index);
+        if parsed.version > NEWEST_CONFIG.number() {
+            self.out.refused = Some(unknown_config_version(parsed.version, path));
+            return Ok(None);
         }
-        if self.v2x && parsed.version <= 1 && !self.migrate_names(path, &mut parsed) {
+        if self.rules == Rules::V23 && !self.check_root_version(path, parsed.version) {
             return Ok(None);
         }
         if parsed.version != 0 {
-            self.out.merged_version = parsed.version;
+            self.out.version_file = Some(index);
         }
         self.record_settings(&parsed.plugins, index);
+        let migrated = match self.rules {
+            Rules::V1x => true,
+            Rules::V2x => parsed.version > 1 || self.migrate_names(path, &mut parsed),
+            Rules::V23 => self.migrate_file(path, &mut parsed),
+        };
+        if !migrated {
+            return Ok(None);
+        }
+        if parsed.version != 0 && self.rules != Rules::V23 {
+            self.out.merged_version = parsed.version;
+        }
+        if let Some(Node::Leaf {
+            text: Some(value),
+            file,
+            key,
+        }) = parsed.grpc_address.take()
+        {
+            // 1.x to 2.2 read `[grpc]` itself: a later non-empty address wins
+            self.out.address = Some(Setting { value, file, key });
+        }
         for k in parsed.plugins.keys() {
             self.plugin_owner.insert(k.clone(), index);
         }
-        if self.v2x {
-            deep_merge(&mut self.plugins, parsed.plugins);
-        } else {
+        if self.rules == Rules::V1x {
             self.plugins.extend(parsed.plugins);
+        } else {
+            deep_merge(&mut self.plugins, parsed.plugins);
         }
         Ok(Some(parsed.imports))
+    }
+
+    /// 2.3: the first non-zero `version` loaded is the root config's; a later file may not
+    /// have a higher one (`LoadConfigWithPlugins`). `false` (refused) when it has.
+    fn check_root_version(&mut self, path: &str, version: i64) -> bool {
+        match &self.root_version {
+            None if version != 0 => self.root_version = Some((version, path.to_string())),
+            Some((root, root_path)) if version > *root => {
+                self.out.refused = Some(format!(
+                    "{path} says version = {version}, higher than version = {root} of \
+                     {root_path}, the first file loaded that sets one: containerd {} refuses \
+                     a drop-in of a higher version (\"drop-in config version {version} higher \
+                     than root config version {root}\")",
+                    self.v
+                ));
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// 2.3: a file below version 4 migrated on its own, before the merge, as
+    /// `LoadConfigWithPlugins` does it: short plugin names renamed (version 0/1); CRI's
+    /// `sandbox_image` copied over the file's own `pinned_images.sandbox` (the images
+    /// plugin's migration runs at every step below 4); a `[grpc] address` moved into the
+    /// file's `io.containerd.server.v1.grpc` table unless it has one (`serviceMigrate`).
+    /// A version 4 file's `[grpc]` is not read. `false` (refused) when a plugin is then
+    /// named twice.
+    fn migrate_file(&mut self, path: &str, parsed: &mut Parsed) -> bool {
+        let address = parsed.grpc_address.take();
+        if parsed.version >= NEWEST_CONFIG.number() {
+            return true;
+        }
+        if parsed.version <= 1 && !self.migrate_names(path, parsed) {
+            return false;
+        }
+        if let Some(sandbox) = leaf(&parsed.plugins, &[CRI_URI, "sandbox_image"]).cloned() {
+            set_path(
+                &mut parsed.plugins,
+                &[IMAGES_URI, "pinned_images", "sandbox"],
+                sandbox,
+            );
+        }
+        if let Some(address) = address {
+            if !parsed.plugins.contains_key(GRPC_SERVER_URI) {
+                set_path(&mut parsed.plugins, &[GRPC_SERVER_URI, "address"], address);
+            }
+        }
+        true
     }
 
     /// 2.x's `MigrateConfigTo(accumulated version)` of a version 0/1 file: short plugin names
@@ -676,10 +829,10 @@ impl Loader<'_> {
 
     /// The merged config's refusals, its sandbox image and the settings it loses.
     fn finish(mut self) -> Result<EffectiveConfig> {
-        let sandbox_path = if self.v2x {
-            self.finish_2x()
-        } else {
-            self.finish_1x()
+        let sandbox_path = match self.rules {
+            Rules::V1x => self.finish_1x(),
+            Rules::V2x => self.finish_2x(),
+            Rules::V23 => self.finish_23(),
         };
         let v = self.v;
         let out = &mut self.out;
@@ -723,22 +876,31 @@ impl Loader<'_> {
                 self.v
             ));
         } else if version < 3 {
-            if let Some(Node::Leaf { text, file, key }) =
-                leaf(&self.plugins, &[CRI_URI, "sandbox_image"]).cloned()
-            {
-                let images = self
-                    .plugins
-                    .entry(IMAGES_URI.to_string())
-                    .or_insert_with(|| Node::Table(BTreeMap::new()));
-                if let Node::Table(images) = images {
-                    let pinned = images
-                        .entry("pinned_images".to_string())
-                        .or_insert_with(|| Node::Table(BTreeMap::new()));
-                    if let Node::Table(pinned) = pinned {
-                        pinned.insert("sandbox".to_string(), Node::Leaf { text, file, key });
-                    }
-                }
+            if let Some(sandbox) = leaf(&self.plugins, &[CRI_URI, "sandbox_image"]).cloned() {
+                set_path(
+                    &mut self.plugins,
+                    &[IMAGES_URI, "pinned_images", "sandbox"],
+                    sandbox,
+                );
             }
+        }
+        &[IMAGES_URI, "pinned_images", "sandbox"]
+    }
+
+    /// 2.3: every file was migrated before its merge, so the merged tree is what CRI and the
+    /// gRPC server read. The path of the key CRI reads; notes the socket.
+    fn finish_23(&mut self) -> &'static [&'static str] {
+        if let Some(Node::Leaf {
+            text: Some(value),
+            file,
+            key,
+        }) = leaf(&self.plugins, &[GRPC_SERVER_URI, "address"])
+        {
+            self.out.address = (!value.is_empty()).then(|| Setting {
+                value: value.clone(),
+                file: *file,
+                key: key.clone(),
+            });
         }
         &[IMAGES_URI, "pinned_images", "sandbox"]
     }
@@ -982,7 +1144,8 @@ pub fn target(eff: &EffectiveConfig, v: Version) -> Result<(String, Option<Confi
     let key = |n: i64| match n {
         ..=1 => ConfigVersion::V1,
         2 => ConfigVersion::V2,
-        _ => ConfigVersion::V3,
+        3 => ConfigVersion::V3,
+        _ => ConfigVersion::V4,
     };
     if v.major < 2 {
         let file = eff.cri_table_file.unwrap_or(0);
@@ -992,7 +1155,13 @@ pub fn target(eff: &EffectiveConfig, v: Version) -> Result<(String, Option<Confi
     let (file, k) = match &eff.sandbox {
         // the key that file already uses: sandbox_image (migrated) or pinned_images.sandbox
         Some(s) if s.key.ends_with(".sandbox_image") => (s.file, key(2)),
-        Some(s) => (s.file, key(3)),
+        // the key of version 3 and 4 alike; named by the file's own version
+        Some(s) => (s.file, key(eff.files[s.file].version.max(3))),
+        // 2.3 migrates each file on its own: the key of the main file's own version
+        None if Rules::of(v) == Rules::V23 => match eff.files[0].version {
+            2 => (0, key(2)),
+            n => (0, key(n.max(3))),
+        },
         None => (0, key(eff.merged_version)),
     };
     // 2.x renames the short plugin names of a version 0/1 file: write the spelling the file
@@ -1470,6 +1639,165 @@ mod tests {
             resolve_with(&files, &main(), v("2.1.9")).unwrap().image(),
             "registry.k8s.io/pause:3.10"
         );
+    }
+
+    const DEFAULT_2_3: &str = include_str!("../../tests/fixtures/containerd/default-2.3.4.toml");
+    const PINNED: &str =
+        "[plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"pinned:1\"\n";
+    const STALE: &str = "[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"stale:1\"\n";
+
+    #[test]
+    fn containerd_2_3s_own_default_config_reads_as_it_says() {
+        let files = mem(&[(DEFAULT_MAIN, DEFAULT_2_3)]);
+        let eff = resolve_with(&files, &main(), v("2.3.4")).unwrap();
+        assert_eq!(eff.refused, None);
+        assert_eq!(eff.merged_version, 4);
+        assert_eq!(eff.image(), "registry.k8s.io/pause:3.10.2");
+        assert_eq!(
+            eff.address.as_ref().map(|a| a.value.as_str()),
+            Some("/run/containerd/containerd.sock")
+        );
+        let (file, key) = target(&eff, v("2.3.4")).unwrap();
+        assert_eq!(
+            (file.as_str(), key),
+            (DEFAULT_MAIN, Some(ConfigVersion::V4))
+        );
+        // no config at all: 2.3's default, no socket set
+        let eff = resolve_with(&mem(&[]), &main(), v("2.3.4")).unwrap();
+        assert_eq!(eff.image(), "registry.k8s.io/pause:3.10.2");
+        assert_eq!(eff.address, None);
+    }
+
+    #[test]
+    fn containerd_2_3_migrates_each_file_before_merging() {
+        // a version 3 file's leftover sandbox_image: 2.1 ignores it, 2.3 migrates it over
+        // the file's own pinned_images.sandbox (measured with 2.3.4's config dump)
+        let text = format!("version = 3\n{STALE}{PINNED}");
+        let files = mem(&[(DEFAULT_MAIN, &text)]);
+        assert_eq!(
+            resolve_with(&files, &main(), v("2.1.9")).unwrap().image(),
+            "pinned:1"
+        );
+        let eff = resolve_with(&files, &main(), v("2.3.4")).unwrap();
+        assert_eq!(eff.image(), "stale:1");
+        assert_eq!(eff.shadowed.len(), 1);
+        let (_, key) = target(&eff, v("2.3.4")).unwrap();
+        assert_eq!(key, Some(ConfigVersion::V2));
+        // a version 0 file's short-named CRI table: lost on 2.1, migrated on 2.3
+        let files = mem(&[(DEFAULT_MAIN, "[plugins.cri]\nsandbox_image = \"v0:1\"\n")]);
+        assert_eq!(
+            resolve_with(&files, &main(), v("2.1.9")).unwrap().image(),
+            "registry.k8s.io/pause:3.10"
+        );
+        assert_eq!(
+            resolve_with(&files, &main(), v("2.3.4")).unwrap().image(),
+            "v0:1"
+        );
+        // a version 4 file's leftover key is not read
+        let text = format!("version = 4\n{STALE}");
+        let files = mem(&[(DEFAULT_MAIN, &text)]);
+        let eff = resolve_with(&files, &main(), v("2.3.4")).unwrap();
+        assert_eq!(eff.image(), "registry.k8s.io/pause:3.10.2");
+        // a version 3 main file and a version 2 drop-in: the drop-in, migrated, wins
+        let text = format!("version = 3\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n{PINNED}");
+        let drop_in = format!("version = 2\n{STALE}");
+        let files = mem(&[
+            (DEFAULT_MAIN, &text),
+            ("/etc/containerd/conf.d/a.toml", &drop_in),
+        ]);
+        assert_eq!(
+            resolve_with(&files, &main(), v("2.3.4")).unwrap().image(),
+            "stale:1"
+        );
+    }
+
+    #[test]
+    fn containerd_2_3_refuses_a_drop_in_above_the_root_configs_version() {
+        let files = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+            ),
+            ("/etc/containerd/conf.d/a.toml", "version = 3\n"),
+        ]);
+        let eff = resolve_with(&files, &main(), v("2.3.4")).unwrap();
+        assert_eq!(
+            eff.refused.as_deref(),
+            Some(
+                "/etc/containerd/conf.d/a.toml says version = 3, higher than version = 2 of \
+                 /etc/containerd/config.toml, the first file loaded that sets one: containerd \
+                 2.3.4 refuses a drop-in of a higher version (\"drop-in config version 3 higher \
+                 than root config version 2\")"
+            )
+        );
+        assert!(target(&eff, v("2.3.4")).is_err());
+        // 2.1 takes it (the merged config is version 3)
+        assert_eq!(
+            resolve_with(&files, &main(), v("2.1.9")).unwrap().refused,
+            None
+        );
+        // a main file without a version: the first file that has one sets the bar
+        let files = mem(&[
+            (
+                DEFAULT_MAIN,
+                "imports = [\"/etc/containerd/a.toml\", \"/etc/containerd/b.toml\"]\n",
+            ),
+            ("/etc/containerd/a.toml", "version = 2\n"),
+            ("/etc/containerd/b.toml", "version = 3\n"),
+        ]);
+        let eff = resolve_with(&files, &main(), v("2.3.4")).unwrap();
+        assert!(eff
+            .refused
+            .unwrap()
+            .contains("higher than version = 2 of /etc/containerd/a.toml"));
+    }
+
+    #[test]
+    fn a_config_version_newer_than_pausebake_knows_is_its_own_refusal() {
+        for c in ["2.3.4", "2.1.9", "1.7.24", "2.4.0"] {
+            let files = mem(&[(DEFAULT_MAIN, "version = 5\n")]);
+            let eff = resolve_with(&files, &main(), v(c)).unwrap();
+            let why = eff.refused.unwrap();
+            assert!(
+                why.starts_with("/etc/containerd/config.toml says version = 5, a config version newer than pausebake knows"),
+                "{c}: {why}"
+            );
+            assert!(
+                !why.contains("containerd 2") && !why.contains("refuses"),
+                "{why}"
+            );
+        }
+        // 2.1 and version 4: what 2.1 is known to do
+        let files = mem(&[(DEFAULT_MAIN, "version = 4\n")]);
+        let eff = resolve_with(&files, &main(), v("2.1.9")).unwrap();
+        assert!(eff
+            .refused
+            .unwrap()
+            .contains("containerd 2.1.9 accepts at most 3"));
+    }
+
+    #[test]
+    fn the_grpc_socket_per_version() {
+        let at = |text: &str, c: &str| {
+            let files = mem(&[(DEFAULT_MAIN, text)]);
+            resolve_with(&files, &main(), v(c))
+                .unwrap()
+                .address
+                .map(|a| a.value)
+        };
+        let old = "version = 3\n[grpc]\naddress = \"/run/old.sock\"\n";
+        assert_eq!(at(old, "2.1.9").as_deref(), Some("/run/old.sock"));
+        // 2.3 moves a version 3 file's [grpc] address into the server plugin
+        assert_eq!(at(old, "2.3.4").as_deref(), Some("/run/old.sock"));
+        // and does not read [grpc] in a version 4 file
+        let v4 = "version = 4\n[grpc]\naddress = \"/run/old.sock\"\n";
+        assert_eq!(at(v4, "2.3.4"), None);
+        let plugin =
+            "version = 4\n[plugins.'io.containerd.server.v1.grpc']\naddress = '/run/k.sock'\n";
+        assert_eq!(at(plugin, "2.3.4").as_deref(), Some("/run/k.sock"));
+        // a version 3 file that already has the plugin table keeps it
+        let both = "version = 3\n[grpc]\naddress = \"/run/old.sock\"\n[plugins.'io.containerd.server.v1.grpc']\naddress = '/run/k.sock'\n";
+        assert_eq!(at(both, "2.3.4").as_deref(), Some("/run/k.sock"));
     }
 
     #[test]

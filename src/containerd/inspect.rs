@@ -110,7 +110,9 @@ pub struct RootFacts {
     /// Who owns containerd at boot ([`owners`]): its config, store, socket and the
     /// reference it asks for.
     pub owner: OwnerFacts,
-    /// containerd's socket at boot, inside the root.
+    /// containerd's socket at boot, inside the root: the owner's `--address`, else the
+    /// merged config's (`[grpc] address`, or on 2.3 the `io.containerd.server.v1.grpc`
+    /// plugin's), else containerd's default.
     pub address: String,
     /// containerd's `root`, inside the root.
     pub containerd_root: PathBuf,
@@ -175,6 +177,15 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         None => containerd_root(&config)?,
     };
     let meta = read_meta(root, containerd_root.join(META_DIR).join(META_DB))?;
+    let address = match owner.owner.row.address_flag {
+        Some(flag) => flag.to_string(),
+        None => config
+            .effective
+            .address
+            .as_ref()
+            .map_or(owners::DEFAULT_ADDRESS, |a| a.value.as_str())
+            .to_string(),
+    };
     Ok(RootFacts {
         root: root.clone(),
         platform,
@@ -182,7 +193,7 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         containerd_assumed,
         kubernetes,
         config,
-        address: owner.owner.row.address.to_string(),
+        address,
         owner,
         blob_dir: containerd_root.join(CONTENT_DIR).join("blobs/sha256"),
         containerd_root,

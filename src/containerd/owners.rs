@@ -122,8 +122,8 @@ pub struct Row {
     pub generated: Generated,
     /// containerd's `--root` when the owner passes one (it beats the config's `root`).
     pub root_flag: Option<&'static str>,
-    /// containerd's socket at boot.
-    pub address: &'static str,
+    /// containerd's `--address` when the owner passes one (it beats the config's socket).
+    pub address_flag: Option<&'static str>,
     pub reference: Reference,
     pub write: WriteTo,
     /// Files that, when present, replace the generator's built-in template: pausebake then
@@ -226,6 +226,10 @@ imports = ["/etc/k0s/containerd.d/*.toml"]
   sandbox = {pause}
 "#;
 
+/// The socket containerd listens on when neither its owner's `--address` nor its config
+/// names one (containerd's `defaults.DefaultAddress`).
+pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
+
 /// The table, most specific first; the last row (plain containerd) always matches.
 pub const OWNERS: [Row; 8] = [
     Row {
@@ -236,7 +240,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some(DEFAULT_MAIN),
         generated: Generated::EveryStart { v2: NODEADM_V2, v3: NODEADM_V3 },
         root_flag: None,
-        address: "/run/containerd/containerd.sock",
+        address_flag: None,
         reference: Reference::Fixed("localhost/kubernetes/pause:latest"),
         write: WriteTo::Nowhere("nodeadm rewrites /etc/containerd/config.toml at every boot with its own sandbox image (nodeadm-config.service: nodeadm init); the image is recorded under that name"),
         templates: &[],
@@ -254,7 +258,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some("/var/lib/rancher/k3s/agent/etc/containerd/config.toml"),
         generated: Generated::EveryStart { v2: K3S_V2, v3: K3S_V3 },
         root_flag: Some("/var/lib/rancher/k3s/agent/containerd"),
-        address: "/run/k3s/containerd/containerd.sock",
+        address_flag: Some("/run/k3s/containerd/containerd.sock"),
         reference: Reference::Yaml(&K3S_PAUSE),
         write: WriteTo::Yaml { path: "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml", key: "pause-image" },
         templates: &[
@@ -276,7 +280,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some("/var/lib/rancher/rke2/agent/etc/containerd/config.toml"),
         generated: Generated::EveryStart { v2: K3S_V2, v3: K3S_V3 },
         root_flag: Some("/var/lib/rancher/rke2/agent/containerd"),
-        address: "/run/k3s/containerd/containerd.sock",
+        address_flag: Some("/run/k3s/containerd/containerd.sock"),
         reference: Reference::Yaml(&RKE2_PAUSE),
         write: WriteTo::Yaml { path: "/etc/rancher/rke2/config.yaml.d/50-pausebake.yaml", key: "pause-image" },
         templates: &[
@@ -297,7 +301,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some("/etc/k0s/containerd.toml"),
         generated: Generated::WhileMarked { marker: "# k0s_managed=true", v3: K0S_V3 },
         root_flag: Some("/var/lib/k0s/containerd"),
-        address: "/run/k0s/containerd.sock",
+        address_flag: Some("/run/k0s/containerd.sock"),
         reference: Reference::Yaml(&K0S_PAUSE),
         write: WriteTo::DropIn("/etc/k0s/containerd.d/pausebake.toml"),
         templates: &[],
@@ -315,7 +319,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some("/var/snap/microk8s/current/args/containerd-template.toml"),
         generated: Generated::No,
         root_flag: Some("/var/snap/microk8s/common/var/lib/containerd"),
-        address: "/var/snap/microk8s/common/run/containerd.sock",
+        address_flag: Some("/var/snap/microk8s/common/run/containerd.sock"),
         reference: Reference::Config,
         write: WriteTo::Config,
         templates: &[],
@@ -333,7 +337,7 @@ pub const OWNERS: [Row; 8] = [
         config: Some("/usr/share/containerd/config.toml"),
         generated: Generated::No,
         root_flag: None,
-        address: "/run/containerd/containerd.sock",
+        address_flag: None,
         reference: Reference::Config,
         write: WriteTo::Nowhere("Flatcar's containerd reads /usr/share/containerd/config.toml (the unit's CONTAINERD_CONFIG), on the read-only /usr; another name needs /etc/containerd/config.toml and a unit drop-in changing CONTAINERD_CONFIG, which pausebake does not write"),
         templates: &[],
@@ -349,7 +353,7 @@ pub const OWNERS: [Row; 8] = [
         config: None,
         generated: Generated::No,
         root_flag: None,
-        address: "/run/containerd/containerd.sock",
+        address_flag: None,
         reference: Reference::Config,
         write: WriteTo::Config,
         templates: &[],
@@ -365,7 +369,7 @@ pub const OWNERS: [Row; 8] = [
         config: None,
         generated: Generated::No,
         root_flag: None,
-        address: "/run/containerd/containerd.sock",
+        address_flag: None,
         reference: Reference::Config,
         write: WriteTo::Config,
         templates: &[],

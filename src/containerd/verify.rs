@@ -256,6 +256,8 @@ pub fn check(inp: &Inputs) -> Result<Vec<Finding>> {
             return Ok(out);
         }
     };
+    out.extend(rule_digest(&name, &target));
+    out.extend(rule_verbatim(images, &setting, &name, inp.containerd));
     out.extend(rule_content(inp, db, &target, &name)?);
     out.push(rule_pin(rec, &name, &setting, inp.containerd));
     if let Some(k8s) = inp.kubernetes {
@@ -413,6 +415,65 @@ fn rule_image<'a>(
         format!("{name} -> {} {}", target.media_type(), target.digest()),
     );
     Ok(Some((rec, target, found)))
+}
+
+/// Rule "digest": a name that pins a digest names the image with that digest (the live
+/// rules ask it too).
+pub fn rule_digest(name: &str, target: &Descriptor) -> Option<Finding> {
+    let d = crate::reference::digest(name).filter(|d| *d != target.digest().as_ref())?;
+    Some(Finding::fail(
+        "digest",
+        format!(
+            "{name} pins digest {d}, but its record points at {}: a name that lies about its content",
+            target.digest()
+        ),
+        "re-run pausebake bake with the image's own digest in --name, or a tag",
+    ))
+}
+
+/// Rule "verbatim": containerd 2.3.0 to 2.3.3 also look the configured reference up exactly
+/// as written ([`versions::SandboxLookup`]); when the config does not name it normalized,
+/// a record of that very name must exist too.
+fn rule_verbatim(
+    images: Option<&Bucket>,
+    setting: &SandboxSetting,
+    name: &str,
+    v: Version,
+) -> Option<Finding> {
+    let written = verbatim_wanted(setting, name, v)?;
+    let present = images.and_then(|b| b.bucket(written.as_bytes())).is_some();
+    Some(verbatim_finding(written, name, v, present))
+}
+
+/// The configured reference, when containerd `v` also looks it up as written and it is not
+/// `name`, the normalized one (the live rules ask it too).
+pub fn verbatim_wanted<'a>(setting: &'a SandboxSetting, name: &str, v: Version) -> Option<&'a str> {
+    let written = setting.effective.as_str();
+    (versions::sandbox_lookup(v) == versions::SandboxLookup::NormalizedAndVerbatim
+        && written != name)
+        .then_some(written)
+}
+
+/// What rule "verbatim" says when a record named `written` is `present` or not.
+pub fn verbatim_finding(written: &str, name: &str, v: Version, present: bool) -> Finding {
+    if present {
+        return Finding::ok(
+            "verbatim",
+            format!("containerd {v} also looks {written:?} up as written: that record is there"),
+        );
+    }
+    Finding::fail(
+        "verbatim",
+        format!(
+            "the config says {written:?}: CRI finds {name}, but containerd {v}'s sandbox \
+             controller looks {written:?} up as written and finds no such record, so the sandbox \
+             fails (containerd#13513)"
+        ),
+        format!(
+            "pausebake import (or bake) records the image under both names; or write the full \
+             name {name:?} in the config"
+        ),
+    )
 }
 
 /// Rules "content", "gc" and "platform": the target leads to a manifest for the root's
@@ -960,6 +1021,63 @@ mod tests {
             assert_eq!(fails(&f), Vec::<String>::new(), "{v}");
             assert!(f.iter().all(|f| f.status == Status::Ok), "{v}: {f:#?}");
         }
+    }
+
+    /// A root baked under `names`, its config naming the first one as written.
+    fn baked_as(names: &[&str]) -> (Bucket, Image, String) {
+        let image = test_image(&[Arch::Amd64], true);
+        let mut spec = spec(Some(AMD64), true);
+        spec.names = names.iter().map(|n| n.to_string()).collect();
+        let mut db = Bucket::default();
+        merge(&mut db, &records(&image, &spec).unwrap().tree, "k8s.io").unwrap();
+        let config = format!(
+            "version = 4\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = '{}'\n",
+            names[0]
+        );
+        (db, image, config)
+    }
+
+    #[test]
+    fn a_record_whose_name_lies_about_its_digest_fails() {
+        let wrong = format!("registry.k8s.io/pause@sha256:{}", "0".repeat(64));
+        let (db, image, config) = baked_as(&[&wrong]);
+        let f = fails(&run(&db, &image, &config, Version::new(2, 3, 4), AMD64));
+        assert_eq!(
+            f,
+            [format!(
+                "digest: {wrong} pins digest sha256:{}, but its record points at {}: a name that lies about its content",
+                "0".repeat(64),
+                image.target.digest()
+            )]
+        );
+        let right = format!("registry.k8s.io/pause@{}", image.target.digest());
+        let (db, image, config) = baked_as(&[&right]);
+        assert_eq!(
+            fails(&run(&db, &image, &config, Version::new(2, 3, 4), AMD64)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn containerd_2_3_1_needs_the_configured_name_verbatim_too() {
+        let normalized = "docker.io/rancher/mirrored-pause:3.6";
+        let (db, image, _) = baked_as(&[normalized]);
+        let config = "version = 4\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = 'rancher/mirrored-pause:3.6'\n";
+        let f = fails(&run(&db, &image, config, Version::new(2, 3, 1), AMD64));
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].starts_with("verbatim: the config says \"rancher/mirrored-pause:3.6\": CRI finds docker.io/rancher/mirrored-pause:3.6, but containerd 2.3.1's sandbox controller"),
+            "{f:?}"
+        );
+        // 2.3.4 normalizes there too
+        assert!(fails(&run(&db, &image, config, Version::new(2, 3, 4), AMD64)).is_empty());
+        // recorded under both names (what import does): 2.3.1 finds both
+        let (db, image, _) = baked_as(&[normalized, "rancher/mirrored-pause:3.6"]);
+        let f = run(&db, &image, config, Version::new(2, 3, 1), AMD64);
+        assert!(fails(&f).is_empty(), "{f:?}");
+        assert!(f
+            .iter()
+            .any(|f| f.check == "verbatim" && f.status == Status::Ok));
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! defaults to, which pause tag each Kubernetes minor expects, which config `version` a
 //! containerd writes and reads, and under which key that config names the sandbox image.
 //!
-//! Sources: `containerd-store.md` §8.1 (keys, defaults, config versions) and
-//! `pause-and-anchors.md` §3 (pause per Kubernetes minor). Pure data and lookups; reading
-//! versions out of binaries is `config::detect_*`.
+//! Sources: `containerd-store.md` §8.1 (keys, defaults, config versions),
+//! `pause-and-anchors.md` §3 (pause per Kubernetes minor), and for 2.3 containerd v2.3.4
+//! itself (`version/version.go` `ConfigVersion = 4`, `internal/cri/config/config.go`
+//! `DefaultSandboxImage`, and what its `containerd config default` prints). Pure data and
+//! lookups; reading versions out of binaries is `config::detect_*`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -79,7 +81,7 @@ pub struct Release {
 
 /// The one table of containerd releases pausebake knows, oldest first. Config, verify and
 /// `--help` all read it; a version newer than the last row is read with the last row's layout.
-pub const RELEASES: [Release; 5] = [
+pub const RELEASES: [Release; 6] = [
     Release {
         major: 1,
         minor: 6,
@@ -110,9 +112,17 @@ pub const RELEASES: [Release; 5] = [
         sandbox_image: "registry.k8s.io/pause:3.10.1",
         config: ConfigVersion::V3,
     },
+    // the first long-term support release; config version 4 moves the server settings
+    // (`[grpc]`, `[ttrpc]`, `[debug]` and `[metrics]` addresses) into plugin tables
+    Release {
+        major: 2,
+        minor: 3,
+        sandbox_image: "registry.k8s.io/pause:3.10.2",
+        config: ConfigVersion::V4,
+    },
 ];
 
-/// The newest release line in [`RELEASES`], as a version (`2.2.0`): what a root without
+/// The newest release line in [`RELEASES`], as a version (`2.3.0`): what a root without
 /// containerd is configured for, since a fresh root most likely gets a current containerd.
 pub const NEWEST_KNOWN: Version = {
     let last = RELEASES[RELEASES.len() - 1];
@@ -190,6 +200,28 @@ pub fn pinning(v: Version) -> Pinning {
     }
 }
 
+/// How a containerd release finds the sandbox image its config names
+/// (`containerd-store.md` §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxLookup {
+    /// By the normalized reference (CRI's `LocalResolve`, docker's `ParseDockerRef`).
+    Normalized,
+    /// 2.3.0 to 2.3.3: CRI's `LocalResolve` by the normalized reference (pulling on a miss),
+    /// then the sandbox controller's `GetImage` by the configured string *verbatim*
+    /// (`internal/cri/server/podsandbox/sandbox_run.go` `Start`, v2.3.0 to v2.3.3): a
+    /// configured `rancher/mirrored-pause:3.6` is "not found" when the store holds only
+    /// `docker.io/rancher/mirrored-pause:3.6` (containerd#13513, awslabs/amazon-eks-ami#2729).
+    /// v2.3.4 normalizes there too (commit 0b2f1d078, "cri: auto-add prefix for pause image").
+    NormalizedAndVerbatim,
+}
+
+pub fn sandbox_lookup(v: Version) -> SandboxLookup {
+    match (v.major, v.minor, v.patch) {
+        (2, 3, 0..=3) => SandboxLookup::NormalizedAndVerbatim,
+        _ => SandboxLookup::Normalized,
+    }
+}
+
 /// The newest Kubernetes minor the pause table below names by itself; newer minors get its
 /// tag, as the newest known mapping.
 pub const NEWEST_KUBERNETES_MINOR: u32 = 36;
@@ -230,16 +262,40 @@ pub enum ConfigVersion {
     V1,
     V2,
     V3,
+    /// containerd 2.3: the CRI keys where version 3 has them; the server settings in
+    /// `io.containerd.server.v1.*` plugin tables.
+    V4,
+}
+
+/// The newest config `version` pausebake knows how containerd reads.
+pub const NEWEST_CONFIG: ConfigVersion = ConfigVersion::V4;
+
+/// Why pausebake reads no config of `version` (above [`NEWEST_CONFIG`]), naming `file`: it
+/// does not know where such a file keeps the sandbox image. A statement about pausebake, not
+/// about what any containerd accepts, which pausebake has not checked for that version.
+pub fn unknown_config_version(version: i64, file: &str) -> String {
+    format!(
+        "{file} says version = {version}, a config version newer than pausebake knows \
+         (it knows versions 1 to {}, written by containerd {} to {}), so it cannot tell where \
+         that config keeps the sandbox image; use a pausebake release that knows version \
+         {version}, or a config of version {} or lower",
+        NEWEST_CONFIG.number(),
+        known_releases().split(", ").next().unwrap_or_default(),
+        known_releases().rsplit(", ").next().unwrap_or_default(),
+        NEWEST_CONFIG.number()
+    )
 }
 
 impl ConfigVersion {
-    /// From the file's `version` value (absent = 1, as containerd reads it).
+    /// From the file's `version` value (absent = 1, as containerd reads it); an error for one
+    /// newer than [`NEWEST_CONFIG`] ([`unknown_config_version`]).
     pub fn from_number(n: Option<i64>) -> Result<ConfigVersion> {
         Ok(match n {
             None | Some(0) | Some(1) => ConfigVersion::V1,
             Some(2) => ConfigVersion::V2,
             Some(3) => ConfigVersion::V3,
-            Some(n) => bail!("config version {n} is not supported (pausebake knows 1 to 3)"),
+            Some(4) => ConfigVersion::V4,
+            Some(n) => bail!("{}", unknown_config_version(n, "the containerd config")),
         })
     }
 
@@ -248,6 +304,7 @@ impl ConfigVersion {
             ConfigVersion::V1 => 1,
             ConfigVersion::V2 => 2,
             ConfigVersion::V3 => 3,
+            ConfigVersion::V4 => 4,
         }
     }
 
@@ -259,12 +316,20 @@ impl ConfigVersion {
 
 /// Whether `containerd` honours the sandbox key of a config at `config` version: 1.x does not
 /// read version 3 (≥1.6.32 and ≥1.7.17 refuse to start; older ones ignore its 2.x-named
-/// sections); 2.x migrates versions 1 and 2 at startup.
+/// sections); 2.x migrates versions 1 and 2 at startup; 2.0 to 2.2 refuse version 4
+/// (`cmd/containerd/server/config/config.go` `ValidateVersion`, v2.2.7).
 pub fn check_reads(containerd: Version, config: ConfigVersion) -> Result<()> {
-    if containerd.major < 2 && config == ConfigVersion::V3 {
+    if containerd.major < 2 && config >= ConfigVersion::V3 {
         bail!(
-            "containerd {containerd} does not read a version 3 config (2.x format); \
-             use a version 2 config for containerd 1.x"
+            "containerd {containerd} does not read a version {} config (2.x format); \
+             use a version 2 config for containerd 1.x",
+            config.number()
+        );
+    }
+    if containerd.major == 2 && containerd.minor < 3 && config == ConfigVersion::V4 {
+        bail!(
+            "containerd {containerd} does not read a version 4 config (2.3 format); \
+             use a version 3 config for containerd 2.0 to 2.2"
         );
     }
     Ok(())
@@ -303,7 +368,7 @@ pub fn key_part(part: &str) -> String {
 
 /// The sandbox image key of a config version (`containerd-store.md` §8.1). Each containerd
 /// reads the key of the file's own version: 2.x migrates a version 2 `sandbox_image` to
-/// `pinned_images.sandbox` itself (§8.3).
+/// `pinned_images.sandbox` itself (§8.3). Version 4 keeps version 3's CRI keys.
 pub const fn sandbox_key(config: ConfigVersion) -> SandboxKey {
     match config {
         ConfigVersion::V1 => SandboxKey {
@@ -314,7 +379,7 @@ pub const fn sandbox_key(config: ConfigVersion) -> SandboxKey {
             tables: &["plugins", "io.containerd.grpc.v1.cri"],
             key: "sandbox_image",
         },
-        ConfigVersion::V3 => SandboxKey {
+        ConfigVersion::V3 | ConfigVersion::V4 => SandboxKey {
             tables: &["plugins", "io.containerd.cri.v1.images", "pinned_images"],
             key: "sandbox",
         },
@@ -355,21 +420,23 @@ mod tests {
         assert_eq!(d("2.0.0"), "registry.k8s.io/pause:3.10");
         assert_eq!(d("2.1.9"), "registry.k8s.io/pause:3.10");
         assert_eq!(d("2.2.7"), "registry.k8s.io/pause:3.10.1");
+        assert_eq!(d("2.3.0"), "registry.k8s.io/pause:3.10.2");
+        assert_eq!(d("2.3.4"), "registry.k8s.io/pause:3.10.2");
         // newer than the table: the newest row
-        assert_eq!(d("2.3.4"), "registry.k8s.io/pause:3.10.1");
-        assert!(is_newer_than_known(v("2.3.0")) && !is_newer_than_known(v("2.2.9")));
+        assert_eq!(d("2.4.0"), "registry.k8s.io/pause:3.10.2");
+        assert!(is_newer_than_known(v("2.4.0")) && !is_newer_than_known(v("2.3.9")));
         let err = default_sandbox_image(v("1.5.18")).unwrap_err().to_string();
         assert_eq!(
             err,
-            "containerd 1.5.18 is too old: pausebake needs containerd 1.6 or newer (it knows 1.6, 1.7, 2.0, 2.1, 2.2); upgrade containerd"
+            "containerd 1.5.18 is too old: pausebake needs containerd 1.6 or newer (it knows 1.6, 1.7, 2.0, 2.1, 2.2, 2.3); upgrade containerd"
         );
         // a gap in the table is not "too old"
         let err = default_sandbox_image(v("1.8.0")).unwrap_err().to_string();
         assert_eq!(
             err,
-            "containerd 1.8.0 is not supported (pausebake knows 1.6, 1.7, 2.0, 2.1, 2.2)"
+            "containerd 1.8.0 is not supported (pausebake knows 1.6, 1.7, 2.0, 2.1, 2.2, 2.3)"
         );
-        assert_eq!(NEWEST_KNOWN, v("2.2.0"));
+        assert_eq!(NEWEST_KNOWN, v("2.3.0"));
     }
 
     #[test]
@@ -402,6 +469,17 @@ mod tests {
     }
 
     #[test]
+    fn only_2_3_0_to_2_3_3_look_the_sandbox_image_up_verbatim() {
+        let l = |s: &str| sandbox_lookup(v(s));
+        assert_eq!(l("2.2.7"), SandboxLookup::Normalized);
+        assert_eq!(l("2.3.0"), SandboxLookup::NormalizedAndVerbatim);
+        assert_eq!(l("2.3.1"), SandboxLookup::NormalizedAndVerbatim);
+        assert_eq!(l("2.3.3"), SandboxLookup::NormalizedAndVerbatim);
+        assert_eq!(l("2.3.4"), SandboxLookup::Normalized);
+        assert_eq!(l("1.7.24"), SandboxLookup::Normalized);
+    }
+
+    #[test]
     fn sandbox_key_per_config_version() {
         assert_eq!(
             sandbox_key(ConfigVersion::V1).dotted(),
@@ -414,6 +492,10 @@ mod tests {
         assert_eq!(
             sandbox_key(ConfigVersion::V3).dotted(),
             r#"plugins."io.containerd.cri.v1.images".pinned_images.sandbox"#
+        );
+        assert_eq!(
+            sandbox_key(ConfigVersion::V4),
+            sandbox_key(ConfigVersion::V3)
         );
     }
 
@@ -428,7 +510,34 @@ mod tests {
             ConfigVersion::V3
         );
         assert_eq!(ConfigVersion::from_number(None).unwrap(), ConfigVersion::V1);
-        assert!(ConfigVersion::from_number(Some(4)).is_err());
+        assert_eq!(
+            ConfigVersion::native(v("2.3.4")).unwrap(),
+            ConfigVersion::V4
+        );
+        assert_eq!(
+            ConfigVersion::from_number(Some(4)).unwrap(),
+            ConfigVersion::V4
+        );
+        // newer than pausebake knows: its own refusal, no claim about containerd
+        let err = ConfigVersion::from_number(Some(5)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the containerd config says version = 5, a config version newer than pausebake \
+             knows (it knows versions 1 to 4, written by containerd 1.6 to 2.3), so it cannot \
+             tell where that config keeps the sandbox image; use a pausebake release that \
+             knows version 5, or a config of version 4 or lower"
+        );
+        assert!(!err.contains("accepts") && !err.contains("refuses"));
+        assert!(check_reads(v("2.3.4"), ConfigVersion::V4).is_ok());
+        assert!(check_reads(v("2.3.4"), ConfigVersion::V2).is_ok());
+        assert_eq!(
+            check_reads(v("2.2.7"), ConfigVersion::V4)
+                .unwrap_err()
+                .to_string(),
+            "containerd 2.2.7 does not read a version 4 config (2.3 format); \
+             use a version 3 config for containerd 2.0 to 2.2"
+        );
+        assert!(check_reads(v("1.7.24"), ConfigVersion::V4).is_err());
         assert!(check_reads(v("2.1.9"), ConfigVersion::V2).is_ok());
         assert!(check_reads(v("2.0.0"), ConfigVersion::V1).is_ok());
         assert!(check_reads(v("1.6.20"), ConfigVersion::V2).is_ok());

@@ -45,9 +45,6 @@ pub use verify::verify;
 /// How long a restarted containerd may take to answer again.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The socket containerd listens on when its config sets no `[grpc] address`.
-pub const DEFAULT_ADDRESS: &str = "/run/containerd/containerd.sock";
-
 /// Connects to the containerd at `address` (with CRI, new enough), or says why not.
 #[cfg(feature = "live")]
 pub fn connect(address: &Path) -> Result<Connection> {
@@ -337,16 +334,11 @@ fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
 
 // --- choosing the path ------------------------------------------------------------------
 
-/// The socket a root's containerd listens on: `[grpc] address` as its config files set it
-/// (the last loaded file that does), else [`DEFAULT_ADDRESS`]. A host path (the root is the
-/// live node's `/`; [`choose`] checks that the containerd there is the root's own).
+/// The socket a root's containerd listens on at boot ([`RootFacts::address`]: the owner's
+/// `--address`, else the merged config's, else containerd's default). A host path (the root
+/// is the live node's `/`; [`choose`] checks that the containerd there is the root's own).
 pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
-    Ok(PathBuf::from(
-        facts
-            .config
-            .last_string(&["grpc", "address"])?
-            .map_or_else(|| DEFAULT_ADDRESS.to_string(), |(address, _)| address),
-    ))
+    Ok(PathBuf::from(&facts.address))
 }
 
 /// Which running containerd `import`/`bake` write through: the one at `--address` when given;
@@ -416,14 +408,14 @@ mod tests {
         let root = Root::new(dir.path()).unwrap();
         assert_eq!(
             configured_address(&facts(&root)).unwrap(),
-            Path::new(DEFAULT_ADDRESS)
+            Path::new(crate::containerd::owners::DEFAULT_ADDRESS)
         );
         std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
         let config = dir.path().join("etc/containerd/config.toml");
         std::fs::write(&config, "version = 2\n[grpc]\n  uid = 0\n").unwrap();
         assert_eq!(
             configured_address(&facts(&root)).unwrap(),
-            Path::new(DEFAULT_ADDRESS)
+            Path::new(crate::containerd::owners::DEFAULT_ADDRESS)
         );
         std::fs::write(
             &config,

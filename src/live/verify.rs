@@ -19,7 +19,8 @@ use super::daemon;
 use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
-    rule_kubernetes, sandbox_setting, too_deep, Finding, Report, SandboxSetting, Status,
+    rule_digest, rule_kubernetes, sandbox_setting, too_deep, verbatim_finding, verbatim_wanted,
+    Finding, Report, SandboxSetting, Status,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
@@ -72,6 +73,15 @@ pub fn verify(
         "image",
         format!("{name} -> {} {}", target.media_type(), target.digest()),
     ));
+    out.extend(rule_digest(&name, &target));
+    if let Some(written) = verbatim_wanted(&setting, &name, client.version) {
+        // 2.3.0 to 2.3.3 also look the configured string up as written
+        let present = client
+            .image_record(written)
+            .map_err(|e| anyhow!("reading image {written} from containerd: {}", describe(&e)))?
+            .is_some();
+        out.push(verbatim_finding(written, &name, client.version, present));
+    }
     rule_content(client, facts.platform.value, &name, &target, &mut out)?;
     out.push(rule_pin(client, &record, &name));
     if namespace != CRI_NAMESPACE {

@@ -915,10 +915,138 @@ fn versions_and_platform_come_from_the_roots_own_containerd() {
         );
         assert!(text.contains("platform   linux/"), "{text}");
         assert!(text.contains("(/usr/bin/containerd)\n"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "name       {} (the default of containerd {major}.{minor}.{patch})",
+                default_of(&c)
+            )),
+            "{text}"
+        );
         assert!(text.contains("verify     ok"), "{text}");
         let ctd = offline(&c, root.path());
         sandbox_ready(&ctd, "detected");
         no_pull(&ctd);
+    }
+}
+
+/// The sandbox image a containerd build uses when its config names none (what its own
+/// `containerd config default` prints).
+fn default_of(c: &Containerd) -> &'static str {
+    match c.semver() {
+        (1, 6, _) => "registry.k8s.io/pause:3.6",
+        (1, 7, _) => "registry.k8s.io/pause:3.8",
+        (2, 0..=1, _) => "registry.k8s.io/pause:3.10",
+        (2, 2, _) => "registry.k8s.io/pause:3.10.1",
+        _ => "registry.k8s.io/pause:3.10.2",
+    }
+}
+
+/// `containerd config dump` of `c` over the root's own files (its main config with the
+/// imports mapped into the root, as the harness starts it): the sandbox image it reads.
+fn dumped_sandbox_image(c: &Containerd, root: &Path) -> String {
+    let run = tempdir();
+    let config = run.path().join("config.toml");
+    let text = crate::containerd::effective_config(c, root, run.path(), "");
+    fs::write(&config, text).unwrap();
+    let doc: toml_edit::DocumentMut = c.config_dump(&config).parse().unwrap();
+    let key: &[&str] = if c.semver().0 >= 2 {
+        &[
+            "plugins",
+            "io.containerd.cri.v1.images",
+            "pinned_images",
+            "sandbox",
+        ]
+    } else {
+        &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"]
+    };
+    key.iter()
+        .try_fold(doc.as_item(), |i, k| i.get(k))
+        .and_then(|i| i.as_str())
+        .unwrap_or_else(|| panic!("no sandbox image in the dump of containerd {}", c.version))
+        .to_string()
+}
+
+/// The node as its image pipeline leaves it: the containerd binary and that containerd's own
+/// `containerd config default` as `/etc/containerd/config.toml` (2.3: `version = 4`, with
+/// `imports = ['/etc/containerd/conf.d/*.toml']`), then, where that config imports
+/// `conf.d`, drop-ins there, one of which sets another sandbox image. `bake` with only
+/// `--root` and `--name` reads the version from the binary and writes the name where it takes
+/// effect; that containerd's own `config dump` over the root's files names it; a sandbox is
+/// READY with no network and no pull, the image pinned where the version pins.
+#[test]
+fn a_root_with_its_containerds_own_default_config_and_drop_ins_bakes_offline() {
+    let _lock = containerd_lock();
+    for c in versions() {
+        let root = tempdir();
+        let r = root.path();
+        fs::create_dir_all(r.join("usr/bin")).unwrap();
+        fs::create_dir_all(r.join("etc/containerd")).unwrap();
+        fs::copy(c.bin("containerd"), r.join("usr/bin/containerd")).unwrap();
+        let default = c.config_default();
+        fs::write(r.join("etc/containerd/config.toml"), &default).unwrap();
+        let bake_it = |expect: &str| {
+            let out = run_ok(pausebake().args(["bake", "--name", NAME, "--root"]).arg(r));
+            let text = stdout(&out);
+            assert!(
+                text.contains(&format!(
+                    "containerd {} (/usr/bin/containerd)",
+                    c.semver_string()
+                )) && text.contains("verify     ok")
+                    && text.contains(expect),
+                "containerd {}: {text}",
+                c.version
+            );
+        };
+        bake_it("in /etc/containerd/config.toml");
+        assert_eq!(
+            dumped_sandbox_image(&c, r),
+            NAME,
+            "containerd {}",
+            c.version
+        );
+        let run_offline = |what: &str| {
+            let ctd = offline(&c, r);
+            sandbox_ready(&ctd, what);
+            let status = ctd.cri().image_status(NAME).unwrap().expect("CRI has it");
+            assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+            no_pull(&ctd);
+        };
+        run_offline("own-default");
+        if !default.contains("/etc/containerd/conf.d/*.toml") {
+            eprintln!(
+                "containerd {}: its default config imports no conf.d; no drop-in case",
+                c.version
+            );
+            continue;
+        }
+        let version = c.native_config_version();
+        let conf_d = r.join("etc/containerd/conf.d");
+        fs::create_dir_all(&conf_d).unwrap();
+        fs::write(
+            conf_d.join("10-registry.toml"),
+            format!("version = {version}\n[plugins.'io.containerd.cri.v1.images'.registry]\nconfig_path = '/etc/containerd/certs.d'\n"),
+        )
+        .unwrap();
+        fs::write(
+            conf_d.join("50-pause.toml"),
+            format!("version = {version}\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\nsandbox = 'other.invalid/pause:1'\n"),
+        )
+        .unwrap();
+        let out = verify(r, &c, &[]);
+        assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+        assert_eq!(dumped_sandbox_image(&c, r), "other.invalid/pause:1");
+        bake_it("in /etc/containerd/conf.d/50-pause.toml");
+        assert_eq!(
+            dumped_sandbox_image(&c, r),
+            NAME,
+            "containerd {}",
+            c.version
+        );
+        run_offline("drop-ins");
+        eprintln!(
+            "containerd {}: own default config and conf.d drop-ins baked, sandbox READY offline",
+            c.version
+        );
     }
 }
 
@@ -1055,4 +1183,275 @@ fn a_fresh_meta_db_is_in_the_byte_order_of_the_roots_platform() {
         "{}",
         stdout(&out)
     );
+}
+
+/// The digest of the image `bake` writes for this host's platform (its `--dry-run` plan).
+fn baked_target() -> String {
+    let scratch = tempdir();
+    let out = run_ok(
+        pausebake()
+            .args(["bake", "--dry-run", "--json", "--root"])
+            .arg(scratch.path()),
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    plan["import"]["target"].as_str().unwrap().to_string()
+}
+
+/// A digest in a name is a promise about content: `bake --name`, `import --name` and
+/// `configure --sandbox-image` refuse one that is not the image's own, naming both
+/// digests, and leave the root exactly as it was.
+#[test]
+fn a_name_whose_digest_is_not_the_images_is_refused_and_nothing_is_written() {
+    let target = baked_target();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let name = format!("registry.k8s.io/pause:3.10@{wrong}");
+    let refused = |out: &Output| {
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(out));
+        let err = stderr(out);
+        assert!(
+            err.contains(&format!("pins digest {wrong}"))
+                && err.contains(&format!("has digest {target}"))
+                && err.contains("(nothing was written)"),
+            "{err}"
+        );
+        assert!(stdout(out).is_empty(), "{}", stdout(out));
+    };
+    // bake: nothing at all in a fresh root
+    let root = tempdir();
+    let out = run_any(
+        pausebake()
+            .args(["bake", "--name", &name, "--root"])
+            .arg(root.path()),
+    );
+    refused(&out);
+    assert_eq!(files_under(root.path()), Vec::<PathBuf>::new());
+
+    // import --name and configure --sandbox-image on a baked root: unchanged
+    let root = tempdir();
+    run_ok(
+        pausebake()
+            .args([
+                "bake",
+                "--name",
+                NAME,
+                "--containerd-version",
+                "2.3.4",
+                "--root",
+            ])
+            .arg(root.path()),
+    );
+    let dir = tempdir();
+    let archive = dir.path().join("pause.tar");
+    run_ok(pausebake().args(["image", "--output"]).arg(&archive));
+    let before = crate::harden::snapshot(root.path());
+    let out = run_any(&mut import_cmd(&archive, root.path(), &["--name", &name]));
+    refused(&out);
+    assert_eq!(crate::harden::snapshot(root.path()), before);
+    let out = run_any(
+        pausebake()
+            .args(["configure", "--sandbox-image", &name])
+            .args(["--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    refused(&out);
+    assert_eq!(crate::harden::snapshot(root.path()), before);
+    // the image's own digest is fine, and written digest-only
+    let own = format!("registry.k8s.io/pause:3.10@{target}");
+    let out = run_ok(
+        pausebake()
+            .args(["configure", "--sandbox-image", &own])
+            .args(["--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    assert!(
+        stdout(&out).contains(&format!("registry.k8s.io/pause@{target}")),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A config whose `version` is newer than pausebake knows is refused with what pausebake
+/// knows and what to do, never a claim about what containerd accepts; nothing is written.
+#[test]
+fn a_config_version_newer_than_pausebake_knows_is_refused_and_nothing_is_written() {
+    let root = tempdir();
+    let etc = root.path().join("etc/containerd");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(etc.join("config.toml"), "version = 5\n").unwrap();
+    let before = crate::harden::snapshot(root.path());
+    for args in [
+        &["bake"][..],
+        &["bake", "--containerd-version", "2.3.4"],
+        &["configure", "--containerd-version", "2.4.0"],
+    ] {
+        let out = run_any(pausebake().args(args).arg("--root").arg(root.path()));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(
+                "/etc/containerd/config.toml says version = 5, a config version newer than \
+                 pausebake knows (it knows versions 1 to 4, written by containerd 1.6 to 2.3)"
+            ) && err.contains(
+                "use a pausebake release that knows version 5, or a config of version 4 or lower"
+            ) && err.contains("nothing was written"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("accepts") && !err.contains("refuses"),
+            "{err}"
+        );
+        assert_eq!(crate::harden::snapshot(root.path()), before, "{args:?}");
+    }
+    let out = run_any(
+        pausebake()
+            .args(["verify", "--containerd-version", "2.3.4", "--root"])
+            .arg(root.path()),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+}
+
+/// A sandbox reference with a tag and a digest is written digest-only (the form containerd
+/// records and looks up; 2.3.0 to 2.3.3 do not find one named verbatim), and the summary
+/// says so; the baked root starts a sandbox offline from it, with no pull, on each build.
+#[test]
+fn a_tag_and_digest_name_bakes_digest_only_and_runs_offline() {
+    let _lock = containerd_lock();
+    let target = baked_target();
+    let given = format!("registry.k8s.io/pause:3.10@{target}");
+    let recorded = format!("registry.k8s.io/pause@{target}");
+    for c in versions() {
+        let root = tempdir();
+        let out = run_ok(
+            pausebake()
+                .args(["bake", "--name", &given, "--containerd-version", &c.version])
+                .arg("--root")
+                .arg(root.path()),
+        );
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!(
+                "name       {recorded} (--name, written without its tag"
+            )) && text.contains("verify     ok"),
+            "{text}"
+        );
+        let ctd = offline(&c, root.path());
+        sandbox_ready(&ctd, "tag-and-digest");
+        let status = ctd
+            .cri()
+            .image_status(&recorded)
+            .unwrap()
+            .expect("CRI has it");
+        assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+        no_pull(&ctd);
+        eprintln!(
+            "containerd {}: {given} baked as {recorded}, sandbox READY offline",
+            c.version
+        );
+    }
+}
+
+/// A containerd newer than pausebake's table is baked for as the newest it knows (2.3: a
+/// version 4 config and 2.3's default name), with a warning saying so.
+#[test]
+fn a_containerd_newer_than_the_table_is_baked_as_the_newest_known_with_a_warning() {
+    let root = tempdir();
+    let out = run_ok(
+        pausebake()
+            .args(["bake", "--containerd-version", "2.4.1", "--root"])
+            .arg(root.path()),
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("name       registry.k8s.io/pause:3.10.2 (the default of containerd 2.4.1)")
+            && text.contains("verify     ok"),
+        "{text}"
+    );
+    assert!(
+        stderr(&out).contains(
+            "pausebake: warning: containerd 2.4.1 is newer than any pausebake knows \
+             (1.6, 1.7, 2.0, 2.1, 2.2, 2.3): configured as 2.3.0"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let config = fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
+    assert!(config.starts_with("version = 4\n"), "{config}");
+}
+
+/// A root whose config names the sandbox image in another form than the normalized one
+/// (`localhost/kubernetes/pause`, as EKS AMIs did: awslabs/amazon-eks-ami#2729): `import`
+/// records the image under both names, since containerd 2.3.0 to 2.3.3 look the configured
+/// string up verbatim after CRI found the normalized one; `verify` for those versions needs
+/// the verbatim record and fails without it, while for 2.3.4 the normalized one is enough;
+/// the real 2.3.4 runs a sandbox from the root offline with no pull.
+#[test]
+fn a_config_naming_an_unnormalized_reference_gets_both_records() {
+    let _lock = containerd_lock();
+    let configured = "localhost/kubernetes/pause";
+    let normalized = "localhost/kubernetes/pause:latest";
+    let dir = tempdir();
+    let archive = dir.path().join("pause.tar");
+    run_ok(
+        pausebake()
+            .args(["image", "--name", normalized, "--output"])
+            .arg(&archive),
+    );
+    let config = format!(
+        "version = 4\n[plugins.'io.containerd.cri.v1.images'.pinned_images]\n  sandbox = '{configured}'\n"
+    );
+    let verify_as = |root: &Path, v: &str| {
+        run_any(
+            pausebake()
+                .args(["verify", "--containerd-version", v, "--root"])
+                .arg(root),
+        )
+    };
+    // imported before the config named it: only the normalized record
+    let early = tempdir();
+    run_ok(&mut import_cmd(&archive, early.path(), &[]));
+    fs::create_dir_all(early.path().join("etc/containerd")).unwrap();
+    fs::write(early.path().join("etc/containerd/config.toml"), &config).unwrap();
+    let out = verify_as(early.path(), "2.3.1");
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL verbatim: the config says \"localhost/kubernetes/pause\""),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(verify_as(early.path(), "2.3.4").status.code(), Some(0));
+
+    // imported with the config in place: both records, and 2.3.1 is satisfied
+    let root = tempdir();
+    fs::create_dir_all(root.path().join("etc/containerd")).unwrap();
+    fs::write(root.path().join("etc/containerd/config.toml"), &config).unwrap();
+    let out = run_ok(&mut import_cmd(&archive, root.path(), &[]));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("image {normalized} in k8s.io"))
+            && text.contains(&format!("image {configured} in k8s.io")),
+        "{text}"
+    );
+    let out = verify_as(root.path(), "2.3.1");
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "ok   verbatim: containerd 2.3.1 also looks \"localhost/kubernetes/pause\" up as written: that record is there"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    for c in versions().into_iter().filter(|c| c.series() == "2.3") {
+        let ctd = offline(&c, root.path());
+        let names = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "images", "ls", "-q"]));
+        assert!(
+            names.lines().any(|l| l == configured) && names.lines().any(|l| l == normalized),
+            "{names}"
+        );
+        sandbox_ready(&ctd, "verbatim");
+        no_pull(&ctd);
+        eprintln!(
+            "containerd {}: both records, sandbox READY offline",
+            c.version
+        );
+    }
 }

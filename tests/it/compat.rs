@@ -43,7 +43,8 @@ fn upstream(line: &str) -> String {
 
 /// The Debian suite a containerd build comes from: the system's codename for the system
 /// one, else the suite whose stamp (`<suite>.version`, written by tests/fetch-containerd.sh)
-/// names the package directory it was unpacked into.
+/// names the package directory it was unpacked into; for the build no suite has (stamp
+/// `shared.version`: containerd 2.3.4 from the shared test data) `built from tag vX.Y.Z`.
 fn suite(c: &Containerd) -> String {
     if c.bin_dir == Path::new("/usr/bin") {
         let os = fs::read_to_string("/etc/os-release").expect("reading /etc/os-release");
@@ -69,6 +70,10 @@ fn suite(c: &Containerd) -> String {
             cache.join(format!("containerd-{}", v.trim())) == package
         })
         .and_then(|s| s.file_stem())
+        .map(|stem| match stem.to_string_lossy().as_ref() {
+            "shared" => format!("built from tag v{}", c.semver_string()),
+            suite => suite.to_string(),
+        })
         .unwrap_or_else(|| {
             panic!(
                 "no stamp in {} names {}",
@@ -76,8 +81,6 @@ fn suite(c: &Containerd) -> String {
                 package.display()
             )
         })
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The README's architecture columns, with Debian's name for each foreign one (the names of

@@ -108,6 +108,8 @@ fn configure_sets_the_image_each_containerd_uses() {
         let default = match c.series().as_str() {
             "1.6" => "registry.k8s.io/pause:3.6",
             "1.7" => "registry.k8s.io/pause:3.8",
+            "2.2" => "registry.k8s.io/pause:3.10.1",
+            "2.3" => "registry.k8s.io/pause:3.10.2",
             _ => "registry.k8s.io/pause:3.10",
         };
         assert!(out.starts_with("created "), "{out}");
@@ -142,9 +144,14 @@ fn configure_edits_only_the_sandbox_key_of_an_upstream_config() {
         ));
         let report: serde_json::Value = serde_json::from_str(&out).unwrap();
         let (key, line_before) = if c.semver().0 >= 2 {
+            let old = match c.series().as_str() {
+                "2.2" => "3.10.1",
+                "2.3" => "3.10.2",
+                _ => "3.10",
+            };
             (
                 r#"plugins."io.containerd.cri.v1.images".pinned_images.sandbox"#,
-                "      sandbox = 'registry.k8s.io/pause:3.10'\n".to_string(),
+                format!("      sandbox = 'registry.k8s.io/pause:{old}'\n"),
             )
         } else {
             let old = if c.series() == "1.6" { "3.6" } else { "3.8" };
@@ -162,6 +169,8 @@ fn configure_edits_only_the_sandbox_key_of_an_upstream_config() {
         // exactly one line differs
         let after = fs::read_to_string(root.path().join("etc/containerd/config.toml")).unwrap();
         let line_after = line_before
+            .replace("registry.k8s.io/pause:3.10.2", wanted)
+            .replace("registry.k8s.io/pause:3.10.1", wanted)
             .replace("registry.k8s.io/pause:3.10", wanted)
             .replace("registry.k8s.io/pause:3.8", wanted)
             .replace("registry.k8s.io/pause:3.6", wanted);

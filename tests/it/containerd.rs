@@ -41,14 +41,15 @@ pub struct Containerd {
     pub bin_dir: PathBuf,
 }
 
-/// Where `tests/fetch-containerd.sh` unpacks the 1.7 and 2.x packages.
+/// Where `tests/fetch-containerd.sh` unpacks the 1.7 and 2.1 packages and containerd 2.3.4.
 pub fn cache_dir() -> PathBuf {
     crate::harness::cache_dir().join("containerd")
 }
 
 /// Every containerd build available, oldest first: the system one (`/usr/bin/containerd`,
-/// 1.6 on bookworm) and those under [`cache_dir`]. The series the tests must cover (1.6, 1.7,
-/// 2.x) each count as a skip when missing, which fails under CI. Also skips (returns
+/// 1.6 on bookworm) and those under [`cache_dir`] (1.7, 2.1, 2.3). The series the tests must
+/// cover (1.6, 1.7, 2.x before 2.3, 2.3) each count as a skip when missing, which fails
+/// under CI. Also skips (returns
 /// nothing) when not root or `unshare`/`nsenter`/`runc` are missing.
 pub fn versions() -> Vec<Containerd> {
     if !is_root() {
@@ -81,7 +82,8 @@ pub fn versions() -> Vec<Containerd> {
                 .arg("--version")
                 .output()
                 .ok()?;
-            // "containerd github.com/containerd/containerd 1.6.20~ds1 <revision>"
+            // "containerd github.com/containerd/containerd 1.6.20~ds1 <revision>" (2.3.4:
+            // "containerd github.com/containerd/containerd/v2 2.3.4 v2.3.4")
             let version = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .nth(2)?
@@ -90,8 +92,13 @@ pub fn versions() -> Vec<Containerd> {
         })
         .collect();
     all.sort_by_key(|c| c.semver());
-    for series in ["1.6", "1.7", "2."] {
-        if !all.iter().any(|c| c.version.starts_with(series)) {
+    for series in ["1.6", "1.7", "2.", "2.3"] {
+        let found = all.iter().any(|c| match series {
+            // a 2.x before 2.3: config version 3
+            "2." => c.semver().0 == 2 && c.semver().1 < 3,
+            _ => c.version.starts_with(series),
+        });
+        if !found {
             skip(&format!(
                 "no containerd {series}x (run tests/fetch-containerd.sh)"
             ));
@@ -153,12 +160,13 @@ impl Containerd {
         format!("{major}.{minor}")
     }
 
-    /// The config `version` this build writes natively: 2 for 1.x, 3 for 2.x.
+    /// The config `version` this build writes natively: 2 for 1.x, 3 for 2.0 to 2.2, 4 from
+    /// 2.3.
     pub fn native_config_version(&self) -> i64 {
-        if self.semver().0 >= 2 {
-            3
-        } else {
-            2
+        match self.semver() {
+            (0..=1, _, _) => 2,
+            (2, 0..=2, _) => 3,
+            _ => 4,
         }
     }
 
@@ -303,8 +311,10 @@ fn in_root(root: &Path, node_path: &str) -> PathBuf {
 /// The config a test containerd runs with: `root/etc/containerd/config.toml` (or, absent, an
 /// empty file at this build's native version) with exactly these changes:
 /// - `root` = the configured root (default `/var/lib/containerd`) inside `root`;
-/// - `state`, `grpc.address`, `ttrpc.address`, the `opt` plugin's path and CNI's `conf_dir`
-///   inside `run`; `metrics.address` and `debug.address` emptied (no listeners);
+/// - `state`, the gRPC and ttRPC addresses, the `opt` plugin's path and CNI's `conf_dir`
+///   inside `run`; `metrics.address` and `debug.address` emptied (no listeners); a version 4
+///   file (2.3) has its server addresses in the `io.containerd.server.v1.*` plugin tables
+///   (it does not read `[grpc]`), the others at the top level;
 /// - CRI's `restrict_oom_score_adj = true` (the sandbox cannot lower OOM scores);
 /// - absolute `imports` mapped into `root`;
 /// - then `extra` merged over it.
@@ -347,14 +357,19 @@ pub fn effective_config_at(
     doc["root"] = value(p(in_root(root, &configured_root)));
     doc["state"] = value(p(run.join("state")));
     let top = doc.as_table_mut();
-    set(top, &["grpc", "address"], p(run.join("containerd.sock")));
-    set(
-        top,
-        &["ttrpc", "address"],
-        p(run.join("containerd.sock.ttrpc")),
-    );
-    set(top, &["debug", "address"], String::new());
-    set(top, &["metrics", "address"], String::new());
+    let mut address = |server: &str, to: String| {
+        let table = format!("io.containerd.server.v1.{server}");
+        let path: Vec<&str> = if version >= 4 {
+            vec!["plugins", &table, "address"]
+        } else {
+            vec![server, "address"]
+        };
+        set(top, &path, to);
+    };
+    address("grpc", p(run.join("containerd.sock")));
+    address("ttrpc", p(run.join("containerd.sock.ttrpc")));
+    address("debug", String::new());
+    address("metrics", String::new());
 
     if let Some(imports) = doc.get_mut("imports").and_then(|i| i.as_array_mut()) {
         let dir = in_root(root, config).parent().unwrap().to_path_buf();

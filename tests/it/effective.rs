@@ -114,7 +114,10 @@ fn gen_imports(rng: &mut Rng, own: &str, files: &[&str]) -> String {
     format!("imports = [{}]\n", out.join(", "))
 }
 
-fn gen_case(seed: u64) -> BTreeMap<String, String> {
+/// One file set for a build whose own config version is `native` (2 for 1.x, 3 for 2.0 to
+/// 2.2, 4 for 2.3): files of every version up to it, rarely one above, and for 2.x a
+/// version-4 file now and then (which 2.0 to 2.2 refuse).
+fn gen_case(seed: u64, native: i64) -> BTreeMap<String, String> {
     let mut rng = Rng(seed | 1);
     let drop_ins = rng.below(5);
     let mut paths = vec![MAIN];
@@ -124,11 +127,14 @@ fn gen_case(seed: u64) -> BTreeMap<String, String> {
     }
     let mut files = BTreeMap::new();
     for (i, path) in paths.iter().enumerate() {
-        let version = match rng.below(10) {
-            0 => "",
-            1 => "version = 1\n",
-            2..=5 => "version = 2\n",
-            _ => "version = 3\n",
+        let version = match (rng.below(10), native) {
+            _ if native >= 3 && rng.below(40) == 0 => "version = 5\n",
+            (0, _) => "",
+            (1, _) => "version = 1\n",
+            (2..=5, ..=3) | (2..=3, _) => "version = 2\n",
+            (4..=5, _) | (_, ..=3) if native >= 3 && rng.below(12) == 0 => "version = 4\n",
+            (4..=5, _) | (_, ..=3) => "version = 3\n",
+            _ => "version = 4\n",
         };
         let imports = if i == 0 && drop_ins > 0 && rng.below(4) != 0 {
             // the main file usually imports the drop-ins somehow
@@ -243,7 +249,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, String> {
 
 /// Checks one case; `Err` describes a disagreement.
 fn check_case(c: &Containerd, seed: u64) -> Result<&'static str, String> {
-    let files = gen_case(seed);
+    let files = gen_case(seed, c.native_config_version());
     let dir = tempdir();
     write_case(dir.path(), &files);
     let show = || {
@@ -257,11 +263,17 @@ fn check_case(c: &Containerd, seed: u64) -> Result<&'static str, String> {
     let missing_import = refused
         .as_deref()
         .is_some_and(|r| r.contains("which does not exist"));
+    let unknown_version = refused
+        .as_deref()
+        .is_some_and(|r| r.contains("a config version newer than pausebake knows"));
     let kind = match (&theirs, &refused) {
         (Ok(_), Some(_)) if c.semver().0 >= 2 && missing_import => {
             // 2.x's dump skips a missing explicit import the daemon refuses (§8.2.1)
             "refused (missing import; 2.x dump skips it)"
         }
+        // pausebake's own limit, whatever containerd makes of it (2.0 to 2.2 take a
+        // version 5 main file that a later version 2 drop-in lowers); nothing is written
+        (_, Some(_)) if unknown_version => "refused by pausebake (config version above 4)",
         (Ok(v), None) if *v == image => "agreed",
         (Err(_), Some(_)) => "refused by both",
         _ => {
@@ -384,6 +396,9 @@ fn effective_config_agrees_with_config_dump() {
 /// on 2.1 a version 3 drop-in under a version 2 main file makes the merged config version 3,
 /// where the main file's `sandbox_image` is not read. Either way `verify` fails naming the
 /// drop-in; `bake` then writes where it takes effect, and the node starts a sandbox offline.
+/// 2.3 refuses a drop-in of a higher version than the main file: `verify` fails naming it,
+/// the real 2.3.4's `config dump` refuses it too, `bake` writes nothing; with the main file
+/// at 2.3's version 4 the drop-in merges and the node starts a sandbox offline.
 #[test]
 fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
     let mut ran = 0;
@@ -446,8 +461,34 @@ fn gpu_drop_in_verify_fails_then_bake_runs_a_sandbox_offline() {
             c.version,
             stdout(&out)
         );
-        bake();
-        assert_eq!(verify().status.code(), Some(0));
+        if c.native_config_version() >= 4 {
+            let higher = "drop-in config version 3 higher than root config version 2";
+            assert!(stdout(&out).contains(higher), "{}", stdout(&out));
+            // the oracle chroots into the root: mount points for its /usr and binaries
+            fs::create_dir_all(r.join("usr")).unwrap();
+            fs::create_dir_all(r.join("opt/ctd")).unwrap();
+            let theirs = dump(&c, r).expect_err("containerd 2.3.4 took a higher drop-in");
+            assert!(theirs.contains(higher), "{theirs}");
+            let before = crate::harden::snapshot(r);
+            let out = run_any(
+                pausebake()
+                    .args(["bake", "--name", BAKED, "--containerd-version"])
+                    .arg(c.semver_string())
+                    .arg("--root")
+                    .arg(r),
+            );
+            assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+            assert_eq!(crate::harden::snapshot(r), before);
+            let main = r.join("etc/containerd/config.toml");
+            let text = fs::read_to_string(&main).unwrap();
+            fs::write(&main, text.replacen("version = 2", "version = 4", 1)).unwrap();
+            // a version 4 file does not read its version 2 key: bake sets version 4's
+            bake();
+            assert_eq!(verify().status.code(), Some(0), "{}", stdout(&verify()));
+        } else {
+            bake();
+            assert_eq!(verify().status.code(), Some(0));
+        }
         let ctd = c.start(
             r,
             StartOpts {

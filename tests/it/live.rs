@@ -479,13 +479,19 @@ fn live_bake_and_import_use_a_running_containerd_that_holds_meta_db() {
     for c in versions() {
         let root = tempdir();
         let ctd = start(&c, root.path());
-        // the node's own config names the socket containerd listens on
+        // the node's own config names the socket containerd listens on: under `[grpc]`,
+        // or in 2.3's version 4 in the gRPC server plugin's table (`[grpc]` is not read there)
         let config = root.path().join("etc/containerd/config.toml");
         let text = fs::read_to_string(&config).unwrap();
+        let table = if c.native_config_version() >= 4 {
+            "[plugins.\"io.containerd.server.v1.grpc\"]"
+        } else {
+            "[grpc]"
+        };
         fs::write(
             &config,
             format!(
-                "{text}\n[grpc]\n  address = \"{}\"\n",
+                "{text}\n{table}\n  address = \"{}\"\n",
                 ctd.address().display()
             ),
         )

@@ -241,7 +241,7 @@ fn bake_json_names_one_source_per_fact() {
             ("platform_source", "no binaries in the root; the host's"),
             (
                 "containerd_version_source",
-                "no containerd in the root: using containerd 2.2.0, the newest pausebake knows",
+                "no containerd in the root: using containerd 2.3.0, the newest pausebake knows",
             ),
         ],
     );
