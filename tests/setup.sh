@@ -43,6 +43,9 @@ packages=(
   strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
+  # boot the baked node image (tests/it/vm.rs): a whole-system qemu, and the GPT image's
+  # partition table and EFI system partition
+  qemu-system-x86 fdisk dosfstools
   # docker as a consumer of the docker-archive (tests/it/arch.rs starts its own dockerd)
   docker.io
   # peak RSS of the bolt bench rows (/usr/bin/time)
@@ -108,4 +111,6 @@ tests/fetch-foreign.sh
 if [ "$(id -u)" = 0 ]; then
   tests/debian-root.sh >/dev/null
   tests/debian-root.sh bullseye sudo,systemd >/dev/null
+  # a bootable bookworm root (kernel, systemd, udev) for the VM first-boot tests (tests/it/vm.rs)
+  tests/debian-root.sh bookworm systemd-sysv,linux-image-amd64,udev,kmod >/dev/null
 fi
