@@ -33,7 +33,7 @@ cat >"$work/check.sh" <<SCRIPT
 /usr/local/bin/cri-check /run/containerd/containerd.sock ready bench $name
 SCRIPT
 tests/vm/guest.sh "$work/root" "$check" "$work/check.sh" "$work/kernel"
-mkfs.ext4 -q -F -d "$work/root" "$work/base.raw" 2G
+mkfs.ext4 -q -F -d "$work/root" "$work/base.raw" 2G >/dev/null
 rm -rf "$work/root"
 
 now() { date +%s%N; }

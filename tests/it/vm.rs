@@ -541,52 +541,51 @@ pub(crate) fn boots_to_ready(
     assert_eq!(field(ready, "image"), name, "{ready}");
 }
 
-/// The GPT layout of [`gpt_image`]: the root partition's first sector (1 MiB alignment,
-/// after a 64 MiB EFI system partition).
-const GPT_ROOT_START: u64 = 133_120;
+/// The GPT layout of [`gpt_image`], in 512-byte sectors, 1 MiB aligned: a 64 MiB EFI system
+/// partition, then the root partition up to the last aligned sector before GPT's backup
+/// header (33 sectors at the end of the 2 GiB image).
+const GPT_EFI: (u64, u64) = (2048, 131_072);
+const GPT_ROOT: (u64, u64) = (133_120, 4_059_136);
 
-/// A 2 GiB GPT disk image as an installer lays it out: an EFI system partition (FAT) and a
-/// Linux root partition (the x86-64 root type GUID) holding `root` as ext4, written at its
-/// offset without mounting.
+/// A 2 GiB GPT disk image as an installer lays it out: an EFI system partition (FAT32) and a
+/// Linux root partition (the x86-64 root type GUID) holding `root` as ext4, each written at
+/// its offset without mounting.
 fn gpt_image(root: &Path, disk: &Path) {
-    const SIZE: u64 = 2 << 30;
-    fs::File::create(disk).unwrap().set_len(SIZE).unwrap();
+    fs::File::create(disk).unwrap().set_len(2 << 30).unwrap();
     let mut sfdisk = Command::new("sfdisk")
         .args(["--quiet", "--no-reread", "--no-tell-kernel"])
         .arg(disk)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
         .spawn()
         .expect("starting sfdisk");
-    use std::io::Write;
-    write!(
-        sfdisk.stdin.take().unwrap(),
+    let table = format!(
         "label: gpt\n\
-         start=2048, size=131072, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=EFI\n\
-         start={GPT_ROOT_START}, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root\n"
-    )
-    .unwrap();
+         start={}, size={}, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=EFI\n\
+         start={}, size={}, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=root\n",
+        GPT_EFI.0, GPT_EFI.1, GPT_ROOT.0, GPT_ROOT.1
+    );
+    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
     assert!(
         sfdisk.wait().unwrap().success(),
         "sfdisk failed on {}",
         disk.display()
     );
-    // The root partition ends before GPT's backup header (33 sectors).
-    let root_sectors = SIZE / 512 - GPT_ROOT_START - 33;
+    // sizes in 1 KiB blocks
     run_ok(
         Command::new("mkfs.vfat")
-            .args(["--offset", "2048"])
+            .args(["-F", "32", "-s", "1", "--offset"])
+            .arg(GPT_EFI.0.to_string())
             .arg(disk)
-            .arg("65536"),
+            .arg((GPT_EFI.1 / 2).to_string()),
     );
     run_ok(
         Command::new("mkfs.ext4")
             .args(["-q", "-F", "-E"])
-            .arg(format!("offset={}", GPT_ROOT_START * 512))
+            .arg(format!("offset={}", GPT_ROOT.0 * 512))
             .arg("-d")
             .arg(root)
             .arg(disk)
-            .arg(format!("{}k", root_sectors / 2)),
+            .arg(format!("{}k", GPT_ROOT.1 / 2)),
     );
 }
 
@@ -606,6 +605,8 @@ fn vm_gpt_image_baked_with_disk_boots_to_ready() {
     let disk = dir.join("gpt.raw");
     gpt_image(&root, &disk);
     fs::remove_dir_all(&root).unwrap();
+    let table = || stdout(&run_ok(Command::new("sfdisk").arg("--dump").arg(&disk)));
+    let before = table();
     let out = run_ok(
         Command::new(&kit.pausebake)
             .arg("bake")
@@ -615,11 +616,12 @@ fn vm_gpt_image_baked_with_disk_boots_to_ready() {
     let err = stderr(&out);
     assert!(
         err.contains(&format!("disk: {} partition 2 (", disk.display()))
-            && err.contains(&format!("at offset {}", GPT_ROOT_START * 512)),
+            && err.contains(&format!("at offset {}", GPT_ROOT.0 * 512)),
         "{}",
         describe(&Command::new("pausebake bake --disk"), &out)
     );
     assert_eq!(baked_name(&stdout(&out)), name);
+    assert_eq!(table(), before, "bake --disk changed the partition table");
     boots_to_ready(dir, "gpt", &disk, "raw", "/dev/vda2", &name);
 }
 
