@@ -43,12 +43,14 @@ packages=(
   strace
   # apt-get download / dpkg-deb for the containerd 1.7 and 2.1 packages
   dpkg apt
+  # boot the baked node image (tests/it/vm.rs): a whole-system qemu
+  qemu-system-x86
   # docker as a consumer of the docker-archive (tests/it/arch.rs starts its own dockerd)
   docker.io
   # peak RSS of the bolt bench rows (/usr/bin/time)
   time
-  # the disk images of the --disk tests (tests/it/disk.rs): partition tables, ext4, vfat,
-  # xfs, and qcow2 through qemu-img
+  # the disk images of the --disk and VM tests (tests/it/disk.rs, vm.rs): partition tables,
+  # ext4, vfat (the EFI system partition), xfs, and qcow2 through qemu-img
   fdisk e2fsprogs dosfstools xfsprogs qemu-utils
 )
 
@@ -111,4 +113,6 @@ tests/fetch-foreign.sh
 if [ "$(id -u)" = 0 ]; then
   tests/debian-root.sh >/dev/null
   tests/debian-root.sh bullseye sudo,systemd >/dev/null
+  # a bootable bookworm root (kernel, systemd, udev) for the VM first-boot tests (tests/it/vm.rs)
+  tests/debian-root.sh bookworm systemd-sysv,linux-image-amd64,udev,kmod >/dev/null
 fi

@@ -17,7 +17,7 @@ json=${BENCH_JSON:-target/bench.json}
 echo "| what | measured | compared to |"
 echo "| --- | --- | --- |"
 status=0
-for topic in ${BENCH_TOPICS:-pause image bolt bake config release live disk}; do
+for topic in ${BENCH_TOPICS:-pause image bolt bake config release live disk boot}; do
   script="tests/bench/$topic.sh"
   [ -x "$script" ] || continue
   if ! out=$("$script" 2>"/tmp/pausebake-bench-$topic.err"); then

@@ -24,6 +24,7 @@ mod packer;
 mod pause;
 mod plan;
 mod release;
+mod vm;
 
 /// The live tests need the `live` feature (`make test` enables it); without it they would
 /// not even compile, so say so loudly (a failure under CI=true).

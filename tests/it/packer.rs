@@ -1,5 +1,5 @@
-//! The Packer templates under packer/: formatted, valid for Debian's Packer, and the
-//! local-root one really bakes a root.
+//! The Packer templates under packer/: formatted, valid for Debian's Packer, the
+//! local-root one really bakes a root, and the disk-image one writes an image that boots.
 
 use std::path::PathBuf;
 
@@ -23,7 +23,7 @@ fn templates_are_formatted() {
         return;
     }
     let all = templates();
-    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all.len(), 4, "{all:?}");
     for t in all {
         run_ok(
             std::process::Command::new("packer")
@@ -49,9 +49,13 @@ fn templates_validate_offline() {
         cmd.args(["-n", "packer", "validate"])
             .arg("-var")
             .arg(format!("pausebake={PAUSEBAKE}"));
-        if t.ends_with("local-root.pkr.hcl") {
+        if t.ends_with("local-root.pkr.hcl") || t.ends_with("disk-image.pkr.hcl") {
             cmd.arg("-var")
                 .arg(format!("root={}", root.path().display()));
+        }
+        if t.ends_with("disk-image.pkr.hcl") {
+            cmd.arg("-var")
+                .arg(format!("disk={}", root.path().join("disk.raw").display()));
         }
         run_ok(cmd.arg(&t));
     }
@@ -92,4 +96,42 @@ fn local_root_template_bakes_a_root_that_verifies() {
         config.contains("sandbox_image = \"registry.k8s.io/pause:3.10\""),
         "{config}"
     );
+}
+
+/// The disk-image template, run by the real packer on a bootable bookworm root with the
+/// static release binary, writes a disk image that boots under qemu with no network device
+/// to a READY pod sandbox (tests/it/vm.rs's first-boot check).
+#[test]
+fn disk_image_template_writes_an_image_that_boots_to_ready() {
+    if !have("packer") {
+        return;
+    }
+    let work = crate::harness::tempdir();
+    let dir = work.path();
+    let Some((root, name)) = crate::vm::ready_guest(dir) else {
+        return;
+    };
+    let disk = dir.join("node.raw");
+    let out = run_ok(
+        std::process::Command::new("packer")
+            .arg("build")
+            .arg("-var")
+            .arg(format!(
+                "pausebake={}",
+                crate::vm::static_pausebake().display()
+            ))
+            .arg("-var")
+            .arg(format!("root={}", root.display()))
+            .arg("-var")
+            .arg(format!("disk={}", disk.display()))
+            .arg(repo().join("packer/examples/disk-image.pkr.hcl"))
+            .env("CHECKPOINT_DISABLE", "1"),
+    );
+    let log = stdout(&out);
+    assert!(
+        log.contains(&name) && log.contains("verify     ok"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+    crate::vm::boots_to_ready(dir, "packer", &disk, "raw", "/dev/vda", &name);
 }

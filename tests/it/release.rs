@@ -303,7 +303,7 @@ fn make_dist(dir: &Path) -> PathBuf {
 }
 
 /// `make dist` once per test run, shared by the tests below. `None` after a loud skip.
-fn dist() -> Option<&'static Path> {
+pub(crate) fn dist() -> Option<&'static Path> {
     static DIST: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIST.get_or_init(|| {
         can_make_dist().then(|| make_dist(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-a")))
@@ -312,7 +312,7 @@ fn dist() -> Option<&'static Path> {
 }
 
 /// The static binary of `dist` for the host.
-fn static_for_host(dist: &Path) -> PathBuf {
+pub(crate) fn static_for_host(dist: &Path) -> PathBuf {
     dist.join(format!("pausebake-linux-{}", host_arch()))
 }
 
