@@ -246,7 +246,7 @@ fn pause_binaries(args: &BakeArgs, facts: &RootFacts) -> Result<(Binaries, Strin
 
 fn print(s: &Summary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        crate::output::print_json(s)?;
         return Ok(());
     }
     if s.dry_run {
@@ -453,7 +453,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
             "effective": c.effective,
             "running": running,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&doc)?;
         return Ok(ExitCode::SUCCESS);
     }
     if image != requested {

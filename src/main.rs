@@ -15,6 +15,7 @@ mod fuzz_input;
 mod fuzzed;
 mod image;
 mod live;
+mod output;
 mod pause;
 mod platform;
 mod reference;

@@ -102,7 +102,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     }
     if args.output.json {
         let doc = serde_json::json!({ "binaries": report });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&doc)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -105,8 +105,7 @@ pub fn parse() -> Cli {
 /// `pausebake version`.
 pub fn version(args: &VersionArgs) -> Result<ExitCode> {
     if args.output.json {
-        let doc = serde_json::to_value(report()?)?;
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&report()?)?;
     } else {
         println!("pausebake {}", text()?);
     }

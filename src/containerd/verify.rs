@@ -778,7 +778,7 @@ impl Report {
 
 pub fn print(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        crate::output::print_json(report)?;
         return Ok(());
     }
     println!(
