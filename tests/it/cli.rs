@@ -64,3 +64,129 @@ fn bad_source_date_epoch_is_a_usage_error() {
         stderr(&out)
     );
 }
+
+// --- one contract for every command (issue 26) -------------------------------------------
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `meta.db` of a root, as containerd's default config places it.
+const META_DB: &str = "var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
+
+/// A fresh root whose containerd config points its socket at a path where nothing listens
+/// (inside the root's temporary directory: never the host's containerd).
+fn fresh_root() -> tempfile::TempDir {
+    let root = tempdir();
+    let etc = root.path().join("etc/containerd");
+    fs::create_dir_all(&etc).unwrap();
+    fs::write(
+        etc.join("config.toml"),
+        format!(
+            "version = 3\n[grpc]\n  address = \"{}\"\n",
+            root.path().join("nobody.sock").display()
+        ),
+    )
+    .unwrap();
+    root
+}
+
+/// `pausebake image --arch ARCH --output DIR/ARCH.oci.tar`: an archive of the built-in pause.
+fn archive(dir: &Path, arch: &str) -> PathBuf {
+    let path = dir.join(format!("{arch}.oci.tar"));
+    run_ok(
+        pausebake()
+            .args(["image", "--arch", arch, "--output"])
+            .arg(&path),
+    );
+    path
+}
+
+/// `pausebake ARGS --root ROOT`.
+fn on(root: &Path, args: &[&str]) -> Command {
+    let mut cmd = pausebake();
+    cmd.args(args).arg("--root").arg(root);
+    cmd
+}
+
+/// Every file under `dir` with its bytes, to show that a refusal wrote nothing.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Case 1 of issue 26: a locked `meta.db` with nothing to write through: the dry run fails
+/// as the real run does, with the same words and exit code, and neither writes anything.
+#[test]
+fn dry_run_refuses_a_locked_meta_db_as_the_real_run_does() {
+    let root = fresh_root();
+    let work = tempdir();
+    let archive = archive(work.path(), host_arch());
+    run_ok(&mut on(root.path(), &["bake"]));
+    let held = fs::File::open(root.path().join(META_DB)).unwrap();
+    held.lock().unwrap();
+    let before = snapshot(root.path());
+    let a = archive.to_str().unwrap();
+    for args in [
+        &["bake"][..],
+        &["bake", "--offline"],
+        &["import", a],
+        &["import", a, "--offline"],
+    ] {
+        let real = run_any(&mut on(root.path(), args));
+        let dry = run_any(on(root.path(), args).arg("--dry-run"));
+        for (what, out) in [("real", &real), ("dry", &dry)] {
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{args:?} {what}: {}",
+                stdout(out)
+            );
+            assert!(
+                stderr(out).contains("is locked: containerd appears to be running on this root"),
+                "{args:?} {what}: {}",
+                stderr(out)
+            );
+        }
+        assert_eq!(stderr(&dry), stderr(&real), "{args:?}");
+        assert_eq!(
+            stdout(&dry),
+            "",
+            "{args:?}: no plan for a run that cannot happen"
+        );
+    }
+    // the hint fits what was given: the socket tried without --offline, none with it
+    let out = run_any(&mut on(root.path(), &["bake", "--dry-run"]));
+    assert!(
+        stderr(&out).contains(&format!(
+            "nothing listens on {}",
+            root.path().join("nobody.sock").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_any(&mut on(root.path(), &["bake", "--offline", "--dry-run"]));
+    assert!(
+        stderr(&out).contains("--offline never writes through a running containerd"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(root.path()), before);
+    // verify only reads: a locked meta.db is no reason to fail (packer/README's exit table)
+    let out = run_any(&mut on(root.path(), &["verify"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    drop(held);
+    run_ok(on(root.path(), &["bake"]).arg("--dry-run"));
+}
