@@ -343,16 +343,34 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
     let store = plan.import.as_ref().expect("an import plan imports");
-    if args.output.json && args.dry_run.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else if args.output.json {
-        println!("{}", serde_json::to_string_pretty(store)?);
+    if args.output.json {
+        crate::output::print_json(&ImportReport {
+            dry_run: args.dry_run.dry_run,
+            root: &plan.facts.root,
+            platform: platform.map(|p| p.to_string()),
+            platform_source: &platform_source,
+            image_source: plan.image_source.as_deref().unwrap_or_default(),
+            import: store,
+        })?;
     } else if args.dry_run.dry_run {
         print!("import --dry-run (nothing written): {plan}");
     } else {
         print_import(store, &platform_source);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `import --json` prints, with `--dry-run` or without: the same keys, `import` being
+/// what was (or would be) written. No containerd version: an import reads none.
+#[derive(serde::Serialize)]
+struct ImportReport<'a> {
+    dry_run: bool,
+    root: &'a str,
+    /// The platform whose manifests are imported; `None` under `--all-platforms`.
+    platform: Option<String>,
+    platform_source: &'a str,
+    image_source: &'a str,
+    import: &'a plan::StorePlan,
 }
 
 /// The text form of an import that was carried out.

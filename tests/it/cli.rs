@@ -69,7 +69,7 @@ fn bad_source_date_epoch_is_a_usage_error() {
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// `meta.db` of a root, as containerd's default config places it.
 const META_DB: &str = "var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db";
@@ -125,6 +125,11 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(out)))
 }
 
 /// Case 1 of issue 26: a locked `meta.db` with nothing to write through: the dry run fails
@@ -189,4 +194,31 @@ fn dry_run_refuses_a_locked_meta_db_as_the_real_run_does() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     drop(held);
     run_ok(on(root.path(), &["bake"]).arg("--dry-run"));
+}
+
+/// Case 2 of issue 26: `import --json` has one shape, dry run or not: `dry_run` and the
+/// import under `import`, and no containerd version (an import reads none).
+#[test]
+fn import_json_has_one_shape_dry_or_real() {
+    let root = fresh_root();
+    let work = tempdir();
+    let archive = archive(work.path(), host_arch());
+    let a = archive.to_str().unwrap();
+    let dry = json_of(&run_ok(&mut on(
+        root.path(),
+        &["import", a, "--dry-run", "--json"],
+    )));
+    let real = json_of(&run_ok(&mut on(root.path(), &["import", a, "--json"])));
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&dry), keys(&real));
+    assert_eq!(keys(&dry["import"]), keys(&real["import"]));
+    assert_eq!(
+        (&dry["dry_run"], &real["dry_run"]),
+        (&true.into(), &false.into())
+    );
+    assert_eq!(
+        dry["import"]["blobs_written"],
+        real["import"]["blobs_written"]
+    );
+    assert!(dry.get("containerd_version").is_none(), "{dry:#}");
 }
