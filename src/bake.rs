@@ -22,11 +22,10 @@ use crate::containerd::apply::apply;
 use crate::containerd::config;
 use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::effective;
-use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
+use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
 use crate::containerd::store::{Spec, Time};
 use crate::containerd::verify;
-use crate::containerd::versions::Version;
 use crate::image::Image;
 use crate::live;
 use crate::rootfs::Root;
@@ -426,10 +425,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     }
     let (requested, why) = match &args.sandbox_image {
         Some(image) => (image.clone(), "--sandbox-image".to_string()),
-        None => {
-            let k8s = facts.kubernetes.as_ref().map(|k| on_host(&root, k));
-            config::default_image(k8s.as_ref(), facts.containerd.value)?
-        }
+        None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let image = crate::reference::normalize(&requested)?;
     let named = Named {
@@ -449,11 +445,11 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         Some(conn) => Some(running_after(args, conn, &image, &root, c)?),
         None => None,
     };
-    let ctd = on_host(&root, &facts.containerd);
+    let ctd = &facts.containerd;
     if args.output.json {
         let doc = serde_json::json!({
             "dry_run": args.dry_run.dry_run,
-            "path": root.resolve(&c.path)?,
+            "path": c.path,
             "containerd_version": ctd.value.to_string(),
             "containerd_version_from": ctd.source,
             "config_version": c.config_version,
@@ -482,8 +478,7 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         "containerd {} from {}, config version {}; image: {why}",
         ctd.value, ctd.source, c.config_version
     );
-    let path = root.resolve(&c.path)?;
-    let path = path.display();
+    let path = &c.path;
     let prefix = if args.dry_run.dry_run {
         "would have "
     } else {
@@ -547,20 +542,6 @@ fn running_after(
     }
 }
 
-/// A fact whose source is a path inside the root, shown as the host path of that file
-/// (`configure` names host paths).
-fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
-    let source = if fact.source.starts_with('/') {
-        format!("{}{}", root.dir().display(), fact.source)
-    } else {
-        fact.source.clone()
-    };
-    Sourced {
-        value: fact.value,
-        source,
-    }
-}
-
 /// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
 /// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
@@ -587,6 +568,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::containerd::inspect::Sourced;
+    use crate::containerd::versions::Version;
 
     #[test]
     fn names_come_from_the_flag_then_kubernetes_then_containerd() {
