@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
@@ -20,7 +20,6 @@ use crate::cli::{
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
-use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
@@ -414,15 +413,8 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     // With --address, the running containerd says which version merges the files.
     let conn = args.address.as_deref().map(live::connect).transpose()?;
     running(&mut over, conn.as_ref());
+    // A root without containerd gets the newest known, as in `bake`, `import` and `verify`.
     let facts = inspect(&root, &over)?;
-    if facts.containerd_assumed {
-        bail!(
-            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            root.dir().display(),
-            CONTAINERD_PATHS.join(", ")
-        );
-    }
     let (requested, why) = match &args.sandbox_image {
         Some(image) => (image.clone(), "--sandbox-image".to_string()),
         None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
@@ -474,9 +466,14 @@ pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
         println!("normalized {requested:?} to {image:?} (the name CRI looks up)");
     }
     let what = format!("{} = {image:?}", c.key);
+    let containerd = if facts.containerd_assumed {
+        ctd.source.clone()
+    } else {
+        format!("containerd {} from {}", ctd.value, ctd.source)
+    };
     let context = format!(
-        "containerd {} from {}, config version {}; image: {why}",
-        ctd.value, ctd.source, c.config_version
+        "{containerd}, config version {}; image: {why}",
+        c.config_version
     );
     let path = &c.path;
     let prefix = if args.dry_run.dry_run {

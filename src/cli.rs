@@ -364,8 +364,9 @@ pub struct BakeArgs {
 fn containerd_version_help() -> String {
     format!(
         "containerd version to act for (pausebake knows {}) [default: read from the \
-         root's containerd]",
-        versions::known_releases()
+         root's containerd binary or package, else {}, the newest known]",
+        versions::known_releases(),
+        versions::NEWEST_KNOWN
     )
 }
 

@@ -222,3 +222,41 @@ fn import_json_has_one_shape_dry_or_real() {
     );
     assert!(dry.get("containerd_version").is_none(), "{dry:#}");
 }
+
+/// Case 3 of issue 26: a root with no containerd: every command assumes the same (newest
+/// known) containerd, so the README's `import` + `configure --sandbox-image` recipe works
+/// on a fresh root.
+#[test]
+fn every_command_assumes_the_same_containerd_on_a_root_without_one() {
+    let root = fresh_root();
+    let work = tempdir();
+    let archive = archive(work.path(), host_arch());
+    let bake = json_of(&run_ok(&mut on(
+        root.path(),
+        &["bake", "--dry-run", "--json"],
+    )));
+    let newest = bake["containerd_version"].as_str().unwrap().to_string();
+    run_ok(on(root.path(), &["import"]).arg(&archive));
+    let out = run_ok(&mut on(
+        root.path(),
+        &["configure", "--sandbox-image", "registry.k8s.io/pause:3.10"],
+    ));
+    assert!(
+        stdout(&out).contains(&format!(
+            "using containerd {newest}, the newest pausebake knows"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    let configure = json_of(&run_ok(&mut on(
+        root.path(),
+        &["configure", "--json", "--dry-run"],
+    )));
+    let verify = json_of(&run_ok(&mut on(root.path(), &["verify", "--json"])));
+    assert_eq!(configure["containerd_version"], newest.as_str());
+    assert_eq!(verify["containerd_version"], newest.as_str());
+    assert_eq!(
+        configure["containerd_version_from"],
+        bake["containerd_version_source"]
+    );
+}
