@@ -260,3 +260,51 @@ fn every_command_assumes_the_same_containerd_on_a_root_without_one() {
         bake["containerd_version_source"]
     );
 }
+
+/// Case 4 of issue 26: every malformed argument value is a usage error: exit 2, the value
+/// named, nothing written.
+#[test]
+fn every_malformed_value_exits_2_and_writes_nothing() {
+    let root = fresh_root();
+    let before = snapshot(root.path());
+    let cases: [(&[&str], &str); 11] = [
+        (&["bake", "--name", "foo:bar:baz"], "foo:bar:baz"),
+        (
+            &["bake", "--name", "ok.example/p:1", "--name", "Bad/Name"],
+            "Bad/Name",
+        ),
+        (&["import", "x.tar", "--name", "foo:bar:baz"], "foo:bar:baz"),
+        (
+            &["configure", "--sandbox-image", "foo:bar:baz"],
+            "foo:bar:baz",
+        ),
+        (&["bake", "--namespace", ""], "namespace cannot be empty"),
+        (
+            &["verify", "--namespace", "a/b"],
+            "\"a/b\" is not a containerd namespace",
+        ),
+        (
+            &["import", "x.tar", "--namespace=-x"],
+            "\"-x\" is not a containerd namespace",
+        ),
+        (&["bake", "--kubernetes-version", "one"], "one"),
+        (
+            &["configure", "--containerd-version", "1.5.18"],
+            "1.5.18 is too old",
+        ),
+        (&["verify", "--platform", "linux/mips"], "mips"),
+        (&["bake", "--source-date-epoch", "-1"], "-1"),
+    ];
+    for (args, named) in cases {
+        let out = run_any(&mut on(root.path(), args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(named), "{args:?}: {}", stderr(&out));
+    }
+    let out = run_any(
+        pausebake()
+            .args(["image", "--name", "foo:bar:baz", "--output"])
+            .arg(root.path().join("x.tar")),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(snapshot(root.path()), before);
+}
