@@ -23,7 +23,7 @@ use crate::containerd::config;
 use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts};
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
-use crate::containerd::store::{Spec, Time};
+use crate::containerd::store::{NoManifest, Spec, Time};
 use crate::containerd::verify;
 use crate::image::Image;
 use crate::live;
@@ -91,7 +91,19 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.spec.epoch.source_date_epoch),
     };
-    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    let fix = match (
+        args.archive.is_some(),
+        args.target.platform.platform.is_some(),
+    ) {
+        (true, false) => {
+            "pass --archive with an image for the root's platform, or --platform with one of \
+             the image's if the root's (read from its binaries) is not the one meant"
+        }
+        (true, true) => "pass --archive with an image for that platform, or another --platform",
+        (false, _) => "leave out --arch and --binary to build for the root's architecture",
+    };
+    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))
+        .map_err(|e| with_fix(e, fix))?;
     let verify = if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
         None
@@ -114,6 +126,15 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         Some(report) if !report.ok => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// An image without a manifest for the root's platform, with the `fix` the command's own
+/// flags allow (each command has other ones); any other error as it is.
+fn with_fix(err: anyhow::Error, fix: &str) -> anyhow::Error {
+    match err.downcast_ref::<NoManifest>() {
+        Some(missing) => anyhow::anyhow!("{missing}; {fix}"),
+        None => err,
+    }
 }
 
 /// A running containerd, when the command goes through one, is the source of the containerd
@@ -334,7 +355,14 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     };
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
-    let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    let fix = if args.platform.platform.is_some() {
+        "pass --platform with one of the image's platforms, or --all-platforms"
+    } else {
+        "pass --platform with one of the image's platforms (the root's is read from its \
+         binaries), or --all-platforms"
+    };
+    let mut plan =
+        plan::plan(&facts, None, Some((&image, source, &req))).map_err(|e| with_fix(e, fix))?;
     if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
     } else {

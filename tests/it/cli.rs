@@ -308,3 +308,59 @@ fn every_malformed_value_exits_2_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(snapshot(root.path()), before);
 }
+
+/// Case 5 of issue 26: a hint names only flags the command has, and not the one the user
+/// already gave as the way out.
+#[test]
+fn hints_name_only_the_commands_own_flags() {
+    let root = fresh_root();
+    let work = tempdir();
+    let other = if host_arch() == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let foreign = archive(work.path(), other);
+    let f = foreign.to_str().unwrap();
+    let platform = format!("linux/{}", host_arch());
+    for args in [
+        &["bake", "--archive", f][..],
+        &["bake", "--platform", &platform, "--archive", f],
+    ] {
+        let out = run_any(&mut on(root.path(), args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("the image has none (it has: linux/{other})")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("--all-platforms"),
+            "bake has no --all-platforms: {err}"
+        );
+        assert!(err.contains("pass --archive with an image for"), "{err}");
+    }
+    let out = run_any(on(root.path(), &["import"]).arg(&foreign));
+    assert!(
+        stderr(&out).contains("or --all-platforms"),
+        "{}",
+        stderr(&out)
+    );
+    #[cfg(feature = "live")]
+    let none = format!("--address={}", work.path().join("none.sock").display());
+    #[cfg(feature = "live")]
+    for args in [
+        &["verify", &none][..],
+        &["configure", &none],
+        &["import", f, &none],
+    ] {
+        let out = run_any(&mut on(root.path(), args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("no such socket"), "{err}");
+        assert!(
+            !err.contains("pass --address") && !err.contains("--offline"),
+            "{args:?}: {err}"
+        );
+    }
+}
