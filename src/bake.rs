@@ -302,6 +302,7 @@ fn print_summary(p: &Plan) {
             p.image_source.as_deref().unwrap_or_default()
         );
         println!("  import     {}", i.counts(true));
+        println!("  records    {}", i.records_line());
     }
     if let Some(c) = &p.configure {
         println!("  configure  {}", c.line(true));

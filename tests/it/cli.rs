@@ -364,3 +364,38 @@ fn hints_name_only_the_commands_own_flags() {
         );
     }
 }
+
+/// Case 6 of issue 26: the text summary names every record written, the namespace and the
+/// pin state.
+#[test]
+fn bake_summary_names_every_record_the_namespace_and_the_pin() {
+    let root = fresh_root();
+    let out = run_ok(&mut on(
+        root.path(),
+        &[
+            "bake",
+            "--name",
+            "registry.k8s.io/pause:3.10",
+            "--name",
+            "my.mirror/pause:3.10",
+        ],
+    ));
+    assert!(
+        stdout(&out).contains(
+            "  records    registry.k8s.io/pause:3.10, my.mirror/pause:3.10 in namespace k8s.io, \
+             pinned (CRI managed + pinned labels)\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let other = fresh_root();
+    let out = run_ok(&mut on(
+        other.path(),
+        &["bake", "--namespace", "example", "--no-pin", "--dry-run"],
+    ));
+    assert!(
+        stdout(&out).contains("in namespace example, not pinned (--no-pin: no CRI labels)"),
+        "{}",
+        stdout(&out)
+    );
+}
