@@ -323,7 +323,7 @@ fn print_verify(report: &verify::Report) {
         .iter()
         .filter(|f| f.status != verify::Status::Ok)
     {
-        println!("    {:?} {}: {}", f.status, f.check, f.message);
+        println!("    {} {}: {}", f.status.tag(), f.check, f.message);
         if let Some(fix) = &f.fix {
             println!("      fix: {fix}");
         }

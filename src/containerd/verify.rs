@@ -141,6 +141,17 @@ pub enum Status {
     Fail,
 }
 
+impl Status {
+    /// How every text report spells the status (`verify`, `bake`), four columns wide.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
 /// One answer: what was checked, what was found and, unless it is fine, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
@@ -800,12 +811,7 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         }
     );
     for f in &report.findings {
-        let tag = match f.status {
-            Status::Ok => "ok  ",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        println!("{tag} {}: {}", f.check, f.message);
+        println!("{} {}: {}", f.status.tag(), f.check, f.message);
         if let Some(fix) = &f.fix {
             println!("     fix: {fix}");
         }
