@@ -399,3 +399,58 @@ fn bake_summary_names_every_record_the_namespace_and_the_pin() {
         stdout(&out)
     );
 }
+
+/// Case 7 of issue 26: one style: paths inside the root in every command, `FAIL` in every
+/// verdict, every digest with its `sha256:`, `-V` = `--version` = `version`, also as JSON.
+#[test]
+fn one_style_for_paths_verdicts_digests_and_versions() {
+    let root = fresh_root();
+    let host = root.path().display().to_string();
+    for args in [&["configure"][..], &["configure", "--json"], &["bake"]] {
+        let text = stdout(&run_ok(&mut on(root.path(), args)));
+        assert!(text.contains("/etc/containerd/config.toml"), "{text}");
+        // the root itself is named as given, every path in it from the root
+        let rest = text.replace(&format!("bake: root {host}\n"), "");
+        assert!(!rest.contains(&host), "{args:?}: a host path\n{text}");
+    }
+    // a little-endian meta.db, then a big-endian platform: bake's verify fails
+    let out = run_any(&mut on(root.path(), &["bake", "--platform", "linux/s390x"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("    FAIL byte order: "),
+        "{}",
+        stdout(&out)
+    );
+    let out = run_any(&mut on(
+        root.path(),
+        &["verify", "--platform", "linux/s390x"],
+    ));
+    assert!(
+        stdout(&out).contains("FAIL byte order: "),
+        "{}",
+        stdout(&out)
+    );
+
+    let out_dir = tempdir();
+    let build = json_of(&run_ok(
+        pausebake()
+            .args(["build", "--json", "--out"])
+            .arg(out_dir.path()),
+    ));
+    let sha = build["binaries"][0]["sha256"].as_str().unwrap();
+    assert!(sha.starts_with("sha256:") && sha.len() == 71, "{sha}");
+
+    let version = stdout(&run_ok(pausebake().arg("version")));
+    assert!(
+        version.starts_with("pausebake 0.") && version.contains("all six"),
+        "{version}"
+    );
+    for flag in ["-V", "--version"] {
+        assert_eq!(stdout(&run_ok(pausebake().arg(flag))), version, "{flag}");
+        assert_eq!(
+            json_of(&run_ok(pausebake().args([flag, "--json"]))),
+            json_of(&run_ok(pausebake().args(["version", "--json"]))),
+            "{flag} --json"
+        );
+    }
+}
