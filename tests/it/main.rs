@@ -21,6 +21,7 @@ mod live;
 mod packer;
 mod pause;
 mod plan;
+mod readme;
 mod release;
 
 /// The live tests need the `live` feature (`make test` enables it); without it they would
