@@ -454,3 +454,127 @@ fn one_style_for_paths_verdicts_digests_and_versions() {
         );
     }
 }
+
+/// Where two documents differ in shape: keys one object has and the other lacks, at every
+/// level where both have a value (a dry run's `"verify": null` stands for the report the real
+/// run has there), array elements compared with the other's first.
+fn shape_diff(a: &serde_json::Value, b: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    use serde_json::Value::{Array, Object};
+    match (a, b) {
+        (Object(x), Object(y)) => {
+            for k in x.keys().filter(|k| !y.contains_key(*k)) {
+                out.push(format!("{at}.{k} only in the first"));
+            }
+            for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                out.push(format!("{at}.{k} only in the second"));
+            }
+            for (k, v) in x {
+                if let Some(w) = y.get(k) {
+                    shape_diff(v, w, &format!("{at}.{k}"), out);
+                }
+            }
+        }
+        (Array(x), Array(y)) => {
+            if let (Some(first), Some(other)) = (x.first(), y.first()) {
+                for v in x {
+                    shape_diff(v, other, &format!("{at}[]"), out);
+                }
+                for w in y {
+                    shape_diff(first, w, &format!("{at}[]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// No field contradicts another: a value beside a source (`X` and `X_source`/`X_from`) whose
+/// source says it was not read.
+fn contradictions(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map {
+                let base = k
+                    .strip_suffix("_source")
+                    .or_else(|| k.strip_suffix("_from"));
+                if let (Some(base), Some(source)) = (base, child.as_str()) {
+                    if map.get(base).is_some_and(|b| !b.is_null()) && source.contains("not read") {
+                        out.push(format!("{at}.{base} = {} from {source:?}", map[base]));
+                    }
+                }
+                contradictions(child, &format!("{at}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| contradictions(i, at, out)),
+        _ => {}
+    }
+}
+
+/// The JSON output format: every command prints one document whose keys are sorted at every
+/// level (README: "every JSON document has sorted keys"); a command that writes has one
+/// shape, dry run or real, with `dry_run` among its keys; no field contradicts another.
+#[test]
+fn every_commands_json_has_one_shape_with_sorted_keys() {
+    let work = tempdir();
+    let archive = archive(work.path(), host_arch());
+    let a = archive.to_str().unwrap();
+    let out_dir = work.path().join("out");
+    let o = out_dir.to_str().unwrap();
+    let image_out = work.path().join("i.tar");
+    let i = image_out.to_str().unwrap();
+    let writers: [&[&str]; 3] = [&["bake"], &["import", a], &["configure"]];
+    let mut docs: Vec<(String, String)> = Vec::new();
+    for args in writers {
+        let (dry_root, real_root) = (fresh_root(), fresh_root());
+        let dry = run_ok(on(dry_root.path(), args).args(["--dry-run", "--json"]));
+        let real = run_ok(on(real_root.path(), args).arg("--json"));
+        let (dry_doc, real_doc) = (json_of(&dry), json_of(&real));
+        assert_eq!(dry_doc["dry_run"], true, "{args:?}");
+        assert_eq!(real_doc["dry_run"], false, "{args:?}");
+        let mut diff = Vec::new();
+        shape_diff(&dry_doc, &real_doc, "", &mut diff);
+        assert!(
+            diff.is_empty(),
+            "{args:?}: dry run (first) and real run (second): {diff:?}"
+        );
+        if args[0] == "bake" {
+            // a dry run verified nothing; a real run did
+            assert!(dry_doc["verify"].is_null() && real_doc["verify"].is_object());
+        }
+        docs.push((format!("{args:?} --dry-run"), stdout(&dry)));
+        docs.push((format!("{args:?}"), stdout(&real)));
+    }
+    let baked = fresh_root();
+    run_ok(&mut on(baked.path(), &["bake"]));
+    let readers: [(&str, Output); 4] = [
+        (
+            "verify",
+            run_ok(&mut on(baked.path(), &["verify", "--json"])),
+        ),
+        (
+            "build",
+            run_ok(pausebake().args(["build", "--json", "--out", o])),
+        ),
+        ("version", run_ok(pausebake().args(["version", "--json"]))),
+        (
+            "image",
+            run_ok(pausebake().args(["image", "--json", "--output", i])),
+        ),
+    ];
+    for (what, out) in readers {
+        docs.push((what.to_string(), stdout(&out)));
+    }
+    for (what, text) in docs {
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        // serde_json's maps are sorted: the same text back means the keys came sorted
+        let sorted = if text.trim_end().contains('\n') {
+            serde_json::to_string_pretty(&doc).unwrap()
+        } else {
+            serde_json::to_string(&doc).unwrap()
+        };
+        assert_eq!(text.trim_end(), sorted, "{what}: keys not in sorted order");
+        let mut found = Vec::new();
+        contradictions(&doc, "", &mut found);
+        assert!(found.is_empty(), "{what}: {found:?}");
+    }
+}
