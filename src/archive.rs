@@ -319,7 +319,12 @@ fn write_dir_atomic(image: &Image, path: &Path) -> Result<()> {
 /// When both `oci-layout` and `manifest.json` are present the OCI layout wins, as in
 /// containerd's importer.
 pub fn read(path: &Path) -> Result<Image> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let meta = fs::metadata(path).with_context(|| {
+        format!(
+            "reading image archive {} (an OCI archive, OCI directory or docker archive)",
+            path.display()
+        )
+    })?;
     let source = if meta.is_dir() {
         Source::Dir(path.to_path_buf())
     } else {

@@ -323,7 +323,8 @@ fn print_verify(report: &verify::Report) {
         .iter()
         .filter(|f| f.status != verify::Status::Ok)
     {
-        println!("    {} {}: {}", f.status.tag(), f.check, f.message);
+        let message = crate::output::one_line(&f.message);
+        println!("    {} {}: {message}", f.status.tag(), f.check);
         if let Some(fix) = &f.fix {
             println!("      fix: {fix}");
         }

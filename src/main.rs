@@ -37,7 +37,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: Packer and CI logs are line-oriented.
-            eprintln!("pausebake: error: {err:#}");
+            eprintln!(
+                "pausebake: error: {}",
+                output::one_line(&format!("{err:#}"))
+            );
             ExitCode::FAILURE
         }
     }

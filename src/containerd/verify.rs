@@ -811,7 +811,8 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         }
     );
     for f in &report.findings {
-        println!("{} {}: {}", f.status.tag(), f.check, f.message);
+        let message = crate::output::one_line(&f.message);
+        println!("{} {}: {message}", f.status.tag(), f.check);
         if let Some(fix) = &f.fix {
             println!("     fix: {fix}");
         }

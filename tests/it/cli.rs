@@ -578,3 +578,42 @@ fn every_commands_json_has_one_shape_with_sorted_keys() {
         assert!(found.is_empty(), "{what}: {found:?}");
     }
 }
+
+/// Every error is one line that names the file at fault, even when a parser's own report
+/// spans several (Packer and CI logs are line-oriented); a missing archive is named as one.
+#[test]
+fn errors_are_one_line_and_name_what_is_at_fault() {
+    let root = fresh_root();
+    fs::write(root.path().join("etc/containerd/config.toml"), "[plugins\n").unwrap();
+    let toml = "parsing /etc/containerd/config.toml as TOML: TOML parse error at line 1, \
+                column 9; invalid table header; expected `.`, `]`";
+    for args in [&["bake"][..], &["configure"]] {
+        let out = run_any(&mut on(root.path(), args));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(toml), "{err}");
+    }
+    let out = run_any(&mut on(root.path(), &["verify"]));
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    let fail = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("FAIL config: "))
+        .map(str::to_string);
+    assert!(
+        fail.as_deref().is_some_and(|l| l.contains(toml)),
+        "{}",
+        stdout(&out)
+    );
+    let missing = root.path().join("pause.oci.tar");
+    let out = run_any(on(root.path(), &["import"]).arg(&missing));
+    assert!(
+        stderr(&out).contains(&format!(
+            "reading image archive {} (an OCI archive, OCI directory or docker archive): \
+             No such file or directory",
+            missing.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
