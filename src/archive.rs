@@ -245,6 +245,11 @@ fn temp_beside(path: &Path, what: &str) -> Result<PathBuf> {
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    ensure!(
+        !path.is_dir(),
+        "it is a directory; give the path of the file to write (or --format oci-dir to write \
+         an OCI layout directory)"
+    );
     let tmp = temp_beside(path, "tmp")?;
     let result = (|| -> Result<()> {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;

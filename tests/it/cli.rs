@@ -605,6 +605,32 @@ fn errors_are_one_line_and_name_what_is_at_fault() {
         "{}",
         stdout(&out)
     );
+    // an existing directory as --output of an archive: said so, with the fix, nothing left
+    let dir = tempdir();
+    let out = run_any(pausebake().args(["image", "--output"]).arg(dir.path()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("it is a directory; give the path of the file to write"),
+        "{}",
+        stderr(&out)
+    );
+    let parent = dir.path().parent().unwrap();
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let left: Vec<_> = fs::read_dir(parent)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!(".{name}."))
+        })
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     let missing = root.path().join("pause.oci.tar");
     let out = run_any(on(root.path(), &["import"]).arg(&missing));
     assert!(
