@@ -722,6 +722,9 @@ impl Walk<'_, '_> {
 
 // --- the command -------------------------------------------------------------------------
 
+/// The namespace CRI keeps its images in, whatever the config says.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
 /// What `verify` prints.
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
@@ -765,7 +768,33 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         platform: facts.platform.value,
         blob: &blob,
     })?;
-    Ok(Report::new(facts, namespace, findings))
+    Ok(Report::new(
+        facts,
+        namespace,
+        with_cri_namespace(findings, facts, namespace),
+    ))
+}
+
+/// The offline rules answer for `namespace`; CRI reads one namespace only, so an audit of
+/// another one says that it does not count for a pod sandbox (as the live rules do).
+fn with_cri_namespace(
+    mut findings: Vec<Finding>,
+    facts: &RootFacts,
+    namespace: &str,
+) -> Vec<Finding> {
+    if namespace != CRI_NAMESPACE {
+        let raw = facts.config.effective.image();
+        let name = crate::reference::normalize(raw).unwrap_or_else(|_| raw.to_string());
+        findings.push(Finding::warn(
+            "cri",
+            format!(
+                "CRI reads images only from namespace {CRI_NAMESPACE}: it never sees {name} in \
+                 {namespace}"
+            ),
+            format!("import into {CRI_NAMESPACE} (the default --namespace)"),
+        ));
+    }
+    findings
 }
 
 impl Report {

@@ -20,13 +20,12 @@ use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
     rule_kubernetes, sandbox_setting, too_deep, Finding, Report, SandboxSetting, Status,
+    CRI_NAMESPACE,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
 use crate::platform::Platform;
 
-/// The namespace CRI keeps its images in.
-const CRI_NAMESPACE: &str = "k8s.io";
 /// How long CRI gets to learn of an image created through the API.
 const CRI_POLL: Duration = Duration::from_secs(3);
 

@@ -643,3 +643,18 @@ fn errors_are_one_line_and_name_what_is_at_fault() {
         stderr(&out)
     );
 }
+
+/// `verify --namespace` of another namespace than CRI's answers for it, and warns that CRI
+/// does not look there (bake's own verify too), as the live verify does.
+#[test]
+fn another_namespace_is_verified_with_a_warning_that_cri_does_not_look_there() {
+    let root = fresh_root();
+    let out = run_ok(&mut on(root.path(), &["bake", "--namespace", "example"]));
+    let warning = "warn cri: CRI reads images only from namespace k8s.io: it never sees \
+                   registry.k8s.io/pause:3.10.1 in example";
+    assert!(stdout(&out).contains(warning), "{}", stdout(&out));
+    let out = run_ok(&mut on(root.path(), &["verify", "--namespace", "example"]));
+    assert!(stdout(&out).contains(warning), "{}", stdout(&out));
+    let out = run_any(&mut on(root.path(), &["verify"]));
+    assert!(!stdout(&out).contains("warn cri"), "{}", stdout(&out));
+}
