@@ -345,7 +345,9 @@ fn check_exit_codes(doc: &str) -> Vec<String> {
     let text = read(doc);
     let mut stated = BTreeSet::new();
     let mut in_table = false;
-    for line in text.lines() {
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let line = *line;
         if line.replace(' ', "").starts_with("|exit|") {
             in_table = true;
             continue;
@@ -360,7 +362,18 @@ fn check_exit_codes(doc: &str) -> Vec<String> {
                 None => in_table = false,
             }
         }
-        if let Some(rest) = line.strip_prefix("Exit codes: ") {
+        if let Some(first) = line.strip_prefix("Exit codes: ") {
+            // the sentence runs on to the end of its paragraph
+            let rest: Vec<&str> = std::iter::once(first)
+                .chain(
+                    lines[i + 1..]
+                        .iter()
+                        .copied()
+                        .take_while(|l| !l.trim().is_empty()),
+                )
+                .collect();
+            let rest = rest.join(" ");
+            let rest = rest.split(". ").next().unwrap_or_default();
             for part in rest.split(',') {
                 if let Some(code) = part.split_whitespace().next().and_then(|c| c.parse().ok()) {
                     stated.insert(code);
