@@ -135,6 +135,9 @@ fn not_here(e: &Example) -> Option<&'static str> {
     if l.contains("--address") {
         return Some("needs a running containerd on the node's socket: tests/it/live.rs runs it against real containerd 1.6, 1.7 and 2.1");
     }
+    if l.contains("--disk") {
+        return Some("needs a disk image and loop devices: tests/it/disk.rs runs it");
+    }
     for (prefix, why) in [
         (
             "systemctl ",
@@ -215,7 +218,21 @@ fn run_examples(doc: &str, examples: &[Example]) -> (Vec<String>, Vec<String>) {
             skipped.push(format!("{}: {} ({why})", e.at, e.line));
             continue;
         }
-        let Some(words) = pausebake_args(&e.line) else {
+        // `NAME=value pausebake …`: the assignments become the command's environment
+        let mut env = Vec::new();
+        let mut line = e.line.as_str();
+        while let Some((word, rest)) = line.split_once(' ') {
+            match word.split_once('=') {
+                Some((k, v))
+                    if !k.is_empty() && k.bytes().all(|b| b.is_ascii_uppercase() || b == b'_') =>
+                {
+                    env.push((k.to_string(), v.to_string()));
+                    line = rest;
+                }
+                _ => break,
+            }
+        }
+        let Some(words) = pausebake_args(line) else {
             panic!(
                 "{}: {:?} is neither a pausebake command nor a kind of example that cannot run here (tests/it/readme.rs not_here)",
                 e.at, e.line
@@ -226,7 +243,7 @@ fn run_examples(doc: &str, examples: &[Example]) -> (Vec<String>, Vec<String>) {
         }
         let root = &roots.iter().find(|(s, _)| *s == e.section).unwrap().1;
         let mut cmd = pausebake();
-        cmd.current_dir(work.path());
+        cmd.current_dir(work.path()).envs(env);
         let mut words = words.into_iter().peekable();
         while let Some(w) = words.next() {
             match w.as_str() {
@@ -245,6 +262,16 @@ fn run_examples(doc: &str, examples: &[Example]) -> (Vec<String>, Vec<String>) {
                     cmd.arg("registry.k8s.io/pause:3.10");
                 }
                 _ => {
+                    // A placeholder this test has no value for fails here, by name, rather
+                    // than as a confusing error of pausebake's.
+                    let placeholder =
+                        w.len() > 1 && w.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+                    assert!(
+                        !placeholder,
+                        "{}: {:?}: this test has no value for the placeholder {w:?}; give it one \
+                         in run_examples (tests/it/readme.rs), or a reason in not_here",
+                        e.at, e.line
+                    );
                     cmd.arg(&w);
                 }
             }
@@ -488,6 +515,27 @@ fn discovery_reads_blocks_spans_and_continuations() {
     assert_eq!(stated_exit(&examples[2].beside), 3);
     assert_eq!(samples.len(), 1);
     assert!(not_here(&examples[1]).is_some());
+    // a placeholder without a value fails by name
+    let unknown = Example {
+        at: "x.md:1".into(),
+        section: "A".into(),
+        line: "pausebake import IMAGE --root DIR".into(),
+        beside: String::new(),
+    };
+    let failed = std::panic::catch_unwind(|| run_examples("x.md", &[unknown])).unwrap_err();
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains("no value for the placeholder \"IMAGE\""),
+        "{message}"
+    );
+    // an environment assignment before the command is its environment
+    let dated = Example {
+        at: "x.md:2".into(),
+        section: "A".into(),
+        line: "SOURCE_DATE_EPOCH=yesterday pausebake image --output x.tar".into(),
+        beside: "exit 2".into(),
+    };
+    assert_eq!(run_examples("x.md", &[dated]).0.len(), 1);
     assert!(line_matches(
         "  image      x sha256:b29f31a3…675d (built in for amd64)",
         "  image      x sha256:b29f31a3aaaa675d (built in for amd64)"
