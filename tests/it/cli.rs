@@ -658,3 +658,54 @@ fn another_namespace_is_verified_with_a_warning_that_cri_does_not_look_there() {
     let out = run_any(&mut on(root.path(), &["verify"]));
     assert!(!stdout(&out).contains("warn cri"), "{}", stdout(&out));
 }
+
+/// Where the real run refuses the root (a config containerd would refuse, a damaged
+/// `meta.db`), the dry run refuses it too, with the same words and exit code, each naming
+/// the file and the fix.
+#[test]
+fn dry_run_fails_where_the_real_run_fails() {
+    let work = tempdir();
+    let archive = archive(work.path(), host_arch());
+    let a = archive.to_str().unwrap();
+    let broken_config = fresh_root();
+    fs::write(
+        broken_config.path().join("etc/containerd/config.toml"),
+        "version = 3\n[plugins\n",
+    )
+    .unwrap();
+    let damaged_db = fresh_root();
+    run_ok(&mut on(damaged_db.path(), &["bake"]));
+    let db = damaged_db.path().join(META_DB);
+    let mut bytes = fs::read(&db).unwrap();
+    bytes[..8192].fill(0);
+    fs::write(&db, &bytes).unwrap();
+    let cases: [(&Path, &[&str], &str); 4] = [
+        (broken_config.path(), &["bake"], "fix that file first"),
+        (broken_config.path(), &["configure"], "fix that file first"),
+        (
+            damaged_db.path(),
+            &["bake"],
+            "move it aside and run the command again",
+        ),
+        (
+            damaged_db.path(),
+            &["import", a],
+            "move it aside and run the command again",
+        ),
+    ];
+    for (root, args, fix) in cases {
+        let before = snapshot(root);
+        let real = run_any(&mut on(root, args));
+        let dry = run_any(on(root, args).arg("--dry-run"));
+        assert_eq!(real.status.code(), Some(1), "{args:?}: {}", stderr(&real));
+        assert_eq!(
+            dry.status.code(),
+            Some(1),
+            "{args:?} --dry-run: {}",
+            stderr(&dry)
+        );
+        assert_eq!(stderr(&dry), stderr(&real), "{args:?}");
+        assert!(stderr(&real).contains(fix), "{args:?}: {}", stderr(&real));
+        assert_eq!(snapshot(root), before, "{args:?}");
+    }
+}
