@@ -245,6 +245,11 @@ fn temp_beside(path: &Path, what: &str) -> Result<PathBuf> {
 }
 
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    ensure!(
+        !path.is_dir(),
+        "it is a directory; give the path of the file to write (or --format oci-dir to write \
+         an OCI layout directory)"
+    );
     let tmp = temp_beside(path, "tmp")?;
     let result = (|| -> Result<()> {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
@@ -319,7 +324,12 @@ fn write_dir_atomic(image: &Image, path: &Path) -> Result<()> {
 /// When both `oci-layout` and `manifest.json` are present the OCI layout wins, as in
 /// containerd's importer.
 pub fn read(path: &Path) -> Result<Image> {
-    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let meta = fs::metadata(path).with_context(|| {
+        format!(
+            "reading image archive {} (an OCI archive, OCI directory or docker archive)",
+            path.display()
+        )
+    })?;
     let source = if meta.is_dir() {
         Source::Dir(path.to_path_buf())
     } else {

@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
@@ -21,14 +21,12 @@ use crate::cli::{
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
-use crate::containerd::detect::{CONTAINERD_PATHS, DPKG_STATUS};
 use crate::containerd::effective;
 use crate::containerd::inspect::{inspect, inspect_store, Overrides, RootFacts, Sourced};
 use crate::containerd::owners::WriteTo;
 use crate::containerd::plan::{self, normalized_names, push_unique, Named, Plan};
-use crate::containerd::store::{Spec, Time};
+use crate::containerd::store::{NoManifest, Spec, Time};
 use crate::containerd::verify;
-use crate::containerd::versions::Version;
 use crate::disk::{self, Access};
 use crate::image::Image;
 use crate::live;
@@ -108,7 +106,19 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.spec.epoch.source_date_epoch),
     };
-    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    let fix = match (
+        args.archive.is_some(),
+        args.target.platform.platform.is_some(),
+    ) {
+        (true, false) => {
+            "pass --archive with an image for the root's platform, or --platform with one of \
+             the image's if the root's (read from its binaries) is not the one meant"
+        }
+        (true, true) => "pass --archive with an image for that platform, or another --platform",
+        (false, _) => "leave out --arch and --binary to build for the root's architecture",
+    };
+    let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))
+        .map_err(|e| with_fix(e, fix))?;
     let verify = if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
         None
@@ -131,6 +141,15 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
         Some(report) if !report.ok => ExitCode::from(3),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// An image without a manifest for the root's platform, with the `fix` the command's own
+/// flags allow (each command has other ones); any other error as it is.
+fn with_fix(err: anyhow::Error, fix: &str) -> anyhow::Error {
+    match err.downcast_ref::<NoManifest>() {
+        Some(missing) => anyhow::anyhow!("{missing}; {fix}"),
+        None => err,
+    }
 }
 
 /// A running containerd, when the command goes through one, is the source of the containerd
@@ -340,7 +359,7 @@ fn pause_binaries(args: &BakeArgs, facts: &RootFacts) -> Result<(Binaries, Strin
 
 fn print(s: &Summary, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        crate::output::print_json(s)?;
         return Ok(());
     }
     if s.dry_run {
@@ -381,6 +400,7 @@ fn print_summary(p: &Plan) {
             p.image_source.as_deref().unwrap_or_default()
         );
         println!("  import     {}", i.counts(true));
+        println!("  records    {}", i.records_line());
     }
     if let Some(c) = &p.configure {
         println!("  configure  {}", c.line(true));
@@ -407,7 +427,8 @@ fn print_verify(report: &verify::Report) {
         .iter()
         .filter(|f| f.status != verify::Status::Ok)
     {
-        println!("    {:?} {}: {}", f.status, f.check, f.message);
+        let message = crate::output::one_line(&f.message);
+        println!("    {} {}: {message}", f.status.tag(), f.check);
         if let Some(fix) = &f.fix {
             println!("      fix: {fix}");
         }
@@ -452,23 +473,48 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
     };
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
-    let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    let fix = if args.platform.platform.is_some() {
+        "pass --platform with one of the image's platforms, or --all-platforms"
+    } else {
+        "pass --platform with one of the image's platforms (the root's is read from its \
+         binaries), or --all-platforms"
+    };
+    let mut plan =
+        plan::plan(&facts, None, Some((&image, source, &req))).map_err(|e| with_fix(e, fix))?;
     if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
     let store = plan.import.as_ref().expect("an import plan imports");
-    if args.output.json && args.dry_run.dry_run {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-    } else if args.output.json {
-        println!("{}", serde_json::to_string_pretty(store)?);
+    if args.output.json {
+        crate::output::print_json(&ImportReport {
+            dry_run: args.dry_run.dry_run,
+            root: &plan.facts.root,
+            platform: platform.map(|p| p.to_string()),
+            platform_source: &platform_source,
+            image_source: plan.image_source.as_deref().unwrap_or_default(),
+            import: store,
+        })?;
     } else if args.dry_run.dry_run {
         print!("import --dry-run (nothing written): {plan}");
     } else {
         print_import(store, &platform_source);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `import --json` prints, with `--dry-run` or without: the same keys, `import` being
+/// what was (or would be) written. No containerd version: an import reads none.
+#[derive(serde::Serialize)]
+struct ImportReport<'a> {
+    dry_run: bool,
+    root: &'a str,
+    /// The platform whose manifests are imported; `None` under `--all-platforms`.
+    platform: Option<String>,
+    platform_source: &'a str,
+    image_source: &'a str,
+    import: &'a plan::StorePlan,
 }
 
 /// The text form of an import that was carried out.
@@ -518,21 +564,11 @@ fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
     // With --address, the running containerd says which version merges the files.
     let conn = args.address.as_deref().map(live::connect).transpose()?;
     running(&mut over, conn.as_ref());
+    // A root without containerd gets the newest known, as in `bake`, `import` and `verify`.
     let facts = inspect(&root, &over)?;
-    if facts.containerd_assumed {
-        bail!(
-            "no containerd in {} (looked for {} and a package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            root.dir().display(),
-            CONTAINERD_PATHS.join(", ")
-        );
-    }
     let (requested, why) = match &args.sandbox_image {
         Some(image) => (image.clone(), source_of("--sandbox-image", image)),
-        None => {
-            let k8s = facts.kubernetes.as_ref().map(|k| on_host(&root, k));
-            config::default_image(k8s.as_ref(), facts.containerd.value)?
-        }
+        None => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
     };
     let image = crate::reference::normalize(&requested)?;
     check_recorded_digest(&facts, &requested, &image)?;
@@ -553,11 +589,11 @@ fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
         Some(conn) => Some(running_after(args, conn, &image, &root, c)?),
         None => None,
     };
-    let ctd = on_host(&root, &facts.containerd);
+    let ctd = &facts.containerd;
     if args.output.json {
         let doc = serde_json::json!({
             "dry_run": args.dry_run.dry_run,
-            "path": root.resolve(&c.path)?,
+            "path": c.path,
             "containerd_version": ctd.value.to_string(),
             "containerd_version_from": ctd.source,
             "config_version": c.config_version,
@@ -577,19 +613,23 @@ fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
             "note": c.note,
             "running": running,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&doc)?;
         return Ok(ExitCode::SUCCESS);
     }
     if image != requested {
         println!("normalized {requested:?} to {image:?} (the name CRI looks up)");
     }
     let what = format!("{} = {image:?}", c.key);
+    let containerd = if facts.containerd_assumed {
+        ctd.source.clone()
+    } else {
+        format!("containerd {} from {}", ctd.value, ctd.source)
+    };
     let context = format!(
-        "containerd {} from {}, config version {}; image: {why}",
-        ctd.value, ctd.source, c.config_version
+        "{containerd}, config version {}; image: {why}",
+        c.config_version
     );
-    let path = root.resolve(&c.path)?;
-    let path = path.display();
+    let path = &c.path;
     let prefix = if args.dry_run.dry_run {
         "would have "
     } else {
@@ -659,20 +699,6 @@ fn running_after(
     }
 }
 
-/// A fact whose source is a path inside the root, shown as the host path of that file
-/// (`configure` names host paths).
-fn on_host(root: &Root, fact: &Sourced<Version>) -> Sourced<Version> {
-    let source = if fact.source.starts_with('/') {
-        format!("{}{}", root.dir().display(), fact.source)
-    } else {
-        fact.source.clone()
-    };
-    Sourced {
-        value: fact.value,
-        source,
-    }
-}
-
 /// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
 /// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
@@ -705,6 +731,7 @@ fn verify_in(args: &VerifyArgs, dir: &Path) -> Result<ExitCode> {
 mod tests {
     use super::*;
     use crate::containerd::inspect::Sourced;
+    use crate::containerd::versions::Version;
 
     #[test]
     fn names_come_from_the_flag_then_kubernetes_then_containerd() {

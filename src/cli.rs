@@ -136,6 +136,7 @@ pub struct ImageArgs {
     #[arg(
         long = "name",
         value_name = "REF",
+        value_parser = parse_reference,
         default_value = "registry.k8s.io/pause:3.10"
     )]
     pub names: Vec<String>,
@@ -195,8 +196,8 @@ pub struct DiskArgs {
 /// The containerd namespace of the image records.
 #[derive(Debug, Args)]
 pub struct NamespaceArgs {
-    /// containerd namespace
-    #[arg(long, default_value = "k8s.io")]
+    /// containerd namespace (CRI's is k8s.io)
+    #[arg(long, default_value = "k8s.io", value_parser = parse_namespace)]
     pub namespace: String,
 }
 
@@ -214,7 +215,7 @@ pub struct ContainerdArgs {
     #[arg(
         long,
         value_name = "VERSION",
-        value_parser = parse_version,
+        value_parser = parse_containerd_version,
         help = containerd_version_help()
     )]
     pub containerd_version: Option<Version>,
@@ -270,7 +271,7 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub platform: PlatformArgs,
     /// Image reference to record, in addition to the names the archive carries (repeatable)
-    #[arg(long = "name", value_name = "REF")]
+    #[arg(long = "name", value_name = "REF", value_parser = parse_reference)]
     pub names: Vec<String>,
     /// Import every platform in the archive, not just the root's
     #[arg(long, conflicts_with = "platform")]
@@ -301,7 +302,7 @@ pub struct ConfigureArgs {
     pub config: ConfigFileArgs,
     /// Sandbox image reference to set [default: the pause matching the root's Kubernetes
     /// version, else the root's containerd default]
-    #[arg(long, value_name = "REF")]
+    #[arg(long, value_name = "REF", value_parser = parse_reference)]
     pub sandbox_image: Option<String>,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
@@ -382,7 +383,7 @@ pub struct BakeArgs {
     pub kubernetes: KubernetesArgs,
     /// Image reference; the first is set in the config, the rest add image records
     /// (repeatable) [default: the pause matching the Kubernetes version]
-    #[arg(long = "name", value_name = "REF")]
+    #[arg(long = "name", value_name = "REF", value_parser = parse_reference)]
     pub names: Vec<String>,
     /// Write no CRI managed/pinned labels
     #[arg(long)]
@@ -399,8 +400,9 @@ pub struct BakeArgs {
 fn containerd_version_help() -> String {
     format!(
         "containerd version to act for (pausebake knows {}) [default: read from the \
-         root's containerd]",
-        versions::known_releases()
+         root's containerd binary or package, else {}, the newest known]",
+        versions::known_releases(),
+        versions::NEWEST_KNOWN
     )
 }
 
@@ -470,6 +472,41 @@ fn parse_version(s: &str) -> Result<Version, String> {
     s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
 }
 
+/// An image reference as given (commands normalize it as CRI looks it up), refused here when
+/// it cannot be one, so a malformed `--name` or `--sandbox-image` is a usage error (exit 2).
+fn parse_reference(s: &str) -> Result<String, String> {
+    crate::reference::normalize(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A containerd namespace: what containerd's own identifier rule accepts (letters and digits
+/// in runs joined by single `.`, `_` or `-`, at most 76 characters), else a usage error.
+fn parse_namespace(s: &str) -> Result<String, String> {
+    const MAX: usize = 76;
+    let runs_ok = s
+        .split(['.', '_', '-'])
+        .all(|run| !run.is_empty() && run.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if s.is_empty() {
+        return Err("a containerd namespace cannot be empty (CRI's is k8s.io)".into());
+    }
+    if s.len() > MAX || !runs_ok {
+        return Err(format!(
+            "{s:?} is not a containerd namespace: letters and digits, joined by single '.', \
+             '_' or '-', at most {MAX} characters (CRI's is k8s.io)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// A containerd version pausebake can act for: one older than its version table is a usage
+/// error (exit 2), as a malformed one is.
+fn parse_containerd_version(s: &str) -> Result<Version, String> {
+    let v = parse_version(s)?;
+    versions::release(v).map_err(|e| format!("{e:#}"))?;
+    Ok(v)
+}
+
 fn parse_epoch(s: &str) -> Result<u64, String> {
     s.parse().map_err(|_| {
         format!("expected whole seconds since 1970 (from --source-date-epoch or SOURCE_DATE_EPOCH), got {s:?}")
@@ -537,6 +574,56 @@ mod tests {
         }
         let zero = ["pausebake", "bake", "--disk=d.raw", "--partition=0"];
         assert_eq!(kind(&zero), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn namespaces_follow_containerds_identifier_rule() {
+        for ok in ["k8s.io", "default", "a", "moby", "a-b_c.d", &"x".repeat(76)] {
+            assert_eq!(parse_namespace(ok).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "a/b",
+            "k8s io",
+            "ä",
+            &"x".repeat(77),
+        ] {
+            assert!(parse_namespace(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_usage_errors() {
+        let kind = clap::error::ErrorKind::ValueValidation;
+        for args in [
+            &["pausebake", "bake", "--root", "/r", "--name", "foo:bar:baz"][..],
+            &[
+                "pausebake",
+                "import",
+                "a",
+                "--root",
+                "/r",
+                "--name",
+                "Bad:1",
+            ],
+            &[
+                "pausebake",
+                "configure",
+                "--root",
+                "/r",
+                "--sandbox-image",
+                "foo:bar:baz",
+            ],
+            &["pausebake", "image", "--name", "foo:bar:baz"],
+            &["pausebake", "bake", "--root", "/r", "--namespace", ""],
+            &["pausebake", "verify", "--root", "/r", "--namespace", "a/b"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.kind(), kind, "{args:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 }
 
 /// Lower-case hex sha256 of `bytes` (the digest without its `sha256:`).
+#[cfg(test)]
 pub fn sha256_hex_of(bytes: &[u8]) -> String {
     let digest = sha256_digest(bytes);
     digest["sha256:".len()..].to_string()

@@ -16,6 +16,7 @@ mod fuzz_input;
 mod fuzzed;
 mod image;
 mod live;
+mod output;
 mod pause;
 mod platform;
 mod reference;
@@ -37,7 +38,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             // One line: Packer and CI logs are line-oriented.
-            eprintln!("pausebake: error: {err:#}");
+            eprintln!(
+                "pausebake: error: {}",
+                output::one_line(&format!("{err:#}"))
+            );
             ExitCode::FAILURE
         }
     }

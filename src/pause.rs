@@ -83,7 +83,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     for (arch, elf) in &binaries {
         let path = args.out.join(format!("pause-linux-{arch}"));
         write_executable(&path, elf)?;
-        let sha256 = crate::digest::sha256_hex_of(elf);
+        let sha256 = crate::digest::sha256_digest(elf);
         if args.output.json {
             report.push(serde_json::json!({
                 "arch": arch.name(),
@@ -93,7 +93,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
             }));
         } else {
             println!(
-                "{:<8} {:>5} bytes  sha256:{sha256}  {}",
+                "{:<8} {:>5} bytes  {sha256}  {}",
                 arch.name(),
                 elf.len(),
                 path.display()
@@ -102,7 +102,7 @@ pub fn build(args: &BuildArgs) -> Result<ExitCode> {
     }
     if args.output.json {
         let doc = serde_json::json!({ "binaries": report });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&doc)?;
     }
     Ok(ExitCode::SUCCESS)
 }

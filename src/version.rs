@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Compression, VersionArgs};
+use crate::cli::{Cli, Compression, OutputArgs, VersionArgs};
 use crate::image::{self, ImageSpec};
 use crate::platform::Arch;
 
@@ -89,24 +89,28 @@ pub fn text() -> Result<String> {
     Ok(out)
 }
 
-/// Parses the command line (here, not in `cli`, which stays free of logic); `--version` prints [`text`], so the long
-/// version names the built-in pause programs and the digests of the images they make.
+/// Parses the command line (here, not in `cli`, which stays free of logic). `-V` and
+/// `--version`, alone or with `--json`, are the `version` command: one text (the built-in
+/// pause programs and the digests of the images they make) and one JSON document, whichever
+/// spelling is used.
 pub fn parse() -> Cli {
-    let mut command = Cli::command();
-    // Assembling six images for that text is work no other command needs.
-    if std::env::args_os().any(|a| a == "--version") {
-        let long = text().unwrap_or_else(|e| format!("(error: {e:#})"));
-        command = command.long_version(long);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let is_version = |a: &std::ffi::OsString| a == "-V" || a == "--version";
+    if args.iter().any(is_version) && args.iter().all(|a| is_version(a) || a == "--json") {
+        return Cli::Version(VersionArgs {
+            output: OutputArgs {
+                json: args.iter().any(|a| a == "--json"),
+            },
+        });
     }
-    let matches = command.get_matches();
+    let matches = Cli::command().get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// `pausebake version`.
 pub fn version(args: &VersionArgs) -> Result<ExitCode> {
     if args.output.json {
-        let doc = serde_json::to_value(report()?)?;
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print_json(&report()?)?;
     } else {
         println!("pausebake {}", text()?);
     }

@@ -499,7 +499,13 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         Ok((tree, order, txid)) => (tree, Some(order), Some(txid)),
         // A running containerd may be mid-write: its API, not the file, is then the truth.
         Err(_) if locked => (Bucket::default(), None, None),
-        Err(e) => return Err(e.context(format!("reading {}", host.display()))),
+        Err(e) => {
+            return Err(e.context(format!(
+                "reading {} (damaged: restore it, or move it aside and run the command again to \
+                 start an empty store)",
+                host.display()
+            )))
+        }
     };
     Ok(MetaDb {
         path,

@@ -394,6 +394,21 @@ pub fn plan(
 }
 
 impl StorePlan {
+    /// Every image record's name, the namespace and the pin state, in one line:
+    /// `A, B in namespace k8s.io, pinned (CRI managed + pinned labels)`.
+    pub fn records_line(&self) -> String {
+        let pin = if self.pinned {
+            "pinned (CRI managed + pinned labels)"
+        } else {
+            "not pinned (--no-pin: no CRI labels)"
+        };
+        format!(
+            "{} in namespace {}, {pin}",
+            self.names.join(", "),
+            self.namespace
+        )
+    }
+
     /// The one-line count of what the import changes: as done (`done`, the summary after a
     /// run) or as planned (`--dry-run`); `unchanged (…)` when nothing; naming the store
     /// (a root's `meta.db`, or the running containerd that answered).
@@ -521,6 +536,7 @@ fn write_configure(f: &mut fmt::Formatter<'_>, c: &ConfigPlan) -> fmt::Result {
 /// The import part of the text summary: the counts, then each blob and record it writes.
 fn write_import(f: &mut fmt::Formatter<'_>, i: &StorePlan) -> fmt::Result {
     writeln!(f, "  import     {}", i.counts(false))?;
+    writeln!(f, "  records    {}", i.records_line())?;
     if let Some(address) = &i.address {
         writeln!(
             f,

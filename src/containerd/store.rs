@@ -289,13 +289,39 @@ pub fn select(image: &Image, platform: Option<Platform>) -> Result<Selection> {
     if sel.manifests.is_empty() {
         let want = platform.map_or_else(|| "any platform".to_string(), |p| p.to_string());
         let have: Vec<String> = seen_platforms.iter().map(|p| p.to_string()).collect();
-        bail!(
-            "selecting a manifest for {want}: the image has none (it has: {}); pass --platform or --all-platforms",
-            if have.is_empty() { "no manifests".to_string() } else { have.join(", ") }
-        );
+        return Err(NoManifest {
+            want,
+            have: if have.is_empty() {
+                "no manifests".to_string()
+            } else {
+                have.join(", ")
+            },
+        }
+        .into());
     }
     Ok(sel)
 }
+
+/// [`select`] found no manifest for the platform asked for. The fact only: the command adds
+/// the fix its own flags allow.
+#[derive(Debug)]
+pub struct NoManifest {
+    pub want: String,
+    /// The image's platforms, comma-separated.
+    pub have: String,
+}
+
+impl std::fmt::Display for NoManifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "selecting a manifest for {}: the image has none (it has: {})",
+            self.want, self.have
+        )
+    }
+}
+
+impl std::error::Error for NoManifest {}
 
 /// One blob of [`select`]'s walk: records it with its children's GC labels and returns the
 /// children the store needs (an index's entries for other platforms are left out).
@@ -877,7 +903,7 @@ pub mod tests {
             .to_string();
         assert_eq!(
             err,
-            "selecting a manifest for linux/s390x: the image has none (it has: linux/amd64); pass --platform or --all-platforms"
+            "selecting a manifest for linux/s390x: the image has none (it has: linux/amd64)"
         );
     }
 

@@ -142,6 +142,17 @@ pub enum Status {
     Fail,
 }
 
+impl Status {
+    /// How every text report spells the status (`verify`, `bake`), four columns wide.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
 /// One answer: what was checked, what was found and, unless it is fine, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
@@ -807,6 +818,9 @@ impl Walk<'_, '_> {
 
 // --- the command -------------------------------------------------------------------------
 
+/// The namespace CRI keeps its images in, whatever the config says.
+pub const CRI_NAMESPACE: &str = "k8s.io";
+
 /// What `verify` prints.
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
@@ -852,7 +866,33 @@ pub fn audit(facts: &RootFacts, namespace: &str) -> Result<Report> {
         cri_disabled: &facts.config.cri_disabled,
         owner_warnings: &facts.owner.warnings,
     })?;
-    Ok(Report::new(facts, namespace, findings))
+    Ok(Report::new(
+        facts,
+        namespace,
+        with_cri_namespace(findings, facts, namespace),
+    ))
+}
+
+/// The offline rules answer for `namespace`; CRI reads one namespace only, so an audit of
+/// another one says that it does not count for a pod sandbox (as the live rules do).
+fn with_cri_namespace(
+    mut findings: Vec<Finding>,
+    facts: &RootFacts,
+    namespace: &str,
+) -> Vec<Finding> {
+    if namespace != CRI_NAMESPACE {
+        let raw = facts.config.effective.image();
+        let name = crate::reference::normalize(raw).unwrap_or_else(|_| raw.to_string());
+        findings.push(Finding::warn(
+            "cri",
+            format!(
+                "CRI reads images only from namespace {CRI_NAMESPACE}: it never sees {name} in \
+                 {namespace}"
+            ),
+            format!("import into {CRI_NAMESPACE} (the default --namespace)"),
+        ));
+    }
+    findings
 }
 
 impl Report {
@@ -876,7 +916,7 @@ impl Report {
 
 pub fn print(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        crate::output::print_json(report)?;
         return Ok(());
     }
     println!(
@@ -909,12 +949,8 @@ pub fn print(report: &Report, json: bool) -> Result<()> {
         }
     );
     for f in &report.findings {
-        let tag = match f.status {
-            Status::Ok => "ok  ",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-        };
-        println!("{tag} {}: {}", f.check, f.message);
+        let message = crate::output::one_line(&f.message);
+        println!("{} {}: {message}", f.status.tag(), f.check);
         if let Some(fix) = &f.fix {
             println!("     fix: {fix}");
         }

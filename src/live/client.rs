@@ -53,7 +53,7 @@ impl Client {
                 "connecting to containerd at {shown}: not a socket; pass the socket containerd listens on ([grpc] address in its config)"
             ),
             Err(e) if e.kind() == ErrorKind::NotFound => bail!(
-                "connecting to containerd at {shown}: no such socket; is containerd running? (pass --address, or stop containerd and use --offline)"
+                "connecting to containerd at {shown}: no such socket; is containerd running? (it listens on the [grpc] address of its config; without --address, pausebake works on the root's files alone)"
             ),
             Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!(
                 "connecting to containerd at {shown}: permission denied; run as root"

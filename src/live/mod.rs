@@ -342,9 +342,12 @@ pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
 }
 
 /// Which running containerd `import`/`bake` write through: the one at `--address` when given;
-/// with `--offline` none (the offline apply refuses a locked `meta.db` as before); else, when
-/// the root's `meta.db` is locked by a running containerd whose configured socket answers,
-/// that one, said on stderr.
+/// else, when the root's `meta.db` is locked by a running containerd whose configured socket
+/// answers (and `--offline` is not given), that one, said on stderr; else none.
+///
+/// This decides for the dry run and the real run alike: a `meta.db` locked by a containerd
+/// that is not written through is refused here, at once, so `--dry-run` fails the way the
+/// real run would instead of printing a plan nobody can carry out.
 pub fn choose(
     facts: &RootFacts,
     given: Option<&Path>,
@@ -353,36 +356,44 @@ pub fn choose(
     if let Some(address) = given {
         return connect(address).map(Some);
     }
-    if offline || !facts.meta.locked {
+    if !facts.meta.locked {
         return Ok(None);
+    }
+    let db = facts.root.resolve(&facts.meta.path)?;
+    let locked = format!(
+        "{} is locked: containerd appears to be running on this root; stop it and retry",
+        db.display()
+    );
+    if offline {
+        bail!("{locked} (--offline never writes through a running containerd)");
     }
     let address = configured_address(facts)?;
     if !address.exists() {
-        // nothing listens there: the offline refusal of the locked file says enough
-        return Ok(None);
+        bail!(
+            "{locked}, or pass --address with the socket of the containerd that holds it \
+             (nothing listens on {}, the socket in the root's config)",
+            address.display()
+        );
     }
     let conn = match connect(&address) {
         Ok(conn) => conn,
-        Err(e) => {
-            // the offline apply refuses the locked file next; this says why not live
-            eprintln!(
-                "pausebake: meta.db is locked by a running containerd, but not writing through {}: {e:#}",
-                address.display()
-            );
-            return Ok(None);
-        }
+        Err(e) => bail!(
+            "{locked}; not writing through {} instead: {e:#}",
+            address.display()
+        ),
     };
     // Only the containerd that holds this root's meta.db: another one answering on that
     // path (the host's, for a root that is not `/`) must not get this root's image.
     let server = server_pid(&conn);
     if server.is_none() || server != facts.meta.holder {
-        eprintln!(
-            "pausebake: meta.db is locked by process {}, but the containerd at {} is process {}: not this root's containerd, so not writing through it (pass --address to choose one)",
+        bail!(
+            "meta.db is locked by process {}, but the containerd at {} is process {}: not this \
+             root's containerd, so not writing through it; {locked}, or pass --address with \
+             the socket of the containerd that holds it",
             pid_shown(facts.meta.holder),
             address.display(),
             pid_shown(server)
         );
-        return Ok(None);
     }
     eprintln!(
         "pausebake: meta.db is locked by a running containerd: writing through its API at {} (pass --offline to refuse instead)",
@@ -447,14 +458,26 @@ mod tests {
         assert!(meta.locked);
         // /proc/locks names the process that holds it: this one
         assert_eq!(meta.holder, Some(std::process::id()));
-        // locked, but nothing answers on the socket of this test root's config
+        // locked, but nothing answers on the socket of this test root's config: refused, as
+        // the offline apply would refuse it (for a dry run too), naming the socket tried
         std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();
+        let none = dir.path().join("none.sock");
         std::fs::write(
             dir.path().join("etc/containerd/config.toml"),
-            format!("[grpc]\naddress = \"{}/none.sock\"\n", dir.path().display()),
+            format!("[grpc]\naddress = \"{}\"\n", none.display()),
         )
         .unwrap();
-        assert!(choose(&facts(&root), None, false).unwrap().is_none());
+        let err = format!("{:#}", choose(&facts(&root), None, false).err().unwrap());
+        assert!(
+            err.contains("is locked: containerd appears to be running"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("nothing listens on {}", none.display())),
+            "{err}"
+        );
+        let err = format!("{:#}", choose(&facts(&root), None, true).err().unwrap());
+        assert!(err.contains("--offline never writes through"), "{err}");
         // --address is taken at its word: it must answer
         let given = dir.path().join("given.sock");
         assert!(choose(&facts(&root), Some(&given), true).is_err());

@@ -20,14 +20,12 @@ use crate::containerd::inspect::RootFacts;
 use crate::containerd::store;
 use crate::containerd::verify::{
     rule_digest, rule_kubernetes, sandbox_setting, too_deep, verbatim_finding, verbatim_wanted,
-    Finding, Report, SandboxSetting, Status,
+    Finding, Report, SandboxSetting, Status, CRI_NAMESPACE,
 };
 use crate::containerd::versions::{pinning, Pinning};
 use crate::image::Image;
 use crate::platform::Platform;
 
-/// The namespace CRI keeps its images in.
-const CRI_NAMESPACE: &str = "k8s.io";
 /// How long CRI gets to learn of an image created through the API.
 const CRI_POLL: Duration = Duration::from_secs(3);
 

@@ -634,6 +634,7 @@ fn import_writes_only_the_chosen_platform_and_is_idempotent() {
         &["--platform", "linux/arm64", "--json"],
     ));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &report["import"];
     // The index, arm64's manifest, config and layer: 4 of the archive's 7 blobs.
     assert_eq!(
         report["blobs_written"].as_array().unwrap().len(),
@@ -759,6 +760,7 @@ fn a_gzip_compressed_archive_imports() {
         &["--all-platforms", "--json"],
     ));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &report["import"];
     // Both platforms: the index, two manifests, two configs, two layers.
     assert_eq!(
         report["blobs_written"].as_array().unwrap().len(),

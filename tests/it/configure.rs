@@ -230,16 +230,14 @@ fn configure_reads_the_version_from_dpkg_or_says_how_to_pass_it() {
         "Package: containerd\nStatus: install ok installed\nVersion: 1.7.24~ds1-6+deb13u1\n",
     )
     .unwrap();
+    // paths inside the root, as bake and verify print them
     let out = configure(root.path(), &[]);
     assert_eq!(
         out,
-        format!(
-            "created {r}/etc/containerd/config.toml with \
-             plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"registry.k8s.io/pause:3.8\" \
-             (containerd 1.7.24 from {r}/var/lib/dpkg/status (containerd 1.7.24~ds1-6+deb13u1), \
-             config version 2; image: the default of containerd 1.7.24)\n",
-            r = root.path().display()
-        )
+        "created /etc/containerd/config.toml with \
+         plugins.\"io.containerd.grpc.v1.cri\".sandbox_image = \"registry.k8s.io/pause:3.8\" \
+         (containerd 1.7.24 from /var/lib/dpkg/status (containerd 1.7.24~ds1-6+deb13u1), \
+         config version 2; image: the default of containerd 1.7.24)\n"
     );
 
     // --containerd-version needs neither

@@ -190,7 +190,8 @@ fn live_import_runs_a_sandbox_offline_and_leaves_the_rest_alone() {
 
         // re-point the name at a newer image
         let text = import_ok(&ctd, &newer, root.path(), &["--json"]);
-        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let json = &report["import"];
         let target = json["target"].as_str().unwrap().to_string();
         assert!(
             json["records_changed"]
@@ -274,8 +275,8 @@ fn live_verify_exits_3_for_each_fault() {
 
         // a missing blob: the manifest's content record removed behind our back
         let out = import_ok(&ctd, &ours, root.path(), &["--json"]);
-        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let manifest = json["manifests"][0]
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let manifest = report["import"]["manifests"][0]
             .as_str()
             .unwrap()
             .split_whitespace()
@@ -1041,7 +1042,9 @@ fn dry_import(ctd: &Running, archive: &Path, root: &Path) -> serde_json::Value {
 
 /// `import ARCHIVE --json --address SOCKET --root ROOT`: the import report.
 fn real_import(ctd: &Running, archive: &Path, root: &Path) -> serde_json::Value {
-    serde_json::from_str(&import_ok(ctd, archive, root, &["--json"])).unwrap()
+    let report: serde_json::Value =
+        serde_json::from_str(&import_ok(ctd, archive, root, &["--json"])).unwrap();
+    report["import"].clone()
 }
 
 /// `value` as a list of strings (a JSON array of them).

@@ -23,6 +23,7 @@ mod owners;
 mod packer;
 mod pause;
 mod plan;
+mod readme;
 mod release;
 mod vm;
 

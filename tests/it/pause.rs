@@ -305,9 +305,10 @@ fn build_reports_size_and_sha256_as_json() {
         assert_eq!(entry["path"], path.display().to_string());
         assert_eq!(entry["size"], bytes.len());
         let sha = run_ok(Command::new("sha256sum").arg(&path));
+        // prefixed as every other digest pausebake prints
         assert_eq!(
             entry["sha256"].as_str().unwrap(),
-            stdout(&sha).split(' ').next().unwrap()
+            format!("sha256:{}", stdout(&sha).split(' ').next().unwrap())
         );
     }
 }

@@ -202,10 +202,7 @@ fn import_and_configure_dry_runs_write_nothing() {
             .arg(&root),
     );
     assert!(
-        stdout(&out).starts_with(&format!(
-            "would have created {}/etc/containerd/config.toml with ",
-            root.canonicalize().unwrap().display()
-        )),
+        stdout(&out).starts_with("would have created /etc/containerd/config.toml with "),
         "{}",
         stdout(&out)
     );

@@ -416,7 +416,7 @@ fn dist_is_byte_identical_from_two_directories_static_and_described() {
             .arg(a.join("pause.oci.tar")),
     );
     assert_eq!(
-        json(&out)["target"],
+        json(&out)["import"]["target"],
         version_json()["all_platforms_digest"],
         "{}",
         stdout(&out)
