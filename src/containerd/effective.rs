@@ -25,6 +25,15 @@
 //!   is below 3, CRI's migration copies `io.containerd.grpc.v1.cri`'s `sandbox_image` over
 //!   `io.containerd.cri.v1.images`' `pinned_images.sandbox`. A merged version above 3 is
 //!   refused (2.0 to 2.2).
+//! - 2.0 to 2.2 (`LoadConfig` in `cmd/containerd/server/config/config.go`, the same at
+//!   v2.0.0, v2.0.11, v2.1.9 and v2.2.7): a file of version 4 or more is merged like any
+//!   other (its `version` becomes the accumulated one), so it is only refused if it is still
+//!   the last non-zero `version` at the end; but a version 0/1 file loaded while the
+//!   accumulated version is 4 or more makes `MigrateConfigTo` step past its three-entry
+//!   migration table, and containerd panics ("index out of range [3] with length 3").
+//!   A main file of version 4 whose later drop-in says version 2 loads; a version 4 drop-in
+//!   followed by a version 1 (or unversioned) one, with no version 2/3 file loaded between
+//!   them, does not.
 //! - 2.3 (checked against `LoadConfigWithPlugins` of containerd v2.3.4 and its `config dump`):
 //!   the accumulated version starts at 4 and every file below it is migrated *on its own,
 //!   before the merge*, one version step at a time, with the plugins' migrations: short
@@ -662,6 +671,9 @@ impl Loader<'_> {
         if self.rules == Rules::V23 && !self.check_root_version(path, parsed.version) {
             return Ok(None);
         }
+        if self.rules == Rules::V2x && !self.check_migration_target(path, parsed.version) {
+            return Ok(None);
+        }
         if parsed.version != 0 {
             self.out.version_file = Some(index);
         }
@@ -715,6 +727,30 @@ impl Loader<'_> {
             _ => {}
         }
         true
+    }
+
+    /// 2.0 to 2.2: a version 0/1 file is migrated to the accumulated version one step at a
+    /// time through a table of three steps (`MigrateConfigTo` from `LoadConfig`), so when a
+    /// file loaded before it (in load order) made the accumulated version 4 or more, the
+    /// fourth step indexes past the table and containerd panics ("index out of range [3]
+    /// with length 3"). `false` (refused) then.
+    fn check_migration_target(&mut self, path: &str, version: i64) -> bool {
+        let target = self.out.merged_version;
+        if !(0..=1).contains(&version) || target <= 3 {
+            return true;
+        }
+        let raised_by = match self.out.version_file {
+            Some(f) => self.out.files[f].path.clone(),
+            None => self.out.main.clone(),
+        };
+        self.out.refused = Some(format!(
+            "{path} (a version {version} file) loads after {raised_by} made the config version \
+             {target}: containerd {} panics migrating it to version {target} (\"index out of \
+             range [3] with length 3\") and does not start; give {path} version = 2 or 3, or \
+             {raised_by} a version of at most 3",
+            self.v
+        ));
+        false
     }
 
     /// 2.3: a file below version 4 migrated on its own, before the merge, as
@@ -1750,6 +1786,116 @@ mod tests {
             .refused
             .unwrap()
             .contains("higher than version = 2 of /etc/containerd/a.toml"));
+    }
+
+    /// 2.0 to 2.2 merge a version 4 file; they panic only when a version 0/1 file loads after
+    /// it while it still sets the accumulated version (both layouts checked against the real
+    /// 2.1.9's `config dump`).
+    #[test]
+    fn containerd_2_0_to_2_2_panic_migrating_an_old_file_after_a_version_4_one() {
+        // the layout of PAUSEBAKE_SEED=1796548405453133703: 99-nvidia (version 4) loads
+        // first through the explicit import, then 10-a (version 1) through the glob
+        let failing = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 2
+imports = [\"/etc/containerd/conf.d/99-nvidia.toml\", \
+                 \"/etc/containerd/conf.d/*.toml\"]\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n\
+                 runtime_type = \"io.containerd.runc.v2\"\n",
+            ),
+            (
+                "/etc/containerd/conf.d/10-a.toml",
+                "version = 1\nimports = []\n",
+            ),
+            (
+                "/etc/containerd/conf.d/20-b.toml",
+                "version = 3\nimports = [\"/etc/containerd/conf.d/20-b.toml\"]\n\
+                 [plugins.\"io.containerd.cri.v1.images\".pinned_images]\nsandbox = \"\"\n",
+            ),
+            (
+                "/etc/containerd/conf.d/99-nvidia.toml",
+                "version = 4\nimports = []\n\
+                 [plugins.\"io.containerd.cri.v1.images\"]\nmax_concurrent_downloads = 4\n",
+            ),
+        ]);
+        for c in ["2.0.0", "2.1.9", "2.2.7"] {
+            let eff = resolve_with(&failing, &main(), v(c)).unwrap();
+            assert_eq!(
+                eff.refused.as_deref(),
+                Some(
+                    format!(
+                        "/etc/containerd/conf.d/10-a.toml (a version 1 file) loads after \
+                         /etc/containerd/conf.d/99-nvidia.toml made the config version 4: \
+                         containerd {c} panics migrating it to version 4 (\"index out of range \
+                         [3] with length 3\") and does not start; give \
+                         /etc/containerd/conf.d/10-a.toml version = 2 or 3, or \
+                         /etc/containerd/conf.d/99-nvidia.toml a version of at most 3"
+                    )
+                    .as_str()
+                ),
+                "{c}"
+            );
+            assert!(target(&eff, v(c)).is_err());
+        }
+        // a file without a version migrates from 0 the same way
+        let unversioned = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 4\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+            ),
+            (
+                "/etc/containerd/conf.d/a.toml",
+                "[plugins.cri]\nsandbox_image = \"a:1\"\n",
+            ),
+        ]);
+        let eff = resolve_with(&unversioned, &main(), v("2.1.9")).unwrap();
+        assert!(eff.refused.unwrap().contains("a.toml (a version 0 file) loads after /etc/containerd/config.toml made the config version 4"));
+        // a version 4 main file whose later drop-in says version 2: the drop-in's version is
+        // the accumulated one when the version 1 file loads, so nothing panics, the merged
+        // config is version 2 and CRI's migration takes the drop-in's sandbox_image
+        let lowered = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 4\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n\
+                 [plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"main:1\"\n",
+            ),
+            (
+                "/etc/containerd/conf.d/20-b.toml",
+                "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n\
+                 sandbox_image = \"dropin:2\"\n",
+            ),
+            (
+                "/etc/containerd/conf.d/30-c.toml",
+                "version = 1\n[plugins.cri]\nmax_concurrent_downloads = 7\n",
+            ),
+        ]);
+        for c in ["2.0.0", "2.1.9", "2.2.7"] {
+            let eff = resolve_with(&lowered, &main(), v(c)).unwrap();
+            assert_eq!(eff.refused, None, "{c}");
+            assert_eq!(eff.merged_version, 2, "{c}");
+            assert_eq!(eff.image(), "dropin:2", "{c}");
+            assert_eq!(eff.sandbox.unwrap().file, 1, "{c}");
+        }
+        // a version 1 file before the version 4 one: no panic, but the merged version 4 is
+        // refused at the end
+        let last = mem(&[
+            (
+                DEFAULT_MAIN,
+                "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+            ),
+            ("/etc/containerd/conf.d/10-a.toml", "version = 1\n"),
+            ("/etc/containerd/conf.d/20-b.toml", "version = 4\n"),
+        ]);
+        let why = resolve_with(&last, &main(), v("2.1.9"))
+            .unwrap()
+            .refused
+            .unwrap();
+        assert!(why.contains("accepts at most 3"), "{why}");
+        // 2.3 reads version 4 natively: an old file after a version 4 main one migrates
+        let eff = resolve_with(&unversioned, &main(), v("2.3.4")).unwrap();
+        assert_eq!(eff.refused, None);
+        assert_eq!(eff.image(), "a:1");
     }
 
     #[test]

@@ -116,7 +116,8 @@ fn gen_imports(rng: &mut Rng, own: &str, files: &[&str]) -> String {
 
 /// One file set for a build whose own config version is `native` (2 for 1.x, 3 for 2.0 to
 /// 2.2, 4 for 2.3): files of every version up to it, rarely one above, and for 2.x a
-/// version-4 file now and then (which 2.0 to 2.2 refuse).
+/// version-4 file now and then (which 2.0 to 2.2 refuse when it sets the merged version, and
+/// panic on when a version 0/1 file loads after it).
 fn gen_case(seed: u64, native: i64) -> BTreeMap<String, String> {
     let mut rng = Rng(seed | 1);
     let drop_ins = rng.below(5);
