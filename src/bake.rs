@@ -30,6 +30,7 @@ use crate::containerd::versions::Version;
 use crate::image::Image;
 use crate::live;
 use crate::rootfs::Root;
+use crate::trace;
 
 /// Everything `bake` did (or, with `--dry-run`, would do), for the summary and `--json`.
 #[derive(Debug, serde::Serialize)]
@@ -73,9 +74,13 @@ fn target_overrides(
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
+    if args.live.trace {
+        trace::enable();
+    }
     let root = Root::new(&args.target.root.root)?;
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
+    trace::step(format_args!("inspected the root"));
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     if running(&mut over, live.as_ref()) {
         facts = inspect(&root, &over)?;
@@ -94,17 +99,21 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         time: Time::for_records(args.spec.epoch.source_date_epoch),
     };
     let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))?;
+    trace::step(format_args!("planned"));
     let verify = if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
         None
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
+        trace::step(format_args!("applied"));
         // Re-read: verify judges the root as it is now, each fact with its true source.
         let after = inspect(&root, &over)?;
-        Some(match live.as_mut() {
+        let report = match live.as_mut() {
             Some(conn) => live::verify(conn, &after, &req.namespace, false)?,
             None => verify::audit(&after, &req.namespace)?,
-        })
+        };
+        trace::step(format_args!("verified"));
+        Some(report)
     };
     let summary = Summary {
         dry_run: args.dry_run.dry_run,
@@ -160,7 +169,9 @@ fn carry_out(
         import: None,
         ..plan.clone()
     };
-    apply(&config_only, None, root)
+    apply(&config_only, None, root)?;
+    trace::step(format_args!("applied the config part of the plan"));
+    Ok(())
 }
 
 /// Records what the root holds of each of the image's blobs, for the plan.
@@ -314,14 +325,19 @@ fn print_verify(report: &verify::Report) {
 
 /// `pausebake import`.
 pub fn import(args: &ImportArgs) -> Result<ExitCode> {
+    if args.live.trace {
+        trace::enable();
+    }
     let root = Root::new(&args.root.root)?;
     // Everything is validated while reading, before the root is touched.
     let image = crate::archive::read(&args.archive)?;
+    trace::step(format_args!("read {}", args.archive.display()));
     let names = normalized_names(image.names.iter().chain(&args.names))?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
     // imported.
     let mut facts = inspect_store(&root, &overrides(Some(&args.platform), None, None, None))?;
     probe(&mut facts, &image)?;
+    trace::step(format_args!("inspected the root"));
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
     } else {
@@ -337,11 +353,13 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
     let mut plan = plan::plan(&facts, None, Some((&image, source, &req)))?;
+    trace::step(format_args!("planned"));
     if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
+    trace::step(format_args!("applied"));
     let store = plan.import.as_ref().expect("an import plan imports");
     if args.output.json && args.dry_run.dry_run {
         println!("{}", serde_json::to_string_pretty(&plan)?);
