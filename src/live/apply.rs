@@ -138,6 +138,19 @@ fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<
         Mode::Act { .. } => ("writing", "into"),
     };
     let context = |digest: &str| format!("{doing} blob {digest} {into} containerd");
+    // What containerd has of every blob, asked at once.
+    let mut have: BTreeMap<&String, _> = plan
+        .labels
+        .keys()
+        .zip(
+            client.all(
+                plan.labels
+                    .keys()
+                    .map(|d| client.content_info_call(d))
+                    .collect(),
+            ),
+        )
+        .collect();
     let mut outcome = Outcome::default();
     for generation in generations(&plan.labels) {
         let mut writes = Vec::new();
@@ -146,7 +159,14 @@ fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<
             let bytes = image.blobs.get(digest).with_context(|| {
                 format!("{doing} blob {digest} {into} containerd: not in the image")
             })?;
-            match decide_blob(client, mode, digest, labels).with_context(|| context(digest))? {
+            let info = have
+                .remove(digest)
+                .unwrap_or_else(|| Err(Status::internal("not asked")))
+                .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
+                .with_context(|| context(digest))?;
+            match decide_blob(client, mode, digest, info.as_ref(), labels)
+                .with_context(|| context(digest))?
+            {
                 Some(done) => {
                     trace::step(format_args!("blob {digest}: {done:?}"));
                     outcome.blob(digest, done);
@@ -309,18 +329,19 @@ impl BlobStep {
     }
 }
 
-/// One blob, decided by its `Info` ([`BlobStep::of`]): `None` when, acting, it is to be
-/// written ([`write`], then [`after_write`]). Acting, a present blob is first added to the
-/// lease and then asked about again (GC may have taken it in between), and gets the labels
-/// it lacks. An absent one needs no such step: a blob committed under the lease is held by
-/// it from its commit on.
+/// One blob, decided by its `Info` `have` ([`BlobStep::of`]): `None` when, acting, it is to
+/// be written ([`write`], then [`after_write`]). Acting, a present blob is first added to
+/// the lease and then asked about again (GC may have taken it in between), and gets the
+/// labels it lacks. An absent one needs no such step: a blob committed under the lease is
+/// held by it from its commit on.
 fn decide_blob(
     client: &Client,
     mode: Mode,
     digest: &str,
+    have: Option<&api::Info>,
     labels: &BTreeMap<String, String>,
 ) -> Result<Option<Blob>> {
-    let step = BlobStep::of(info(client, digest)?.as_ref(), labels);
+    let step = BlobStep::of(have, labels);
     let Mode::Act { lease } = mode else {
         return Ok(Some(step.outcome()));
     };
@@ -508,9 +529,9 @@ impl ImageStep {
     }
 }
 
-/// The image record `name`: read, decided ([`ImageStep::of`]) and, under [`Mode::Act`],
-/// created, re-pointed (target and our labels) or left alone. Returns what changed (or
-/// would).
+/// The image record `name`: decided ([`ImageStep::of`]) from what containerd has and, under
+/// [`Mode::Act`], created, re-pointed (target and our labels) or left alone. Returns what
+/// changed (or would).
 fn put_image(
     client: &Client,
     mode: Mode,
@@ -519,25 +540,24 @@ fn put_image(
     pin: bool,
 ) -> Result<Option<&'static str>> {
     let record = record(image, name, pin);
-    let step = ImageStep::of(get_image(client, name)?.as_ref(), &record);
     let Mode::Act { .. } = mode else {
-        return Ok(step.how());
+        return Ok(ImageStep::of(get_image(client, name)?.as_ref(), &record).how());
     };
-    match step {
+    // Created outright, one call in the usual case; a record that exists already is read
+    // and decided as a dry run decides it.
+    let req = client.request(CreateImageRequest {
+        image: Some(record.clone()),
+        source_date_epoch: None,
+    });
+    match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
+        Ok(_) => return Ok(Some("new")),
+        Err(e) if e.code() == Code::AlreadyExists => {}
+        Err(e) => return Err(anyhow!("creating it: {}", describe(&e))),
+    }
+    match ImageStep::of(get_image(client, name)?.as_ref(), &record) {
         ImageStep::Keep => Ok(None),
-        ImageStep::Update => update_image(client, record),
-        ImageStep::Create => {
-            let req = client.request(CreateImageRequest {
-                image: Some(record.clone()),
-                source_date_epoch: None,
-            });
-            match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
-                Ok(_) => Ok(Some("new")),
-                // another import created it in between: make it ours like an existing one
-                Err(e) if e.code() == Code::AlreadyExists => update_image(client, record),
-                Err(e) => Err(anyhow!("creating it: {}", describe(&e))),
-            }
-        }
+        // Create: removed since; updating it then fails as not found, and says so
+        ImageStep::Update | ImageStep::Create => update_image(client, record),
     }
 }
 

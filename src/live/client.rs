@@ -338,13 +338,26 @@ impl Client {
     /// content `Info` of `digest` (in the current namespace): `None` when containerd has no
     /// such blob.
     pub fn content_info(&self, digest: &str) -> Result<Option<api::Info>, Status> {
+        self.block_on(self.content_info_call(digest))
+    }
+
+    /// [`Client::content_info`] as a call to run, alone or with others ([`Client::all`]).
+    pub fn content_info_call(
+        &self,
+        digest: &str,
+    ) -> impl Future<Output = Result<Option<api::Info>, Status>> + Send + 'static {
         let req = self.request(api::InfoRequest {
             digest: digest.to_string(),
         });
-        absent_is_none(
-            self.call(|ch| async move { ContentClient::new(ch).info(req).await })
-                .map(|r| r.info),
-        )
+        let ch = self.channel();
+        async move {
+            absent_is_none(
+                ContentClient::new(ch)
+                    .info(req)
+                    .await
+                    .map(|r| r.into_inner().info),
+            )
+        }
     }
 
     /// images `Get` of `name` (in the current namespace): `None` when containerd has no
