@@ -31,6 +31,7 @@ use crate::disk::{self, Access};
 use crate::image::Image;
 use crate::live;
 use crate::rootfs::Root;
+use crate::trace;
 
 /// Everything `bake` did (or, with `--dry-run`, would do), for the summary and `--json`.
 #[derive(Debug, serde::Serialize)]
@@ -74,6 +75,9 @@ fn target_overrides(
 
 /// `pausebake bake`.
 pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
+    if args.live.trace {
+        trace::enable();
+    }
     let access = Access::unless_dry_run(args.dry_run.dry_run);
     disk::with_root(&args.target.root, access, |dir| bake_in(args, dir))
 }
@@ -82,6 +86,7 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
     let root = Root::new(dir)?;
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
+    trace::step(format_args!("inspected the root"));
     let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
     if running(&mut over, live.as_ref()) {
         facts = inspect(&root, &over)?;
@@ -119,17 +124,21 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
     };
     let mut plan = plan::plan(&facts, Some(named), Some((&image, image_source, &req)))
         .map_err(|e| with_fix(e, fix))?;
+    trace::step(format_args!("planned"));
     let verify = if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
         None
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
+        trace::step(format_args!("applied"));
         // Re-read: verify judges the root as it is now, each fact with its true source.
         let after = inspect(&root, &over)?;
-        Some(match live.as_mut() {
+        let report = match live.as_mut() {
             Some(conn) => live::verify(conn, &after, &req.namespace, false)?,
             None => verify::audit(&after, &req.namespace)?,
-        })
+        };
+        trace::step(format_args!("verified"));
+        Some(report)
     };
     let summary = Summary {
         dry_run: args.dry_run.dry_run,
@@ -194,7 +203,9 @@ fn carry_out(
         import: None,
         ..plan.clone()
     };
-    apply(&config_only, None, root)
+    apply(&config_only, None, root)?;
+    trace::step(format_args!("applied the config part of the plan"));
+    Ok(())
 }
 
 /// Refuses a name whose digest is not the image's own ([`crate::reference::check_digest`]),
@@ -439,6 +450,9 @@ fn print_verify(report: &verify::Report) {
 
 /// `pausebake import`.
 pub fn import(args: &ImportArgs) -> Result<ExitCode> {
+    if args.live.trace {
+        trace::enable();
+    }
     let access = Access::unless_dry_run(args.dry_run.dry_run);
     disk::with_root(&args.root, access, |dir| import_in(args, dir))
 }
@@ -447,6 +461,7 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
     let root = Root::new(dir)?;
     // Everything is validated while reading, before the root is touched.
     let image = crate::archive::read(&args.archive)?;
+    trace::step(format_args!("read {}", args.archive.display()));
     let mut names = normalized_names(image.names.iter().chain(&args.names))?;
     check_digests(&names, &image)?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
@@ -459,6 +474,7 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
         names.push(verbatim);
     }
     probe(&mut facts, &image)?;
+    trace::step(format_args!("inspected the root"));
     let (platform, platform_source) = if args.all_platforms {
         (None, "--all-platforms".to_string())
     } else {
@@ -481,11 +497,13 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
     };
     let mut plan =
         plan::plan(&facts, None, Some((&image, source, &req))).map_err(|e| with_fix(e, fix))?;
+    trace::step(format_args!("planned"));
     if args.dry_run.dry_run {
         through(&mut plan, &image, live.as_mut())?;
     } else {
         carry_out(&mut plan, Some(&image), &root, live.as_mut())?;
     }
+    trace::step(format_args!("applied"));
     let store = plan.import.as_ref().expect("an import plan imports");
     if args.output.json {
         crate::output::print_json(&ImportReport {

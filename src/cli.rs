@@ -248,6 +248,9 @@ pub struct LiveArgs {
     /// Never use a running containerd: refuse when it holds meta.db
     #[arg(long, conflicts_with = "address")]
     pub offline: bool,
+    /// Print the time each step takes on stderr (for `make bench`)
+    #[arg(long, hide = true)]
+    pub trace: bool,
 }
 
 /// Which containerd config file is the main one.

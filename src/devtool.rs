@@ -1,12 +1,13 @@
 //! `pausebake bolt`: the hidden developer command the tests drive to read and change bbolt
 //! files. It lives apart from [`crate::bolt`], which knows nothing of the command line.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::bolt::{dump, random, read_tree, Bucket, Db};
+use crate::bolt::{dump, dump_to, random, read_tree, Bucket, Db};
 use crate::cli::{BoltArgs, BoltCommand};
 use crate::platform::Endian;
 
@@ -17,7 +18,14 @@ pub fn command(args: &BoltArgs) -> Result<ExitCode> {
             let bytes =
                 std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let tree = read_tree(&bytes).with_context(|| format!("reading {}", file.display()))?;
-            print!("{}", dump(&tree));
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+            dump_to(&tree, &mut out)
+                .and_then(|()| out.flush())
+                .context("writing the dump to stdout")?;
+            // Left to the process exit, which returns the memory whole: freeing the tree's
+            // 100,000 or so allocations one by one took a tenth of the command's time.
+            std::mem::forget(tree);
+            std::mem::forget(bytes);
         }
         BoltCommand::Set {
             file,

@@ -25,6 +25,7 @@ mod rootfs;
 mod strict;
 #[cfg(test)]
 mod structure;
+mod trace;
 mod version;
 
 use std::process::ExitCode;

@@ -149,7 +149,7 @@ impl Bucket {
 /// Parses a whole bbolt file from bytes (pure; used by verify, dump and fuzzing). Errors
 /// name the page and the problem.
 pub fn read_tree(bytes: &[u8]) -> Result<Bucket> {
-    Ok(read::load(bytes)?.tree)
+    read::tree(bytes)
 }
 
 /// The byte order of a bbolt file (of its current meta page), which only a machine of the
@@ -462,37 +462,74 @@ fn init(file: &File, path: &Path, order: Endian, page_size: u32) -> Result<u64> 
 
 /// Lower-case hex, as the dump format and error messages use.
 pub fn hex(bytes: &[u8]) -> String {
+    let mut s = Vec::new();
+    push_hex(&mut s, bytes);
+    // ASCII digits only.
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+/// Appends `bytes` to `out` in lower-case hex.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
+    let start = out.len();
+    out.resize(start + bytes.len() * 2, 0);
+    for (pair, &b) in out[start..].chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
-    s
 }
 
 /// The whole tree in `tests/bolt-check`'s dump format: one line per bucket
 /// (`bucket <path> <sequence>`) and per value (`value <path> <hex>`), depth first in key
 /// order, paths made of hex keys (`/` for the root).
 pub fn dump(root: &Bucket) -> String {
-    let mut out = format!("bucket / {}\n", root.sequence);
-    dump_into(&mut out, "", root);
-    out
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail, and the dump is ASCII.
+    let _ = dump_to(root, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn dump_into(out: &mut String, path: &str, bucket: &Bucket) {
-    use std::fmt::Write;
+/// [`dump`], written to `out` line by line (a whole file's dump is tens of megabytes: it is
+/// not built in memory first).
+pub fn dump_to(root: &Bucket, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(out, "bucket / {}", root.sequence)?;
+    dump_into(out, &mut Vec::new(), &mut Vec::new(), root)
+}
+
+/// The lines under `bucket`, whose path is `path`; `line` is the buffer each is built in.
+fn dump_into(
+    out: &mut impl std::io::Write,
+    path: &mut Vec<u8>,
+    line: &mut Vec<u8>,
+    bucket: &Bucket,
+) -> std::io::Result<()> {
+    use std::io::Write;
     for (key, node) in &bucket.entries {
-        let path = format!("{path}/{}", hex(key));
-        // Writing to a String cannot fail.
-        let _ = match node {
-            Node::Bucket(b) => writeln!(out, "bucket {path} {}", b.sequence),
-            Node::Value(v) => writeln!(out, "value {path} {}", hex(v)),
-        };
-        if let Node::Bucket(b) = node {
-            dump_into(out, &path, b);
+        let parent = path.len();
+        path.push(b'/');
+        push_hex(path, key);
+        line.clear();
+        match node {
+            Node::Bucket(b) => {
+                line.extend_from_slice(b"bucket ");
+                line.extend_from_slice(path);
+                write!(line, " {}", b.sequence)?;
+            }
+            Node::Value(v) => {
+                line.extend_from_slice(b"value ");
+                line.extend_from_slice(path);
+                line.push(b' ');
+                push_hex(line, v);
+            }
         }
+        line.push(b'\n');
+        out.write_all(line)?;
+        if let Node::Bucket(b) = node {
+            dump_into(out, path, line, b)?;
+        }
+        path.truncate(parent);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -559,6 +596,8 @@ mod tests {
             assert!(after.leaked.is_empty(), "leaked pages {:?}", after.leaked);
             assert_eq!(after.meta.txid, before.txid + u64::from(dirty));
             assert!(after.tree == *tree, "the file holds another tree");
+            // The tree-only read (dump, verify) checks and finds the same.
+            assert!(read::tree(&self.bytes()).unwrap() == *tree);
             after
         }
     }
@@ -994,6 +1033,18 @@ mod tests {
         assert_eq!(
             dump(&root),
             "bucket / 3\nbucket /7631 7\nvalue /7631/65 \nvalue /7631/6b 00ff\n"
+        );
+        // a nested bucket's lines, then its parent's path again for the next key
+        root.bucket_at_mut(&[b"v1", b"a"])
+            .unwrap()
+            .put(b"x", b"1")
+            .unwrap();
+        let mut streamed = Vec::new();
+        dump_to(&root, &mut streamed).unwrap();
+        assert_eq!(
+            String::from_utf8(streamed).unwrap(),
+            "bucket / 3\nbucket /7631 7\nbucket /7631/61 0\nvalue /7631/61/78 31\n\
+             value /7631/65 \nvalue /7631/6b 00ff\n"
         );
     }
 

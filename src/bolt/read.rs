@@ -75,18 +75,26 @@ impl<'a> Pages<'a> {
     }
 }
 
-/// Parses a whole bbolt file from bytes.
+/// Parses a whole bbolt file from bytes, with the pages each bucket owns.
+#[cfg_attr(not(test), allow(dead_code))]
 pub fn load(bytes: &[u8]) -> Result<Loaded> {
+    load_with(bytes, true)
+}
+
+/// Parses the tree of a whole bbolt file from bytes, with every check of [`load`] but
+/// without recording the pages each bucket owns (which only the tests read).
+pub fn tree(bytes: &[u8]) -> Result<Bucket> {
+    Ok(load_with(bytes, false)?.tree)
+}
+
+/// Parses the tree and freelist the current meta points at; `shapes`: records which pages
+/// each bucket owns (else every [`Shape`] stays empty).
+fn load_with(bytes: &[u8], shapes: bool) -> Result<Loaded> {
     let meta = current_meta(bytes)?;
-    let pages = Pages {
+    let pages = &Pages {
         base: bytes,
         size: meta.page_size as usize,
     };
-    load_with(meta, &pages)
-}
-
-/// Parses the tree and freelist `meta` points at.
-fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
     let exist = pages.count();
     if meta.pgid > exist {
         bail!(
@@ -102,6 +110,7 @@ fn load_with(meta: Meta, pages: &Pages) -> Result<Loaded> {
         // Sized by the high-water mark, which is at most the file's page count.
         used: vec![false; meta.pgid as usize],
         open_pages: 0,
+        shapes,
     };
     let (entries, shape) = r.bucket_pages(meta.root, 0)?;
     if let Some(key) = entries
@@ -195,6 +204,8 @@ struct Reader<'a, 'p> {
     used: Vec<bool>,
     /// Pages being read right now (the recursion depth of `walk`).
     open_pages: usize,
+    /// Whether to record each bucket's pages in its [`Shape`].
+    shapes: bool,
 }
 
 type Entries = BTreeMap<Vec<u8>, Node>;
@@ -283,8 +294,10 @@ impl<'a> Reader<'a, '_> {
             bail!("page {id}: branch pages nested more than {MAX_PAGE_DEPTH} deep");
         }
         let (flags, count, buf) = self.page(id)?;
-        let overflow = (buf.len() / self.pages.size) as u64 - 1;
-        shape.pages.extend(id..=id + overflow);
+        if self.shapes {
+            let overflow = (buf.len() / self.pages.size) as u64 - 1;
+            shape.pages.extend(id..=id + overflow);
+        }
         match flags {
             LEAF => {
                 let ctx = format!("page {id}");
@@ -333,7 +346,9 @@ impl<'a> Reader<'a, '_> {
                 let (child, child_shape) = self
                     .nested(key, value, ctx, depth + 1)
                     .with_context(|| format!("{ctx}: bucket {}", show(key)))?;
-                shape.children.insert(key.to_vec(), child_shape);
+                if self.shapes {
+                    shape.children.insert(key.to_vec(), child_shape);
+                }
                 Node::Bucket(child)
             } else {
                 Node::Value(value.to_vec())

@@ -80,10 +80,9 @@ pub struct MetaDb {
     /// The transaction the file held when read; `None` when absent or empty.
     pub txid: Option<u64>,
     /// Whether a running containerd holds the file's lock (it writes the file meanwhile: the
-    /// tree is a snapshot, and empty when the snapshot was caught mid-write).
+    /// tree is a snapshot, and empty when the snapshot was caught mid-write). Which process
+    /// holds it: [`RootFacts::meta_holder`].
     pub locked: bool,
-    /// The process holding that lock, from `/proc/locks` (`None`: not locked, or not told).
-    pub holder: Option<u32>,
 }
 
 /// What a content blob of the store holds, compared with the bytes an image has for it.
@@ -229,6 +228,16 @@ fn newest_known() -> Sourced<Version> {
 }
 
 impl RootFacts {
+    /// The process holding the lock of the root's `meta.db`, from `/proc/locks` (`None`: not
+    /// locked, or not told). Asked only when needed: reading `/proc/locks` can wait many
+    /// milliseconds on a machine where other processes take and drop file locks.
+    pub fn meta_holder(&self) -> Result<Option<u32>> {
+        if !self.meta.locked {
+            return Ok(None);
+        }
+        lock_holder(&self.root.resolve(&self.meta.path)?)
+    }
+
     /// Reads the blob files of `digests` and compares each with the bytes `bytes_of` gives,
     /// recording the result in [`RootFacts::blobs`] for the plan.
     pub fn probe_blobs<'a>(
@@ -494,7 +503,6 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         ))
     };
     let locked = is_locked(&host)?;
-    let holder = if locked { lock_holder(&host)? } else { None };
     let (tree, order, txid) = match read() {
         Ok((tree, order, txid)) => (tree, Some(order), Some(txid)),
         // A running containerd may be mid-write: its API, not the file, is then the truth.
@@ -514,7 +522,6 @@ fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
         order,
         txid,
         locked,
-        holder,
     })
 }
 

@@ -8,7 +8,8 @@
 //! deleted on every path; if pausebake dies first it expires and GC takes what no record
 //! reaches.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
@@ -27,6 +28,7 @@ use super::client::{describe, Client};
 use crate::containerd::plan::StorePlan;
 use crate::containerd::store;
 use crate::image::Image;
+use crate::trace;
 
 /// The largest chunk sent in one `Write` message (gRPC's default limit is 4 MiB).
 const CHUNK: usize = 1 << 20;
@@ -104,10 +106,12 @@ enum Mode<'a> {
 pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
     let lease = create_lease(client)?;
+    trace::step(format_args!("created lease {lease}"));
     client.set_lease(Some(&lease))?;
     let result = walk(client, image, plan, Mode::Act { lease: &lease });
     client.set_lease(None)?;
     let deleted = delete_lease(client, &lease);
+    trace::step(format_args!("deleted lease {lease}"));
     let outcome = result?;
     deleted?;
     Ok(outcome.into_plan(plan, client))
@@ -123,55 +127,114 @@ pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<S
     Ok(walk(client, image, plan, Mode::Ask)?.into_plan(plan, client))
 }
 
-/// Every blob (children first), then every image record: read what containerd has, decide
-/// the step, and under [`Mode::Act`] take it.
+/// Every blob, a generation at a time (children before parents), then every image record:
+/// read what containerd has, decide the step, and under [`Mode::Act`] take it. The blobs of
+/// one generation that must be written are written at once, each on its own stream: most of
+/// a write's time is containerd syncing the blob and `meta.db`, and those syncs overlap.
 fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<Outcome> {
     // a dry run's errors say what it was doing: only reading
     let (doing, into) = match mode {
         Mode::Ask => ("checking", "in"),
         Mode::Act { .. } => ("writing", "into"),
     };
+    let context = |digest: &str| format!("{doing} blob {digest} {into} containerd");
+    // What containerd has of every blob, asked at once.
+    let mut have: BTreeMap<&String, _> = plan
+        .labels
+        .keys()
+        .zip(
+            client.all(
+                plan.labels
+                    .keys()
+                    .map(|d| client.content_info_call(d))
+                    .collect(),
+            ),
+        )
+        .collect();
     let mut outcome = Outcome::default();
-    for digest in children_first(&plan.labels) {
-        let labels = &plan.labels[&digest];
-        let bytes = image.blobs.get(&digest).with_context(|| {
-            format!("{doing} blob {digest} {into} containerd: not in the image")
-        })?;
-        let done = put_blob(client, mode, &digest, bytes, labels)
-            .with_context(|| format!("{doing} blob {digest} {into} containerd"))?;
-        outcome.blob(&digest, done);
+    for generation in generations(&plan.labels) {
+        let mut writes = Vec::new();
+        for digest in &generation {
+            let labels = &plan.labels[digest];
+            let bytes = image.blobs.get(digest).with_context(|| {
+                format!("{doing} blob {digest} {into} containerd: not in the image")
+            })?;
+            let info = have
+                .remove(digest)
+                .unwrap_or_else(|| Err(Status::internal("not asked")))
+                .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
+                .with_context(|| context(digest))?;
+            match decide_blob(client, mode, digest, info.as_ref(), labels)
+                .with_context(|| context(digest))?
+            {
+                Some(done) => {
+                    trace::step(format_args!("blob {digest}: {done:?}"));
+                    outcome.blob(digest, done);
+                }
+                None => writes.push((digest, bytes.as_slice(), labels)),
+            }
+        }
+        let Mode::Act { lease } = mode else {
+            continue;
+        };
+        let written = client.all(
+            writes
+                .iter()
+                .map(|&(digest, bytes, labels)| write(client, digest, bytes, labels))
+                .collect(),
+        );
+        for (&(digest, bytes, labels), result) in writes.iter().zip(written) {
+            let done = after_write(client, lease, digest, labels, result)
+                .with_context(|| context(digest))?;
+            trace::step(format_args!(
+                "blob {digest} ({} bytes): {done:?}",
+                bytes.len()
+            ));
+            outcome.blob(digest, done);
+        }
     }
     for name in &plan.names {
         let how = put_image(client, mode, image, name, plan.pinned)
             .with_context(|| format!("{doing} image record {name} {into} containerd"))?;
+        trace::step(format_args!("image {name}: {}", how.unwrap_or("unchanged")));
         outcome.image(name, how);
     }
     Ok(outcome)
 }
 
-/// Every digest after the digests its labels name: a parent is committed only once its
-/// children are there.
-fn children_first(blobs: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<String> {
-    fn visit(
-        d: &str,
-        blobs: &BTreeMap<String, BTreeMap<String, String>>,
-        done: &mut BTreeSet<String>,
-        out: &mut Vec<String>,
-    ) {
-        if !done.insert(d.to_string()) {
-            return;
+/// The digests in generations: first those whose labels name no other blob of the plan, then
+/// those naming only blobs of earlier generations, and so on; a parent is committed only once
+/// its children are there. Each generation in digest order.
+fn generations(blobs: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
+    fn depth<'a>(
+        d: &'a str,
+        blobs: &'a BTreeMap<String, BTreeMap<String, String>>,
+        seen: &mut BTreeMap<&'a str, usize>,
+    ) -> usize {
+        if let Some(&n) = seen.get(d) {
+            return n;
         }
-        for child in blobs.get(d).into_iter().flat_map(|l| l.values()) {
-            if blobs.contains_key(child) {
-                visit(child, blobs, done, out);
-            }
-        }
-        out.push(d.to_string());
+        // A cycle (impossible between content digests) counts as a leaf rather than looping.
+        seen.insert(d, 0);
+        let n = blobs
+            .get(d)
+            .into_iter()
+            .flat_map(|l| l.values())
+            .filter(|child| blobs.contains_key(*child))
+            .map(|child| depth(child, blobs, seen) + 1)
+            .max()
+            .unwrap_or(0);
+        seen.insert(d, n);
+        n
     }
-    let mut done = BTreeSet::new();
-    let mut out = Vec::new();
+    let mut seen = BTreeMap::new();
+    let mut out: Vec<Vec<String>> = Vec::new();
     for d in blobs.keys() {
-        visit(d, blobs, &mut done, &mut out);
+        let n = depth(d, blobs, &mut seen);
+        if out.len() <= n {
+            out.resize(n + 1, Vec::new());
+        }
+        out[n].push(d.clone());
     }
     out
 }
@@ -266,42 +329,56 @@ impl BlobStep {
     }
 }
 
-/// One blob: under [`Mode::Act`] first added to the lease, then its `Info` decides
-/// ([`BlobStep::of`]); acting, an absent blob is written (stat, chunks, commit with digest,
-/// size and labels) and a present one gets the labels it lacks. containerd answers
-/// AlreadyExists when another writer (or another namespace's identical blob) got there
-/// first: then only the labels.
-fn put_blob(
+/// One blob, decided by its `Info` `have` ([`BlobStep::of`]): `None` when, acting, it is to
+/// be written ([`write`], then [`after_write`]). Acting, a present blob is first added to
+/// the lease and then asked about again (GC may have taken it in between), and gets the
+/// labels it lacks. An absent one needs no such step: a blob committed under the lease is
+/// held by it from its commit on.
+fn decide_blob(
     client: &Client,
     mode: Mode,
     digest: &str,
-    bytes: &[u8],
+    have: Option<&api::Info>,
     labels: &BTreeMap<String, String>,
-) -> Result<Blob> {
-    if let Mode::Act { lease } = mode {
-        // Leased first: a blob found present must survive GC until the records that reach
-        // it exist (only blobs written under the lease are held by it otherwise).
-        add_to_lease(client, lease, digest)?;
-    }
-    let step = BlobStep::of(info(client, digest)?.as_ref(), labels);
-    let Mode::Act { .. } = mode else {
-        return Ok(step.outcome());
+) -> Result<Option<Blob>> {
+    let step = BlobStep::of(have, labels);
+    let Mode::Act { lease } = mode else {
+        return Ok(Some(step.outcome()));
     };
-    match step {
-        BlobStep::Keep => Ok(Blob::Present),
-        BlobStep::Label(missing) => relabel(client, digest, &missing),
-        BlobStep::Write => match write(client, digest, bytes, labels) {
-            Ok(()) => Ok(Blob::Written),
-            Err(e) if e.code() == Code::AlreadyExists => {
-                let have = info(client, digest)?
-                    .ok_or_else(|| anyhow!("containerd said it exists, then that it does not"))?;
-                match BlobStep::of(Some(&have), labels) {
-                    BlobStep::Label(missing) => relabel(client, digest, &missing),
-                    _ => Ok(Blob::Present),
-                }
+    if step == BlobStep::Write {
+        return Ok(None);
+    }
+    // Leased before it is trusted: it must survive GC until the records that reach it exist.
+    add_to_lease(client, lease, digest)?;
+    match BlobStep::of(info(client, digest)?.as_ref(), labels) {
+        BlobStep::Write => Ok(None),
+        BlobStep::Keep => Ok(Some(Blob::Present)),
+        BlobStep::Label(missing) => relabel(client, digest, &missing).map(Some),
+    }
+}
+
+/// What a [`write`] made of the blob. containerd answers AlreadyExists when another writer
+/// (or another namespace's identical blob) got there first: then the blob is leased and
+/// gets only the labels it lacks.
+fn after_write(
+    client: &Client,
+    lease: &str,
+    digest: &str,
+    labels: &BTreeMap<String, String>,
+    written: Result<(), Status>,
+) -> Result<Blob> {
+    match written {
+        Ok(()) => Ok(Blob::Written),
+        Err(e) if e.code() == Code::AlreadyExists => {
+            add_to_lease(client, lease, digest)?;
+            let have = info(client, digest)?
+                .ok_or_else(|| anyhow!("containerd said it exists, then that it does not"))?;
+            match BlobStep::of(Some(&have), labels) {
+                BlobStep::Label(missing) => relabel(client, digest, &missing),
+                _ => Ok(Blob::Present),
             }
-            Err(e) => Err(anyhow!("{}", describe(&e))),
-        },
+        }
+        Err(e) => Err(anyhow!("{}", describe(&e))),
     }
 }
 
@@ -347,15 +424,16 @@ fn relabel(client: &Client, digest: &str, missing: &BTreeMap<String, String>) ->
     Ok(Blob::Labelled)
 }
 
-/// The content `Write` stream for one blob. The ref is unique to this process, so two
-/// imports never wait on each other's ingest; a killed run's ingest belongs to its expiring
-/// lease.
+/// The content `Write` stream for one blob, to run with [`Client::all`]: one message with
+/// its bytes, its expected digest and size, its labels and the commit (chunked only past
+/// gRPC's message limit). The ref is unique to this process, so two imports never wait on
+/// each other's ingest; a killed run's ingest belongs to its expiring lease.
 fn write(
     client: &Client,
     digest: &str,
     bytes: &[u8],
     labels: &BTreeMap<String, String>,
-) -> Result<(), Status> {
+) -> impl Future<Output = Result<(), Status>> + Send + 'static {
     let total = bytes.len() as i64;
     let reference = format!("pausebake-{}-{digest}", std::process::id());
     let base = WriteContentRequest {
@@ -364,28 +442,38 @@ fn write(
         expected: digest.to_string(),
         ..Default::default()
     };
-    let mut msgs = vec![WriteContentRequest {
-        action: WriteAction::Stat as i32,
-        ..base.clone()
-    }];
-    for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
-        msgs.push(WriteContentRequest {
+    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+    let last = chunks.len().saturating_sub(1);
+    let mut msgs: Vec<WriteContentRequest> = chunks
+        .iter()
+        .enumerate()
+        .map(|(i, chunk)| WriteContentRequest {
             action: WriteAction::Write as i32,
             offset: (i * CHUNK) as i64,
             data: chunk.to_vec(),
             ..base.clone()
-        });
-    }
-    msgs.push(WriteContentRequest {
+        })
+        .collect();
+    let commit = WriteContentRequest {
         action: WriteAction::Commit as i32,
-        offset: total,
         labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         ..base
-    });
+    };
+    // The commit carries the last chunk (containerd writes a message's data, then commits).
+    match msgs.get_mut(last) {
+        Some(tail) => {
+            tail.action = commit.action;
+            tail.labels = commit.labels;
+        }
+        None => msgs.push(WriteContentRequest {
+            offset: total,
+            ..commit
+        }),
+    }
     let req = client.request(tokio_stream::iter(msgs));
     let ch = client.channel();
     let want = digest.to_string();
-    client.block_on(async move {
+    async move {
         let mut responses = ContentClient::new(ch).write(req).await?.into_inner();
         let mut committed = None;
         while let Some(r) = responses.message().await? {
@@ -398,7 +486,7 @@ fn write(
             Some(d) => Err(Status::data_loss(format!("containerd committed {d}"))),
             None => Err(Status::unknown("the write stream ended without a commit")),
         }
-    })
+    }
 }
 
 /// What one image record needs, decided from what containerd has under its name.
@@ -441,9 +529,9 @@ impl ImageStep {
     }
 }
 
-/// The image record `name`: read, decided ([`ImageStep::of`]) and, under [`Mode::Act`],
-/// created, re-pointed (target and our labels) or left alone. Returns what changed (or
-/// would).
+/// The image record `name`: decided ([`ImageStep::of`]) from what containerd has and, under
+/// [`Mode::Act`], created, re-pointed (target and our labels) or left alone. Returns what
+/// changed (or would).
 fn put_image(
     client: &Client,
     mode: Mode,
@@ -452,25 +540,24 @@ fn put_image(
     pin: bool,
 ) -> Result<Option<&'static str>> {
     let record = record(image, name, pin);
-    let step = ImageStep::of(get_image(client, name)?.as_ref(), &record);
     let Mode::Act { .. } = mode else {
-        return Ok(step.how());
+        return Ok(ImageStep::of(get_image(client, name)?.as_ref(), &record).how());
     };
-    match step {
+    // Created outright, one call in the usual case; a record that exists already is read
+    // and decided as a dry run decides it.
+    let req = client.request(CreateImageRequest {
+        image: Some(record.clone()),
+        source_date_epoch: None,
+    });
+    match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
+        Ok(_) => return Ok(Some("new")),
+        Err(e) if e.code() == Code::AlreadyExists => {}
+        Err(e) => return Err(anyhow!("creating it: {}", describe(&e))),
+    }
+    match ImageStep::of(get_image(client, name)?.as_ref(), &record) {
         ImageStep::Keep => Ok(None),
-        ImageStep::Update => update_image(client, record),
-        ImageStep::Create => {
-            let req = client.request(CreateImageRequest {
-                image: Some(record.clone()),
-                source_date_epoch: None,
-            });
-            match client.call(|ch| async move { ImagesClient::new(ch).create(req).await }) {
-                Ok(_) => Ok(Some("new")),
-                // another import created it in between: make it ours like an existing one
-                Err(e) if e.code() == Code::AlreadyExists => update_image(client, record),
-                Err(e) => Err(anyhow!("creating it: {}", describe(&e))),
-            }
-        }
+        // Create: removed since; updating it then fails as not found, and says so
+        ImageStep::Update | ImageStep::Create => update_image(client, record),
     }
 }
 
@@ -542,7 +629,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn children_are_written_before_their_parents() {
+    fn children_are_written_in_generations_before_their_parents() {
         let edge = |kids: &[&str]| -> BTreeMap<String, String> {
             kids.iter()
                 .enumerate()
@@ -556,9 +643,20 @@ mod tests {
             ("z-layer".to_string(), BTreeMap::new()),
         ]);
         assert_eq!(
-            children_first(&blobs),
-            ["c-config", "z-layer", "m-manifest", "a-index"]
+            generations(&blobs),
+            [
+                vec!["c-config", "z-layer"],
+                vec!["m-manifest"],
+                vec!["a-index"]
+            ]
         );
+        // a label naming a blob outside the plan (present in containerd) does not wait
+        let outside = BTreeMap::from([
+            ("m-manifest".to_string(), edge(&["c-elsewhere"])),
+            ("z-layer".to_string(), BTreeMap::new()),
+        ]);
+        assert_eq!(generations(&outside), [vec!["m-manifest", "z-layer"]]);
+        assert!(generations(&BTreeMap::new()).is_empty());
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

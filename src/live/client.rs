@@ -20,6 +20,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Code, Request, Status};
 
 use crate::containerd::versions::{known_releases, Version};
+use crate::trace;
 
 /// How long connecting to the socket may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -104,6 +105,7 @@ impl Client {
                 })
             })
             .with_context(|| format!("connecting to containerd at {shown}"))?;
+        trace::step(format_args!("connected to {shown}"));
         let mut client = Client {
             rt,
             channel,
@@ -124,6 +126,7 @@ impl Client {
                 VersionClient::new(ch).version(()).await
             })
             .map_err(not_containerd)?;
+        trace::step(format_args!("version: {}", version.version));
         client.version_string = version.version.clone();
         client.version = version
             .version
@@ -146,6 +149,7 @@ impl Client {
                 })
                 .await
         });
+        trace::step(format_args!("CRI version"));
         match cri {
             Ok(_) => {}
             Err(e) if e.code() == Code::Unimplemented => bail!(
@@ -219,6 +223,33 @@ impl Client {
         Fut: Future<Output = Result<T, Status>>,
     {
         self.within(CALL_TIMEOUT, fut)
+    }
+
+    /// Runs `calls` at once, each its own task on the channel (HTTP/2 carries them side by
+    /// side), and waits for all of them under [`CALL_TIMEOUT`]: their answers, in order.
+    pub fn all<T, Fut>(&self, calls: Vec<Fut>) -> Vec<Result<T, Status>>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        let n = calls.len();
+        let tasks: Vec<_> = calls.into_iter().map(|c| self.rt.spawn(c)).collect();
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let joined = self.within(CALL_TIMEOUT, async move {
+            let mut answers = Vec::with_capacity(n);
+            for task in tasks {
+                answers.push(task.await.unwrap_or_else(|e| {
+                    Err(Status::internal(format!("the call's task failed: {e}")))
+                }));
+            }
+            Ok(answers)
+        });
+        joined.unwrap_or_else(|timeout| {
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            (0..n)
+                .map(|_| Err(Status::new(timeout.code(), timeout.message())))
+                .collect()
+        })
     }
 
     fn within<T, Fut>(&self, limit: Duration, fut: Fut) -> Result<T, Status>
@@ -307,13 +338,26 @@ impl Client {
     /// content `Info` of `digest` (in the current namespace): `None` when containerd has no
     /// such blob.
     pub fn content_info(&self, digest: &str) -> Result<Option<api::Info>, Status> {
+        self.block_on(self.content_info_call(digest))
+    }
+
+    /// [`Client::content_info`] as a call to run, alone or with others ([`Client::all`]).
+    pub fn content_info_call(
+        &self,
+        digest: &str,
+    ) -> impl Future<Output = Result<Option<api::Info>, Status>> + Send + 'static {
         let req = self.request(api::InfoRequest {
             digest: digest.to_string(),
         });
-        absent_is_none(
-            self.call(|ch| async move { ContentClient::new(ch).info(req).await })
-                .map(|r| r.info),
-        )
+        let ch = self.channel();
+        async move {
+            absent_is_none(
+                ContentClient::new(ch)
+                    .info(req)
+                    .await
+                    .map(|r| r.into_inner().info),
+            )
+        }
     }
 
     /// images `Get` of `name` (in the current namespace): `None` when containerd has no

@@ -385,12 +385,13 @@ pub fn choose(
     // Only the containerd that holds this root's meta.db: another one answering on that
     // path (the host's, for a root that is not `/`) must not get this root's image.
     let server = server_pid(&conn);
-    if server.is_none() || server != facts.meta.holder {
+    let holder = facts.meta_holder()?;
+    if server.is_none() || server != holder {
         bail!(
             "meta.db is locked by process {}, but the containerd at {} is process {}: not this \
              root's containerd, so not writing through it; {locked}, or pass --address with \
              the socket of the containerd that holds it",
-            pid_shown(facts.meta.holder),
+            pid_shown(holder),
             address.display(),
             pid_shown(server)
         );
@@ -454,10 +455,10 @@ mod tests {
         assert!(!facts(&root).meta.locked);
         let held = std::fs::File::open(&db).unwrap();
         held.lock().unwrap();
-        let meta = facts(&root).meta;
-        assert!(meta.locked);
+        let locked = facts(&root);
+        assert!(locked.meta.locked);
         // /proc/locks names the process that holds it: this one
-        assert_eq!(meta.holder, Some(std::process::id()));
+        assert_eq!(locked.meta_holder().unwrap(), Some(std::process::id()));
         // locked, but nothing answers on the socket of this test root's config: refused, as
         // the offline apply would refuse it (for a dry run too), naming the socket tried
         std::fs::create_dir_all(dir.path().join("etc/containerd")).unwrap();

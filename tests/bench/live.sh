@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Bench rows for the live path (`--address`):
 # - `pausebake import --address` of the pause archive into a running containerd, beside
-#   `ctr -n k8s.io images import` of the same archive into the same containerd; before each
-#   run (untimed) the image is removed with a synchronous GC so both write everything. Runs
-#   alternate; the best of RUNS each is reported and the ratio is taken in this run.
+#   `ctr -n k8s.io images import` (the ctr of the same release) of the same archive into the
+#   same containerd, for each containerd the tests run: the system one (1.6 on bookworm),
+#   each unpacked in the machine cache by tests/fetch-containerd.sh (1.7, 2.1, 2.3), and
+#   2.3.4 from the shared test data ($PAUSEBAKE_SHARED, default ../shared beside the
+#   checkout) when the cache has no 2.3 yet. Before each run (untimed) the image is removed
+#   with a synchronous GC so both write everything. Runs alternate; the best of RUNS each is
+#   reported and the ratio is taken in this run. `--trace` shows where the time goes.
 # - the size of the release binary with and without the `live` feature (the one without is
 #   built once into target/bench-no-live, or taken from PAUSEBAKE_NO_LIVE).
 # containerd runs as the tests run it (tests/bench/containerd.sh).
@@ -14,57 +18,85 @@ cd "$(dirname "$0")/../.."
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 RUNS=${RUNS:-7}
 NAME=registry.k8s.io/pause:3.10
+cache=${PAUSEBAKE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pausebake}/containerd
+shared=${PAUSEBAKE_SHARED:-$(cd .. && pwd)/shared}
 
-version=$(bench_containerd_required live)
+bench_containerd_required live >/dev/null
 
 "$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null 2>&1
 
 best() { sort -n | head -n 1; }
 
-run=$work/run root=$work/root
-mkdir -p "$run" "$root"
-start_containerd "$root" "$run" '[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true'
-ctr() { "$CTR" --address "$run/sock" -n k8s.io "$@"; }
-
-# Untimed: every image record (CRI adds a sha256:<config> twin of ours) and, by synchronous
-# GC, their content gone, so the next import writes everything.
-forget() {
-  local names
-  names=$(ctr images ls -q)
-  [ -z "$names" ] || ctr images rm --sync $names >/dev/null
-  if [ -n "$(ctr content ls -q)" ]; then
-    echo "bench live: content left after removing the image: $(ctr content ls -q | head -n 3)" >&2
-    exit 1
+# The containerd and ctr programs to bench, one pair per line.
+programs() {
+  echo "$CONTAINERD $CTR"
+  local dir
+  for dir in "$cache"/containerd-*/usr/bin; do
+    [ -x "$dir/containerd" ] && [ -x "$dir/ctr" ] && echo "$dir/containerd $dir/ctr"
+  done
+  local tarball=$shared/containerd/2.3.4/containerd-2.3.4-linux-amd64.tar.xz
+  if ! compgen -G "$cache/containerd-2.3*" >/dev/null && [ -f "$tarball" ]; then
+    mkdir -p "$work/2.3.4"
+    tar -xJf "$tarball" -C "$work/2.3.4"
+    echo "$work/2.3.4/containerd $work/2.3.4/ctr"
   fi
 }
 
-live_once() {
-  forget
-  local t0; t0=$(now)
-  "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root" >/dev/null
-  echo $(($(now) - t0))
+# bench_version CONTAINERD CTR: the import row for that containerd, with its own ctr.
+bench_version() {
+  CONTAINERD=$1 CTR=$2
+  local version run=$work/run-$3 root=$work/root-$3
+  version=$("$CONTAINERD" --version | awk '{print $3}')
+  mkdir -p "$run" "$root"
+  start_containerd "$root" "$run" '[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true'
+  ctr() { "$CTR" --address "$run/sock" -n k8s.io "$@"; }
+
+  # Untimed: every image record (CRI adds a sha256:<config> twin of ours) and, by synchronous
+  # GC, their content gone, so the next import writes everything.
+  forget() {
+    local names
+    names=$(ctr images ls -q)
+    [ -z "$names" ] || ctr images rm --sync $names >/dev/null
+    if [ -n "$(ctr content ls -q)" ]; then
+      echo "bench live: content left after removing the image: $(ctr content ls -q | head -n 3)" >&2
+      exit 1
+    fi
+  }
+  live_once() {
+    forget
+    local t0; t0=$(now)
+    "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root" >/dev/null
+    echo $(($(now) - t0))
+  }
+  ctr_once() {
+    forget
+    local t0; t0=$(now)
+    ctr images import "$work/pause.tar" >/dev/null
+    echo $(($(now) - t0))
+  }
+
+  local live_ns=() ctr_ns=()
+  for _ in $(seq "$RUNS"); do
+    live_ns+=("$(live_once)")
+    ctr_ns+=("$(ctr_once)")
+  done
+  stop_containerd
+  local l c ratio load
+  l=$(printf '%s\n' "${live_ns[@]}" | best)
+  c=$(printf '%s\n' "${ctr_ns[@]}" | best)
+  ratio=$(awk -v c="$c" -v l="$l" 'BEGIN { printf "%.2f", l / c }')
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  bench_row "import --address into a running containerd $version (best of $RUNS)" "$(ms "$l")" "$(ms "$c")" ms "$(ms "$l") ms" \
+    "ctr -n k8s.io images import of the same archive ($version's ctr): $(ms "$c") ms (pausebake takes ${ratio}× ctr's time; goal ≤ 0.5; load average $load)" \
+    "$ratio"
 }
 
-ctr_once() {
-  forget
-  local t0; t0=$(now)
-  ctr images import "$work/pause.tar" >/dev/null
-  echo $(($(now) - t0))
-}
-
-live_ns=() ctr_ns=()
-for _ in $(seq "$RUNS"); do
-  live_ns+=("$(live_once)")
-  ctr_ns+=("$(ctr_once)")
-done
-stop_containerd
-l=$(printf '%s\n' "${live_ns[@]}" | best)
-c=$(printf '%s\n' "${ctr_ns[@]}" | best)
-ratio=$(awk -v c="$c" -v l="$l" 'BEGIN { printf "%.2f", l / c }')
-load=$(cut -d' ' -f1 /proc/loadavg)
-bench_row "import --address into a running containerd $version (best of $RUNS)" "$(ms "$l")" "$(ms "$c")" ms "$(ms "$l") ms" \
-  "ctr -n k8s.io images import of the same archive: $(ms "$c") ms (pausebake takes ${ratio}× ctr's time; goal ≤ 0.5; load average $load)"
+i=0
+while read -r containerd ctr_program; do
+  i=$((i + 1))
+  bench_version "$containerd" "$ctr_program" "$i"
+done < <(programs)
 
 # Binary size with and without the live path.
 no_live=${PAUSEBAKE_NO_LIVE:-}

@@ -239,55 +239,110 @@ fn can_make_dist() -> bool {
     true
 }
 
-/// Copies the checkout's files (tracked and untracked, not ignored) into `dest`, as a
-/// second clone elsewhere would have them.
-fn copy_source(dest: &Path) {
-    let out = run_ok(
-        Command::new("git")
-            .args([
-                "ls-files",
-                "-z",
-                "--cached",
-                "--others",
-                "--exclude-standard",
-            ])
-            .current_dir(repo()),
-    );
-    for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = Path::new(std::str::from_utf8(name).unwrap());
-        let from = repo().join(name);
-        if !from.is_file() {
-            continue; // deleted in the work tree
-        }
-        let to = dest.join(name);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(&from, &to).unwrap();
-        // The checkout's mtimes: a second test run in the same place then finds the crate
-        // fresh in the shared target directory instead of rebuilding it.
-        let mtime = fs::metadata(&from).unwrap().modified().unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&to)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+/// The commit both `make dist` runs build, and the git environment that sees it: HEAD when
+/// the work tree holds exactly HEAD's files (as in CI), else a commit of the work tree's
+/// files (tracked and untracked, not ignored) on top of HEAD. That commit, its tree and its
+/// index live in a private object directory borrowing the repository's, so the repository
+/// is left as it was.
+struct Source {
+    commit: String,
+    env: Vec<(&'static str, PathBuf)>,
+    _scratch: tempfile::TempDir,
+}
+
+impl Source {
+    fn git(&self) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(repo()).envs(self.env.iter().cloned());
+        cmd
     }
 }
 
-/// `make dist` in a copy of the checkout at `dir/src`; returns its `dist/`. The cargo
-/// target directory is shared (under the machine cache) so dependencies compile once per
-/// machine; the pausebake crate itself is rebuilt for each directory, as its path differs.
-fn make_dist(dir: &Path) -> PathBuf {
+fn source() -> &'static Source {
+    static SOURCE: OnceLock<Source> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let scratch = tempdir();
+        let objects = scratch.path().join("objects");
+        fs::create_dir(&objects).unwrap();
+        let git = || {
+            let mut cmd = Command::new("git");
+            cmd.current_dir(repo());
+            cmd
+        };
+        let line = |cmd: &mut Command| stdout(&run_ok(cmd)).trim().to_string();
+        let shared = line(
+            git()
+                .args(["rev-parse", "--path-format=absolute", "--git-path"])
+                .arg("objects"),
+        );
+        let source = Source {
+            commit: String::new(),
+            env: vec![
+                ("GIT_INDEX_FILE", scratch.path().join("index")),
+                ("GIT_OBJECT_DIRECTORY", objects),
+                ("GIT_ALTERNATE_OBJECT_DIRECTORIES", PathBuf::from(shared)),
+            ],
+            _scratch: scratch,
+        };
+        run_ok(source.git().args(["add", "--all"]));
+        let tree = line(source.git().arg("write-tree"));
+        let commit = if tree == line(git().args(["rev-parse", "HEAD^{tree}"])) {
+            line(git().args(["rev-parse", "HEAD"]))
+        } else {
+            let mut cmd = source.git();
+            for (who, what) in [
+                ("NAME", "pausebake release test"),
+                ("EMAIL", "test@invalid"),
+                ("DATE", "@0 +0000"),
+            ] {
+                cmd.env(format!("GIT_AUTHOR_{who}"), what)
+                    .env(format!("GIT_COMMITTER_{who}"), what);
+            }
+            line(cmd.args(["commit-tree", &tree, "-p", "HEAD", "-m", "the work tree"]))
+        };
+        Source { commit, ..source }
+    })
+}
+
+/// Writes the files of the commit [`source`] names into `dest` as a second pipeline gets
+/// them (`git archive COMMIT | tar -x -C DEST`), each with its mtime in the checkout: a
+/// second test run then finds the crate fresh in the target directory instead of rebuilding
+/// it (cargo decides by mtime).
+fn copy_source(dest: &Path) {
+    let source = source();
+    fs::create_dir_all(dest).unwrap();
+    let tar = dest.join("../source.tar");
+    run_ok(
+        source
+            .git()
+            .args(["archive", "--format=tar", "--output"])
+            .arg(&tar)
+            .arg(&source.commit),
+    );
+    run_ok(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(dest));
+    fs::remove_file(&tar).unwrap();
+    fn walk(dir: &Path, checkout: &Path) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let (path, from) = (entry.path(), checkout.join(entry.file_name()));
+            if entry.file_type().unwrap().is_dir() {
+                walk(&path, &from);
+            } else if let Ok(meta) = fs::metadata(&from) {
+                let file = fs::File::options().write(true).open(&path).unwrap();
+                file.set_modified(meta.modified().unwrap()).unwrap();
+            }
+        }
+    }
+    walk(dest, repo());
+}
+
+/// `make dist` in a copy of the checkout at `dir/src`, with its own cargo target directory
+/// `target`; returns its `dist/`. The target directories live in the machine cache, so
+/// dependencies compile once per machine and directory.
+fn make_dist(dir: &Path, target: &Path) -> PathBuf {
     let _ = fs::remove_dir_all(dir);
     let src = dir.join("src");
     copy_source(&src);
-    let revision = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(repo())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or_else(|| "unknown".to_string(), |o| stdout(&o).trim().to_string());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_ok(
         Command::new("make")
@@ -295,20 +350,51 @@ fn make_dist(dir: &Path) -> PathBuf {
             .arg(&src)
             .arg("dist")
             .arg(format!("CARGO={cargo}"))
-            .env("CARGO_TARGET_DIR", cache_dir().join("dist-target"))
-            .env("SOURCE_REVISION", revision)
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("SOURCE_REVISION")
             .env_remove("SOURCE_DATE_EPOCH"),
     );
     src.join("dist")
+}
+
+/// Where the two `make dist` runs build: a checkout directory and a target directory each,
+/// of different lengths, as two pipelines on two machines would have.
+fn dist_dirs(which: usize) -> (PathBuf, PathBuf) {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    [
+        (tmp.join("dist-a"), cache_dir().join("dist-target-a")),
+        (tmp.join("dist-b"), cache_dir().join("dist-target-second")),
+    ][which]
+        .clone()
 }
 
 /// `make dist` once per test run, shared by the tests below. `None` after a loud skip.
 pub(crate) fn dist() -> Option<&'static Path> {
     static DIST: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIST.get_or_init(|| {
-        can_make_dist().then(|| make_dist(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-a")))
+        can_make_dist().then(|| {
+            let (dir, target) = dist_dirs(0);
+            make_dist(&dir, &target)
+        })
     })
     .as_deref()
+}
+
+/// Which of `paths` occur in `bytes`, each with the text around its first occurrence.
+fn paths_in(bytes: &[u8], paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|path| {
+            let needle = path.as_os_str().as_encoded_bytes();
+            let at = bytes.windows(needle.len()).position(|w| w == needle)?;
+            let around = &bytes[at.saturating_sub(40)..(at + needle.len() + 80).min(bytes.len())];
+            Some(format!(
+                "{}: {:?}",
+                path.display(),
+                String::from_utf8_lossy(around)
+            ))
+        })
+        .collect()
 }
 
 /// The static binary of `dist` for the host.
@@ -328,7 +414,8 @@ fn sorted_names(dir: &Path) -> Vec<String> {
 #[test]
 fn dist_is_byte_identical_from_two_directories_static_and_described() {
     let Some(a) = dist() else { return };
-    let b = make_dist(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-b"));
+    let (dir_b, target_b) = dist_dirs(1);
+    let b = make_dist(&dir_b, &target_b);
     let names = sorted_names(a);
     assert_eq!(
         names,
@@ -344,8 +431,33 @@ fn dist_is_byte_identical_from_two_directories_static_and_described() {
     for name in &names {
         assert!(
             fs::read(a.join(name)).unwrap() == fs::read(b.join(name)).unwrap(),
-            "dist/{name} differs between two checkouts"
+            "dist/{name} differs between two checkouts with two target directories"
         );
+    }
+    // No path of the machine that built them: the checkouts, the target directories, the
+    // home directory (CARGO_HOME is under it here).
+    let mut machine = vec![repo().to_path_buf()];
+    for which in [0, 1] {
+        let (dir, target) = dist_dirs(which);
+        machine.extend([dir.join("src"), target]);
+    }
+    machine.extend(std::env::var_os("HOME").map(|h| Path::new(&h).join("")));
+    machine.extend(std::env::var_os("CARGO_HOME").map(PathBuf::from));
+    for dist in [a, &b] {
+        for arch in ["amd64", "arm64"] {
+            let bin = fs::read(dist.join(format!("pausebake-linux-{arch}"))).unwrap();
+            let found = paths_in(&bin, &machine);
+            assert!(
+                found.is_empty(),
+                "{arch} binary names build paths: {found:#?}"
+            );
+            // They do name source files, under the remapped prefixes only: the check above
+            // reads bytes where such paths would be.
+            assert!(
+                !paths_in(&bin, &[PathBuf::from("/cargo/registry/src/")]).is_empty(),
+                "{arch}: no remapped registry path (was the remap in tools/dist.sh renamed?)"
+            );
+        }
     }
     run_ok(
         Command::new("sha256sum")
@@ -394,6 +506,19 @@ fn dist_is_byte_identical_from_two_directories_static_and_described() {
             sha256_file(&repo().join(file))
         );
     }
+    // The commit, as tools/dist.sh reads it from the archive's tools/source-revision.
+    let commit = &source().commit;
+    assert_eq!(
+        provenance["predicate"]["buildDefinition"]["externalParameters"]["sourceRevision"],
+        commit.as_str()
+    );
+    assert!(
+        deps.as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "source" && d["digest"]["gitCommit"] == commit.as_str()),
+        "{deps}"
+    );
     let params = &provenance["predicate"]["buildDefinition"]["internalParameters"];
     assert!(params["rustc"].as_str().unwrap().starts_with("rustc "));
     assert!(params["pauseCompiler"].as_str().unwrap().contains("clang"));
