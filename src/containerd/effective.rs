@@ -30,7 +30,7 @@
 //!   other (its `version` becomes the accumulated one), so it is only refused if it is still
 //!   the last non-zero `version` at the end; but a version 0/1 file loaded while the
 //!   accumulated version is 4 or more makes `MigrateConfigTo` step past its three-entry
-//!   migration table, and containerd panics ("index out of range [3] with length 3").
+//!   migration table, and containerd panics (`index out of range [3] with length 3`).
 //!   A main file of version 4 whose later drop-in says version 2 loads; a version 4 drop-in
 //!   followed by a version 1 (or unversioned) one, with no version 2/3 file loaded between
 //!   them, does not.
@@ -732,8 +732,8 @@ impl Loader<'_> {
     /// 2.0 to 2.2: a version 0/1 file is migrated to the accumulated version one step at a
     /// time through a table of three steps (`MigrateConfigTo` from `LoadConfig`), so when a
     /// file loaded before it (in load order) made the accumulated version 4 or more, the
-    /// fourth step indexes past the table and containerd panics ("index out of range [3]
-    /// with length 3"). `false` (refused) then.
+    /// fourth step indexes past the table and containerd panics (`index out of range [3]
+    /// with length 3`). `false` (refused) then.
     fn check_migration_target(&mut self, path: &str, version: i64) -> bool {
         let target = self.out.merged_version;
         if !(0..=1).contains(&version) || target <= 3 {

@@ -330,7 +330,7 @@ impl BlobStep {
 }
 
 /// One blob, decided by its `Info` `have` ([`BlobStep::of`]): `None` when, acting, it is to
-/// be written ([`write`], then [`after_write`]). Acting, a present blob is first added to
+/// be written ([`write()`], then [`after_write`]). Acting, a present blob is first added to
 /// the lease and then asked about again (GC may have taken it in between), and gets the
 /// labels it lacks. An absent one needs no such step: a blob committed under the lease is
 /// held by it from its commit on.
@@ -357,7 +357,7 @@ fn decide_blob(
     }
 }
 
-/// What a [`write`] made of the blob. containerd answers AlreadyExists when another writer
+/// What a [`write()`] made of the blob. containerd answers AlreadyExists when another writer
 /// (or another namespace's identical blob) got there first: then the blob is leased and
 /// gets only the labels it lacks.
 fn after_write(
