@@ -43,7 +43,7 @@ pub fn edit(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
         .parse()
         .context("parsing the containerd config as TOML")?;
     if doc.as_table().is_empty() {
-        return edit_empty(text, containerd, image_ref);
+        return edit_empty(text, ConfigVersion::native(*containerd)?, image_ref);
     }
     let number = match doc.get("version") {
         None => None,
@@ -103,8 +103,7 @@ fn edit_doc(mut doc: DocumentMut, config_version: ConfigVersion, image_ref: &str
 
 /// [`edit`] of a text with no settings (empty, or comments only): a minimal config at the
 /// release's native version, below the comments.
-fn edit_empty(text: &str, containerd: &Version, image_ref: &str) -> Result<Edit> {
-    let config_version = ConfigVersion::native(*containerd)?;
+fn edit_empty(text: &str, config_version: ConfigVersion, image_ref: &str) -> Result<Edit> {
     let mut out = String::new();
     if !text.trim().is_empty() {
         out.push_str(text.trim_end());
@@ -303,6 +302,17 @@ pub fn plan(config: &ConfigFacts, containerd: Version, image_ref: &str) -> Resul
     plan_in(config, containerd, image_ref, None)
 }
 
+/// The `version` of a new drop-in: `containerd`'s own, but never above that of the first
+/// loaded file that sets one (containerd 2.3 refuses a drop-in of a higher version; the CRI
+/// key of version 3 is also version 4's).
+fn drop_in_version(eff: &EffectiveConfig, containerd: Version) -> Result<ConfigVersion> {
+    let native = ConfigVersion::native(containerd)?;
+    match eff.files.iter().map(|f| f.version).find(|v| *v != 0) {
+        Some(root) if root < native.number() => ConfigVersion::from_number(Some(root)),
+        _ => Ok(native),
+    }
+}
+
 /// [`plan`], writing into `file` (a drop-in the main config imports) instead of the file
 /// [`effective::target`] names, when given.
 pub fn plan_in(
@@ -312,6 +322,7 @@ pub fn plan_in(
     file: Option<&str>,
 ) -> Result<ConfigPlan> {
     let eff = &config.effective;
+    let own_drop_in = file.is_some();
     let (file, version) = match (file, &eff.refused) {
         (Some(_), Some(why)) => bail!("{why}; fix that file first (nothing was written)"),
         (Some(f), None) => (f.to_string(), None),
@@ -322,6 +333,10 @@ pub fn plan_in(
     let text = before.as_deref().unwrap_or_default();
     let edit = match version {
         Some(version) if !text.trim().is_empty() => edit_as(text, version, image_ref),
+        // a new drop-in may not outrank the first file that sets a version (2.3 refuses it)
+        None if own_drop_in && text.trim().is_empty() => {
+            edit_empty(text, drop_in_version(eff, containerd)?, image_ref)
+        }
         _ => edit(text, &containerd, image_ref),
     }
     .with_context(|| format!("setting the sandbox image in {file}"))?;

@@ -1,5 +1,5 @@
 //! Who owns containerd at first boot (`src/containerd/owners.rs`), proven against real
-//! containerd 1.7.24 and 2.1.9. None of Docker's packages, k3s, k0s or nodeadm is installed
+//! containerd 1.7.24, 2.1.9 and (k3s, nodeadm, k0s) 2.3.4. None of Docker's packages, k3s, k0s or nodeadm is installed
 //! here, so each test lays out a root the way that distribution does (its binary, unit and
 //! settings files, its data directory), writes the containerd config its generator writes at
 //! boot (equal in meaning, written here from the generator's documented template), and starts
@@ -353,60 +353,60 @@ fn k3s_root() -> tempfile::TempDir {
 #[test]
 fn owners_k3s_bakes_its_own_store_under_its_pause_image() {
     let _lock = containerd_lock();
-    let Some(c) = builds(&["2.1"]).into_iter().next() else {
-        return;
-    };
-    let v = c.semver_string();
-    let name = "registry.k8s.io/pause:3.10";
+    // the distributions that ship containerd 2.x: 2.1 and the LTS 2.3
+    for c in builds(&["2.1", "2.3"]) {
+        let v = c.semver_string();
+        let name = "registry.k8s.io/pause:3.10";
 
-    // not baked: verify names the pull; containerd started as k3s starts it needs one
-    let control = k3s_root();
-    verify_names_the_pull(control.path(), &["--containerd-version", &v], name);
-    put(control.path(), K3S_CONFIG, &k3s_generated(name));
-    let ctd = start_as(&c, control.path(), K3S_CONFIG, K3S_ROOT);
-    sandbox_needs_a_pull(&ctd);
-    drop(ctd);
+        // not baked: verify names the pull; containerd started as k3s starts it needs one
+        let control = k3s_root();
+        verify_names_the_pull(control.path(), &["--containerd-version", &v], name);
+        put(control.path(), K3S_CONFIG, &k3s_generated(name));
+        let ctd = start_as(&c, control.path(), K3S_CONFIG, K3S_ROOT);
+        sandbox_needs_a_pull(&ctd);
+        drop(ctd);
 
-    let root = k3s_root();
-    let r = root.path();
-    // the containerd inside k3s cannot be read from the stand-in: never guessed
-    let out = pausebake_on("bake", r, &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
-    assert!(
-        stderr(&out).contains("the containerd built into /usr/local/bin/k3s (k3s)")
-            && stderr(&out).contains("pass --containerd-version"),
-        "{}",
-        stderr(&out)
-    );
-    let dry = pausebake_on("bake", r, &["--containerd-version", &v, "--dry-run"]);
-    let text = stdout(&dry);
-    assert!(
-        text.contains(&format!("owner      k3s (/usr/local/bin/k3s): store {K3S_ROOT}, socket /run/k3s/containerd/containerd.sock"))
-            && text.contains(&format!("asks for {name} (pause-image in /etc/rancher/k3s/config.yaml)")),
-        "{}",
-        describe_out(&dry)
-    );
-    let out = pausebake_on("bake", r, &["--containerd-version", &v]);
-    assert!(out.status.success(), "{}", describe_out(&out));
-    eprintln!("{}", stdout(&out));
-    for untouched in [
-        "var/lib/containerd",
-        "etc/containerd",
-        "etc/rancher/k3s/config.yaml.d",
-    ] {
-        assert!(!r.join(untouched).exists(), "bake wrote {untouched}");
+        let root = k3s_root();
+        let r = root.path();
+        // the containerd inside k3s cannot be read from the stand-in: never guessed
+        let out = pausebake_on("bake", r, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
+        assert!(
+            stderr(&out).contains("the containerd built into /usr/local/bin/k3s (k3s)")
+                && stderr(&out).contains("pass --containerd-version"),
+            "{}",
+            stderr(&out)
+        );
+        let dry = pausebake_on("bake", r, &["--containerd-version", &v, "--dry-run"]);
+        let text = stdout(&dry);
+        assert!(
+            text.contains(&format!("owner      k3s (/usr/local/bin/k3s): store {K3S_ROOT}, socket /run/k3s/containerd/containerd.sock"))
+                && text.contains(&format!("asks for {name} (pause-image in /etc/rancher/k3s/config.yaml)")),
+            "{}",
+            describe_out(&dry)
+        );
+        let out = pausebake_on("bake", r, &["--containerd-version", &v]);
+        assert!(out.status.success(), "{}", describe_out(&out));
+        eprintln!("{}", stdout(&out));
+        for untouched in [
+            "var/lib/containerd",
+            "etc/containerd",
+            "etc/rancher/k3s/config.yaml.d",
+        ] {
+            assert!(!r.join(untouched).exists(), "bake wrote {untouched}");
+        }
+        assert!(r
+            .join("var/lib/rancher/k3s/agent/containerd/io.containerd.metadata.v1.bolt/meta.db")
+            .is_file());
+
+        // first boot: k3s writes its config, then starts containerd with it
+        put(r, K3S_CONFIG, &k3s_generated(name));
+        let ctd = start_as(&c, r, K3S_CONFIG, K3S_ROOT);
+        pinned(&ctd, name);
+        sandbox_ready(&ctd, "k3s");
+        no_pull(&ctd);
+        eprintln!("containerd {v} as k3s starts it: sandbox READY offline");
     }
-    assert!(r
-        .join("var/lib/rancher/k3s/agent/containerd/io.containerd.metadata.v1.bolt/meta.db")
-        .is_file());
-
-    // first boot: k3s writes its config, then starts containerd with it
-    put(r, K3S_CONFIG, &k3s_generated(name));
-    let ctd = start_as(&c, r, K3S_CONFIG, K3S_ROOT);
-    pinned(&ctd, name);
-    sandbox_ready(&ctd, "k3s");
-    no_pull(&ctd);
-    eprintln!("containerd {v} as k3s starts it: sandbox READY offline");
 }
 
 #[test]
@@ -515,52 +515,53 @@ fn nodeadm_root() -> tempfile::TempDir {
 #[test]
 fn owners_nodeadm_records_its_fixed_name_and_edits_no_config() {
     let _lock = containerd_lock();
-    let Some(c) = builds(&["2.1"]).into_iter().next() else {
-        return;
-    };
-    let v = c.semver_string();
-    let control = nodeadm_root();
-    verify_names_the_pull(control.path(), &["--containerd-version", &v], NODEADM_PAUSE);
-    put(
-        control.path(),
-        "/etc/containerd/config.toml",
-        &nodeadm_generated(),
-    );
-    let ctd = start_as(
-        &c,
-        control.path(),
-        "/etc/containerd/config.toml",
-        "/var/lib/containerd",
-    );
-    sandbox_needs_a_pull(&ctd);
-    drop(ctd);
+    // the distributions that ship containerd 2.x: 2.1 and the LTS 2.3
+    for c in builds(&["2.1", "2.3"]) {
+        let v = c.semver_string();
+        let control = nodeadm_root();
+        verify_names_the_pull(control.path(), &["--containerd-version", &v], NODEADM_PAUSE);
+        put(
+            control.path(),
+            "/etc/containerd/config.toml",
+            &nodeadm_generated(),
+        );
+        let ctd = start_as(
+            &c,
+            control.path(),
+            "/etc/containerd/config.toml",
+            "/var/lib/containerd",
+        );
+        sandbox_needs_a_pull(&ctd);
+        drop(ctd);
 
-    let root = nodeadm_root();
-    let r = root.path();
-    let extra = "registry.k8s.io/pause:3.10";
-    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", extra]);
-    assert!(out.status.success(), "{}", describe_out(&out));
-    let text = stdout(&out);
-    assert!(
-        text.contains(&format!(
-            "name       {NODEADM_PAUSE} (what Amazon EKS nodeadm (AL2023) asks for"
-        )) && text
-            .contains("no config edit: nodeadm rewrites /etc/containerd/config.toml at every boot"),
-        "{text}"
-    );
-    assert!(
-        !r.join("etc/containerd").exists(),
-        "bake wrote a config nodeadm rewrites"
-    );
+        let root = nodeadm_root();
+        let r = root.path();
+        let extra = "registry.k8s.io/pause:3.10";
+        let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", extra]);
+        assert!(out.status.success(), "{}", describe_out(&out));
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!(
+                "name       {NODEADM_PAUSE} (what Amazon EKS nodeadm (AL2023) asks for"
+            )) && text.contains(
+                "no config edit: nodeadm rewrites /etc/containerd/config.toml at every boot"
+            ),
+            "{text}"
+        );
+        assert!(
+            !r.join("etc/containerd").exists(),
+            "bake wrote a config nodeadm rewrites"
+        );
 
-    put(r, "/etc/containerd/config.toml", &nodeadm_generated());
-    let ctd = start_as(&c, r, "/etc/containerd/config.toml", "/var/lib/containerd");
-    pinned(&ctd, NODEADM_PAUSE);
-    // the --name given is recorded too
-    assert!(ctd.cri().image_status(extra).unwrap().is_some());
-    sandbox_ready(&ctd, "nodeadm");
-    no_pull(&ctd);
-    eprintln!("containerd {v} with nodeadm's config: sandbox READY offline");
+        put(r, "/etc/containerd/config.toml", &nodeadm_generated());
+        let ctd = start_as(&c, r, "/etc/containerd/config.toml", "/var/lib/containerd");
+        pinned(&ctd, NODEADM_PAUSE);
+        // the --name given is recorded too
+        assert!(ctd.cri().image_status(extra).unwrap().is_some());
+        sandbox_ready(&ctd, "nodeadm");
+        no_pull(&ctd);
+        eprintln!("containerd {v} with nodeadm's config: sandbox READY offline");
+    }
 }
 
 // --- k0s ----------------------------------------------------------------------------------
@@ -595,44 +596,45 @@ fn k0s_root() -> tempfile::TempDir {
 #[test]
 fn owners_k0s_bakes_through_a_drop_in_and_leaves_the_managed_file() {
     let _lock = containerd_lock();
-    let Some(c) = builds(&["2.1"]).into_iter().next() else {
-        return;
-    };
-    let v = c.semver_string();
-    let name = "registry.k8s.io/pause:3.10";
-    let control = k0s_root();
-    verify_names_the_pull(control.path(), &["--containerd-version", &v], K0S_PAUSE);
-    let ctd = start_as(&c, control.path(), K0S_CONFIG, K0S_ROOT);
-    sandbox_needs_a_pull(&ctd);
-    drop(ctd);
+    // the distributions that ship containerd 2.x: 2.1 and the LTS 2.3
+    for c in builds(&["2.1", "2.3"]) {
+        let v = c.semver_string();
+        let name = "registry.k8s.io/pause:3.10";
+        let control = k0s_root();
+        verify_names_the_pull(control.path(), &["--containerd-version", &v], K0S_PAUSE);
+        let ctd = start_as(&c, control.path(), K0S_CONFIG, K0S_ROOT);
+        sandbox_needs_a_pull(&ctd);
+        drop(ctd);
 
-    let root = k0s_root();
-    let r = root.path();
-    let out = pausebake_on("bake", r, &["--name", name]);
-    assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
-    assert!(
-        stderr(&out).contains("k0s unpacks its containerd into /var/lib/k0s/bin at first start")
-            && stderr(&out).contains("pass --containerd-version"),
-        "{}",
-        stderr(&out)
-    );
-    let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", name]);
-    assert!(out.status.success(), "{}", describe_out(&out));
-    assert_eq!(
-        read(r, K0S_CONFIG),
-        k0s_managed(),
-        "the managed file changed"
-    );
-    let drop_in = read(r, "/etc/k0s/containerd.d/pausebake.toml");
-    assert!(drop_in.starts_with("version = 3\n"), "{drop_in}");
-    assert!(!r.join("var/lib/containerd").exists());
+        let root = k0s_root();
+        let r = root.path();
+        let out = pausebake_on("bake", r, &["--name", name]);
+        assert_eq!(out.status.code(), Some(1), "{}", describe_out(&out));
+        assert!(
+            stderr(&out)
+                .contains("k0s unpacks its containerd into /var/lib/k0s/bin at first start")
+                && stderr(&out).contains("pass --containerd-version"),
+            "{}",
+            stderr(&out)
+        );
+        let out = pausebake_on("bake", r, &["--containerd-version", &v, "--name", name]);
+        assert!(out.status.success(), "{}", describe_out(&out));
+        assert_eq!(
+            read(r, K0S_CONFIG),
+            k0s_managed(),
+            "the managed file changed"
+        );
+        let drop_in = read(r, "/etc/k0s/containerd.d/pausebake.toml");
+        assert!(drop_in.starts_with("version = 3\n"), "{drop_in}");
+        assert!(!r.join("var/lib/containerd").exists());
 
-    let ctd = start_as(&c, r, K0S_CONFIG, K0S_ROOT);
-    pinned(&ctd, name);
-    sandbox_ready(&ctd, "k0s");
-    no_pull(&ctd);
-    assert_eq!(read(r, K0S_CONFIG), k0s_managed());
-    eprintln!("containerd {v} with k0s's flags: sandbox READY offline");
+        let ctd = start_as(&c, r, K0S_CONFIG, K0S_ROOT);
+        pinned(&ctd, name);
+        sandbox_ready(&ctd, "k0s");
+        no_pull(&ctd);
+        assert_eq!(read(r, K0S_CONFIG), k0s_managed());
+        eprintln!("containerd {v} with k0s's flags: sandbox READY offline");
+    }
 }
 
 // --- RKE2 ---------------------------------------------------------------------------------
