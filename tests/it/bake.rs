@@ -950,22 +950,8 @@ fn dumped_sandbox_image(c: &Containerd, root: &Path) -> String {
     let config = run.path().join("config.toml");
     let text = crate::containerd::effective_config(c, root, run.path(), "");
     fs::write(&config, text).unwrap();
-    let doc: toml_edit::DocumentMut = c.config_dump(&config).parse().unwrap();
-    let key: &[&str] = if c.semver().0 >= 2 {
-        &[
-            "plugins",
-            "io.containerd.cri.v1.images",
-            "pinned_images",
-            "sandbox",
-        ]
-    } else {
-        &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"]
-    };
-    key.iter()
-        .try_fold(doc.as_item(), |i, k| i.get(k))
-        .and_then(|i| i.as_str())
+    c.sandbox_in_dump(&c.config_dump(&config))
         .unwrap_or_else(|| panic!("no sandbox image in the dump of containerd {}", c.version))
-        .to_string()
 }
 
 /// The node as its image pipeline leaves it: the containerd binary and that containerd's own

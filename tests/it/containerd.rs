@@ -141,6 +141,26 @@ pub struct StartOpts {
 }
 
 impl Containerd {
+    /// The sandbox image a `config dump` of this containerd names (2.x: the CRI images
+    /// plugin's `pinned_images.sandbox`; 1.x: CRI's `sandbox_image`).
+    pub fn sandbox_in_dump(&self, dump: &str) -> Option<String> {
+        let doc: toml_edit::DocumentMut = dump.parse().expect("config dump prints TOML");
+        let key: &[&str] = if self.semver().0 >= 2 {
+            &[
+                "plugins",
+                "io.containerd.cri.v1.images",
+                "pinned_images",
+                "sandbox",
+            ]
+        } else {
+            &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"]
+        };
+        key.iter()
+            .try_fold(doc.as_item(), |item, k| item.get(k))
+            .and_then(|i| i.as_str())
+            .map(str::to_string)
+    }
+
     /// (major, minor, patch) of [`Containerd::version`].
     pub fn semver(&self) -> (u32, u32, u32) {
         let mut parts = self.version.split(|c: char| !c.is_ascii_digit());

@@ -188,23 +188,10 @@ fn dump(c: &Containerd, dir: &Path) -> Result<String, String> {
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let doc: toml_edit::DocumentMut = stdout(&out).parse().expect("config dump prints TOML");
-    let key: &[&str] = if c.semver().0 >= 2 {
-        &[
-            "plugins",
-            "io.containerd.cri.v1.images",
-            "pinned_images",
-            "sandbox",
-        ]
-    } else {
-        &["plugins", "io.containerd.grpc.v1.cri", "sandbox_image"]
-    };
-    let v = key
-        .iter()
-        .try_fold(doc.as_item(), |item, k| item.get(k))
-        .and_then(|i| i.as_str())
+    let v = c
+        .sandbox_in_dump(&stdout(&out))
         .unwrap_or_else(|| panic!("no sandbox image in the dump of {}", c.version));
-    Ok(v.to_string())
+    Ok(v)
 }
 
 /// pausebake's view: (sandbox image, refused reason).
