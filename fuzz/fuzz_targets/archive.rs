@@ -28,6 +28,9 @@ mod exec;
 mod fuzz_input;
 #[path = "../../src/image.rs"]
 mod image;
+// pause prints its --json through output
+#[path = "../../src/output.rs"]
+mod output;
 #[path = "../../src/pause.rs"]
 mod pause;
 #[path = "../../src/platform.rs"]

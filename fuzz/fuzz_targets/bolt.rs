@@ -25,6 +25,9 @@ mod exec;
 mod fuzz_input;
 #[path = "../../src/platform.rs"]
 mod platform;
+// cli checks reference flags with reference's parser
+#[path = "../../src/reference.rs"]
+mod reference;
 
 use libfuzzer_sys::fuzz_target;
 
