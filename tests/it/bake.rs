@@ -117,6 +117,16 @@ pub(crate) fn pins(c: &Containerd) -> bool {
     }
 }
 
+/// CRI of `ctd` (containerd `c`) knows `name`, pinned exactly where that version pins.
+pub(crate) fn pinned_as_it_pins(ctd: &Running, c: &Containerd, name: &str) {
+    let status = ctd
+        .cri()
+        .image_status(name)
+        .expect("ImageStatus")
+        .unwrap_or_else(|| panic!("CRI of containerd {} knows no {name}", c.version));
+    assert_eq!(status.pinned, pins(c), "pinned on containerd {}", c.version);
+}
+
 pub(crate) fn no_pull(ctd: &Running) {
     let pulls = ctd.pull_attempts();
     assert!(
@@ -137,17 +147,7 @@ fn fresh_root_bake_runs_a_sandbox_offline_and_survives_gc() {
 
         let mut ctd = offline(&c, root.path());
         sandbox_ready(&ctd, "first");
-        let status = ctd
-            .cri()
-            .image_status(NAME)
-            .unwrap()
-            .expect("CRI knows the image");
-        assert_eq!(
-            status.pinned,
-            pins(&c),
-            "pinned on containerd {}",
-            c.version
-        );
+        pinned_as_it_pins(&ctd, &c, NAME);
         no_pull(&ctd);
         ctd.stop();
 
@@ -995,8 +995,7 @@ fn a_root_with_its_containerds_own_default_config_and_drop_ins_bakes_offline() {
         let run_offline = |what: &str| {
             let ctd = offline(&c, r);
             sandbox_ready(&ctd, what);
-            let status = ctd.cri().image_status(NAME).unwrap().expect("CRI has it");
-            assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+            pinned_as_it_pins(&ctd, &c, NAME);
             no_pull(&ctd);
         };
         run_offline("own-default");
@@ -1070,12 +1069,7 @@ fn no_pin_writes_no_cri_labels_and_containerd_adds_its_own() {
         let ctd = offline(&c, root.path());
         sandbox_ready(&ctd, "no-pin");
         no_pull(&ctd);
-        let status = ctd
-            .cri()
-            .image_status(NAME)
-            .expect("ImageStatus")
-            .unwrap_or_else(|| panic!("containerd {} lost {NAME}", c.version));
-        assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+        pinned_as_it_pins(&ctd, &c, NAME);
     }
 }
 
@@ -1324,12 +1318,7 @@ fn a_tag_and_digest_name_bakes_digest_only_and_runs_offline() {
         );
         let ctd = offline(&c, root.path());
         sandbox_ready(&ctd, "tag-and-digest");
-        let status = ctd
-            .cri()
-            .image_status(&recorded)
-            .unwrap()
-            .expect("CRI has it");
-        assert_eq!(status.pinned, pins(&c), "containerd {}", c.version);
+        pinned_as_it_pins(&ctd, &c, &recorded);
         no_pull(&ctd);
         eprintln!(
             "containerd {}: {given} baked as {recorded}, sandbox READY offline",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::bake::{no_pull, offline, pins, sandbox_ready};
+use crate::bake::{no_pull, offline, pinned_as_it_pins, sandbox_ready};
 use crate::containerd::versions;
 use crate::harness::*;
 
@@ -372,13 +372,7 @@ fn disk_bake_of_a_gpt_image_bakes_its_root_partition_and_a_sandbox_runs_from_it(
     let m = Mounted::new(&image, rootfs);
     let mut ctd = offline(&c, m.path());
     sandbox_ready(&ctd, "from-disk");
-    let status = ctd.cri().image_status(NAME).unwrap().expect("CRI knows it");
-    assert_eq!(
-        status.pinned,
-        pins(&c),
-        "pinned on containerd {}",
-        c.version
-    );
+    pinned_as_it_pins(&ctd, &c, NAME);
     no_pull(&ctd);
     ctd.stop();
 }
