@@ -87,7 +87,13 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     trace::step(format_args!("inspected the root"));
-    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
+    let writing = (!args.dry_run.dry_run).then_some(args.target.namespace.namespace.as_str());
+    let mut live = live::choose(
+        &facts,
+        args.live.address.as_deref(),
+        args.live.offline,
+        writing,
+    )?;
     if running(&mut over, live.as_ref()) {
         facts = inspect(&root, &over)?;
     }
@@ -487,7 +493,13 @@ fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
     };
-    let mut live = live::choose(&facts, args.live.address.as_deref(), args.live.offline)?;
+    let writing = (!args.dry_run.dry_run).then_some(args.namespace.namespace.as_str());
+    let mut live = live::choose(
+        &facts,
+        args.live.address.as_deref(),
+        args.live.offline,
+        writing,
+    )?;
     let source = format!("archive {}", args.archive.display());
     let fix = if args.platform.platform.is_some() {
         "pass --platform with one of the image's platforms, or --all-platforms"

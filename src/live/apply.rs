@@ -3,14 +3,13 @@
 //!
 //! Order and safety: a lease with a `containerd.io/gc.expire` label holds every blob (written,
 //! or found present and added to it) until the image records exist, so neither containerd's GC
-//! nor a killed pausebake can leave half an image: blobs go first, children before parents,
-//! each committed with its expected digest and size; the image records last. The lease is
-//! deleted on every path; if pausebake dies first it expires and GC takes what no record
-//! reaches.
+//! nor a killed pausebake can leave half an image: blobs go first, all at once (the lease, not
+//! their order, keeps them), each committed with its expected digest and size; the image
+//! records last. The lease is deleted on every path; if pausebake dies first it expires and GC
+//! takes what no record reaches.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use containerd_client::services::v1::content_client::ContentClient;
@@ -24,7 +23,7 @@ use containerd_client::types::Descriptor;
 use prost_types::FieldMask;
 use tonic::{Code, Status};
 
-use super::client::{describe, Client};
+use super::client::{describe, Client, Pending};
 use crate::containerd::plan::StorePlan;
 use crate::containerd::store;
 use crate::image::Image;
@@ -32,9 +31,6 @@ use crate::trace;
 
 /// The largest chunk sent in one `Write` message (gRPC's default limit is 4 MiB).
 const CHUNK: usize = 1 << 20;
-/// How long a lease outlives a pausebake that died holding it.
-const LEASE_EXPIRY: Duration = Duration::from_secs(10 * 60);
-const GC_EXPIRE: &str = "containerd.io/gc.expire";
 
 /// What the live apply did (or, under `--dry-run`, would do), as containerd answered.
 #[derive(Default)]
@@ -105,12 +101,16 @@ enum Mode<'a> {
 /// predicted from a snapshot of `meta.db`). A second identical run changes nothing.
 pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
-    let lease = create_lease(client)?;
+    client.set_lease(None)?;
+    // What containerd has of each blob is asked while the lease is made: Info needs none.
+    let infos = ask_infos(client, plan);
+    let lease = client.lease(&plan.namespace)?;
     trace::step(format_args!("created lease {lease}"));
     client.set_lease(Some(&lease))?;
-    let result = walk(client, image, plan, Mode::Act { lease: &lease });
+    let have = infos.into_iter().map(|p| client.wait(p)).collect();
+    let result = walk(client, image, plan, have, Mode::Act { lease: &lease });
     client.set_lease(None)?;
-    let deleted = delete_lease(client, &lease);
+    let deleted = client.delete_lease(&lease);
     trace::step(format_args!("deleted lease {lease}"));
     let outcome = result?;
     deleted?;
@@ -124,59 +124,61 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
 pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
     client.set_lease(None)?;
-    Ok(walk(client, image, plan, Mode::Ask)?.into_plan(plan, client))
+    let have = ask_infos(client, plan)
+        .into_iter()
+        .map(|p| client.wait(p))
+        .collect();
+    Ok(walk(client, image, plan, have, Mode::Ask)?.into_plan(plan, client))
 }
 
-/// Every blob, a generation at a time (children before parents), then every image record:
-/// read what containerd has, decide the step, and under [`Mode::Act`] take it. The blobs of
-/// one generation that must be written are written at once, each on its own stream: most of
-/// a write's time is containerd syncing the blob and `meta.db`, and those syncs overlap.
-fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<Outcome> {
+/// containerd's `Info` of each of the plan's blobs (in the plan's digest order), asked at
+/// once and answered as [`Client::wait`] takes them.
+fn ask_infos(client: &Client, plan: &StorePlan) -> Vec<Pending<Option<api::Info>>> {
+    plan.labels
+        .keys()
+        .map(|d| client.start(client.content_info_call(d)))
+        .collect()
+}
+
+/// Every blob, then every image record: from what containerd has of each blob (`have`, in
+/// the plan's digest order), decide the step, and under [`Mode::Act`] take it. The blobs to
+/// write are written at once, each on its own stream: most of a write's time is containerd
+/// syncing the blob and `meta.db`, and those syncs overlap. No blob waits for the ones its
+/// labels name: the lease holds each from its commit, and only the image records, written
+/// last, make any of them reachable.
+fn walk(
+    client: &Client,
+    image: &Image,
+    plan: &StorePlan,
+    have: Vec<Result<Option<api::Info>, Status>>,
+    mode: Mode,
+) -> Result<Outcome> {
     // a dry run's errors say what it was doing: only reading
     let (doing, into) = match mode {
         Mode::Ask => ("checking", "in"),
         Mode::Act { .. } => ("writing", "into"),
     };
     let context = |digest: &str| format!("{doing} blob {digest} {into} containerd");
-    // What containerd has of every blob, asked at once.
-    let mut have: BTreeMap<&String, _> = plan
-        .labels
-        .keys()
-        .zip(
-            client.all(
-                plan.labels
-                    .keys()
-                    .map(|d| client.content_info_call(d))
-                    .collect(),
-            ),
-        )
-        .collect();
     let mut outcome = Outcome::default();
-    for generation in generations(&plan.labels) {
-        let mut writes = Vec::new();
-        for digest in &generation {
-            let labels = &plan.labels[digest];
-            let bytes = image.blobs.get(digest).with_context(|| {
-                format!("{doing} blob {digest} {into} containerd: not in the image")
-            })?;
-            let info = have
-                .remove(digest)
-                .unwrap_or_else(|| Err(Status::internal("not asked")))
-                .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
-                .with_context(|| context(digest))?;
-            match decide_blob(client, mode, digest, info.as_ref(), labels)
-                .with_context(|| context(digest))?
-            {
-                Some(done) => {
-                    trace::step(format_args!("blob {digest}: {done:?}"));
-                    outcome.blob(digest, done);
-                }
-                None => writes.push((digest, bytes.as_slice(), labels)),
+    let mut writes = Vec::new();
+    for ((digest, labels), info) in plan.labels.iter().zip(have) {
+        let bytes = image.blobs.get(digest).with_context(|| {
+            format!("{doing} blob {digest} {into} containerd: not in the image")
+        })?;
+        let info = info
+            .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
+            .with_context(|| context(digest))?;
+        match decide_blob(client, mode, digest, info.as_ref(), labels)
+            .with_context(|| context(digest))?
+        {
+            Some(done) => {
+                trace::step(format_args!("blob {digest}: {done:?}"));
+                outcome.blob(digest, done);
             }
+            None => writes.push((digest, bytes.as_slice(), labels)),
         }
-        let Mode::Act { lease } = mode else {
-            continue;
-        };
+    }
+    if let Mode::Act { lease } = mode {
         let written = client.all(
             writes
                 .iter()
@@ -200,82 +202,6 @@ fn walk(client: &Client, image: &Image, plan: &StorePlan, mode: Mode) -> Result<
         outcome.image(name, how);
     }
     Ok(outcome)
-}
-
-/// The digests in generations: first those whose labels name no other blob of the plan, then
-/// those naming only blobs of earlier generations, and so on; a parent is committed only once
-/// its children are there. Each generation in digest order.
-fn generations(blobs: &BTreeMap<String, BTreeMap<String, String>>) -> Vec<Vec<String>> {
-    fn depth<'a>(
-        d: &'a str,
-        blobs: &'a BTreeMap<String, BTreeMap<String, String>>,
-        seen: &mut BTreeMap<&'a str, usize>,
-    ) -> usize {
-        if let Some(&n) = seen.get(d) {
-            return n;
-        }
-        // A cycle (impossible between content digests) counts as a leaf rather than looping.
-        seen.insert(d, 0);
-        let n = blobs
-            .get(d)
-            .into_iter()
-            .flat_map(|l| l.values())
-            .filter(|child| blobs.contains_key(*child))
-            .map(|child| depth(child, blobs, seen) + 1)
-            .max()
-            .unwrap_or(0);
-        seen.insert(d, n);
-        n
-    }
-    let mut seen = BTreeMap::new();
-    let mut out: Vec<Vec<String>> = Vec::new();
-    for d in blobs.keys() {
-        let n = depth(d, blobs, &mut seen);
-        if out.len() <= n {
-            out.resize(n + 1, Vec::new());
-        }
-        out[n].push(d.clone());
-    }
-    out
-}
-
-fn create_lease(client: &Client) -> Result<String> {
-    let expire = SystemTime::now() + LEASE_EXPIRY;
-    let secs = expire
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let id = format!(
-        "pausebake-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos()
-    );
-    let req = client.request(api::CreateRequest {
-        id: id.clone(),
-        labels: HashMap::from([(GC_EXPIRE.to_string(), crate::image::rfc3339(secs)?)]),
-    });
-    client
-        .call(|ch| async move { LeasesClient::new(ch).create(req).await })
-        .map_err(|e| anyhow!("creating a lease in containerd: {}", describe(&e)))?;
-    Ok(id)
-}
-
-fn delete_lease(client: &Client, id: &str) -> Result<()> {
-    let req = client.request(api::DeleteRequest {
-        id: id.to_string(),
-        sync: false,
-    });
-    match client.call(|ch| async move { LeasesClient::new(ch).delete(req).await }) {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Code::NotFound => Ok(()),
-        Err(e) => Err(anyhow!(
-            "deleting lease {id} in containerd: {} (it expires by itself within {LEASE_EXPIRY:?})",
-            describe(&e)
-        )),
-    }
 }
 
 /// What became (or would become) of one blob.
@@ -627,37 +553,6 @@ fn update_image(client: &Client, record: api::Image) -> Result<Option<&'static s
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn children_are_written_in_generations_before_their_parents() {
-        let edge = |kids: &[&str]| -> BTreeMap<String, String> {
-            kids.iter()
-                .enumerate()
-                .map(|(i, k)| (format!("containerd.io/gc.ref.content.l.{i}"), k.to_string()))
-                .collect()
-        };
-        let blobs = BTreeMap::from([
-            ("a-index".to_string(), edge(&["m-manifest"])),
-            ("m-manifest".to_string(), edge(&["c-config", "z-layer"])),
-            ("c-config".to_string(), BTreeMap::new()),
-            ("z-layer".to_string(), BTreeMap::new()),
-        ]);
-        assert_eq!(
-            generations(&blobs),
-            [
-                vec!["c-config", "z-layer"],
-                vec!["m-manifest"],
-                vec!["a-index"]
-            ]
-        );
-        // a label naming a blob outside the plan (present in containerd) does not wait
-        let outside = BTreeMap::from([
-            ("m-manifest".to_string(), edge(&["c-elsewhere"])),
-            ("z-layer".to_string(), BTreeMap::new()),
-        ]);
-        assert_eq!(generations(&outside), [vec!["m-manifest", "z-layer"]]);
-        assert!(generations(&BTreeMap::new()).is_empty());
-    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -3,15 +3,17 @@
 //! timeout, and failures to connect are told apart (no socket, permission, not containerd,
 //! too old, CRI disabled) because each has a different fix.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use containerd_client::services::v1 as api;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::version_client::VersionClient;
 use k8s_cri::v1 as cri;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
@@ -26,6 +28,9 @@ use crate::trace;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long any one call may take (a content write of one blob included).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a lease outlives a pausebake that died holding it.
+const LEASE_EXPIRY: Duration = Duration::from_secs(10 * 60);
+const GC_EXPIRE: &str = "containerd.io/gc.expire";
 /// The oldest containerd whose API and CRI this path was tested against.
 const OLDEST: Version = Version::new(1, 6, 0);
 
@@ -41,12 +46,65 @@ pub struct Client {
     namespace: Option<MetadataValue<tonic::metadata::Ascii>>,
     /// `containerd-lease` metadata while a lease is held.
     lease: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// The lease [`Client::connect_to_write`] asked for, until the write takes it.
+    early_lease: Option<EarlyLease>,
+}
+
+/// A lease asked for while connecting, so that its round trip (a `meta.db` commit in
+/// containerd) overlaps the version and CRI questions instead of following them.
+struct EarlyLease {
+    id: String,
+    namespace: String,
+    created: Pending<()>,
+}
+
+/// A call started with [`Client::start`], not yet waited for.
+pub struct Pending<T>(tokio::task::JoinHandle<Result<T, Status>>);
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Drop for Client {
+    /// An early lease no write took (a check failed, or the command stopped before writing)
+    /// is deleted, as if never made; a failure here is not reported: it expires by itself.
+    fn drop(&mut self) {
+        if let Some(early) = self.early_lease.take() {
+            if self.wait_within(CONNECT_TIMEOUT, early.created).is_ok()
+                && self.set_namespace(&early.namespace).is_ok()
+                && self.set_lease(None).is_ok()
+            {
+                let _ = self.delete_lease(&early.id);
+            }
+        }
+    }
+}
+
+/// What a started call answered (a task that panicked or was cancelled answers as a failed
+/// call).
+async fn answer<T>(pending: &mut Pending<T>) -> Result<T, Status> {
+    (&mut pending.0)
+        .await
+        .unwrap_or_else(|e| Err(Status::internal(format!("the call's task failed: {e}"))))
 }
 
 impl Client {
     /// Connects to containerd at `address` and checks it is a containerd new enough, with
     /// CRI enabled. Each failure says what is wrong and what to do.
     pub fn connect(address: &Path) -> Result<Client> {
+        Client::connect_with(address, None)
+    }
+
+    /// [`Client::connect`] for a command that is going to write into `namespace`: its lease
+    /// is asked for at once ([`Client::lease`]). One never taken is deleted when the client
+    /// goes, on every path; it would expire by itself anyway.
+    pub fn connect_to_write(address: &Path, namespace: &str) -> Result<Client> {
+        Client::connect_with(address, Some(namespace))
+    }
+
+    fn connect_with(address: &Path, writing: Option<&str>) -> Result<Client> {
         let shown = address.display();
         match std::fs::metadata(address) {
             Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {}
@@ -114,13 +172,33 @@ impl Client {
             version: OLDEST,
             namespace: None,
             lease: None,
+            early_lease: None,
         };
+        if let Some(namespace) = writing {
+            client.set_namespace(namespace)?;
+            let (id, created) = client.start_lease()?;
+            client.early_lease = Some(EarlyLease {
+                id,
+                namespace: namespace.to_string(),
+                created,
+            });
+        }
         let not_containerd = |e: Status| {
             anyhow!(
                 "asking {shown} for containerd's version: {}; is this containerd's socket? (its [grpc] address)",
                 describe(&e)
             )
         };
+        // Both questions at once; CRI's answer is read only once the version is known.
+        let cri_channel = client.channel();
+        let cri = client.start(async move {
+            RuntimeServiceClient::new(cri_channel)
+                .version(cri::VersionRequest {
+                    version: "v1".into(),
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        });
         let version = client
             .call_within(CONNECT_TIMEOUT, |ch| async move {
                 VersionClient::new(ch).version(()).await
@@ -132,9 +210,9 @@ impl Client {
             .version
             .parse()
             .with_context(|| format!("reading the version containerd at {shown} reports"))?;
-        // Before CRI: an old containerd (bullseye's 1.4.13) answers CRI v1 with
-        // Unimplemented, which would read as a disabled plugin. --offline is no way out: it
-        // refuses the same versions (see the test below).
+        // Before CRI's answer is read: an old containerd (bullseye's 1.4.13) answers CRI v1
+        // with Unimplemented, which would read as a disabled plugin. --offline is no way out:
+        // it refuses the same versions (see the test below).
         if client.version < OLDEST {
             bail!(
                 "containerd at {shown} is {}, too old: pausebake needs containerd {OLDEST} or newer, live or --offline (it knows {}); upgrade containerd",
@@ -142,13 +220,7 @@ impl Client {
                 known_releases()
             );
         }
-        let cri = client.call_within(CONNECT_TIMEOUT, |ch| async move {
-            RuntimeServiceClient::new(ch)
-                .version(cri::VersionRequest {
-                    version: "v1".into(),
-                })
-                .await
-        });
+        let cri = client.wait_within(CONNECT_TIMEOUT, cri);
         trace::step(format_args!("CRI version"));
         match cri {
             Ok(_) => {}
@@ -172,6 +244,59 @@ impl Client {
                 anyhow!("namespace {namespace:?} is not a valid containerd namespace")
             })?);
         Ok(())
+    }
+
+    /// A lease in `namespace` that holds what is written under it (with [`Client::set_lease`])
+    /// and expires by itself [`LEASE_EXPIRY`] from its creation: the one
+    /// [`Client::connect_to_write`] asked for, else a new one. Its id.
+    pub fn lease(&mut self, namespace: &str) -> Result<String> {
+        let (id, created) = match self.early_lease.take() {
+            Some(early) if early.namespace == namespace => (early.id, early.created),
+            other => {
+                self.early_lease = other;
+                self.set_namespace(namespace)?;
+                self.start_lease()?
+            }
+        };
+        self.wait(created)
+            .map_err(|e| anyhow!("creating a lease in containerd: {}", describe(&e)))?;
+        Ok(id)
+    }
+
+    /// Starts creating a new lease in the current namespace: its id and the pending call.
+    fn start_lease(&self) -> Result<(String, Pending<()>)> {
+        let now = SystemTime::now();
+        let since_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let expires = since_epoch(now + LEASE_EXPIRY).as_secs();
+        let id = format!(
+            "pausebake-{}-{}",
+            std::process::id(),
+            since_epoch(now).as_nanos()
+        );
+        let req = self.request(api::CreateRequest {
+            id: id.clone(),
+            labels: HashMap::from([(GC_EXPIRE.to_string(), crate::image::rfc3339(expires)?)]),
+        });
+        let ch = self.channel();
+        let created =
+            self.start(async move { LeasesClient::new(ch).create(req).await.map(|_| ()) });
+        Ok((id, created))
+    }
+
+    /// Deletes lease `id` (in the current namespace); one already gone is fine.
+    pub fn delete_lease(&self, id: &str) -> Result<()> {
+        let req = self.request(api::DeleteRequest {
+            id: id.to_string(),
+            sync: false,
+        });
+        match self.call(|ch| async move { LeasesClient::new(ch).delete(req).await }) {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Code::NotFound => Ok(()),
+            Err(e) => Err(anyhow!(
+                "deleting lease {id} in containerd: {} (it expires by itself within {LEASE_EXPIRY:?})",
+                describe(&e)
+            )),
+        }
     }
 
     /// Calls from now on carry lease `id` (content written is held by it), or none.
@@ -225,27 +350,45 @@ impl Client {
         self.within(CALL_TIMEOUT, fut)
     }
 
-    /// Runs `calls` at once, each its own task on the channel (HTTP/2 carries them side by
-    /// side), and waits for all of them under [`CALL_TIMEOUT`]: their answers, in order.
+    /// Starts `call` now, as its own task on the channel: it runs whenever this client waits
+    /// on anything (HTTP/2 carries calls side by side), and its answer is taken with
+    /// [`Client::wait`]. Dropped unwaited, it is cancelled.
+    pub fn start<T, Fut>(&self, call: Fut) -> Pending<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        Pending(self.rt.spawn(call))
+    }
+
+    /// The answer of a [`Client::start`]ed call, waited for under [`CALL_TIMEOUT`].
+    pub fn wait<T>(&self, pending: Pending<T>) -> Result<T, Status> {
+        self.wait_within(CALL_TIMEOUT, pending)
+    }
+
+    /// [`Client::wait`] under `limit`.
+    fn wait_within<T>(&self, limit: Duration, mut pending: Pending<T>) -> Result<T, Status> {
+        self.within(limit, async { answer(&mut pending).await })
+    }
+
+    /// Runs `calls` at once ([`Client::start`]) and waits for all of them under one
+    /// [`CALL_TIMEOUT`]: their answers, in order.
     pub fn all<T, Fut>(&self, calls: Vec<Fut>) -> Vec<Result<T, Status>>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<T, Status>> + Send + 'static,
     {
         let n = calls.len();
-        let tasks: Vec<_> = calls.into_iter().map(|c| self.rt.spawn(c)).collect();
-        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
-        let joined = self.within(CALL_TIMEOUT, async move {
+        let mut started: Vec<_> = calls.into_iter().map(|c| self.start(c)).collect();
+        let joined = self.within(CALL_TIMEOUT, async {
             let mut answers = Vec::with_capacity(n);
-            for task in tasks {
-                answers.push(task.await.unwrap_or_else(|e| {
-                    Err(Status::internal(format!("the call's task failed: {e}")))
-                }));
+            for pending in &mut started {
+                answers.push(answer(pending).await);
             }
             Ok(answers)
         });
+        // on a timeout, dropping `started` cancels the calls still running
         joined.unwrap_or_else(|timeout| {
-            aborts.iter().for_each(tokio::task::AbortHandle::abort);
             (0..n)
                 .map(|_| Err(Status::new(timeout.code(), timeout.message())))
                 .collect()

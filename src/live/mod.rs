@@ -51,6 +51,13 @@ pub fn connect(address: &Path) -> Result<Connection> {
     Connection::connect(address)
 }
 
+/// [`connect`], for a command that will write into `namespace` there (its lease is asked
+/// for while connecting).
+#[cfg(feature = "live")]
+pub fn connect_to_write(address: &Path, namespace: &str) -> Result<Connection> {
+    Connection::connect_to_write(address, namespace)
+}
+
 /// The running containerd as the source of the containerd version: what it reports beats
 /// what its files suggest (a flag still beats both, in the caller).
 #[cfg(feature = "live")]
@@ -280,6 +287,11 @@ pub fn connect(_address: &Path) -> Result<Connection> {
 }
 
 #[cfg(not(feature = "live"))]
+pub fn connect_to_write(_address: &Path, _namespace: &str) -> Result<Connection> {
+    Err(not_built())
+}
+
+#[cfg(not(feature = "live"))]
 pub fn version_fact(conn: &Connection) -> Sourced<Version> {
     match *conn {}
 }
@@ -343,7 +355,8 @@ pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
 
 /// Which running containerd `import`/`bake` write through: the one at `--address` when given;
 /// else, when the root's `meta.db` is locked by a running containerd whose configured socket
-/// answers (and `--offline` is not given), that one, said on stderr; else none.
+/// answers (and `--offline` is not given), that one, said on stderr; else none. `writing`:
+/// the namespace the command writes into there, `None` for a dry run.
 ///
 /// This decides for the dry run and the real run alike: a `meta.db` locked by a containerd
 /// that is not written through is refused here, at once, so `--dry-run` fails the way the
@@ -352,9 +365,14 @@ pub fn choose(
     facts: &RootFacts,
     given: Option<&Path>,
     offline: bool,
+    writing: Option<&str>,
 ) -> Result<Option<Connection>> {
+    let open = |address: &Path| match writing {
+        Some(namespace) => connect_to_write(address, namespace),
+        None => connect(address),
+    };
     if let Some(address) = given {
-        return connect(address).map(Some);
+        return open(address).map(Some);
     }
     if !facts.meta.locked {
         return Ok(None);
@@ -375,7 +393,7 @@ pub fn choose(
             address.display()
         );
     }
-    let conn = match connect(&address) {
+    let conn = match open(&address) {
         Ok(conn) => conn,
         Err(e) => bail!(
             "{locked}; not writing through {} instead: {e:#}",
@@ -444,7 +462,7 @@ mod tests {
     fn an_unlocked_or_missing_meta_db_keeps_the_offline_path() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
-        assert!(choose(&facts(&root), None, false).unwrap().is_none());
+        assert!(choose(&facts(&root), None, false, None).unwrap().is_none());
         let meta = dir.path().join("var/lib/containerd").join(store::META_DIR);
         std::fs::create_dir_all(&meta).unwrap();
         let db = meta.join(store::META_DB);
@@ -468,7 +486,10 @@ mod tests {
             format!("[grpc]\naddress = \"{}\"\n", none.display()),
         )
         .unwrap();
-        let err = format!("{:#}", choose(&facts(&root), None, false).err().unwrap());
+        let err = format!(
+            "{:#}",
+            choose(&facts(&root), None, false, None).err().unwrap()
+        );
         assert!(
             err.contains("is locked: containerd appears to be running"),
             "{err}"
@@ -477,10 +498,13 @@ mod tests {
             err.contains(&format!("nothing listens on {}", none.display())),
             "{err}"
         );
-        let err = format!("{:#}", choose(&facts(&root), None, true).err().unwrap());
+        let err = format!(
+            "{:#}",
+            choose(&facts(&root), None, true, None).err().unwrap()
+        );
         assert!(err.contains("--offline never writes through"), "{err}");
         // --address is taken at its word: it must answer
         let given = dir.path().join("given.sock");
-        assert!(choose(&facts(&root), Some(&given), true).is_err());
+        assert!(choose(&facts(&root), Some(&given), true, None).is_err());
     }
 }

@@ -838,13 +838,19 @@ fn live_a_containerd_without_cri_is_refused_clearly() {
             .arg(root.path()),
     );
     let took = start.elapsed();
-    // nothing was written: the check comes before any lease or blob
-    let content = run_any(
-        Command::new(c.bin("ctr"))
-            .arg("--address")
-            .arg(&socket)
-            .args(["-n", "k8s.io", "content", "ls", "-q"]),
-    );
+    // nothing is left: the check comes before any blob, and the lease asked for while
+    // connecting goes with the refusal
+    let ctr = |args: &[&str]| {
+        run_any(
+            Command::new(c.bin("ctr"))
+                .arg("--address")
+                .arg(&socket)
+                .args(["-n", "k8s.io"])
+                .args(args),
+        )
+    };
+    let content = ctr(&["content", "ls", "-q"]);
+    let leases = ctr(&["leases", "ls", "-q"]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
@@ -856,6 +862,8 @@ fn live_a_containerd_without_cri_is_refused_clearly() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(content.status.success(), "{}", stderr(&content));
     assert_eq!(stdout(&content), "");
+    assert!(leases.status.success(), "{}", stderr(&leases));
+    assert_eq!(stdout(&leases), "");
 }
 
 /// Debian bullseye's own containerd 1.4.13, chrooted in its root as the node runs it (the
@@ -926,10 +934,13 @@ fn live_a_containerd_too_old_is_refused_clearly() {
         assert!(err.contains("; upgrade containerd"), "{err}");
         assert!(!err.contains("CRI"), "{err}");
     }
-    // nothing was written: the refusal comes before any lease or blob
-    let content = ctr(&["-n", "k8s.io", "content", "ls", "-q"]);
-    assert!(content.status.success(), "{}", stderr(&content));
-    assert_eq!(stdout(&content), "");
+    // nothing is left: the refusal comes before any blob, and the lease asked for while
+    // connecting goes with it
+    for what in ["content", "leases"] {
+        let left = ctr(&["-n", "k8s.io", what, "ls", "-q"]);
+        assert!(left.status.success(), "{}", stderr(&left));
+        assert_eq!(stdout(&left), "", "{what}");
+    }
 }
 
 /// A root whose `meta.db` is held by another process (here: this test) while the socket its
