@@ -6,13 +6,20 @@
 # NAME names the row (stable from run to run), OURS and ANCHOR are pausebake's figure and the
 # figure it is compared to (plain numbers; empty when there is none), UNIT their unit (ms, B,
 # KiB, ...). MEASURED and COMPARED are the table's two text columns. RATIO, when given, is
-# the ratio the row states (taken in the run, so not always OURS / ANCHOR of best figures).
+# the ratio the row states (taken in the run, so not always OURS / ANCHOR of best figures);
+# otherwise it is OURS / ANCHOR when both are numbers. Every row prints it in the table's last
+# column (below 1: pausebake is smaller or faster) and records it.
+
+# Whether $1 is a plain number.
+bench_is_number() {
+  printf '%s' "$1" | grep -Eq '^-?[0-9]+(\.[0-9]+)?$'
+}
 
 # A JSON string, or the number itself when it is one, or null when empty.
 bench_json_value() {
   if [ -z "$1" ]; then
     printf 'null'
-  elif printf '%s' "$1" | grep -Eq '^-?[0-9]+(\.[0-9]+)?$'; then
+  elif bench_is_number "$1"; then
     printf '%s' "$1"
   else
     printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"
@@ -21,7 +28,10 @@ bench_json_value() {
 
 bench_row() {
   local name=$1 ours=$2 anchor=$3 unit=$4 measured=$5 compared=$6 ratio=${7:-}
-  echo "| $name | $measured | $compared |"
+  if [ -z "$ratio" ] && bench_is_number "$ours" && bench_is_number "$anchor"; then
+    ratio=$(awk -v o="$ours" -v a="$anchor" 'BEGIN { if (a != 0) printf "%.2f", o / a }')
+  fi
+  echo "| $name | $measured | $compared | ${ratio:+${ratio}×} |"
   # run.sh sets PAUSEBAKE_BENCH_ROWS; a topic script run on its own only prints.
   if [ -n "${PAUSEBAKE_BENCH_ROWS:-}" ]; then
     printf '{"name": %s, "ours": %s, "anchor": %s, "unit": %s%s}\n' \
