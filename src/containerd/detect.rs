@@ -3,7 +3,6 @@
 //! dpkg database. Used only by [`super::inspect`], which probes a root once.
 
 use std::fs;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
@@ -42,14 +41,14 @@ pub struct Found {
 }
 
 /// The first of `candidates` that is a file in the root: its path inside the root (with a
-/// leading `/`), its host path and its bytes. Paths go through [`Root`], so a symlink inside
-/// the root resolves inside it, never on the host.
-fn find_in_root(root: &Root, candidates: &[&str]) -> Result<Option<(String, PathBuf, Vec<u8>)>> {
+/// leading `/`) and its bytes. Paths go through [`Root`], so a symlink inside the root
+/// resolves inside it, never on the host.
+fn find_in_root(root: &Root, candidates: &[&str]) -> Result<Option<(String, Vec<u8>)>> {
     for rel in candidates {
         let host = root.resolve(rel)?;
         if host.is_file() {
             let bytes = fs::read(&host).with_context(|| format!("reading {}", host.display()))?;
-            return Ok(Some((format!("/{rel}"), host, bytes)));
+            return Ok(Some((format!("/{rel}"), bytes)));
         }
     }
     Ok(None)
@@ -65,7 +64,7 @@ pub const DPKG_STATUS: &str = "var/lib/dpkg/status";
 /// config layout this containerd may refuse.
 pub fn detect_containerd(root: &Root) -> Result<Option<Found>> {
     let binary = find_in_root(root, CONTAINERD_PATHS)?;
-    if let Some((path, _, bytes)) = &binary {
+    if let Some((path, bytes)) = &binary {
         if let Some(version) = containerd_version_in(bytes) {
             return Ok(Some(Found {
                 version,
@@ -77,10 +76,9 @@ pub fn detect_containerd(root: &Root) -> Result<Option<Found>> {
         return Ok(Some(found));
     }
     match binary {
-        Some((_, path, _)) => bail!(
-            "cannot tell the containerd version of {} (and no containerd package in {DPKG_STATUS}); \
-             pass --containerd-version",
-            path.display()
+        Some((path, _)) => bail!(
+            "cannot tell the containerd version of {path} in the root (and no containerd package \
+             in /{DPKG_STATUS}); pass --containerd-version"
         ),
         None => Ok(None),
     }
@@ -93,7 +91,7 @@ pub fn detect_kubernetes(root: &Root) -> Result<Option<Found>> {
     if let Some(found) = dpkg_version(root, &["kubelet", "kubeadm"])? {
         return Ok(Some(found));
     }
-    let Some((path, host, bytes)) = find_in_root(root, KUBERNETES_PATHS)? else {
+    let Some((path, bytes)) = find_in_root(root, KUBERNETES_PATHS)? else {
         return Ok(None);
     };
     match kubernetes_version_in(&bytes) {
@@ -102,8 +100,7 @@ pub fn detect_kubernetes(root: &Root) -> Result<Option<Found>> {
             source: path,
         })),
         None => bail!(
-            "cannot tell the Kubernetes version of {}; pass --kubernetes-version",
-            host.display()
+            "cannot tell the Kubernetes version of {path} in the root; pass --kubernetes-version"
         ),
     }
 }
@@ -366,11 +363,8 @@ mod tests {
         let err = detect_containerd(&root).unwrap_err().to_string();
         assert_eq!(
             err,
-            format!(
-                "cannot tell the containerd version of {}/usr/bin/containerd (and no containerd \
-                 package in var/lib/dpkg/status); pass --containerd-version",
-                root.dir().display()
-            )
+            "cannot tell the containerd version of /usr/bin/containerd in the root (and no \
+             containerd package in /var/lib/dpkg/status); pass --containerd-version"
         );
     }
 }

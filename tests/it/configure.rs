@@ -214,13 +214,11 @@ fn configure_reads_the_version_from_dpkg_or_says_how_to_pass_it() {
 
     let out = crate::harness::run_any(pausebake().args(["configure", "--root"]).arg(root.path()));
     assert_eq!(out.status.code(), Some(1));
+    // the path inside the root, as every other message names it
     assert_eq!(
         crate::harness::stderr(&out),
-        format!(
-            "pausebake: error: cannot tell the containerd version of {}/usr/bin/containerd \
-             (and no containerd package in var/lib/dpkg/status); pass --containerd-version\n",
-            root.path().display()
-        )
+        "pausebake: error: cannot tell the containerd version of /usr/bin/containerd in the \
+         root (and no containerd package in /var/lib/dpkg/status); pass --containerd-version\n"
     );
 
     let dpkg = root.path().join("var/lib/dpkg");
