@@ -71,7 +71,7 @@ pub fn image(args: &ImageArgs) -> Result<ExitCode> {
             "names": image.names,
             "platforms": platforms,
         });
-        println!("{}", String::from_utf8_lossy(&image::canonical_json(&doc)?));
+        crate::output::print_json(&doc)?;
     } else {
         // First line: the digest alone, for scripts (`| head -n1`).
         println!("{}", image.target.digest());

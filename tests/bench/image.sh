@@ -26,7 +26,9 @@ for arch in amd64 arm64 arm ppc64le s390x riscv64; do
   fi
   json=$("$PAUSEBAKE" image --binary="$arch=$tmp/pause-linux-$arch" \
     --output "$tmp/$arch.oci.tar" --json)
-  size=$(printf '%s' "$json" | grep -o '"size":[0-9]*' | head -n 1 | cut -d: -f2)
+  # the first platform's size (the only platform here)
+  size=$(printf '%s' "$json" | grep -Eo '"size": *[0-9]+' | head -n 1 | grep -Eo '[0-9]+$') ||
+    { echo "bench image: no size in image --json for $arch: $json" >&2; exit 1; }
   read -r up what < <(upstream_for "$arch")
   ratio=$(awk -v a="$up" -v b="$size" 'BEGIN { printf "%.0f", a / b }')
   target=""

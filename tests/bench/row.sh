@@ -29,7 +29,8 @@ bench_json_value() {
 bench_row() {
   local name=$1 ours=$2 anchor=$3 unit=$4 measured=$5 compared=$6 ratio=${7:-}
   if [ -z "$ratio" ] && bench_is_number "$ours" && bench_is_number "$anchor"; then
-    ratio=$(awk -v o="$ours" -v a="$anchor" 'BEGIN { if (a != 0) printf "%.2f", o / a }')
+    # two significant digits: 0.91, 2.7, and 0.0019 rather than 0.00
+    ratio=$(awk -v o="$ours" -v a="$anchor" 'BEGIN { if (a != 0) printf "%.2g", o / a }')
   fi
   echo "| $name | $measured | $compared | ${ratio:+${ratio}×} |"
   # run.sh sets PAUSEBAKE_BENCH_ROWS; a topic script run on its own only prints.

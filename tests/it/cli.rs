@@ -570,13 +570,14 @@ fn every_commands_json_has_one_shape_with_sorted_keys() {
     }
     for (what, text) in docs {
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        // serde_json's maps are sorted: the same text back means the keys came sorted
-        let sorted = if text.trim_end().contains('\n') {
-            serde_json::to_string_pretty(&doc).unwrap()
-        } else {
-            serde_json::to_string(&doc).unwrap()
-        };
-        assert_eq!(text.trim_end(), sorted, "{what}: keys not in sorted order");
+        // serde_json's maps are sorted: the same text back means the keys came sorted, and
+        // every command pretty-prints
+        let sorted = serde_json::to_string_pretty(&doc).unwrap();
+        assert_eq!(
+            text.trim_end(),
+            sorted,
+            "{what}: not pretty-printed with sorted keys"
+        );
         let mut found = Vec::new();
         contradictions(&doc, "", &mut found);
         assert!(found.is_empty(), "{what}: {found:?}");
