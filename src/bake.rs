@@ -10,7 +10,6 @@
 //!   or found in the root), else the default of that containerd. The config gets that name
 //!   byte for byte, so CRI finds it (and 2.x pins it).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -78,12 +77,19 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     if args.live.trace {
         trace::enable();
     }
+    // An --archive is read (and validated) before the root or a disk image is touched.
+    let archive = args
+        .archive
+        .as_deref()
+        .map(crate::archive::read)
+        .transpose()?;
     let access = Access::unless_dry_run(args.dry_run.dry_run);
-    disk::with_root(&args.target.root, access, |dir| bake_in(args, dir))
+    disk::with_root(&args.target.root, access, |root| {
+        bake_in(args, archive, root)
+    })
 }
 
-fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
-    let root = Root::new(dir)?;
+fn bake_in(args: &BakeArgs, archive: Option<Image>, root: Root) -> Result<ExitCode> {
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     trace::step(format_args!("inspected the root"));
@@ -104,7 +110,7 @@ fn bake_in(args: &BakeArgs, dir: &Path) -> Result<ExitCode> {
         .filter(|n| crate::reference::check_qualified(n).is_ok())
         .cloned()
         .collect();
-    let (image, image_source) = image_for(args, &facts, &qualified)?;
+    let (image, image_source) = image_for(args, archive, &facts, &qualified)?;
     for n in &image.names {
         push_unique(&mut names, crate::reference::normalize(n)?);
     }
@@ -319,11 +325,16 @@ fn asked(facts: &RootFacts) -> Option<Sourced<String>> {
     })
 }
 
-/// The image to bake: `--archive`, else assembled from `--binary` files or the root
-/// architecture's pause (built in, or compiled with `--compile`).
-fn image_for(args: &BakeArgs, facts: &RootFacts, names: &[String]) -> Result<(Image, String)> {
-    if let Some(path) = &args.archive {
-        let image = crate::archive::read(path)?;
+/// The image to bake: `archive` (`--archive`, read before the root was opened), else one
+/// assembled from `--binary` files or the root architecture's pause (built in, or compiled
+/// with `--compile`).
+fn image_for(
+    args: &BakeArgs,
+    archive: Option<Image>,
+    facts: &RootFacts,
+    names: &[String],
+) -> Result<(Image, String)> {
+    if let (Some(image), Some(path)) = (archive, &args.archive) {
         return Ok((image, format!("archive {}", path.display())));
     }
     let (binaries, source) = pause_binaries(args, facts)?;
@@ -459,15 +470,14 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     if args.live.trace {
         trace::enable();
     }
-    let access = Access::unless_dry_run(args.dry_run.dry_run);
-    disk::with_root(&args.root, access, |dir| import_in(args, dir))
-}
-
-fn import_in(args: &ImportArgs, dir: &Path) -> Result<ExitCode> {
-    let root = Root::new(dir)?;
-    // Everything is validated while reading, before the root is touched.
+    // Everything is validated while reading, before the root (or a disk image) is touched.
     let image = crate::archive::read(&args.archive)?;
     trace::step(format_args!("read {}", args.archive.display()));
+    let access = Access::unless_dry_run(args.dry_run.dry_run);
+    disk::with_root(&args.root, access, |root| import_in(args, image, root))
+}
+
+fn import_in(args: &ImportArgs, image: Image, root: Root) -> Result<ExitCode> {
     let mut names = normalized_names(image.names.iter().chain(&args.names))?;
     check_digests(&names, &image)?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
@@ -580,11 +590,10 @@ fn print_import(r: &plan::StorePlan, platform_source: &str) {
 /// `pausebake configure`.
 pub fn configure(args: &ConfigureArgs) -> Result<ExitCode> {
     let access = Access::unless_dry_run(args.dry_run.dry_run);
-    disk::with_root(&args.root, access, |dir| configure_in(args, dir))
+    disk::with_root(&args.root, access, |root| configure_in(args, root))
 }
 
-fn configure_in(args: &ConfigureArgs, dir: &Path) -> Result<ExitCode> {
-    let root = Root::new(dir)?;
+fn configure_in(args: &ConfigureArgs, root: Root) -> Result<ExitCode> {
     let mut over = overrides(
         None,
         Some(&args.containerd),
@@ -732,13 +741,12 @@ fn running_after(
 /// `pausebake verify`: the offline rules over the root's facts, or with `--address` the live
 /// rules asked of the running containerd (config files still read from the root).
 pub fn verify(args: &VerifyArgs) -> Result<ExitCode> {
-    disk::with_root(&args.target.root, Access::ReadOnly, |dir| {
-        verify_in(args, dir)
+    disk::with_root(&args.target.root, Access::ReadOnly, |root| {
+        verify_in(args, root)
     })
 }
 
-fn verify_in(args: &VerifyArgs, dir: &Path) -> Result<ExitCode> {
-    let root = Root::new(dir)?;
+fn verify_in(args: &VerifyArgs, root: Root) -> Result<ExitCode> {
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let namespace = &args.target.namespace.namespace;
     let report = match &args.address {

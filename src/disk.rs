@@ -45,6 +45,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cli::{DiskArgs, RootArgs};
 use crate::exec;
 use crate::platform::Arch;
+use crate::rootfs::Root;
 
 /// How a command uses the root: `verify` and `--dry-run` mount read-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +66,15 @@ impl Access {
 }
 
 /// Runs `f` on the root `args` name: `--root DIR` as it is, or the root filesystem of
-/// `--disk IMAGE`, mounted for the time of `f` and unmounted whatever `f` returns.
+/// `--disk IMAGE`, mounted for the time of `f` and unmounted whatever `f` returns (and
+/// named in reports by the image and its partition, not the mount directory).
 pub fn with_root<T>(
     args: &RootArgs,
     access: Access,
-    f: impl FnOnce(&Path) -> Result<T>,
+    f: impl FnOnce(Root) -> Result<T>,
 ) -> Result<T> {
     match (&args.root, &args.disk.disk) {
-        (Some(root), _) => f(root),
+        (Some(root), _) => f(Root::new(root)?),
         (None, Some(image)) => with_disk(image, &args.disk, access, f),
         (None, None) => bail!("no root given: use --root DIR or --disk IMAGE"),
     }
@@ -785,7 +787,7 @@ fn with_disk<T>(
     image: &Path,
     disk: &DiskArgs,
     access: Access,
-    f: impl FnOnce(&Path) -> Result<T>,
+    f: impl FnOnce(Root) -> Result<T>,
 ) -> Result<T> {
     let meta =
         fs::metadata(image).with_context(|| format!("reading disk image {}", image.display()))?;
@@ -817,7 +819,8 @@ fn with_disk<T>(
             root.part.offset
         );
         mount(&raw, &root, &dir, access)?;
-        let out = f(&dir);
+        let shown = format!("{} {}", image.display(), root.describe());
+        let out = Root::new(&dir).and_then(|r| f(r.shown_as(shown)));
         let unmounted = unmount(&dir, &raw, &root);
         let out = match (out, unmounted) {
             (Ok(v), Ok(())) => v,

@@ -29,6 +29,9 @@ pub const MAX_SYMLINKS: usize = 40;
 #[derive(Debug, Clone)]
 pub struct Root {
     dir: PathBuf,
+    /// How reports name the root when its directory is not what the user gave
+    /// ([`Root::shown_as`]).
+    shown: Option<String>,
 }
 
 impl Root {
@@ -39,10 +42,27 @@ impl Root {
         if !dir.is_dir() {
             bail!("opening root {}: not a directory", dir.display());
         }
-        Ok(Root { dir })
+        Ok(Root { dir, shown: None })
     }
 
-    /// The root's own directory on the host.
+    /// The same root, named `shown` in what pausebake prints: a disk image's partition
+    /// rather than the temporary directory it is mounted on.
+    pub fn shown_as(self, shown: String) -> Root {
+        Root {
+            shown: Some(shown),
+            ..self
+        }
+    }
+
+    /// How reports name the root: its directory, or what [`Root::shown_as`] gave.
+    pub fn shown(&self) -> String {
+        self.shown
+            .clone()
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+
+    /// The root's own directory on the host (the tests' way to lay files out beside it).
+    #[cfg(test)]
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -45,7 +45,7 @@ pub struct Facts {
 impl Facts {
     pub fn of(facts: &RootFacts) -> Facts {
         Facts {
-            root: facts.root.dir().display().to_string(),
+            root: facts.root.shown(),
             platform: facts.platform.value.to_string(),
             platform_source: facts.platform.source.clone(),
             containerd_version: facts.containerd.value.to_string(),

@@ -243,6 +243,15 @@ fn bake_disk(image: &Path, version: &str, extra: &[&str]) -> String {
         describe(&cmd, &out)
     );
     assert_eq!(loops_of(image), "", "a loop device is left on {image:?}");
+    // the summary names the image and its partition, not the directory it was mounted on
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("root {} partition ", image.display()))
+            || text.contains(&format!("root {} whole filesystem", image.display())),
+        "{}",
+        describe(&cmd, &out)
+    );
+    assert!(!text.contains("pausebake-disk-"), "{text}");
     let err = stderr(&out);
     err.lines()
         .find(|l| l.starts_with("disk: "))
@@ -596,7 +605,7 @@ fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
     let zeros = dir.path().join("zeros.raw");
     fs::File::create(&zeros).unwrap().set_len(8 * MIB).unwrap();
     refused(
-        &mut on_disk("import", &zeros, &["x.tar"]),
+        &mut on_disk("configure", &zeros, &[]),
         Some(&zeros),
         "no Linux root in the image: no GPT root partition and no Linux filesystem (ext2/3/4, xfs, btrfs) (it has no partition table and no known filesystem)",
     );
@@ -625,17 +634,36 @@ fn disk_errors_are_clear_exit_1_and_leave_the_image_unchanged() {
         );
     }
 
-    // A command that fails once the root is mounted: unmounted, detached, the filesystem
-    // clean (a read-write mount itself updates the superblock, so no sha256 here).
+    // An archive that cannot be read: refused before the image is mounted, so not even the
+    // superblock changes.
     let gone = dir.path().join("gone.tar");
-    let mut cmd = on_disk("import", &root_image, &[]);
-    cmd.arg(&gone);
+    let mut import = on_disk("import", &root_image, &[]);
+    import.arg(&gone);
+    let mut bake = on_disk("bake", &root_image, &["--archive"]);
+    bake.arg(&gone);
+    for cmd in [&mut import, &mut bake] {
+        refused(cmd, Some(&root_image), &gone.display().to_string());
+    }
+
+    // A command that fails once the root is mounted (its containerd config is no TOML):
+    // unmounted, detached, the filesystem clean (a read-write mount itself updates the
+    // superblock, so no sha256 here).
+    let other = tempdir();
+    let broken = os_root(other.path());
+    fs::create_dir_all(broken.join("etc/containerd")).unwrap();
+    fs::write(broken.join("etc/containerd/config.toml"), "[plugins\n").unwrap();
+    let broken_image = other.path().join("broken.raw");
+    let [_, broken_fs] = gpt_image(&broken, &broken_image, 96);
+    let mut cmd = on_disk("configure", &broken_image, &[]);
     let out = run_any(&mut cmd);
     let text = describe(&cmd, &out);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(stderr(&out).contains(&gone.display().to_string()), "{text}");
-    assert_eq!(loops_of(&root_image), "", "{text}");
-    fsck_clean(&root_image, rootfs);
+    assert!(
+        stderr(&out).contains("parsing /etc/containerd/config.toml as TOML"),
+        "{text}"
+    );
+    assert_eq!(loops_of(&broken_image), "", "{text}");
+    fsck_clean(&broken_image, broken_fs);
 
     // The root partition attached already (mounted elsewhere): refused, not mounted twice.
     let out = run_ok(
