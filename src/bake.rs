@@ -281,18 +281,43 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
     let asked = asked(facts);
     // an owner that fixes the name keeps it first; every --name is then an extra record
     let settable = !matches!(facts.owner.owner.row.write, WriteTo::Nowhere(_));
-    let (first, why) = match (given.first().filter(|_| settable), &asked) {
-        (Some(n), _) => (crate::reference::normalize(n)?, source_of("--name", n)),
+    // what the node will ask for once the name is chosen, as its configuration spells it
+    let (first, why, will_ask) = match (given.first().filter(|_| settable), &asked) {
+        (Some(n), _) => {
+            let n = crate::reference::normalize(n)?;
+            // an owner that names its setting its own way (k3s's system default registry)
+            // asks for that name: it is the one written and recorded
+            let will = facts.owner.asks.as_ref().map(|a| a.for_setting(&n));
+            let named = will
+                .as_deref()
+                .map(crate::reference::normalize)
+                .transpose()?
+                .unwrap_or_else(|| n.clone());
+            let why = if named == n {
+                source_of("--name", &n)
+            } else {
+                format!(
+                    "--name {n}, as {} names it ({})",
+                    facts.owner.owner.row.name,
+                    facts.owner.asks.as_ref().map_or("", |a| a.source.as_str())
+                )
+            };
+            (named, why, will)
+        }
         (None, Some(a)) => (
             crate::reference::normalize(&a.value)?,
             format!("what {} asks for: {}", facts.owner.owner.row.name, a.source),
+            Some(a.value.clone()),
         ),
-        (None, None) => config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?,
+        (None, None) => {
+            let (first, why) =
+                config::default_image(facts.kubernetes.as_ref(), facts.containerd.value)?;
+            (first, why, None)
+        }
     };
     let mut names = vec![first.clone()];
     // containerd 2.3.0 to 2.3.3 look the configured reference up verbatim
-    if let Some(verbatim) =
-        asked.and_then(|a| crate::reference::verbatim_companion(&a.value, &names))
+    if let Some(verbatim) = will_ask.and_then(|a| crate::reference::verbatim_companion(&a, &names))
     {
         names.push(verbatim);
     }

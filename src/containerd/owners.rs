@@ -28,6 +28,76 @@ pub struct Asked {
     pub source: String,
     /// The file that sets it (`None`: a default, a constant or a flag).
     pub file: Option<String>,
+    /// How the owner turns its setting into the reference ([`Naming`]), as read in this root:
+    /// what a name pausebake writes into the setting becomes.
+    pub naming: Option<Named>,
+}
+
+/// A [`Naming`] with the system default registry this root sets, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub registry: Option<String>,
+    pub resolver: bool,
+}
+
+impl Asked {
+    /// The reference the owner asks for when its setting is `setting` (a name pausebake
+    /// writes there).
+    pub fn for_setting(&self, setting: &str) -> String {
+        match &self.naming {
+            Some(n) => n.name(setting, None),
+            None => setting.to_string(),
+        }
+    }
+}
+
+impl Named {
+    /// The reference made of `setting`, or of the owner's `default` image when the setting
+    /// is not set (`setting` is then that default): RKE2's resolver names it as
+    /// go-containerregistry does, the default taking the system default registry as its
+    /// registry; then k3s's agent code puts the system default registry before any
+    /// reference that does not already start with it.
+    fn name(&self, setting: &str, default: Option<&str>) -> String {
+        let mut value = match (self.resolver, default, &self.registry) {
+            (true, Some(d), Some(r)) => format!("{r}/{d}"),
+            (true, _, _) => go_name(setting),
+            (false, _, _) => setting.to_string(),
+        };
+        if let Some(r) = self.registry.as_deref().filter(|r| !r.is_empty()) {
+            if !value.starts_with(r) {
+                value = format!("{r}/{value}");
+            }
+        }
+        value
+    }
+}
+
+/// `reference` as go-containerregistry's `name.Reference.Name()` spells it (the form RKE2
+/// hands k3s): the registry explicit (`index.docker.io` when the first component has no
+/// `.` or `:`, and for `docker.io`), `library/` before a single Docker Hub component, and
+/// `:latest` when neither tag nor digest is given.
+pub fn go_name(reference: &str) -> String {
+    let (registry, rest) = match reference.split_once('/') {
+        Some((first, rest)) if first.contains('.') || first.contains(':') => (first, rest),
+        _ => ("", reference),
+    };
+    let registry = match registry {
+        "" | "docker.io" => "index.docker.io",
+        r => r,
+    };
+    let (path, suffix) = match rest.split_once('@') {
+        Some((p, d)) => (p.to_string(), format!("@{d}")),
+        None => match rest.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((p, t)) => (p.to_string(), format!(":{t}")),
+            None => (rest.to_string(), ":latest".to_string()),
+        },
+    };
+    let path = if registry == "index.docker.io" && !path.contains('/') {
+        format!("library/{path}")
+    } else {
+        path
+    };
+    format!("{registry}/{path}{suffix}")
 }
 
 /// Where a row's containerd version is read.
@@ -86,6 +156,24 @@ pub struct YamlSetting {
     pub parts: &'static [(&'static [&'static str], &'static str)],
     /// The owner's unit files and the flag there that beats the files.
     pub unit_flag: Option<(&'static [&'static str], &'static str)>,
+    /// What the owner makes of the setting before containerd sees it; `None`: it is the
+    /// reference.
+    pub naming: Option<Naming>,
+}
+
+/// How k3s's agent code (k3s, RKE2) turns its pause setting into the reference it writes
+/// into containerd's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Naming {
+    /// The system default registry: its key in the YAML files and its flag in the unit (read
+    /// like the reference), and the variable in the unit's environment files below them.
+    pub registry: (&'static [&'static str], &'static str, Option<&'static str>),
+    /// The unit's environment files (systemd `EnvironmentFile=`, in order) and the variable
+    /// there that sets the reference, below the YAML files (a setting in the files is a
+    /// command-line argument to k3s's CLI, which beats the environment).
+    pub env: Option<(&'static [&'static str], &'static str)>,
+    /// The reference goes through RKE2's image resolver (go-containerregistry's names).
+    pub resolver: bool,
 }
 
 /// Where pausebake may write a name so that the owner's containerd asks for it.
@@ -144,6 +232,15 @@ const K3S_PAUSE: YamlSetting = YamlSetting {
         ],
         "--pause-image",
     )),
+    naming: Some(Naming {
+        registry: (
+            &["system-default-registry"],
+            "--system-default-registry",
+            None,
+        ),
+        env: None,
+        resolver: false,
+    }),
 };
 
 const RKE2_PAUSE: YamlSetting = YamlSetting {
@@ -159,7 +256,27 @@ const RKE2_PAUSE: YamlSetting = YamlSetting {
         ],
         "--pause-image",
     )),
+    naming: Some(Naming {
+        registry: (
+            &["system-default-registry"],
+            "--system-default-registry",
+            Some("RKE2_SYSTEM_DEFAULT_REGISTRY"),
+        ),
+        env: Some((RKE2_ENV_FILES, "RKE2_PAUSE_IMAGE")),
+        resolver: true,
+    }),
 };
+
+/// The `EnvironmentFile=` lines of RKE2's units (`bundle/lib/systemd/system/rke2-*.service`),
+/// for both units, in order.
+const RKE2_ENV_FILES: &[&str] = &[
+    "/etc/default/rke2-server",
+    "/etc/sysconfig/rke2-server",
+    "/usr/local/lib/systemd/system/rke2-server.env",
+    "/etc/default/rke2-agent",
+    "/etc/sysconfig/rke2-agent",
+    "/usr/local/lib/systemd/system/rke2-agent.env",
+];
 
 const K0S_PAUSE: YamlSetting = YamlSetting {
     files: &["/etc/k0s/k0s.yaml"],
@@ -172,6 +289,7 @@ const K0S_PAUSE: YamlSetting = YamlSetting {
         (&["spec", "images", "pause", "version"], "3.10.2-0"),
     ],
     unit_flag: None,
+    naming: None,
 };
 
 /// What k3s and RKE2 generate at start (`pkg/agent/templates`), in meaning.
@@ -510,48 +628,54 @@ pub fn asks(row: &Row, files: &dyn Files) -> Result<Option<Asked>> {
             value: r.to_string(),
             source: format!("{}'s fixed sandbox image", row.name),
             file: None,
+            naming: None,
         }),
         Reference::Yaml(setting) => Some(yaml_setting(row, setting, files)?),
     })
 }
 
 /// The value of a [`YamlSetting`]: the unit's flag, else the last file setting each part,
-/// else the defaults.
+/// else the variable in the unit's environment files, else the defaults; then what the
+/// owner's [`Naming`] makes of it.
 fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> {
-    if let Some((units, flag)) = s.unit_flag {
-        for unit in units {
-            if let Some(text) = files.read(unit)? {
-                if let Some(v) = flag_value(&text, flag) {
-                    return Ok(Asked {
-                        value: v,
-                        source: format!("{flag} in {unit}"),
-                        file: None,
-                    });
-                }
-            }
-        }
+    let paths = yaml_paths(s, files);
+    let set = setting(row, s, &paths, files)?;
+    match s.naming {
+        Some(naming) => named(row, s, naming, &paths, files, set),
+        None => Ok(Asked {
+            value: set.value,
+            source: set.source,
+            file: set.file,
+            naming: None,
+        }),
     }
-    let mut paths: Vec<String> = s.files.iter().map(|f| f.to_string()).collect();
-    if let Some(dir) = s.dropins {
-        for name in files.list(dir) {
-            if name.ends_with(".yaml") || name.ends_with(".yml") {
-                paths.push(format!("{dir}/{name}"));
-            }
+}
+
+/// A setting's value as the owner reads it, before its [`Naming`].
+struct Setting {
+    value: String,
+    source: String,
+    file: Option<String>,
+    /// Nothing set it: the owner's default.
+    defaulted: bool,
+}
+
+fn setting(row: &Row, s: &YamlSetting, paths: &[String], files: &dyn Files) -> Result<Setting> {
+    if let Some((units, flag)) = s.unit_flag {
+        if let Some((value, source)) = unit_flag(units, flag, files)? {
+            return Ok(Setting {
+                value,
+                source,
+                file: None,
+                defaulted: false,
+            });
         }
     }
     let mut values = Vec::new();
     let mut from = Vec::new();
     let mut file = None;
     for (keys, default) in s.parts {
-        let mut found = None;
-        for p in &paths {
-            if let Some(text) = files.read(p)? {
-                if let Some(v) = yaml_scalar(&text, keys) {
-                    found = Some((v, p.clone()));
-                }
-            }
-        }
-        match found {
+        match yaml_last(paths, keys, files)? {
             Some((v, p)) => {
                 values.push(v);
                 from.push(format!("{} in {p}", keys.join(".")));
@@ -560,21 +684,141 @@ fn yaml_setting(row: &Row, s: &YamlSetting, files: &dyn Files) -> Result<Asked> 
             None => values.push(default.to_string()),
         }
     }
-    let source = if from.is_empty() {
-        format!(
+    if !from.is_empty() {
+        return Ok(Setting {
+            value: values.join(":"),
+            source: from.join(", "),
+            file,
+            defaulted: false,
+        });
+    }
+    if let Some((env_files, var)) = s.naming.and_then(|n| n.env) {
+        if let Some((value, source)) = env_value(env_files, var, files)? {
+            return Ok(Setting {
+                value,
+                source,
+                file: None,
+                defaulted: false,
+            });
+        }
+    }
+    Ok(Setting {
+        value: values.join(":"),
+        source: format!(
             "{}'s default (no {} in {})",
             row.name,
             s.parts[0].0.join("."),
             paths.join(", ")
-        )
-    } else {
-        from.join(", ")
+        ),
+        file: None,
+        defaulted: true,
+    })
+}
+
+/// `set` as the owner names it ([`Naming`]): its system default registry read like the
+/// setting (unit flag, YAML files, environment files), then [`Named::name`].
+fn named(
+    row: &Row,
+    s: &YamlSetting,
+    naming: Naming,
+    paths: &[String],
+    files: &dyn Files,
+    set: Setting,
+) -> Result<Asked> {
+    let (keys, flag, var) = naming.registry;
+    let mut registry = match s.unit_flag {
+        Some((units, _)) => unit_flag(units, flag, files)?,
+        None => None,
+    };
+    if registry.is_none() {
+        registry =
+            yaml_last(paths, keys, files)?.map(|(v, p)| (v, format!("{} in {p}", keys.join("."))));
+    }
+    if let (None, Some(var), Some((env_files, _))) = (&registry, var, naming.env) {
+        registry = env_value(env_files, var, files)?;
+    }
+    let registry = registry.filter(|(r, _)| !r.is_empty());
+    let how = Named {
+        registry: registry.as_ref().map(|(r, _)| r.clone()),
+        resolver: naming.resolver,
+    };
+    let value = how.name(&set.value, set.defaulted.then_some(set.value.as_str()));
+    let source = match (&registry, value == set.value) {
+        (_, true) => set.source,
+        (Some((r, from)), false) => format!(
+            "{}, as {} names it with system default registry {r} ({from})",
+            set.source, row.name
+        ),
+        (None, false) => format!("{}, as {} names it", set.source, row.name),
     };
     Ok(Asked {
-        value: values.join(":"),
+        value,
         source,
-        file,
+        file: set.file,
+        naming: Some(how),
     })
+}
+
+/// The YAML files of a [`YamlSetting`] in the order they are read: its files, then its
+/// drop-in directory's `*.yaml`/`*.yml` in name order.
+fn yaml_paths(s: &YamlSetting, files: &dyn Files) -> Vec<String> {
+    let mut paths: Vec<String> = s.files.iter().map(|f| f.to_string()).collect();
+    if let Some(dir) = s.dropins {
+        for name in files.list(dir) {
+            if name.ends_with(".yaml") || name.ends_with(".yml") {
+                paths.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    paths
+}
+
+/// The last value of `keys` in `paths` (a later file beats an earlier one), with its file.
+fn yaml_last(
+    paths: &[String],
+    keys: &[&str],
+    files: &dyn Files,
+) -> Result<Option<(String, String)>> {
+    let mut found = None;
+    for p in paths {
+        if let Some(text) = files.read(p)? {
+            if let Some(v) = yaml_scalar(&text, keys) {
+                found = Some((v, p.clone()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `flag` in the first of `units` that passes it, with where.
+fn unit_flag(units: &[&str], flag: &str, files: &dyn Files) -> Result<Option<(String, String)>> {
+    for unit in units {
+        if let Some(text) = files.read(unit)? {
+            if let Some(v) = flag_value(&text, flag) {
+                return Ok(Some((v, format!("{flag} in {unit}"))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The value of `var` in systemd environment files (`KEY=VALUE`, quoted or not), read in
+/// order, a later assignment replacing an earlier one; with where.
+fn env_value(env_files: &[&str], var: &str, files: &dyn Files) -> Result<Option<(String, String)>> {
+    let mut found = None;
+    for f in env_files {
+        let Some(text) = files.read(f)? else { continue };
+        for line in text.lines().map(str::trim) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            if key.trim() == var {
+                let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+                found = Some((value.to_string(), format!("{var} in {f}")));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The value of `flag` (`--flag VALUE`, `--flag=VALUE`, quoted or not) in a systemd unit's
@@ -763,6 +1007,123 @@ mod tests {
                 "--pause-image in /etc/systemd/system/k3s.service"
             )
         );
+    }
+
+    #[test]
+    fn go_container_registry_names_a_reference_in_full() {
+        for (given, named) in [
+            (
+                "rancher/mirrored-pause:3.10.2",
+                "index.docker.io/rancher/mirrored-pause:3.10.2",
+            ),
+            ("pause", "index.docker.io/library/pause:latest"),
+            ("docker.io/me/pause:1", "index.docker.io/me/pause:1"),
+            ("localhost/p:1", "index.docker.io/localhost/p:1"),
+            ("localhost:5000/p", "localhost:5000/p:latest"),
+            ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
+            (
+                "r.example.invalid/p@sha256:ab",
+                "r.example.invalid/p@sha256:ab",
+            ),
+        ] {
+            assert_eq!(go_name(given), named, "{given}");
+        }
+    }
+
+    #[test]
+    fn k3s_puts_the_system_default_registry_before_its_pause_image() {
+        let k3s = by_id("k3s").unwrap();
+        let (_d, root) = root_with(&[(
+            "/etc/rancher/k3s/config.yaml",
+            "system-default-registry: reg.example.invalid\n",
+        )]);
+        let a = asks(k3s, &root).unwrap().unwrap();
+        assert_eq!(a.value, "reg.example.invalid/rancher/mirrored-pause:3.6");
+        assert!(
+            a.source.ends_with(
+                "as k3s names it with system default registry reg.example.invalid \
+                 (system-default-registry in /etc/rancher/k3s/config.yaml)"
+            ),
+            "{}",
+            a.source
+        );
+        // a setting that starts with it is left alone; a name written there stays as written
+        root.create_dir_all("/etc/rancher/k3s/config.yaml.d", 0o755)
+            .unwrap();
+        root.write_atomic(
+            "/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml",
+            b"pause-image: reg.example.invalid/p:1\n",
+            0o644,
+        )
+        .unwrap();
+        assert_eq!(
+            asks(k3s, &root).unwrap().unwrap().value,
+            "reg.example.invalid/p:1"
+        );
+        let written = a.for_setting("registry.k8s.io/pause:3.10");
+        assert_eq!(written, "reg.example.invalid/registry.k8s.io/pause:3.10");
+        assert_eq!(a.for_setting(&written), written);
+    }
+
+    #[test]
+    fn rke2_names_its_pause_image_through_its_resolver() {
+        let rke2 = by_id("rke2").unwrap();
+        let (_d, root) = root_with(&[("/etc/rancher/rke2/config.yaml", "token: t\n")]);
+        let a = asks(rke2, &root).unwrap().unwrap();
+        assert_eq!(a.value, "index.docker.io/rancher/mirrored-pause:3.10.2");
+        // the environment files set what the YAML files leave unset
+        root.create_dir_all("/etc/default", 0o755).unwrap();
+        root.write_atomic(
+            "/etc/default/rke2-server",
+            b"RKE2_SYSTEM_DEFAULT_REGISTRY=\"reg.example.invalid/mirror\"\n",
+            0o644,
+        )
+        .unwrap();
+        let a = asks(rke2, &root).unwrap().unwrap();
+        // the default takes the registry as its own; k3s's agent code then leaves it
+        assert_eq!(
+            a.value,
+            "reg.example.invalid/mirror/rancher/mirrored-pause:3.10.2"
+        );
+        assert!(
+            a.source
+                .contains("(RKE2_SYSTEM_DEFAULT_REGISTRY in /etc/default/rke2-server)"),
+            "{}",
+            a.source
+        );
+        root.create_dir_all("/usr/local/lib/systemd/system", 0o755)
+            .unwrap();
+        root.write_atomic(
+            "/usr/local/lib/systemd/system/rke2-server.env",
+            b"RKE2_PAUSE_IMAGE=me/pause:1\n",
+            0o644,
+        )
+        .unwrap();
+        // an image of the user's own is named in full, then gets the registry before it
+        let a = asks(rke2, &root).unwrap().unwrap();
+        assert_eq!(
+            a.value,
+            "reg.example.invalid/mirror/index.docker.io/me/pause:1"
+        );
+        assert!(
+            a.source
+                .starts_with("RKE2_PAUSE_IMAGE in /usr/local/lib/systemd/system/rke2-server.env"),
+            "{}",
+            a.source
+        );
+        // the YAML files beat the environment
+        root.write_atomic(
+            "/etc/rancher/rke2/config.yaml",
+            b"system-default-registry: other.example.invalid\npause-image: registry.k8s.io/pause:3.10\n",
+            0o644,
+        )
+        .unwrap();
+        let a = asks(rke2, &root).unwrap().unwrap();
+        assert_eq!(a.value, "other.example.invalid/registry.k8s.io/pause:3.10");
+        assert_eq!(a.file.as_deref(), Some("/etc/rancher/rke2/config.yaml"));
+        let written = a.for_setting("docker.io/me/pause:2");
+        assert_eq!(written, "other.example.invalid/index.docker.io/me/pause:2");
+        assert_eq!(a.for_setting(&written), written);
     }
 
     #[test]

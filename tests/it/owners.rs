@@ -649,8 +649,9 @@ fn owners_rke2_bakes_its_default_pause_verbatim_and_normalized() {
         return;
     };
     let v = c.semver_string();
-    // RKE2's default, unqualified: CRI normalizes it, containerd 2.3.0/2.3.1 would not
-    let pause = "rancher/mirrored-pause:3.10.2";
+    // RKE2's default as its image resolver names it (go-containerregistry's `Name()`,
+    // `pkg/images/images.go`): CRI normalizes it, containerd 2.3.0 to 2.3.3 would not
+    let pause = "index.docker.io/rancher/mirrored-pause:3.10.2";
     let normalized = "docker.io/rancher/mirrored-pause:3.10.2";
     let layout = || {
         let root = tempdir();
@@ -684,6 +685,114 @@ fn owners_rke2_bakes_its_default_pause_verbatim_and_normalized() {
     sandbox_ready(&ctd, "rke2");
     no_pull(&ctd);
     eprintln!("containerd {v} as RKE2 starts it: sandbox READY offline");
+}
+
+/// k3s's agent code puts the server's `system-default-registry` before the pause image it
+/// writes into containerd's config, unless the image starts with it already
+/// (`pkg/agent/config/config.go`); RKE2's resolver gives its default that registry
+/// (`pkg/images/images.go`). On a server root, read from its config.yaml or RKE2's
+/// environment file, the name is recorded as the node will ask for it, and a `--name` is
+/// written so that the node asks for exactly that.
+#[test]
+fn owners_k3s_and_rke2_put_the_system_default_registry_before_the_pause_image() {
+    let _lock = containerd_lock();
+    let Some(c) = builds(&["2.1"]).into_iter().next() else {
+        return;
+    };
+    let v = c.semver_string();
+    let k3s = || {
+        let root = k3s_root();
+        put(
+            root.path(),
+            "/etc/rancher/k3s/config.yaml",
+            "system-default-registry: registry.example.invalid\n",
+        );
+        root
+    };
+    let rke2 = || {
+        let root = tempdir();
+        let r = root.path();
+        put(r, "/usr/local/bin/rke2", "#!/bin/sh\n# stand-in for rke2\n");
+        put(r, "/etc/rancher/rke2/config.yaml", "token: secret\n");
+        put(
+            r,
+            "/etc/default/rke2-server",
+            "RKE2_SYSTEM_DEFAULT_REGISTRY=\"registry.example.invalid/mirror\"\n",
+        );
+        root
+    };
+    let k3s_default = "registry.example.invalid/rancher/mirrored-pause:3.6";
+    let rke2_default = "registry.example.invalid/mirror/rancher/mirrored-pause:3.10.2";
+    let given = "registry.k8s.io/pause:3.10";
+    let k3s_given = "registry.example.invalid/registry.k8s.io/pause:3.10";
+    let rke2_data = |text: String| text.replace(K3S_DATA, "/var/lib/rancher/rke2");
+    for (what, layout, args, asked, config, node_root, own) in [
+        (
+            "k3s",
+            &k3s as &dyn Fn() -> tempfile::TempDir,
+            &[][..],
+            k3s_default,
+            K3S_CONFIG,
+            K3S_ROOT,
+            None,
+        ),
+        (
+            "k3s --name",
+            &k3s,
+            &["--name", given][..],
+            k3s_given,
+            K3S_CONFIG,
+            K3S_ROOT,
+            Some("/etc/rancher/k3s/config.yaml.d/50-pausebake.yaml"),
+        ),
+        (
+            "rke2",
+            &rke2,
+            &[][..],
+            rke2_default,
+            RKE2_CONFIG,
+            RKE2_ROOT,
+            None,
+        ),
+    ] {
+        let generated = |name: &str| {
+            let text = k3s_generated(name);
+            if what.starts_with("rke2") {
+                rke2_data(text)
+            } else {
+                text
+            }
+        };
+        // not baked: verify names the pull of the prefixed default
+        let control = layout();
+        let pulls = if what.starts_with("rke2") {
+            rke2_default
+        } else {
+            k3s_default
+        };
+        verify_names_the_pull(control.path(), &["--containerd-version", &v], pulls);
+
+        let root = layout();
+        let r = root.path();
+        let mut bake = vec!["--containerd-version", v.as_str()];
+        bake.extend_from_slice(args);
+        let out = pausebake_on("bake", r, &bake);
+        assert!(out.status.success(), "{what}: {}", describe_out(&out));
+        if let Some(own) = own {
+            let text = read(r, own);
+            assert!(
+                text.contains(&format!("pause-image: \"{asked}\"")),
+                "{what}: {text}"
+            );
+        }
+        // first boot: the generator writes the prefixed name, containerd starts with it
+        put(r, config, &generated(asked));
+        let ctd = start_as(&c, r, config, node_root);
+        pinned(&ctd, asked);
+        sandbox_ready(&ctd, "sdr");
+        no_pull(&ctd);
+        eprintln!("containerd {v} as {what} starts it, system-default-registry set: sandbox READY offline");
+    }
 }
 
 // --- MicroK8s -----------------------------------------------------------------------------
