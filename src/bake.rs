@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{
     BakeArgs, CompileArgs, ConfigFileArgs, ConfigureArgs, ContainerdArgs, ImportArgs,
-    KubernetesArgs, PlatformArgs, TargetArgs, VerifyArgs,
+    KubernetesArgs, LiveArgs, PlatformArgs, TargetArgs, VerifyArgs,
 };
 use crate::containerd::apply::apply;
 use crate::containerd::config;
@@ -93,12 +93,11 @@ fn bake_in(args: &BakeArgs, archive: Option<Image>, root: Root) -> Result<ExitCo
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     trace::step(format_args!("inspected the root"));
-    let writing = (!args.dry_run.dry_run).then_some(args.target.namespace.namespace.as_str());
-    let mut live = live::choose(
+    let mut live = write_through(
         &facts,
-        args.live.address.as_deref(),
-        args.live.offline,
-        writing,
+        &args.live,
+        args.dry_run.dry_run,
+        &args.target.namespace.namespace,
     )?;
     if running(&mut over, live.as_ref()) {
         facts = inspect(&root, &over)?;
@@ -180,6 +179,18 @@ fn running(over: &mut Overrides, live: Option<&live::Connection>) -> bool {
     let Some(conn) = live else { return false };
     over.running = Some(live::version_fact(conn));
     over.containerd.is_none()
+}
+
+/// The running containerd `bake`/`import` write through into `namespace`, if any
+/// ([`live::choose`]); a real run asks for its lease while connecting, a dry run for none.
+fn write_through(
+    facts: &RootFacts,
+    live: &LiveArgs,
+    dry_run: bool,
+    namespace: &str,
+) -> Result<Option<live::Connection>> {
+    let writing = (!dry_run).then_some(namespace);
+    live::choose(facts, live.address.as_deref(), live.offline, writing)
 }
 
 /// The plan's import as the running containerd would take it (for `--dry-run`): what to
@@ -528,12 +539,11 @@ fn import_in(args: &ImportArgs, image: Image, root: Root) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
     };
-    let writing = (!args.dry_run.dry_run).then_some(args.namespace.namespace.as_str());
-    let mut live = live::choose(
+    let mut live = write_through(
         &facts,
-        args.live.address.as_deref(),
-        args.live.offline,
-        writing,
+        &args.live,
+        args.dry_run.dry_run,
+        &args.namespace.namespace,
     )?;
     let source = format!("archive {}", args.archive.display());
     let fix = if args.platform.platform.is_some() {
