@@ -386,6 +386,7 @@ pub const OWNERS: [Row; 8] = [
         sources: &[
             ("config", "k3s-io/k3s: <data-dir>/agent/etc/containerd/config.toml generated at every start (#7056), imports config-v3.toml.d/*.toml (PR #13680)"),
             ("reference", "k3s --pause-image / pause-image in /etc/rancher/k3s/config.yaml and config.yaml.d/*.yaml, default rancher/mirrored-pause:3.6"),
+            ("system default registry", "k3s-io/k3s @001a6d94 pkg/agent/config/config.go: the server's system-default-registry is put before the pause image unless it starts with it"),
             ("store", "containerd --root <data-dir>/agent/containerd, data-dir /var/lib/rancher/k3s; socket /run/k3s/containerd/containerd.sock"),
             ("version", "containerd is k3s's fork compiled into the k3s binary (Go build info)"),
         ],
@@ -407,7 +408,8 @@ pub const OWNERS: [Row; 8] = [
         ],
         sources: &[
             ("config", "rancher/rke2 @6ce1a80 runs k3s's agent code (go.mod requires github.com/k3s-io/k3s): the same generated config under /var/lib/rancher/rke2"),
-            ("reference", "pkg/cli/cmds/root.go --pause-image; pkg/images/images.go default rancher/mirrored-pause:3.10.2 (prefixed by system-default-registry when set)"),
+            ("reference", "pkg/cli/cmds/root.go --pause-image / RKE2_PAUSE_IMAGE; pkg/images/images.go default rancher/mirrored-pause:3.10.2, resolved to go-containerregistry's Name() (index.docker.io/..., google/go-containerregistry pkg/name), its registry replaced by system-default-registry (pkg/cli/cmds/agent.go RKE2_SYSTEM_DEFAULT_REGISTRY); then k3s's agent code as for k3s"),
+            ("environment", "bundle/lib/systemd/system/rke2-{server,agent}.service EnvironmentFile=-/etc/default/%N, -/etc/sysconfig/%N, -/usr/local/lib/systemd/system/%N.env"),
             ("store", "containerd root /var/lib/rancher/rke2/agent/containerd; socket /run/k3s/containerd/containerd.sock (pkg/executor/staticpod/spw.go)"),
         ],
     },
