@@ -174,6 +174,16 @@ pub struct Naming {
     pub env: Option<(&'static [&'static str], &'static str)>,
     /// The reference goes through RKE2's image resolver (go-containerregistry's names).
     pub resolver: bool,
+    /// In-root paths of which any one means the node joins as an agent: it takes the system
+    /// default registry from its server when it joins, not from its own files.
+    pub agent_marks: &'static [&'static str],
+}
+
+impl Naming {
+    /// The mark that says the node joins as an agent, if any is present.
+    fn agent(&self, files: &dyn Files) -> Option<&'static str> {
+        self.agent_marks.iter().copied().find(|m| files.exists(m))
+    }
 }
 
 /// Where pausebake may write a name so that the owner's containerd asks for it.
@@ -240,6 +250,8 @@ const K3S_PAUSE: YamlSetting = YamlSetting {
         ),
         env: None,
         resolver: false,
+        // the install script's unit for a node joining a server (K3S_URL set)
+        agent_marks: &["/etc/systemd/system/k3s-agent.service"],
     }),
 };
 
@@ -264,6 +276,8 @@ const RKE2_PAUSE: YamlSetting = YamlSetting {
         ),
         env: Some((RKE2_ENV_FILES, "RKE2_PAUSE_IMAGE")),
         resolver: true,
+        // both units are installed; the enabled one says the node's role
+        agent_marks: &["/etc/systemd/system/multi-user.target.wants/rke2-agent.service"],
     }),
 };
 
@@ -568,7 +582,7 @@ pub fn read(root: &dyn Files) -> Result<OwnerFacts> {
         WriteTo::Yaml { path, .. } => rec.read(path)?,
         _ => None,
     };
-    let warnings = owner
+    let mut warnings: Vec<String> = owner
         .row
         .templates
         .iter()
@@ -580,6 +594,14 @@ pub fn read(root: &dyn Files) -> Result<OwnerFacts> {
             )
         })
         .collect();
+    if let (Reference::Yaml(setting), Some(a)) = (owner.row.reference, &asks) {
+        if let Some(mark) = setting.naming.and_then(|n| n.agent(root)) {
+            warnings.push(format!(
+                "{} joins this node as an agent ({mark}): it takes system-default-registry from its server when it joins, which no file here says; if the server sets one, the node asks for a name under that registry instead of {}: pass that name as --name",
+                owner.row.name, a.value
+            ));
+        }
+    }
     Ok(OwnerFacts {
         owner,
         asks,
@@ -728,16 +750,19 @@ fn named(
     set: Setting,
 ) -> Result<Asked> {
     let (keys, flag, var) = naming.registry;
-    let mut registry = match s.unit_flag {
-        Some((units, _)) => unit_flag(units, flag, files)?,
-        None => None,
-    };
-    if registry.is_none() {
-        registry =
-            yaml_last(paths, keys, files)?.map(|(v, p)| (v, format!("{} in {p}", keys.join("."))));
-    }
-    if let (None, Some(var), Some((env_files, _))) = (&registry, var, naming.env) {
-        registry = env_value(env_files, var, files)?;
+    let mut registry = None;
+    // an agent's own files do not decide it: its server does, at join
+    if naming.agent(files).is_none() {
+        if let Some((units, _)) = s.unit_flag {
+            registry = unit_flag(units, flag, files)?;
+        }
+        if registry.is_none() {
+            registry = yaml_last(paths, keys, files)?
+                .map(|(v, p)| (v, format!("{} in {p}", keys.join("."))));
+        }
+        if let (None, Some(var), Some((env_files, _))) = (&registry, var, naming.env) {
+            registry = env_value(env_files, var, files)?;
+        }
     }
     let registry = registry.filter(|(r, _)| !r.is_empty());
     let how = Named {
@@ -1065,6 +1090,36 @@ mod tests {
         let written = a.for_setting("registry.k8s.io/pause:3.10");
         assert_eq!(written, "reg.example.invalid/registry.k8s.io/pause:3.10");
         assert_eq!(a.for_setting(&written), written);
+    }
+
+    #[test]
+    fn an_agent_takes_the_registry_from_its_server_and_is_warned_about() {
+        let (_d, root) = root_with(&[
+            ("/usr/local/bin/k3s", "x"),
+            (
+                "/etc/rancher/k3s/config.yaml",
+                "system-default-registry: reg.example.invalid\n",
+            ),
+            ("/etc/systemd/system/k3s-agent.service", "[Service]\n"),
+        ]);
+        let facts = read(&root).unwrap();
+        // the agent's own setting is not what its server hands it
+        assert_eq!(
+            facts.asks.as_ref().unwrap().value,
+            "rancher/mirrored-pause:3.6"
+        );
+        assert_eq!(facts.warnings.len(), 1, "{:?}", facts.warnings);
+        assert!(
+            facts.warnings[0].starts_with(
+                "k3s joins this node as an agent (/etc/systemd/system/k3s-agent.service): it \
+                 takes system-default-registry from its server"
+            ),
+            "{}",
+            facts.warnings[0]
+        );
+        // a server is not warned
+        let (_d, root) = root_with(&[("/usr/local/bin/rke2", "x")]);
+        assert!(read(&root).unwrap().warnings.is_empty());
     }
 
     #[test]
