@@ -294,8 +294,8 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
     let settable = !matches!(facts.owner.owner.row.write, WriteTo::Nowhere(_));
     // what the node will ask for once the name is chosen, as its configuration spells it
     let (first, why, will_ask) = match (given.first().filter(|_| settable), &asked) {
-        (Some(n), _) => {
-            let n = crate::reference::normalize(n)?;
+        (Some(given), _) => {
+            let n = crate::reference::normalize(given)?;
             // an owner that names its setting its own way (k3s's system default registry)
             // asks for that name: it is the one written and recorded
             let will = facts.owner.asks.as_ref().map(|a| a.for_setting(&n));
@@ -305,7 +305,7 @@ pub fn choose_names(given: &[String], facts: &RootFacts) -> Result<(Vec<String>,
                 .transpose()?
                 .unwrap_or_else(|| n.clone());
             let why = if named == n {
-                source_of("--name", &n)
+                source_of("--name", given)
             } else {
                 format!(
                     "--name {n}, as {} names it ({})",
