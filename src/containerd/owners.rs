@@ -45,25 +45,25 @@ impl Asked {
     /// writes there).
     pub fn for_setting(&self, setting: &str) -> String {
         match &self.naming {
-            Some(n) => n.name(setting, None),
+            Some(n) => n.name(setting, false),
             None => setting.to_string(),
         }
     }
 }
 
 impl Named {
-    /// The reference made of `setting`, or of the owner's `default` image when the setting
-    /// is not set (`setting` is then that default): RKE2's resolver names it as
-    /// go-containerregistry does, the default taking the system default registry as its
-    /// registry; then k3s's agent code puts the system default registry before any
-    /// reference that does not already start with it.
-    fn name(&self, setting: &str, default: Option<&str>) -> String {
-        let mut value = match (self.resolver, default, &self.registry) {
-            (true, Some(d), Some(r)) => format!("{r}/{d}"),
+    /// The reference made of `setting` (`defaulted`: the owner's default, nothing set it):
+    /// RKE2's resolver names it as go-containerregistry does, its default taking the system
+    /// default registry as its registry; then k3s's agent code puts the system default
+    /// registry before any reference that does not already start with it.
+    fn name(&self, setting: &str, defaulted: bool) -> String {
+        let mut value = match (self.resolver, defaulted, &self.registry) {
+            (true, true, Some(r)) => format!("{r}/{setting}"),
             (true, _, _) => go_name(setting),
             (false, _, _) => setting.to_string(),
         };
-        if let Some(r) = self.registry.as_deref().filter(|r| !r.is_empty()) {
+        // never empty: `named` keeps only a registry that is set
+        if let Some(r) = self.registry.as_deref() {
             if !value.starts_with(r) {
                 value = format!("{r}/{value}");
             }
@@ -769,7 +769,7 @@ fn named(
         registry: registry.as_ref().map(|(r, _)| r.clone()),
         resolver: naming.resolver,
     };
-    let value = how.name(&set.value, set.defaulted.then_some(set.value.as_str()));
+    let value = how.name(&set.value, set.defaulted);
     let source = match (&registry, value == set.value) {
         (_, true) => set.source,
         (Some((r, from)), false) => format!(
