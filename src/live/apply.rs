@@ -107,7 +107,7 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
     let lease = client.lease(&plan.namespace)?;
     trace::step(format_args!("created lease {lease}"));
     client.set_lease(Some(&lease))?;
-    let have = infos.into_iter().map(|p| client.wait(p)).collect();
+    let have = client.wait_all(infos);
     let result = walk(client, image, plan, have, Mode::Act { lease: &lease });
     client.set_lease(None)?;
     let deleted = client.delete_lease(&lease);
@@ -124,15 +124,12 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
 pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
     client.set_lease(None)?;
-    let have = ask_infos(client, plan)
-        .into_iter()
-        .map(|p| client.wait(p))
-        .collect();
+    let have = client.wait_all(ask_infos(client, plan));
     Ok(walk(client, image, plan, have, Mode::Ask)?.into_plan(plan, client))
 }
 
 /// containerd's `Info` of each of the plan's blobs (in the plan's digest order), asked at
-/// once and answered as [`Client::wait`] takes them.
+/// once and answered as [`Client::wait_all`] takes them.
 fn ask_infos(client: &Client, plan: &StorePlan) -> Vec<Pending<Option<api::Info>>> {
     plan.labels
         .keys()

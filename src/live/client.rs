@@ -371,15 +371,20 @@ impl Client {
         self.within(limit, async { answer(&mut pending).await })
     }
 
-    /// Runs `calls` at once ([`Client::start`]) and waits for all of them under one
-    /// [`CALL_TIMEOUT`]: their answers, in order.
+    /// Runs `calls` at once ([`Client::start`]) and waits for all of them
+    /// ([`Client::wait_all`]): their answers, in order.
     pub fn all<T, Fut>(&self, calls: Vec<Fut>) -> Vec<Result<T, Status>>
     where
         T: Send + 'static,
         Fut: Future<Output = Result<T, Status>> + Send + 'static,
     {
-        let n = calls.len();
-        let mut started: Vec<_> = calls.into_iter().map(|c| self.start(c)).collect();
+        self.wait_all(calls.into_iter().map(|c| self.start(c)).collect())
+    }
+
+    /// The answers of [`Client::start`]ed calls, in order, waited for under one
+    /// [`CALL_TIMEOUT`] (on a timeout, every call still running is cancelled).
+    pub fn wait_all<T>(&self, mut started: Vec<Pending<T>>) -> Vec<Result<T, Status>> {
+        let n = started.len();
         let joined = self.within(CALL_TIMEOUT, async {
             let mut answers = Vec::with_capacity(n);
             for pending in &mut started {
@@ -387,7 +392,7 @@ impl Client {
             }
             Ok(answers)
         });
-        // on a timeout, dropping `started` cancels the calls still running
+        // dropping `started` cancels the calls still running
         joined.unwrap_or_else(|timeout| {
             (0..n)
                 .map(|_| Err(Status::new(timeout.code(), timeout.message())))
