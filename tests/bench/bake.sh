@@ -15,27 +15,30 @@ version=$(bench_containerd_required bake)
 
 "$PAUSEBAKE" image --output "$work/pause.tar" >/dev/null
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 # The pausebake way: one process, no daemon.
 bake_once() {
   local root=$work/bake-$1
   mkdir -p "$root"
-  local t0; t0=$(now)
+  local t0 t1
+  stamp t0
   "$PAUSEBAKE" bake --root "$root" --archive "$work/pause.tar" \
     --containerd-version "$version" >/dev/null
-  echo $(($(now) - t0))
+  stamp t1
+  echo $((t1 - t0))
 }
 
 # The daemon way: start containerd on the root, import, stop it.
 ctr_once() {
   local root=$work/ctr-$1 run=$work/run-$1
   mkdir -p "$root" "$run"
-  local t0; t0=$(now)
+  local t0 t1
+  stamp t0
   start_containerd "$root" "$run"
   "$CTR" --address "$run/sock" -n k8s.io images import "$work/pause.tar" >/dev/null
   stop_containerd
-  echo $(($(now) - t0))
+  stamp t1
+  echo $((t1 - t0))
 }
 
 bake_ns=() ctr_ns=()

@@ -17,18 +17,17 @@ GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/go-cache" \
 bc="$work/bolt-check"
 "$bc" images "$work/base.db" 3000
 
-now() { date +%s%N; }
-
 # best_ms BASE RUNS CMD...: the fastest of RUNS runs of CMD, each on a fresh copy of BASE
 # at $work/meta.db, in milliseconds.
 best_ms() {
-  local base=$1 runs=$2 best=999999999 t0 ms
+  local base=$1 runs=$2 best=999999999 t0 t1 ms
   shift 2
   for _ in $(seq "$runs"); do
     cp "$base" "$work/meta.db"
-    t0=$(now)
+    stamp t0
     "$@" >/dev/null
-    ms=$((($(now) - t0) / 1000000))
+    stamp t1
+    ms=$(((t1 - t0) / 1000000))
     [ "$ms" -lt "$best" ] && best=$ms
   done
   echo "$best"

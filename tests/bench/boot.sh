@@ -36,8 +36,6 @@ tests/vm/guest.sh "$work/root" "$check" "$work/check.sh" "$work/kernel"
 mkfs.ext4 -q -F -d "$work/root" "$work/base.raw" 2G >/dev/null
 rm -rf "$work/root"
 
-now() { date +%s%N; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 s() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e9 }'; }
 
 cri_times=() ready_times=() off_times=()
@@ -45,14 +43,15 @@ for i in $(seq "$RUNS"); do
   cp --sparse=always "$work/base.raw" "$work/run.raw"
   console=$work/console-$i.log
   : >"$console"
-  t0=$(now)
+  stamp t0
   tests/vm/qemu.sh "$work/run.raw" raw /dev/vda "$work/kernel" "$console" 2>"$work/qemu.err" &
   qemu=$!
   cri="" ready=""
   while kill -0 "$qemu" 2>/dev/null; do
-    [ -n "$cri" ] || ! grep -q "pausebake-vm: ok wait" "$console" || cri=$(($(now) - t0))
-    [ -n "$ready" ] || ! grep -q "pausebake-vm: ok ready" "$console" || ready=$(($(now) - t0))
-    if [ $(($(now) - t0)) -gt 600000000000 ]; then
+    stamp t
+    [ -n "$cri" ] || ! grep -q "pausebake-vm: ok wait" "$console" || cri=$((t - t0))
+    [ -n "$ready" ] || ! grep -q "pausebake-vm: ok ready" "$console" || ready=$((t - t0))
+    if [ $((t - t0)) -gt 600000000000 ]; then
       kill "$qemu"
       echo "bench boot: the VM did not power off in 600 s" >&2
       exit 1
@@ -60,7 +59,8 @@ for i in $(seq "$RUNS"); do
     sleep 0.05
   done
   wait "$qemu" || { echo "bench boot: qemu failed: $(tail -n 1 "$work/qemu.err")" >&2; exit 1; }
-  off=$(($(now) - t0))
+  stamp t
+  off=$((t - t0))
   if [ -z "$ready" ] && grep -q "pausebake-vm: ok ready" "$console"; then ready=$off; fi
   [ -n "$ready" ] ||
     { echo "bench boot: no READY sandbox: $(grep pausebake-vm: "$console" | tail -n 1)" >&2; exit 1; }

@@ -23,9 +23,9 @@ make_root "$work/r0" 0
 best_ms() {
   local best=999999 t0 t1 ms
   for _ in 1 2 3 4 5; do
-    t0=$(date +%s%N)
+    stamp t0
     "$@" >/dev/null 2>&1 || true
-    t1=$(date +%s%N)
+    stamp t1
     ms=$(((t1 - t0) / 1000000))
     [ "$ms" -lt "$best" ] && best=$ms
   done

@@ -1,6 +1,6 @@
 # Sourced by the bench scripts that run containerd (bake.sh, live.sh): a containerd started
 # as the tests start it (private /run and no network through unshare, its own root, state
-# and socket under a temporary directory, stopped by pid), and the clock helpers.
+# and socket under a temporary directory, stopped by pid); the clock helpers are row.sh's.
 # Sets `work`, a temporary directory removed on exit, and `pid` while a containerd runs
 # (killed on exit); CONTAINERD and CTR default to the ones on PATH.
 CONTAINERD=${CONTAINERD:-$(command -v containerd || true)}
@@ -13,8 +13,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s%N; }
-ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 
 # bench_containerd_required TOPIC: exits unless root, containerd and ctr are there; prints
 # containerd's version.

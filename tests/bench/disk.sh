@@ -23,9 +23,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-now() { date +%s%N; }
-ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 case "$(uname -m)" in
   x86_64) root_type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709 ;;
@@ -46,10 +43,12 @@ mkfs.ext4 -q -d "$work/root" -E offset=$((start * 512)) "$image" $((size / 2))k
 disk_once() {
   cp --sparse=always "$image" "$work/disk.raw"
   sync
-  local t0; t0=$(now)
+  local t0 t1
+  stamp t0
   "$PAUSEBAKE" bake --disk "$work/disk.raw" --archive "$work/pause.tar" \
     --containerd-version "$VERSION" >/dev/null 2>&1
-  echo $(($(now) - t0))
+  stamp t1
+  echo $((t1 - t0))
 }
 
 root_once() {
@@ -58,10 +57,11 @@ root_once() {
   mkdir -p "$mnt"
   mount -o loop,offset=$((start * 512)),sizelimit=$((size * 512)) "$work/root.raw" "$mnt"
   sync
-  local t0; t0=$(now)
+  local t0 t1
+  stamp t0
   "$PAUSEBAKE" bake --root "$mnt" --archive "$work/pause.tar" \
     --containerd-version "$VERSION" >/dev/null
-  local t1; t1=$(now)
+  stamp t1
   umount "$mnt"
   mnt=""
   echo $((t1 - t0))

@@ -65,15 +65,19 @@ bench_version() {
   }
   live_once() {
     forget
-    local t0; t0=$(now)
+    local t0 t1
+    stamp t0
     "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root" >/dev/null
-    echo $(($(now) - t0))
+    stamp t1
+    echo $((t1 - t0))
   }
   ctr_once() {
     forget
-    local t0; t0=$(now)
+    local t0 t1
+    stamp t0
     ctr images import "$work/pause.tar" >/dev/null
-    echo $(($(now) - t0))
+    stamp t1
+    echo $((t1 - t0))
   }
 
   local live_ns=() ctr_ns=()

@@ -21,17 +21,16 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-now() { date +%s%N; }
-ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 bake_once() {
   local bin=$1 root=$work/$2
   mkdir -p "$root"
-  local t0; t0=$(now)
+  local t0 t1
+  stamp t0
   "$bin" bake --root "$root" >/dev/null
-  echo $(($(now) - t0))
+  stamp t1
+  echo $((t1 - t0))
 }
 
 static_times=() dynamic_times=()

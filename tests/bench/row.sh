@@ -10,6 +10,20 @@
 # otherwise it is OURS / ANCHOR when both are numbers. Every row prints it in the table's last
 # column (below 1: pausebake is smaller or faster) and records it.
 
+# stamp VAR: the wall clock in nanoseconds, into VAR. Read from bash's EPOCHREALTIME, not
+# `date`: a clock that starts a process adds that process to every timed run, which for a
+# run of a few milliseconds is a good part of it (and pulls every ratio towards 1).
+stamp() {
+  local t=${EPOCHREALTIME//[!0-9]/}
+  printf -v "$1" '%s' "$((10#$t * 1000))"
+}
+
+# ms NS: nanoseconds as milliseconds, one decimal.
+ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
+
+# The median of the numbers on stdin, one per line.
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
 # Whether $1 is a plain number.
 bench_is_number() {
   printf '%s' "$1" | grep -Eq '^-?[0-9]+(\.[0-9]+)?$'
