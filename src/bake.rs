@@ -77,6 +77,11 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
     if args.live.trace {
         trace::enable();
     }
+    let dialing = dial(
+        &args.live,
+        args.dry_run.dry_run,
+        &args.target.namespace.namespace,
+    );
     // An --archive is read (and validated) before the root or a disk image is touched.
     let archive = args
         .archive
@@ -85,20 +90,20 @@ pub fn bake(args: &BakeArgs) -> Result<ExitCode> {
         .transpose()?;
     let access = Access::unless_dry_run(args.dry_run.dry_run);
     disk::with_root(&args.target.root, access, |root| {
-        bake_in(args, archive, root)
+        bake_in(args, archive, dialing, root)
     })
 }
 
-fn bake_in(args: &BakeArgs, archive: Option<Image>, root: Root) -> Result<ExitCode> {
+fn bake_in(
+    args: &BakeArgs,
+    archive: Option<Image>,
+    dialing: live::Dialing,
+    root: Root,
+) -> Result<ExitCode> {
     let mut over = target_overrides(&args.target, &args.kubernetes, &args.config);
     let mut facts = inspect(&root, &over)?;
     trace::step(format_args!("inspected the root"));
-    let mut live = write_through(
-        &facts,
-        &args.live,
-        args.dry_run.dry_run,
-        &args.target.namespace.namespace,
-    )?;
+    let mut live = live::choose(&facts, dialing, args.live.offline)?;
     if running(&mut over, live.as_ref()) {
         facts = inspect(&root, &over)?;
     }
@@ -181,16 +186,10 @@ fn running(over: &mut Overrides, live: Option<&live::Connection>) -> bool {
     over.containerd.is_none()
 }
 
-/// The running containerd `bake`/`import` write through into `namespace`, if any
-/// ([`live::choose`]); a real run asks for its lease while connecting, a dry run for none.
-fn write_through(
-    facts: &RootFacts,
-    live: &LiveArgs,
-    dry_run: bool,
-    namespace: &str,
-) -> Result<Option<live::Connection>> {
-    let writing = (!dry_run).then_some(namespace);
-    live::choose(facts, live.address.as_deref(), live.offline, writing)
+/// Starts connecting to a given `--address` ([`live::Dialing`], finished by
+/// [`live::choose`]): a real run asks for its lease while connecting, a dry run for none.
+fn dial(live: &LiveArgs, dry_run: bool, namespace: &str) -> live::Dialing {
+    live::Dialing::start(live.address.as_deref(), (!dry_run).then_some(namespace))
 }
 
 /// The plan's import as the running containerd would take it (for `--dry-run`): what to
@@ -506,14 +505,22 @@ pub fn import(args: &ImportArgs) -> Result<ExitCode> {
     if args.live.trace {
         trace::enable();
     }
+    let dialing = dial(&args.live, args.dry_run.dry_run, &args.namespace.namespace);
     // Everything is validated while reading, before the root (or a disk image) is touched.
     let image = crate::archive::read(&args.archive)?;
     trace::step(format_args!("read {}", args.archive.display()));
     let access = Access::unless_dry_run(args.dry_run.dry_run);
-    disk::with_root(&args.root, access, |root| import_in(args, image, root))
+    disk::with_root(&args.root, access, |root| {
+        import_in(args, image, dialing, root)
+    })
 }
 
-fn import_in(args: &ImportArgs, image: Image, root: Root) -> Result<ExitCode> {
+fn import_in(
+    args: &ImportArgs,
+    image: Image,
+    dialing: live::Dialing,
+    root: Root,
+) -> Result<ExitCode> {
     let mut names = normalized_names(image.names.iter().chain(&args.names))?;
     check_digests(&names, &image)?;
     // The root's platform decides a new meta.db's byte order even when every manifest is
@@ -539,12 +546,7 @@ fn import_in(args: &ImportArgs, image: Image, root: Root) -> Result<ExitCode> {
         pin: !args.no_pin,
         time: Time::for_records(args.epoch.source_date_epoch),
     };
-    let mut live = write_through(
-        &facts,
-        &args.live,
-        args.dry_run.dry_run,
-        &args.namespace.namespace,
-    )?;
+    let mut live = live::choose(&facts, dialing, args.live.offline)?;
     let source = format!("archive {}", args.archive.display());
     let fix = if args.platform.platform.is_some() {
         "pass --platform with one of the image's platforms, or --all-platforms"

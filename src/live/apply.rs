@@ -108,6 +108,7 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
     trace::step(format_args!("created lease {lease}"));
     client.set_lease(Some(&lease))?;
     let have = client.wait_all(infos);
+    trace::step(format_args!("info of {} blobs", have.len()));
     let result = walk(client, image, plan, have, Mode::Act { lease: &lease });
     client.set_lease(None)?;
     let deleted = client.delete_lease(&lease);

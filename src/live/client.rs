@@ -82,6 +82,77 @@ impl Drop for Client {
     }
 }
 
+/// A containerd being connected to ([`Client::dial`]): its answers to the version and CRI
+/// questions are on their way.
+pub struct Dialed {
+    client: Client,
+    version: Pending<api::VersionResponse>,
+    cri: Pending<cri::VersionResponse>,
+}
+
+impl Dialed {
+    /// The second half of connecting: checks that a containerd answered, new enough, with
+    /// CRI enabled. Each failure says what is wrong and what to do.
+    pub fn finish(self) -> Result<Client> {
+        let Dialed {
+            mut client,
+            version,
+            cri,
+        } = self;
+        let shown = client.address.display().to_string();
+        let version = client
+            .wait_within(CONNECT_TIMEOUT, version)
+            .map_err(|e| {
+                anyhow!(
+                    "asking {shown} for containerd's version: {}; is this containerd's socket? (its [grpc] address)",
+                    describe(&e)
+                )
+            })?;
+        trace::step(format_args!("version: {}", version.version));
+        client.version_string = version.version.clone();
+        client.version = version
+            .version
+            .parse()
+            .with_context(|| format!("reading the version containerd at {shown} reports"))?;
+        // Before CRI's answer is read: an old containerd (bullseye's 1.4.13) answers CRI v1
+        // with Unimplemented, which would read as a disabled plugin. --offline is no way out:
+        // it refuses the same versions (see the test below).
+        if client.version < OLDEST {
+            bail!(
+                "containerd at {shown} is {}, too old: pausebake needs containerd {OLDEST} or newer, live or --offline (it knows {}); upgrade containerd",
+                client.version_string,
+                known_releases()
+            );
+        }
+        let cri = client.wait_within(CONNECT_TIMEOUT, cri);
+        trace::step(format_args!("CRI version"));
+        match cri {
+            Ok(_) => Ok(client),
+            Err(e) if e.code() == Code::Unimplemented => bail!(
+                "containerd {} at {shown} has its CRI plugin disabled (or too old for CRI v1): Kubernetes cannot use it; enable io.containerd.grpc.v1.cri (remove it from disabled_plugins) and restart containerd",
+                client.version_string
+            ),
+            Err(e) => bail!(
+                "asking containerd {} at {shown} for its CRI version: {}",
+                client.version_string,
+                describe(&e)
+            ),
+        }
+    }
+}
+
+/// Turns of the runtime that let calls just started reach the socket: the call's task, the
+/// channel's buffer and the connection's task each take one.
+const SEND_TURNS: usize = 8;
+
+/// Runs the runtime until the calls just started have written their requests, so that
+/// containerd answers them while this thread does other work ([`Client::dial`]).
+async fn send_started() {
+    for _ in 0..SEND_TURNS {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// What a started call answered (a task that panicked or was cancelled answers as a failed
 /// call).
 async fn answer<T>(pending: &mut Pending<T>) -> Result<T, Status> {
@@ -94,17 +165,20 @@ impl Client {
     /// Connects to containerd at `address` and checks it is a containerd new enough, with
     /// CRI enabled. Each failure says what is wrong and what to do.
     pub fn connect(address: &Path) -> Result<Client> {
-        Client::connect_with(address, None)
+        Client::dial(address, None)?.finish()
     }
 
     /// [`Client::connect`] for a command that is going to write into `namespace`: its lease
     /// is asked for at once ([`Client::lease`]). One never taken is deleted when the client
     /// goes, on every path; it would expire by itself anyway.
     pub fn connect_to_write(address: &Path, namespace: &str) -> Result<Client> {
-        Client::connect_with(address, Some(namespace))
+        Client::dial(address, Some(namespace))?.finish()
     }
 
-    fn connect_with(address: &Path, writing: Option<&str>) -> Result<Client> {
+    /// The first half of connecting: the socket is opened and the version and CRI questions
+    /// (and, `writing` into a namespace, the lease) are sent; [`Dialed::finish`] reads and
+    /// checks the answers. In between, the caller's own work overlaps containerd's.
+    pub fn dial(address: &Path, writing: Option<&str>) -> Result<Dialed> {
         let shown = address.display();
         match std::fs::metadata(address) {
             Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {}
@@ -119,18 +193,6 @@ impl Client {
             ),
             Err(e) => return Err(e).with_context(|| format!("connecting to containerd at {shown}")),
         }
-        // A plain connect first: its errno is clearer than tonic's transport error.
-        if let Err(e) = std::os::unix::net::UnixStream::connect(address) {
-            match e.kind() {
-                ErrorKind::PermissionDenied => bail!(
-                    "connecting to containerd at {shown}: permission denied; run as root (or as a user the socket's group admits)"
-                ),
-                ErrorKind::ConnectionRefused => bail!(
-                    "connecting to containerd at {shown}: connection refused; containerd is not running (a stale socket)"
-                ),
-                _ => return Err(e).with_context(|| format!("connecting to containerd at {shown}")),
-            }
-        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -138,6 +200,20 @@ impl Client {
         let path = address.to_path_buf();
         let channel = rt
             .block_on(async move {
+                // The socket is dialled here, not first in tonic's connector: its errno says
+                // more than tonic's transport error. The connector takes this stream and
+                // dials again only for a reconnect.
+                let first = match tokio::net::UnixStream::connect(&path).await {
+                    Ok(stream) => stream,
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!(
+                        "permission denied; run as root (or as a user the socket's group admits)"
+                    ),
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                        bail!("connection refused; containerd is not running (a stale socket)")
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let first = std::sync::Mutex::new(Some(first));
                 let endpoint = Endpoint::try_from("http://[::]:0")?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .timeout(CALL_TIMEOUT);
@@ -146,10 +222,13 @@ impl Client {
                     CONNECT_TIMEOUT,
                     endpoint.connect_with_connector(tower::service_fn(move |_: Uri| {
                         let path = path.clone();
+                        let taken = first.lock().unwrap_or_else(|e| e.into_inner()).take();
                         async move {
-                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
-                                tokio::net::UnixStream::connect(path).await?,
-                            ))
+                            let stream = match taken {
+                                Some(stream) => stream,
+                                None => tokio::net::UnixStream::connect(path).await?,
+                            };
+                            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
                         }
                     })),
                 )
@@ -183,13 +262,14 @@ impl Client {
                 created,
             });
         }
-        let not_containerd = |e: Status| {
-            anyhow!(
-                "asking {shown} for containerd's version: {}; is this containerd's socket? (its [grpc] address)",
-                describe(&e)
-            )
-        };
         // Both questions at once; CRI's answer is read only once the version is known.
+        let version_channel = client.channel();
+        let version = client.start(async move {
+            VersionClient::new(version_channel)
+                .version(())
+                .await
+                .map(tonic::Response::into_inner)
+        });
         let cri_channel = client.channel();
         let cri = client.start(async move {
             RuntimeServiceClient::new(cri_channel)
@@ -199,42 +279,12 @@ impl Client {
                 .await
                 .map(tonic::Response::into_inner)
         });
-        let version = client
-            .call_within(CONNECT_TIMEOUT, |ch| async move {
-                VersionClient::new(ch).version(()).await
-            })
-            .map_err(not_containerd)?;
-        trace::step(format_args!("version: {}", version.version));
-        client.version_string = version.version.clone();
-        client.version = version
-            .version
-            .parse()
-            .with_context(|| format!("reading the version containerd at {shown} reports"))?;
-        // Before CRI's answer is read: an old containerd (bullseye's 1.4.13) answers CRI v1
-        // with Unimplemented, which would read as a disabled plugin. --offline is no way out:
-        // it refuses the same versions (see the test below).
-        if client.version < OLDEST {
-            bail!(
-                "containerd at {shown} is {}, too old: pausebake needs containerd {OLDEST} or newer, live or --offline (it knows {}); upgrade containerd",
-                client.version_string,
-                known_releases()
-            );
-        }
-        let cri = client.wait_within(CONNECT_TIMEOUT, cri);
-        trace::step(format_args!("CRI version"));
-        match cri {
-            Ok(_) => {}
-            Err(e) if e.code() == Code::Unimplemented => bail!(
-                "containerd {} at {shown} has its CRI plugin disabled (or too old for CRI v1): Kubernetes cannot use it; enable io.containerd.grpc.v1.cri (remove it from disabled_plugins) and restart containerd",
-                client.version_string
-            ),
-            Err(e) => bail!(
-                "asking containerd {} at {shown} for its CRI version: {}",
-                client.version_string,
-                describe(&e)
-            ),
-        }
-        Ok(client)
+        client.rt.block_on(send_started());
+        Ok(Dialed {
+            client,
+            version,
+            cri,
+        })
     }
 
     /// Namespaced calls from now on go to `namespace`.
@@ -329,17 +379,10 @@ impl Client {
         F: FnOnce(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        self.call_within(CALL_TIMEOUT, f)
-    }
-
-    /// [`Client::call`] under `limit`.
-    fn call_within<T, F, Fut>(&self, limit: Duration, f: F) -> Result<T, Status>
-    where
-        F: FnOnce(Channel) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
-    {
         let fut = f(self.channel.clone());
-        self.within(limit, async { fut.await.map(tonic::Response::into_inner) })
+        self.within(CALL_TIMEOUT, async {
+            fut.await.map(tonic::Response::into_inner)
+        })
     }
 
     /// Runs a future that makes several calls (a streaming write) under [`CALL_TIMEOUT`].

@@ -353,26 +353,74 @@ pub fn configured_address(facts: &RootFacts) -> Result<PathBuf> {
     Ok(PathBuf::from(&facts.address))
 }
 
-/// Which running containerd `import`/`bake` write through: the one at `--address` when given;
-/// else, when the root's `meta.db` is locked by a running containerd whose configured socket
-/// answers (and `--offline` is not given), that one, said on stderr; else none. `writing`:
-/// the namespace the command writes into there, `None` for a dry run.
+/// The connection to a given `--address`, begun first thing ([`Dialing::start`]): its
+/// version and CRI questions and its lease's commit in containerd (a `meta.db` commit) then
+/// overlap reading the archive and the root instead of following them. `writing`: the
+/// namespace the command writes into there (its lease is asked for), `None` for a dry run.
+/// A connection begun and not taken (a bad archive) deletes its lease when dropped.
+pub struct Dialing {
+    writing: Option<String>,
+    dialed: Option<Result<Dialed>>,
+}
+
+#[cfg(feature = "live")]
+use client::Dialed;
+
+#[cfg(not(feature = "live"))]
+enum Dialed {}
+
+impl Dialing {
+    /// Begins connecting to `given`; nothing to do without an address. A failure to
+    /// connect is kept for [`choose`] to report.
+    pub fn start(given: Option<&Path>, writing: Option<&str>) -> Dialing {
+        Dialing {
+            writing: writing.map(str::to_string),
+            dialed: given.map(|address| dial(address, writing)),
+        }
+    }
+
+    /// The connection to the given address, or why there is none; `None`: no address given.
+    fn answer(self) -> Option<Result<Connection>> {
+        self.dialed.map(|dialed| dialed.and_then(finish))
+    }
+}
+
+#[cfg(feature = "live")]
+fn dial(address: &Path, writing: Option<&str>) -> Result<Dialed> {
+    Connection::dial(address, writing)
+}
+
+#[cfg(feature = "live")]
+fn finish(dialed: Dialed) -> Result<Connection> {
+    dialed.finish()
+}
+
+#[cfg(not(feature = "live"))]
+fn dial(_address: &Path, _writing: Option<&str>) -> Result<Dialed> {
+    Err(not_built())
+}
+
+#[cfg(not(feature = "live"))]
+fn finish(dialed: Dialed) -> Result<Connection> {
+    match dialed {}
+}
+
+/// Which running containerd `import`/`bake` write through: the one at `--address` when given
+/// (`dialing`, started at once); else, when the root's `meta.db` is locked by a running
+/// containerd whose configured socket answers (and `--offline` is not given), that one,
+/// said on stderr; else none. Writing or not is `dialing`'s.
 ///
 /// This decides for the dry run and the real run alike: a `meta.db` locked by a containerd
 /// that is not written through is refused here, at once, so `--dry-run` fails the way the
 /// real run would instead of printing a plan nobody can carry out.
-pub fn choose(
-    facts: &RootFacts,
-    given: Option<&Path>,
-    offline: bool,
-    writing: Option<&str>,
-) -> Result<Option<Connection>> {
-    let open = |address: &Path| match writing {
+pub fn choose(facts: &RootFacts, dialing: Dialing, offline: bool) -> Result<Option<Connection>> {
+    let writing = dialing.writing.clone();
+    let open = |address: &Path| match &writing {
         Some(namespace) => connect_to_write(address, namespace),
         None => connect(address),
     };
-    if let Some(address) = given {
-        return open(address).map(Some);
+    if let Some(given) = dialing.answer() {
+        return given.map(Some);
     }
     if !facts.meta.locked {
         return Ok(None);
@@ -462,7 +510,9 @@ mod tests {
     fn an_unlocked_or_missing_meta_db_keeps_the_offline_path() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::new(dir.path()).unwrap();
-        assert!(choose(&facts(&root), None, false, None).unwrap().is_none());
+        assert!(choose(&facts(&root), Dialing::start(None, None), false)
+            .unwrap()
+            .is_none());
         let meta = dir.path().join("var/lib/containerd").join(store::META_DIR);
         std::fs::create_dir_all(&meta).unwrap();
         let db = meta.join(store::META_DB);
@@ -488,7 +538,9 @@ mod tests {
         .unwrap();
         let err = format!(
             "{:#}",
-            choose(&facts(&root), None, false, None).err().unwrap()
+            choose(&facts(&root), Dialing::start(None, None), false)
+                .err()
+                .unwrap()
         );
         assert!(
             err.contains("is locked: containerd appears to be running"),
@@ -500,11 +552,13 @@ mod tests {
         );
         let err = format!(
             "{:#}",
-            choose(&facts(&root), None, true, None).err().unwrap()
+            choose(&facts(&root), Dialing::start(None, None), true)
+                .err()
+                .unwrap()
         );
         assert!(err.contains("--offline never writes through"), "{err}");
         // --address is taken at its word: it must answer
         let given = dir.path().join("given.sock");
-        assert!(choose(&facts(&root), Some(&given), true, None).is_err());
+        assert!(choose(&facts(&root), Dialing::start(Some(&given), None), true).is_err());
     }
 }
