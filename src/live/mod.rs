@@ -40,6 +40,8 @@ pub use apply::{apply, predict};
 #[cfg(feature = "live")]
 pub use client::Client as Connection;
 #[cfg(feature = "live")]
+use client::Dialed;
+#[cfg(feature = "live")]
 pub use verify::verify;
 
 /// How long a restarted containerd may take to answer again.
@@ -273,6 +275,9 @@ fn running_sandbox_image(conn: &Connection) -> Result<Option<String>> {
 pub enum Connection {}
 
 #[cfg(not(feature = "live"))]
+enum Dialed {}
+
+#[cfg(not(feature = "live"))]
 fn not_built() -> anyhow::Error {
     anyhow::anyhow!(
         "this pausebake was built without the live path (--address): rebuild with \
@@ -362,12 +367,6 @@ pub struct Dialing {
     writing: Option<String>,
     dialed: Option<Result<Dialed>>,
 }
-
-#[cfg(feature = "live")]
-use client::Dialed;
-
-#[cfg(not(feature = "live"))]
-enum Dialed {}
 
 impl Dialing {
     /// Begins connecting to `given`; nothing to do without an address. A failure to
