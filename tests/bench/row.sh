@@ -14,8 +14,9 @@
 # `date`: a clock that starts a process adds that process to every timed run, which for a
 # run of a few milliseconds is a good part of it (and pulls every ratio towards 1).
 stamp() {
-  local t=${EPOCHREALTIME//[!0-9]/}
-  printf -v "$1" '%s' "$((10#$t * 1000))"
+  # (a local named like the caller's VAR would take the value instead)
+  local stamp_us=${EPOCHREALTIME//[!0-9]/}
+  printf -v "$1" '%s' "$((10#$stamp_us * 1000))"
 }
 
 # ms NS: nanoseconds as milliseconds, one decimal.
