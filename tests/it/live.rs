@@ -164,6 +164,15 @@ fn live_import_runs_a_sandbox_offline_and_leaves_the_rest_alone() {
         // the lease that held the blobs is gone
         let leases = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "leases", "ls"]));
         assert!(!leases.contains("pausebake-"), "{leases}");
+        // a bad archive fails as it would offline, and the lease asked for while dialling
+        // (before the archive is read) goes with the command
+        let bad = work.path().join("bad.tar");
+        std::fs::write(&bad, b"not an archive").unwrap();
+        let out = import(&ctd, &bad, root.path(), &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("bad.tar"), "{}", stderr(&out));
+        let leases = stdout(&ctd.ctr_ok(&["-n", "k8s.io", "leases", "ls"]));
+        assert!(!leases.contains("pausebake-"), "{leases}");
 
         let image = ctd
             .cri()
