@@ -46,7 +46,7 @@ pub struct Client {
     namespace: Option<MetadataValue<tonic::metadata::Ascii>>,
     /// `containerd-lease` metadata while a lease is held.
     lease: Option<MetadataValue<tonic::metadata::Ascii>>,
-    /// The lease [`Client::connect_to_write`] asked for, until the write takes it.
+    /// The lease [`Client::dial`] asked for, until the write takes it.
     early_lease: Option<EarlyLease>,
 }
 
@@ -168,16 +168,11 @@ impl Client {
         Client::dial(address, None)?.finish()
     }
 
-    /// [`Client::connect`] for a command that is going to write into `namespace`: its lease
-    /// is asked for at once ([`Client::lease`]). One never taken is deleted when the client
-    /// goes, on every path; it would expire by itself anyway.
-    pub fn connect_to_write(address: &Path, namespace: &str) -> Result<Client> {
-        Client::dial(address, Some(namespace))?.finish()
-    }
-
     /// The first half of connecting: the socket is opened and the version and CRI questions
     /// (and, `writing` into a namespace, the lease) are sent; [`Dialed::finish`] reads and
-    /// checks the answers. In between, the caller's own work overlaps containerd's.
+    /// checks the answers. In between, the caller's own work overlaps containerd's. A lease
+    /// asked for here and never taken ([`Client::lease`]) is deleted when the client goes,
+    /// on every path; it would expire by itself anyway.
     pub fn dial(address: &Path, writing: Option<&str>) -> Result<Dialed> {
         let shown = address.display();
         match std::fs::metadata(address) {
@@ -298,7 +293,7 @@ impl Client {
 
     /// A lease in `namespace` that holds what is written under it (with [`Client::set_lease`])
     /// and expires by itself [`LEASE_EXPIRY`] from its creation: the one
-    /// [`Client::connect_to_write`] asked for, else a new one. Its id.
+    /// [`Client::dial`] asked for, else a new one. Its id.
     pub fn lease(&mut self, namespace: &str) -> Result<String> {
         let (id, created) = match self.early_lease.take() {
             Some(early) if early.namespace == namespace => (early.id, early.created),

@@ -53,13 +53,6 @@ pub fn connect(address: &Path) -> Result<Connection> {
     Connection::connect(address)
 }
 
-/// [`connect`], for a command that will write into `namespace` there (its lease is asked
-/// for while connecting).
-#[cfg(feature = "live")]
-pub fn connect_to_write(address: &Path, namespace: &str) -> Result<Connection> {
-    Connection::connect_to_write(address, namespace)
-}
-
 /// The running containerd as the source of the containerd version: what it reports beats
 /// what its files suggest (a flag still beats both, in the caller).
 #[cfg(feature = "live")]
@@ -292,11 +285,6 @@ pub fn connect(_address: &Path) -> Result<Connection> {
 }
 
 #[cfg(not(feature = "live"))]
-pub fn connect_to_write(_address: &Path, _namespace: &str) -> Result<Connection> {
-    Err(not_built())
-}
-
-#[cfg(not(feature = "live"))]
 pub fn version_fact(conn: &Connection) -> Sourced<Version> {
     match *conn {}
 }
@@ -414,10 +402,8 @@ fn finish(dialed: Dialed) -> Result<Connection> {
 /// real run would instead of printing a plan nobody can carry out.
 pub fn choose(facts: &RootFacts, dialing: Dialing, offline: bool) -> Result<Option<Connection>> {
     let writing = dialing.writing.clone();
-    let open = |address: &Path| match &writing {
-        Some(namespace) => connect_to_write(address, namespace),
-        None => connect(address),
-    };
+    // the root's own socket, found only now, is dialled and finished at once
+    let open = |address: &Path| dial(address, writing.as_deref()).and_then(finish);
     if let Some(given) = dialing.answer() {
         return given.map(Some);
     }
