@@ -78,16 +78,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
       printf '#!/bin/sh\n# tests/setup.sh: no service starts while it installs\nexit 101\n' >"$policy"
       chmod 755 "$policy"
     fi
-    install() {
+    apt_install() {
       DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
         --no-install-recommends "$@"
     }
-    install "${missing[@]}"
+    apt_install "${missing[@]}"
     # Resolving one package can remove another that was already there from a different suite
     # (a backported qemu-utils goes when bookworm's qemu-system-x86 comes in): one more
     # round installs what that took away, from the suites the rest came from.
     mapfile -t missing < <(not_installed)
-    [ "${#missing[@]}" -eq 0 ] || install "${missing[@]}"
+    [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
     mapfile -t missing < <(not_installed)
     if [ "${#missing[@]}" -gt 0 ]; then
       echo "setup: apt-get did not install ${missing[*]}" >&2
