@@ -23,7 +23,7 @@ use containerd_client::types::Descriptor;
 use prost_types::FieldMask;
 use tonic::{Code, Status};
 
-use super::client::{describe, Client, Pending};
+use super::client::{describe, lease_refused, Client, Pending};
 use crate::containerd::plan::StorePlan;
 use crate::containerd::store;
 use crate::image::Image;
@@ -85,13 +85,23 @@ impl Outcome {
     }
 }
 
-/// Whether a walk over the plan acts or only asks.
+/// Whether a pass over the plan acts or only asks.
 #[derive(Clone, Copy)]
-enum Mode<'a> {
+enum Mode {
     /// Read-only calls: what containerd has decides what would be done (`--dry-run`).
     Ask,
-    /// Each decision carried out, every blob held by this lease.
-    Act { lease: &'a str },
+    /// Each step carried out, every blob held by the lease.
+    Act,
+}
+
+impl Mode {
+    /// What a pass is doing, for its errors (a dry run's say it was only reading).
+    fn doing(self) -> (&'static str, &'static str) {
+        match self {
+            Mode::Ask => ("checking", "in"),
+            Mode::Act => ("writing", "into"),
+        }
+    }
 }
 
 /// Carries out the store part of a plan in the running containerd behind `client`, as
@@ -102,14 +112,9 @@ enum Mode<'a> {
 pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
     client.set_lease(None)?;
-    // What containerd has of each blob is asked while the lease is made: Info needs none.
-    let infos = ask_infos(client, plan);
-    let lease = client.lease(&plan.namespace)?;
-    trace::step(format_args!("created lease {lease}"));
+    let (lease, created) = client.lease(&plan.namespace)?;
     client.set_lease(Some(&lease))?;
-    let have = client.wait_all(infos);
-    trace::step(format_args!("info of {} blobs", have.len()));
-    let result = walk(client, image, plan, have, Mode::Act { lease: &lease });
+    let result = act(client, image, plan, &lease, created);
     client.set_lease(None)?;
     let deleted = client.delete_lease(&lease);
     trace::step(format_args!("deleted lease {lease}"));
@@ -119,87 +124,164 @@ pub fn apply(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<Sto
 }
 
 /// What [`apply`] would do to the running containerd behind `client`, asked with read-only
-/// calls only (content `Info`, images `Get`; no lease) and decided by the same steps: the
-/// plan with the counts and record lines [`apply`] would report. The plan's own counts come
-/// from a snapshot of a root's `meta.db`, which need not be what this containerd holds.
+/// calls only (content `Info`, images `Get`; no lease): the plan with the counts and record
+/// lines [`apply`] would report, decided by the same comparisons ([`BlobStep::of`],
+/// [`ImageStep::of`]). The plan's own counts come from a snapshot of a root's `meta.db`,
+/// which need not be what this containerd holds.
 pub fn predict(plan: &StorePlan, image: &Image, client: &mut Client) -> Result<StorePlan> {
     client.set_namespace(&plan.namespace)?;
     client.set_lease(None)?;
-    let have = client.wait_all(ask_infos(client, plan));
-    Ok(walk(client, image, plan, have, Mode::Ask)?.into_plan(plan, client))
+    let blobs = blobs(plan, image, Mode::Ask)?;
+    let infos: Vec<_> = blobs
+        .iter()
+        .map(|blob| client.start(client.content_info_call(blob.digest)))
+        .collect();
+    let mut outcome = Outcome::default();
+    for (blob, info) in blobs.iter().zip(client.wait_all(infos)) {
+        let info = info
+            .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
+            .with_context(|| blob.context(Mode::Ask))?;
+        outcome.blob(
+            blob.digest,
+            BlobStep::of(info.as_ref(), blob.labels).outcome(),
+        );
+    }
+    put_images(client, Mode::Ask, image, plan, &mut outcome)?;
+    Ok(outcome.into_plan(plan, client))
 }
 
-/// containerd's `Info` of each of the plan's blobs (in the plan's digest order), asked at
-/// once and answered as [`Client::wait_all`] takes them.
-fn ask_infos(client: &Client, plan: &StorePlan) -> Vec<Pending<Option<api::Info>>> {
+/// One of the plan's blobs: its digest, bytes and GC labels.
+struct PlannedBlob<'a> {
+    digest: &'a str,
+    bytes: &'a [u8],
+    labels: &'a BTreeMap<String, String>,
+}
+
+impl PlannedBlob<'_> {
+    fn context(&self, mode: Mode) -> String {
+        let (doing, into) = mode.doing();
+        format!("{doing} blob {} {into} containerd", self.digest)
+    }
+}
+
+/// The plan's blobs, in its digest order, each with its bytes from `image`.
+fn blobs<'a>(plan: &'a StorePlan, image: &'a Image, mode: Mode) -> Result<Vec<PlannedBlob<'a>>> {
     plan.labels
-        .keys()
-        .map(|d| client.start(client.content_info_call(d)))
+        .iter()
+        .map(|(digest, labels)| {
+            let bytes = image.blobs.get(digest).with_context(|| {
+                let (doing, into) = mode.doing();
+                format!("{doing} blob {digest} {into} containerd: not in the image")
+            })?;
+            Ok(PlannedBlob {
+                digest,
+                bytes,
+                labels,
+            })
+        })
         .collect()
 }
 
-/// Every blob, then every image record: from what containerd has of each blob (`have`, in
-/// the plan's digest order), decide the step, and under [`Mode::Act`] take it. The blobs to
-/// write are written at once, each on its own stream: most of a write's time is containerd
-/// syncing the blob and `meta.db`, and those syncs overlap. No blob waits for the ones its
-/// labels name: the lease holds each from its commit, and only the image records, written
-/// last, make any of them reachable.
-fn walk(
+/// Every blob, then every image record, under `lease`. The blobs are written at once, each
+/// on its own stream, without asking first what containerd has: most of a write's time is
+/// containerd syncing the blob and `meta.db`, and those syncs overlap; a blob containerd has
+/// answers AlreadyExists, which [`after_write`] turns into the steps a dry run predicts. They
+/// are sent before containerd confirms the lease ([`behind_lease`]). No blob waits for the
+/// ones its labels name: the lease holds each from its commit, and only the image records,
+/// written last, make any of them reachable.
+fn act(
     client: &Client,
     image: &Image,
     plan: &StorePlan,
-    have: Vec<Result<Option<api::Info>, Status>>,
-    mode: Mode,
+    lease: &str,
+    created: Pending<()>,
 ) -> Result<Outcome> {
-    // a dry run's errors say what it was doing: only reading
-    let (doing, into) = match mode {
-        Mode::Ask => ("checking", "in"),
-        Mode::Act { .. } => ("writing", "into"),
-    };
-    let context = |digest: &str| format!("{doing} blob {digest} {into} containerd");
-    let mut outcome = Outcome::default();
-    let mut writes = Vec::new();
-    for ((digest, labels), info) in plan.labels.iter().zip(have) {
-        let bytes = image.blobs.get(digest).with_context(|| {
-            format!("{doing} blob {digest} {into} containerd: not in the image")
+    let blobs = blobs(plan, image, Mode::Act)?;
+    let send = |i: usize| write(client, blobs[i].digest, blobs[i].bytes, blobs[i].labels);
+    let (leased, written) = client
+        .block_on(async { Ok(behind_lease(blobs.len(), send, created.answer()).await) })
+        .map_err(|e| {
+            anyhow!(
+                "writing {} blobs into containerd: {}",
+                blobs.len(),
+                describe(&e)
+            )
         })?;
-        let info = info
-            .map_err(|e| anyhow!("asking for its info: {}", describe(&e)))
-            .with_context(|| context(digest))?;
-        match decide_blob(client, mode, digest, info.as_ref(), labels)
-            .with_context(|| context(digest))?
-        {
-            Some(done) => {
-                trace::step(format_args!("blob {digest}: {done:?}"));
-                outcome.blob(digest, done);
-            }
-            None => writes.push((digest, bytes.as_slice(), labels)),
+    leased.map_err(|e| lease_refused(&e))?;
+    trace::step(format_args!("created lease {lease}"));
+    let mut outcome = Outcome::default();
+    for (blob, result) in blobs.iter().zip(written) {
+        let done = after_write(client, lease, blob.digest, blob.labels, result)
+            .with_context(|| blob.context(Mode::Act))?;
+        trace::step(format_args!(
+            "blob {} ({} bytes): {done:?}",
+            blob.digest,
+            blob.bytes.len()
+        ));
+        outcome.blob(blob.digest, done);
+    }
+    put_images(client, Mode::Act, image, plan, &mut outcome)?;
+    Ok(outcome)
+}
+
+/// What containerd answered one call that returns nothing.
+type Answer = Result<(), Status>;
+
+/// The `n` writes `send(0..n)`, all started at once before the lease they are written under
+/// is confirmed (`lease`, its creation's answer), so that they need not wait a round trip for
+/// it: containerd got the lease's request first, and a write normally commits after it. A
+/// write containerd took before the lease existed fails as not found ("lease does not
+/// exist", before anything is written), and each such is sent again, once, after the lease
+/// is there. Returns the lease's answer and, in order, each write's last answer; when the
+/// lease failed, the writes are not sent again.
+async fn behind_lease<Fut>(
+    n: usize,
+    send: impl Fn(usize) -> Fut,
+    lease: impl Future<Output = Answer>,
+) -> (Answer, Vec<Answer>)
+where
+    Fut: Future<Output = Answer> + Send + 'static,
+{
+    let started: Vec<Pending<()>> = (0..n).map(|i| Pending::spawn(send(i))).collect();
+    let leased = lease.await;
+    let mut answers = Vec::with_capacity(n);
+    for pending in started {
+        answers.push(pending.answer().await);
+    }
+    if leased.is_ok() {
+        let early: Vec<usize> = (0..n)
+            .filter(|&i| matches!(&answers[i], Err(e) if e.code() == Code::NotFound))
+            .collect();
+        if !early.is_empty() {
+            trace::step(format_args!("{} writes came before the lease", early.len()));
+        }
+        let again: Vec<(usize, Pending<()>)> = early
+            .into_iter()
+            .map(|i| (i, Pending::spawn(send(i))))
+            .collect();
+        for (i, pending) in again {
+            answers[i] = pending.answer().await;
         }
     }
-    if let Mode::Act { lease } = mode {
-        let written = client.all(
-            writes
-                .iter()
-                .map(|&(digest, bytes, labels)| write(client, digest, bytes, labels))
-                .collect(),
-        );
-        for (&(digest, bytes, labels), result) in writes.iter().zip(written) {
-            let done = after_write(client, lease, digest, labels, result)
-                .with_context(|| context(digest))?;
-            trace::step(format_args!(
-                "blob {digest} ({} bytes): {done:?}",
-                bytes.len()
-            ));
-            outcome.blob(digest, done);
-        }
-    }
+    (leased, answers)
+}
+
+/// Every image record of the plan, after its blobs ([`put_image`]).
+fn put_images(
+    client: &Client,
+    mode: Mode,
+    image: &Image,
+    plan: &StorePlan,
+    outcome: &mut Outcome,
+) -> Result<()> {
+    let (doing, into) = mode.doing();
     for name in &plan.names {
         let how = put_image(client, mode, image, name, plan.pinned)
             .with_context(|| format!("{doing} image record {name} {into} containerd"))?;
         trace::step(format_args!("image {name}: {}", how.unwrap_or("unchanged")));
         outcome.image(name, how);
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// What became (or would become) of one blob.
@@ -253,37 +335,10 @@ impl BlobStep {
     }
 }
 
-/// One blob, decided by its `Info` `have` ([`BlobStep::of`]): `None` when, acting, it is to
-/// be written ([`write()`], then [`after_write`]). Acting, a present blob is first added to
-/// the lease and then asked about again (GC may have taken it in between), and gets the
-/// labels it lacks. An absent one needs no such step: a blob committed under the lease is
-/// held by it from its commit on.
-fn decide_blob(
-    client: &Client,
-    mode: Mode,
-    digest: &str,
-    have: Option<&api::Info>,
-    labels: &BTreeMap<String, String>,
-) -> Result<Option<Blob>> {
-    let step = BlobStep::of(have, labels);
-    let Mode::Act { lease } = mode else {
-        return Ok(Some(step.outcome()));
-    };
-    if step == BlobStep::Write {
-        return Ok(None);
-    }
-    // Leased before it is trusted: it must survive GC until the records that reach it exist.
-    add_to_lease(client, lease, digest)?;
-    match BlobStep::of(info(client, digest)?.as_ref(), labels) {
-        BlobStep::Write => Ok(None),
-        BlobStep::Keep => Ok(Some(Blob::Present)),
-        BlobStep::Label(missing) => relabel(client, digest, &missing).map(Some),
-    }
-}
-
-/// What a [`write()`] made of the blob. containerd answers AlreadyExists when another writer
-/// (or another namespace's identical blob) got there first: then the blob is leased and
-/// gets only the labels it lacks.
+/// What a [`write()`] made of the blob. containerd answers AlreadyExists when it has the blob
+/// (from before, or another writer got there first): then the blob is added to the lease
+/// before it is trusted (GC may take an unreachable blob until the records that reach it
+/// exist), asked about again, and gets only the labels it lacks.
 fn after_write(
     client: &Client,
     lease: &str,
@@ -348,7 +403,7 @@ fn relabel(client: &Client, digest: &str, missing: &BTreeMap<String, String>) ->
     Ok(Blob::Labelled)
 }
 
-/// The content `Write` stream for one blob, to run with [`Client::all`]: one message with
+/// The content `Write` stream for one blob, to run with [`Client::start`]: one message with
 /// its bytes, its expected digest and size, its labels and the commit (chunked only past
 /// gRPC's message limit). The ref is unique to this process, so two imports never wait on
 /// each other's ingest; a killed run's ingest belongs to its expiring lease.
@@ -464,7 +519,7 @@ fn put_image(
     pin: bool,
 ) -> Result<Option<&'static str>> {
     let record = record(image, name, pin);
-    let Mode::Act { .. } = mode else {
+    let Mode::Act = mode else {
         return Ok(ImageStep::of(get_image(client, name)?.as_ref(), &record).how());
     };
     // Created outright, one call in the usual case; a record that exists already is read
@@ -551,6 +606,100 @@ fn update_image(client: &Client, record: api::Image) -> Result<Option<&'static s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// [`behind_lease`] with `n` writes answering as containerd does: not found while the
+    /// lease does not exist, then `after(i)`. Write `i` reaches containerd `delays[i]` ms after
+    /// it is sent, the lease's commit `lease_ms` ms after; `lease` is its answer. Returns the
+    /// answers and the order the writes reached containerd in.
+    fn behind(
+        delays: &[u64],
+        lease_ms: u64,
+        lease: Answer,
+        after: fn(usize) -> Answer,
+    ) -> ((Answer, Vec<Answer>), Vec<usize>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let leased = Arc::new(AtomicBool::new(false));
+        let reached = Arc::new(Mutex::new(Vec::new()));
+        let delays = delays.to_vec();
+        let send = |i: usize| {
+            let (leased, reached, delay) = (leased.clone(), reached.clone(), delays[i]);
+            async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                reached.lock().unwrap().push(i);
+                match leased.load(Ordering::SeqCst) {
+                    false => Err(Status::not_found("lease does not exist: not found")),
+                    true => after(i),
+                }
+            }
+        };
+        let lease = {
+            let leased = leased.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(lease_ms)).await;
+                leased.store(lease.is_ok(), Ordering::SeqCst);
+                lease
+            }
+        };
+        let answers = rt.block_on(behind_lease(delays.len(), send, lease));
+        let reached = reached.lock().unwrap().clone();
+        (answers, reached)
+    }
+
+    fn codes(answers: &[Answer]) -> Vec<Code> {
+        answers
+            .iter()
+            .map(|a| a.as_ref().map_or_else(|e| e.code(), |()| Code::Ok))
+            .collect()
+    }
+
+    #[test]
+    fn writes_that_beat_the_lease_are_sent_again_once_it_is_there() {
+        // 0 and 2 reach containerd before the lease, 1 and 3 after it; 3 is a blob it has, 4
+        // is not found with or without the lease
+        let after = |i| match i {
+            3 => Err(Status::already_exists("content exists")),
+            4 => Err(Status::not_found("no such namespace")),
+            _ => Ok(()),
+        };
+        let ((leased, answers), reached) = behind(&[0, 40, 0, 30, 50], 20, Ok(()), after);
+        assert!(leased.is_ok());
+        assert_eq!(
+            codes(&answers),
+            [
+                Code::Ok,
+                Code::Ok,
+                Code::Ok,
+                Code::AlreadyExists,
+                Code::NotFound
+            ]
+        );
+        // once each, then again only those not found: 4 twice, and no more
+        assert_eq!(reached, [0, 2, 3, 1, 4, 0, 2, 4]);
+    }
+
+    #[test]
+    fn writes_are_not_sent_again_when_the_lease_failed() {
+        let refused = Err(Status::invalid_argument("bad label"));
+        let ((leased, answers), reached) = behind(&[0, 0], 20, refused, |_| Ok(()));
+        assert_eq!(leased.unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(codes(&answers), [Code::NotFound, Code::NotFound]);
+        assert_eq!(reached, [0, 1]);
+    }
+
+    #[test]
+    fn writes_after_the_lease_are_sent_once() {
+        let ((leased, answers), reached) = behind(&[30, 30, 30], 20, Ok(()), |_| Ok(()));
+        assert!(leased.is_ok());
+        assert_eq!(codes(&answers), [Code::Ok; 3]);
+        assert_eq!(reached, [0, 1, 2]);
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

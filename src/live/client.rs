@@ -61,6 +61,22 @@ struct EarlyLease {
 /// A call started with [`Client::start`], not yet waited for.
 pub struct Pending<T>(tokio::task::JoinHandle<Result<T, Status>>);
 
+impl<T: Send + 'static> Pending<T> {
+    /// `call` as its own task on the runtime this is called in ([`Client::start`] from
+    /// outside it).
+    pub fn spawn<Fut>(call: Fut) -> Pending<T>
+    where
+        Fut: Future<Output = Result<T, Status>> + Send + 'static,
+    {
+        Pending(tokio::spawn(call))
+    }
+
+    /// Its answer, from inside the runtime ([`Client::wait`] from outside it).
+    pub async fn answer(mut self) -> Result<T, Status> {
+        answer(&mut self).await
+    }
+}
+
 impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         self.0.abort();
@@ -292,20 +308,26 @@ impl Client {
     }
 
     /// A lease in `namespace` that holds what is written under it (with [`Client::set_lease`])
-    /// and expires by itself [`LEASE_EXPIRY`] from its creation: the one
-    /// [`Client::dial`] asked for, else a new one. Its id.
-    pub fn lease(&mut self, namespace: &str) -> Result<String> {
-        let (id, created) = match self.early_lease.take() {
-            Some(early) if early.namespace == namespace => (early.id, early.created),
+    /// and expires by itself [`LEASE_EXPIRY`] from its creation: its id, and its creation to
+    /// wait for ([`Pending::answer`]). The one [`Client::dial`] asked for may still be
+    /// under way (containerd got that request first: calls sent now queue behind its
+    /// commit); a new one is created before this returns.
+    pub fn lease(&mut self, namespace: &str) -> Result<(String, Pending<()>)> {
+        match self.early_lease.take() {
+            Some(early) if early.namespace == namespace => Ok((early.id, early.created)),
             other => {
                 self.early_lease = other;
                 self.set_namespace(namespace)?;
-                self.start_lease()?
+                let (id, created) = self.start_lease()?;
+                self.wait_lease(created)?;
+                Ok((id, self.start(async { Ok(()) })))
             }
-        };
-        self.wait(created)
-            .map_err(|e| anyhow!("creating a lease in containerd: {}", describe(&e)))?;
-        Ok(id)
+        }
+    }
+
+    /// Waits for a lease's creation ([`Client::lease`]).
+    fn wait_lease(&self, created: Pending<()>) -> Result<()> {
+        self.wait(created).map_err(|e| lease_refused(&e))
     }
 
     /// Starts creating a new lease in the current namespace: its id and the pending call.
@@ -407,16 +429,6 @@ impl Client {
     /// [`Client::wait`] under `limit`.
     fn wait_within<T>(&self, limit: Duration, mut pending: Pending<T>) -> Result<T, Status> {
         self.within(limit, async { answer(&mut pending).await })
-    }
-
-    /// Runs `calls` at once ([`Client::start`]) and waits for all of them
-    /// ([`Client::wait_all`]): their answers, in order.
-    pub fn all<T, Fut>(&self, calls: Vec<Fut>) -> Vec<Result<T, Status>>
-    where
-        T: Send + 'static,
-        Fut: Future<Output = Result<T, Status>> + Send + 'static,
-    {
-        self.wait_all(calls.into_iter().map(|c| self.start(c)).collect())
     }
 
     /// The answers of [`Client::start`]ed calls, in order, waited for under one
@@ -527,7 +539,7 @@ impl Client {
         self.block_on(self.content_info_call(digest))
     }
 
-    /// [`Client::content_info`] as a call to run, alone or with others ([`Client::all`]).
+    /// [`Client::content_info`] as a call to run, alone or with others ([`Client::start`]).
     pub fn content_info_call(
         &self,
         digest: &str,
@@ -644,6 +656,11 @@ impl Client {
             (Err(e), _) | (_, Err(e)) => Err(describe(&e)),
         })
     }
+}
+
+/// The error for a lease containerd did not create.
+pub fn lease_refused(status: &Status) -> anyhow::Error {
+    anyhow!("creating a lease in containerd: {}", describe(status))
 }
 
 /// A status as one line: its code and message.

@@ -1155,6 +1155,43 @@ fn live_dry_run_prints_the_plan_and_writes_nothing() {
         assert_eq!(strings(&planned["records_changed"]), Vec::<String>::new());
         assert_eq!(planned, real_import(&ctd, &ours, root.path()));
 
+        // a present blob that lost its GC labels: they are added back, and only they (the
+        // others are GC roots meanwhile, or containerd's GC would take what the lost labels
+        // reached)
+        let target = done["target"].as_str().unwrap().to_string();
+        let labelled = holdings(&ctd);
+        let rooted = |value: &str| {
+            for d in written.iter().filter(|d| **d != target) {
+                let label = format!("containerd.io/gc.root={value}");
+                ctd.ctr_ok(&["-n", "k8s.io", "content", "label", d, &label]);
+            }
+        };
+        rooted("test");
+        let line = labelled[1].iter().find(|l| l.starts_with(&target)).unwrap();
+        let cleared: Vec<String> = line
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .split(',')
+            .filter(|label| label.starts_with("containerd.io/gc.ref."))
+            .map(|label| format!("{}=", label.split('=').next().unwrap()))
+            .collect();
+        assert!(!cleared.is_empty(), "{line}");
+        let mut args = vec!["-n", "k8s.io", "content", "label", &target];
+        args.extend(cleared.iter().map(String::as_str));
+        ctd.ctr_ok(&args);
+        assert_ne!(holdings(&ctd), labelled);
+        let planned = dry_import(&ctd, &ours, root.path());
+        assert_eq!(planned["unchanged"], false, "{planned:#}");
+        assert_eq!(planned["blobs_present"], written.len());
+        assert_eq!(
+            strings(&planned["records_changed"]),
+            [format!("content {target} (updated)")]
+        );
+        assert_eq!(planned, real_import(&ctd, &ours, root.path()));
+        rooted("");
+        assert_eq!(holdings(&ctd), labelled);
+
         // another epoch under the same name: its blobs new, the record re-pointed
         let planned = dry_import(&ctd, &newer, root.path());
         assert_eq!(planned["unchanged"], false);
