@@ -208,7 +208,10 @@ fn act(
             )
         })?;
     leased.map_err(|e| lease_refused(&e))?;
-    trace::step(format_args!("created lease {lease}"));
+    trace::step(format_args!(
+        "lease {lease} created, {} writes answered",
+        blobs.len()
+    ));
     let mut outcome = Outcome::default();
     for (blob, result) in blobs.iter().zip(written) {
         let done = after_write(client, lease, blob.digest, blob.labels, result)
