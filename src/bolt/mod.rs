@@ -866,6 +866,25 @@ mod tests {
             err(&bad)
         );
 
+        // An inline bucket claiming more elements than it holds: named inside its page.
+        // (the key, then the value: a 16-byte bucket header, then the page header's flags
+        // and count; every copy of it is damaged, the live one among them)
+        let mut bad = good.clone();
+        let counts: Vec<usize> = (0..good.len() - 40)
+            .filter(|&at| &good[at..at + 6] == b"inline")
+            .map(|at| at + 6 + 16 + 10)
+            .filter(|&count| good[count - 2..count + 2] == [2, 0, 1, 0])
+            .collect();
+        assert!(!counts.is_empty());
+        for count in counts {
+            bad[count..count + 2].copy_from_slice(&[0xff, 0xff]);
+        }
+        let msg = err(&bad);
+        assert!(
+            msg.contains("inline bucket \"inline\" in page ") && msg.contains("lies outside"),
+            "{msg}"
+        );
+
         // Both metas damaged: refused, never repaired.
         let mut bad = good.clone();
         bad[40] ^= 1;

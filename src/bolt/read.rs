@@ -7,6 +7,7 @@
 //! bounds-checked, so damaged input is an error naming the page, never a panic.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -190,9 +191,19 @@ fn load_with(bytes: &[u8], shapes: bool) -> Result<Loaded> {
 
 /// A key for an error message: text if it is printable, hex otherwise.
 pub fn show(key: &[u8]) -> String {
-    match std::str::from_utf8(key) {
-        Ok(s) if s.chars().all(|c| !c.is_control()) => format!("{s:?}"),
-        _ => format!("0x{}", super::hex(key)),
+    Shown(key).to_string()
+}
+
+/// A key as [`show`] writes it, formatted only when an error message is: the readers name
+/// every page and inline bucket they are in, and almost never need to say it.
+pub struct Shown<'a>(pub &'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(self.0) {
+            Ok(s) if s.chars().all(|c| !c.is_control()) => write!(f, "{s:?}"),
+            _ => write!(f, "0x{}", super::hex(self.0)),
+        }
     }
 }
 
@@ -299,18 +310,22 @@ impl<'a> Reader<'a, '_> {
             shape.pages.extend(id..=id + overflow);
         }
         match flags {
-            LEAF => {
-                let ctx = format!("page {id}");
-                self.leaf(buf, count, &ctx, (lo, hi), depth, items, shape)
-            }
+            LEAF => self.leaf(
+                buf,
+                count,
+                &format_args!("page {id}"),
+                (lo, hi),
+                depth,
+                items,
+                shape,
+            ),
             BRANCH => {
                 if count == 0 {
                     bail!("page {id}: empty branch page");
                 }
                 let mut children = Vec::with_capacity(count as usize);
-                let ctx = format!("page {id}");
                 for i in 0..count as usize {
-                    let (key, child) = branch_element(self.e, buf, i, &ctx)?;
+                    let (key, child) = branch_element(self.e, buf, i, &format_args!("page {id}"))?;
                     check_key(key, children.last().map(|(k, _)| *k), lo, hi)
                         .with_context(|| format!("page {id}: element {i}"))?;
                     children.push((key, child));
@@ -332,7 +347,7 @@ impl<'a> Reader<'a, '_> {
         &mut self,
         buf: &'a [u8],
         count: u16,
-        ctx: &str,
+        ctx: &dyn fmt::Display,
         (lo, hi): (Option<&[u8]>, Option<&[u8]>),
         depth: usize,
         items: &mut Vec<(Vec<u8>, Node)>,
@@ -363,7 +378,7 @@ impl<'a> Reader<'a, '_> {
         &mut self,
         key: &[u8],
         value: &'a [u8],
-        ctx: &str,
+        ctx: &dyn fmt::Display,
         depth: usize,
     ) -> Result<(Bucket, Shape)> {
         if depth > MAX_BUCKET_DEPTH {
@@ -404,11 +419,10 @@ impl<'a> Reader<'a, '_> {
         }
         let mut items = Vec::new();
         let mut shape = Shape::default();
-        let inner = format!("inline bucket {} in {ctx}", show(key));
         self.leaf(
             page,
             count,
-            &inner,
+            &format_args!("inline bucket {} in {ctx}", Shown(key)),
             (None, None),
             depth,
             &mut items,
@@ -431,7 +445,7 @@ pub fn leaf_element<'a>(
     e: Endian,
     buf: &'a [u8],
     i: usize,
-    ctx: &str,
+    ctx: &dyn fmt::Display,
 ) -> Result<(u32, &'a [u8], &'a [u8])> {
     let at = PAGE_HEADER + i * ELEMENT;
     let (flags, pos, ksize, vsize) = match (
@@ -455,7 +469,7 @@ pub fn branch_element<'a>(
     e: Endian,
     buf: &'a [u8],
     i: usize,
-    ctx: &str,
+    ctx: &dyn fmt::Display,
 ) -> Result<(&'a [u8], u64)> {
     let at = PAGE_HEADER + i * ELEMENT;
     let (pos, ksize, child) = match (e.u32(buf, at), e.u32(buf, at + 4), e.u64(buf, at + 8)) {

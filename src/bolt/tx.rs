@@ -352,10 +352,9 @@ impl<'f> Disk<'f> {
 
     /// The elements of a leaf page image (a page, or an inline bucket's; `id` names it).
     pub fn leaf<'a>(&self, buf: &'a [u8], count: u16, id: u64) -> Result<Vec<Raw<'a>>> {
-        let ctx = format!("page {id}");
         let mut out: Vec<Raw> = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
-            let (flags, key, value) = leaf_element(self.e, buf, i, &ctx)?;
+            let (flags, key, value) = leaf_element(self.e, buf, i, &format_args!("page {id}"))?;
             check_key(key, out.last().map(|r| r.1), None, None)
                 .with_context(|| format!("page {id}: element {i}"))?;
             out.push((flags, key, value));
@@ -368,10 +367,9 @@ impl<'f> Disk<'f> {
         if count == 0 {
             bail!("page {id}: empty branch page");
         }
-        let ctx = format!("page {id}");
         let mut out: Vec<(&[u8], u64)> = Vec::with_capacity(count as usize);
         for i in 0..count as usize {
-            let (key, child) = branch_element(self.e, buf, i, &ctx)?;
+            let (key, child) = branch_element(self.e, buf, i, &format_args!("page {id}"))?;
             check_key(key, out.last().map(|c| c.0), None, None)
                 .with_context(|| format!("page {id}: element {i}"))?;
             out.push((key, child));
