@@ -240,13 +240,13 @@ impl<'f> Disk<'f> {
             out.extend(self.branch(buf, count, id)?.into_iter().map(|(_, c)| c));
             return Ok(());
         }
-        for (flags, key, value) in self.leaf(buf, count, id)? {
+        self.each_leaf_element(buf, count, id, |flags, key, value| {
             if flags & BUCKET_LEAF != 0 {
                 self.nested_roots(value, 0, out)
                     .with_context(|| format!("page {id}: bucket {}", show(key)))?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The root pages of the page-backed buckets a bucket value stands for: its own, or
@@ -261,12 +261,12 @@ impl<'f> Disk<'f> {
             return Ok(());
         }
         let (page, count) = self.inline(value)?;
-        for (flags, _, value) in self.leaf(page, count, 0)? {
+        self.each_leaf_element(page, count, 0, |flags, _, value| {
             if flags & BUCKET_LEAF != 0 {
                 self.nested_roots(value, depth + 1, out)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Why the tree cannot use page `id`, read and parsed on its own for the message.
@@ -353,13 +353,35 @@ impl<'f> Disk<'f> {
     /// The elements of a leaf page image (a page, or an inline bucket's; `id` names it).
     pub fn leaf<'a>(&self, buf: &'a [u8], count: u16, id: u64) -> Result<Vec<Raw<'a>>> {
         let mut out: Vec<Raw> = Vec::with_capacity(count as usize);
-        for i in 0..count as usize {
-            let (flags, key, value) = leaf_element(self.e, buf, i, &format_args!("page {id}"))?;
-            check_key(key, out.last().map(|r| r.1), None, None)
-                .with_context(|| format!("page {id}: element {i}"))?;
+        self.each_leaf_element(buf, count, id, |flags, key, value| {
             out.push((flags, key, value));
-        }
+            Ok(())
+        })?;
         Ok(out)
+    }
+
+    /// [`Disk::leaf`] without the vector: every element is read and checked first, then
+    /// `f` gets each in order. The reachability walk reads every page of the file, and a
+    /// vector per page and per inline bucket was most of what it allocated.
+    fn each_leaf_element<'a>(
+        &self,
+        buf: &'a [u8],
+        count: u16,
+        id: u64,
+        mut f: impl FnMut(u32, &'a [u8], &'a [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let element = |i| leaf_element(self.e, buf, i, &format_args!("page {id}"));
+        let mut prev = None;
+        for i in 0..count as usize {
+            let (_, key, _) = element(i)?;
+            check_key(key, prev, None, None).with_context(|| format!("page {id}: element {i}"))?;
+            prev = Some(key);
+        }
+        for i in 0..count as usize {
+            let (flags, key, value) = element(i)?;
+            f(flags, key, value)?;
+        }
+        Ok(())
     }
 
     /// The `(key, child page)` elements of a branch page.
