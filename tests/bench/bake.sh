@@ -15,30 +15,25 @@ version=$(bench_containerd_required bake)
 
 "$PAUSEBAKE" image --output "$work/pause.tar" >/dev/null
 
-
 # The pausebake way: one process, no daemon.
 bake_once() {
   local root=$work/bake-$1
   mkdir -p "$root"
-  local t0 t1
-  stamp t0
-  "$PAUSEBAKE" bake --root "$root" --archive "$work/pause.tar" \
-    --containerd-version "$version" >/dev/null
-  stamp t1
-  echo $((t1 - t0))
+  timed "$PAUSEBAKE" bake --root "$root" --archive "$work/pause.tar" \
+    --containerd-version "$version"
 }
 
 # The daemon way: start containerd on the root, import, stop it.
+daemon_import() {
+  start_containerd "$1" "$2"
+  "$CTR" --address "$2/sock" -n k8s.io images import "$work/pause.tar"
+  stop_containerd
+}
+
 ctr_once() {
   local root=$work/ctr-$1 run=$work/run-$1
   mkdir -p "$root" "$run"
-  local t0 t1
-  stamp t0
-  start_containerd "$root" "$run"
-  "$CTR" --address "$run/sock" -n k8s.io images import "$work/pause.tar" >/dev/null
-  stop_containerd
-  stamp t1
-  echo $((t1 - t0))
+  timed daemon_import "$root" "$run"
 }
 
 bake_ns=() ctr_ns=()

@@ -20,14 +20,11 @@ bc="$work/bolt-check"
 # best_ms BASE RUNS CMD...: the fastest of RUNS runs of CMD, each on a fresh copy of BASE
 # at $work/meta.db, in milliseconds.
 best_ms() {
-  local base=$1 runs=$2 best=999999999 t0 t1 ms
+  local base=$1 runs=$2 best=999999999 ms
   shift 2
   for _ in $(seq "$runs"); do
     cp "$base" "$work/meta.db"
-    stamp t0
-    "$@" >/dev/null
-    stamp t1
-    ms=$(((t1 - t0) / 1000000))
+    ms=$(($(timed "$@") / 1000000))
     [ "$ms" -lt "$best" ] && best=$ms
   done
   echo "$best"

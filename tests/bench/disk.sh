@@ -43,12 +43,8 @@ mkfs.ext4 -q -d "$work/root" -E offset=$((start * 512)) "$image" $((size / 2))k
 disk_once() {
   cp --sparse=always "$image" "$work/disk.raw"
   sync
-  local t0 t1
-  stamp t0
-  "$PAUSEBAKE" bake --disk "$work/disk.raw" --archive "$work/pause.tar" \
-    --containerd-version "$VERSION" >/dev/null 2>&1
-  stamp t1
-  echo $((t1 - t0))
+  timed "$PAUSEBAKE" bake --disk "$work/disk.raw" --archive "$work/pause.tar" \
+    --containerd-version "$VERSION" 2>/dev/null
 }
 
 root_once() {
@@ -57,14 +53,12 @@ root_once() {
   mkdir -p "$mnt"
   mount -o loop,offset=$((start * 512)),sizelimit=$((size * 512)) "$work/root.raw" "$mnt"
   sync
-  local t0 t1
-  stamp t0
-  "$PAUSEBAKE" bake --root "$mnt" --archive "$work/pause.tar" \
-    --containerd-version "$VERSION" >/dev/null
-  stamp t1
+  local ns
+  ns=$(timed "$PAUSEBAKE" bake --root "$mnt" --archive "$work/pause.tar" \
+    --containerd-version "$VERSION")
   umount "$mnt"
   mnt=""
-  echo $((t1 - t0))
+  echo "$ns"
 }
 
 disk_ns=() root_ns=()

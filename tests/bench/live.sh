@@ -66,19 +66,11 @@ bench_version() {
   }
   live_once() {
     forget
-    local t0 t1
-    stamp t0
-    "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root" >/dev/null
-    stamp t1
-    echo $((t1 - t0))
+    timed "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root"
   }
   ctr_once() {
     forget
-    local t0 t1
-    stamp t0
-    ctr images import "$work/pause.tar" >/dev/null
-    stamp t1
-    echo $((t1 - t0))
+    timed ctr images import "$work/pause.tar"
   }
 
   local live_ns=() ctr_ns=()

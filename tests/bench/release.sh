@@ -26,11 +26,7 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
 bake_once() {
   local bin=$1 root=$work/$2
   mkdir -p "$root"
-  local t0 t1
-  stamp t0
-  "$bin" bake --root "$root" >/dev/null
-  stamp t1
-  echo $((t1 - t0))
+  timed "$bin" bake --root "$root"
 }
 
 static_times=() dynamic_times=()

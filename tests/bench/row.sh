@@ -19,6 +19,15 @@ stamp() {
   printf -v "$1" '%s' "$((10#$stamp_us * 1000))"
 }
 
+# timed CMD...: runs CMD, its output dropped, and prints the nanoseconds it took.
+timed() {
+  local timed_t0 timed_t1
+  stamp timed_t0
+  "$@" >/dev/null
+  stamp timed_t1
+  echo $((timed_t1 - timed_t0))
+}
+
 # ms NS: nanoseconds as milliseconds, one decimal.
 ms() { awk -v ns="$1" 'BEGIN { printf "%.1f", ns / 1e6 }'; }
 
