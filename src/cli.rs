@@ -12,7 +12,13 @@ use crate::platform::{Arch, Platform};
 
 /// Build the Kubernetes pause image and bake it into an offline root's containerd store.
 #[derive(Debug, Parser)]
-#[command(name = "pausebake", version, help_expected = true, max_term_width = 80)]
+#[command(
+    name = "pausebake",
+    version,
+    help_expected = true,
+    max_term_width = 80,
+    defer = true
+)]
 pub enum Cli {
     /// Write the built-in pause (or compile it) for one or more architectures
     Build(BuildArgs),
@@ -33,8 +39,8 @@ pub enum Cli {
     Bolt(BoltArgs),
 }
 
-/// How the pause binary is produced: the program built into pausebake, unless compiling
-/// is asked for.
+// How the pause binary is produced: the program built into pausebake, unless compiling
+// is asked for.
 #[derive(Debug, Clone, Args)]
 pub struct CompileArgs {
     /// Architectures, comma-separated (amd64, arm64, arm, ppc64le, s390x, riscv64)
@@ -65,7 +71,7 @@ impl CompileArgs {
     }
 }
 
-/// Machine-readable output.
+// Machine-readable output.
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Print a JSON document on stdout instead of text
@@ -73,7 +79,7 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
-/// Seconds since the Unix epoch used for every timestamp pausebake writes.
+// Seconds since the Unix epoch used for every timestamp pausebake writes.
 #[derive(Debug, Args)]
 pub struct EpochArgs {
     /// Timestamp for image content and metadata records, in seconds since 1970 (image
@@ -113,7 +119,7 @@ pub enum Format {
     DockerArchive,
 }
 
-/// What goes into the image and how it is named.
+// What goes into the image and how it is named.
 #[derive(Debug, Args)]
 pub struct ImageSpecArgs {
     /// Use a prebuilt pause for ARCH instead of compiling (repeatable)
@@ -150,7 +156,7 @@ pub struct ImageArgs {
     pub output_args: OutputArgs,
 }
 
-/// The root a command reads or writes: a directory, or the root filesystem of a disk image.
+// The root a command reads or writes: a directory, or the root filesystem of a disk image.
 #[derive(Debug, Args)]
 pub struct RootArgs {
     /// Root filesystem to work on (a mounted image, a chroot, or / with containerd stopped)
@@ -160,7 +166,7 @@ pub struct RootArgs {
     pub disk: DiskArgs,
 }
 
-/// A disk image whose root filesystem a command works on, instead of `--root`.
+// A disk image whose root filesystem a command works on, instead of `--root`.
 #[derive(Debug, Args)]
 pub struct DiskArgs {
     /// Work on the root filesystem of this disk image instead of --root: a raw image (a
@@ -193,7 +199,7 @@ pub struct DiskArgs {
     pub disk_format: Option<String>,
 }
 
-/// The containerd namespace of the image records.
+// The containerd namespace of the image records.
 #[derive(Debug, Args)]
 pub struct NamespaceArgs {
     /// containerd namespace (CRI's is k8s.io)
@@ -201,7 +207,7 @@ pub struct NamespaceArgs {
     pub namespace: String,
 }
 
-/// The root's platform, instead of reading it from the root's binaries.
+// The root's platform, instead of reading it from the root's binaries.
 #[derive(Debug, Args)]
 pub struct PlatformArgs {
     /// Platform of the root [default: detected from the root's binaries]
@@ -209,7 +215,7 @@ pub struct PlatformArgs {
     pub platform: Option<Platform>,
 }
 
-/// The root's containerd version, instead of reading it from the root.
+// The root's containerd version, instead of reading it from the root.
 #[derive(Debug, Args)]
 pub struct ContainerdArgs {
     #[arg(
@@ -221,7 +227,7 @@ pub struct ContainerdArgs {
     pub containerd_version: Option<Version>,
 }
 
-/// The root's Kubernetes version, instead of reading it from the root.
+// The root's Kubernetes version, instead of reading it from the root.
 #[derive(Debug, Args)]
 pub struct KubernetesArgs {
     /// Kubernetes version to pick (or check) the pause tag for [default: detected in the
@@ -230,7 +236,7 @@ pub struct KubernetesArgs {
     pub kubernetes_version: Option<Version>,
 }
 
-/// Show the plan instead of carrying it out.
+// Show the plan instead of carrying it out.
 #[derive(Debug, Args)]
 pub struct DryRunArgs {
     /// Print what would change (text, or JSON with --json) and write nothing
@@ -238,7 +244,7 @@ pub struct DryRunArgs {
     pub dry_run: bool,
 }
 
-/// Which containerd `import` and `bake` write through: a running one, or its files.
+// Which containerd `import` and `bake` write through: a running one, or its files.
 #[derive(Debug, Args)]
 pub struct LiveArgs {
     /// Write through the running containerd listening on SOCKET (its API) instead of its
@@ -253,7 +259,7 @@ pub struct LiveArgs {
     pub trace: bool,
 }
 
-/// Which containerd config file is the main one.
+// Which containerd config file is the main one.
 #[derive(Debug, Args)]
 pub struct ConfigFileArgs {
     /// Main containerd config, a path inside the root [default: the --config of the root's
@@ -332,7 +338,7 @@ pub struct ConfigureArgs {
     pub output: OutputArgs,
 }
 
-/// The root, namespace, platform and containerd that `verify` and `bake` act on.
+// The root, namespace, platform and containerd that `verify` and `bake` act on.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     #[command(flatten)]
@@ -531,6 +537,24 @@ mod tests {
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
+    }
+
+    /// `defer` builds a command's arguments only when it is used, after its variant's
+    /// description: a doc comment on an `Args` struct would then replace that description
+    /// in the command's own `--help`.
+    #[test]
+    fn each_command_keeps_its_description_once_built() {
+        let abouts = |cli: &clap::Command| -> Vec<(String, Option<String>)> {
+            cli.get_subcommands()
+                .filter(|c| c.get_name() != "help")
+                .map(|c| (c.get_name().into(), c.get_about().map(|a| a.to_string())))
+                .collect()
+        };
+        let mut cli = Cli::command();
+        let listed = abouts(&cli);
+        assert!(listed.iter().all(|(_, a)| a.is_some()), "{listed:?}");
+        cli.build();
+        assert_eq!(abouts(&cli), listed);
     }
 
     #[test]
