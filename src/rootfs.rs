@@ -75,21 +75,34 @@ impl Root {
         let mut todo: VecDeque<OsString> = VecDeque::new();
         push_front(&mut todo, path);
         let mut done: Vec<OsString> = Vec::new();
+        // How many components of `done` exist, once one did not: nothing below a missing
+        // directory can be a symlink, so it is not looked up (inspect asks for many paths
+        // under directories a root does not have).
+        let mut missing_below: Option<usize> = None;
         let mut links = 0;
         while let Some(name) = todo.pop_front() {
             if name == "/" {
                 done.clear();
+                missing_below = None;
                 continue;
             }
             if name == ".." {
                 // `..` of the root is the root, as after chroot.
                 done.pop();
+                if missing_below.is_some_and(|existing| done.len() <= existing) {
+                    missing_below = None;
+                }
+                continue;
+            }
+            if missing_below.is_some() {
+                done.push(name);
                 continue;
             }
             let host = self.host(&done).join(&name);
             let meta = match fs::symlink_metadata(&host) {
                 Ok(meta) => meta,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
+                    missing_below = Some(done.len());
                     done.push(name);
                     continue;
                 }
@@ -298,6 +311,23 @@ mod tests {
         );
         assert_eq!(r.resolve("a/../../b").unwrap(), r.dir().join("b"));
         assert_eq!(r.resolve("/").unwrap(), r.dir());
+    }
+
+    #[test]
+    fn below_a_missing_directory_paths_stay_as_written_until_dot_dot_climbs_out() {
+        let (_d, r) = root();
+        fs::create_dir_all(r.dir().join("data")).unwrap();
+        symlink("/data", r.dir().join("link")).unwrap();
+        assert_eq!(r.resolve("/no/link/x").unwrap(), r.dir().join("no/link/x"));
+        assert_eq!(
+            r.resolve("/no/more/../../link/x").unwrap(),
+            r.dir().join("data/x")
+        );
+        assert_eq!(r.resolve("/no/../link/x").unwrap(), r.dir().join("data/x"));
+        assert_eq!(
+            r.resolve("/no/more/../link/x").unwrap(),
+            r.dir().join("no/link/x")
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 #   checkout) when the cache has no 2.3 yet. Before each run (untimed) the image is removed
 #   with a synchronous GC so both write everything. Runs alternate; the best of RUNS each is
 #   reported and the ratio is taken in this run, beside the median ratio of each run to the
-#   ctr run after it. `--trace` shows where the time goes.
+#   ctr run after it. `--trace` shows where the time goes. The row is the static release
+#   binary's (`make dist`, or STATIC): the one Packer uploads to a node and an air-gapped
+#   host runs; the glibc build ($PAUSEBAKE) runs beside it and its figures are shown too.
 # - the size of the release binary with and without the `live` feature (the one without is
 #   built once into target/bench-no-live, or taken from PAUSEBAKE_NO_LIVE).
 # containerd runs as the tests run it (tests/bench/containerd.sh).
@@ -25,6 +27,16 @@ shared=${PAUSEBAKE_SHARED:-$(cd .. && pwd)/shared}
 bench_containerd_required live >/dev/null
 
 "$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null 2>&1
+
+case $(uname -m) in
+  x86_64) arch=amd64 ;;
+  aarch64) arch=arm64 ;;
+  *) echo "bench live: static binaries exist for amd64 and arm64 only" >&2; exit 1 ;;
+esac
+if [ -z "${STATIC:-}" ]; then
+  make --no-print-directory dist >/dev/null
+  STATIC=$PWD/dist/pausebake-linux-$arch
+fi
 
 best() { sort -n | head -n 1; }
 
@@ -66,32 +78,42 @@ bench_version() {
   }
   live_once() {
     forget
-    timed "$PAUSEBAKE" import "$work/pause.tar" --address "$run/sock" --root "$root"
+    timed "$1" import "$work/pause.tar" --address "$run/sock" --root "$root"
   }
   ctr_once() {
     forget
     timed ctr images import "$work/pause.tar"
   }
 
-  local live_ns=() ctr_ns=()
+  local static_ns=() glibc_ns=() ctr_ns=()
   for _ in $(seq "$RUNS"); do
-    live_ns+=("$(live_once)")
+    static_ns+=("$(live_once "$STATIC")")
+    glibc_ns+=("$(live_once "$PAUSEBAKE")")
     ctr_ns+=("$(ctr_once)")
   done
   stop_containerd
-  local l c ratio paired load k
-  l=$(printf '%s\n' "${live_ns[@]}" | best)
+  local s g c ratio glibc_ratio paired load
+  s=$(printf '%s\n' "${static_ns[@]}" | best)
+  g=$(printf '%s\n' "${glibc_ns[@]}" | best)
   c=$(printf '%s\n' "${ctr_ns[@]}" | best)
-  ratio=$(awk -v c="$c" -v l="$l" 'BEGIN { printf "%.2f", l / c }')
-  # Each run beside the ctr run right after it: the disk's sync time drifts from minute to
-  # minute, and the two bests may come from different minutes.
-  paired=$(for k in "${!live_ns[@]}"; do
-    awk -v l="${live_ns[$k]}" -v c="${ctr_ns[$k]}" 'BEGIN { printf "%.3f\n", l / c }'
-  done | median | awk '{ printf "%.2f", $1 }')
+  ratio=$(awk -v c="$c" -v l="$s" 'BEGIN { printf "%.2f", l / c }')
+  glibc_ratio=$(awk -v c="$c" -v l="$g" 'BEGIN { printf "%.2f", l / c }')
+  paired=$(paired_median static_ns ctr_ns)
   load=$(cut -d' ' -f1 /proc/loadavg)
-  bench_row "import --address into a running containerd $version (best of $RUNS)" "$(ms "$l")" "$(ms "$c")" ms "$(ms "$l") ms" \
-    "ctr -n k8s.io images import of the same archive ($version's ctr): $(ms "$c") ms (pausebake takes ${ratio}× ctr's time, ${paired}× as the median of the runs paired; goal ≤ 0.5; load average $load)" \
+  bench_row "import --address into a running containerd $version, static release binary (best of $RUNS)" "$(ms "$s")" "$(ms "$c")" ms "$(ms "$s") ms" \
+    "ctr -n k8s.io images import of the same archive ($version's ctr): $(ms "$c") ms (pausebake takes ${ratio}× ctr's time, ${paired}× as the median of the runs paired; goal ≤ 0.5; the glibc build: $(ms "$g") ms, ${glibc_ratio}×, $(paired_median glibc_ns ctr_ns)× paired; load average $load)" \
     "$ratio"
+}
+
+# paired_median OURS THEIRS (names of arrays): the median of each run's time over the ctr
+# run's right after it. The disk's sync time drifts from minute to minute, and two bests may
+# come from different minutes.
+paired_median() {
+  local -n ours=$1 theirs=$2
+  local k
+  for k in "${!ours[@]}"; do
+    awk -v l="${ours[$k]}" -v c="${theirs[$k]}" 'BEGIN { printf "%.3f\n", l / c }'
+  done | median | awk '{ printf "%.2f", $1 }'
 }
 
 i=0
