@@ -221,11 +221,11 @@ fn carry_out(
         let done = live::apply(store, image, conn)?;
         plan.import = Some(done);
     }
-    let config_only = Plan {
-        import: None,
-        ..plan.clone()
-    };
-    apply(&config_only, None, root)?;
+    // The config part alone (the plan without its import, not a copy of it).
+    let import = plan.import.take();
+    let applied = apply(plan, None, root);
+    plan.import = import;
+    applied?;
     trace::step(format_args!("applied the config part of the plan"));
     Ok(())
 }
