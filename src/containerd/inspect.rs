@@ -73,7 +73,8 @@ pub struct MetaDb {
     /// Whether the file exists (a zero-length file, from an interrupted create, exists with
     /// an empty tree, as bbolt opens it).
     pub exists: bool,
-    /// The whole tree (empty when the file is absent or empty).
+    /// The whole tree (empty when the file is absent or empty, or locked and not read:
+    /// [`inspect_store`]).
     pub tree: Bucket,
     /// The file's byte order; `None` when absent or empty.
     pub order: Option<Endian>,
@@ -124,17 +125,21 @@ pub struct RootFacts {
 
 /// Probes `root` once. A flag in `overrides` replaces the fact it names and is its source.
 pub fn inspect(root: &Root, overrides: &Overrides) -> Result<RootFacts> {
-    probe(root, overrides, true)
+    probe(root, overrides, false)
 }
 
 /// [`inspect`] for a command that only writes the store (`import`): the containerd and
 /// Kubernetes versions are not read, so a root whose binaries tell none can still be
-/// imported into.
+/// imported into. Nor is a locked `meta.db`: the import then goes through the containerd
+/// that holds it, whose API is the truth, and on a node with thousands of images reading
+/// the file would take longer than the import.
 pub fn inspect_store(root: &Root, overrides: &Overrides) -> Result<RootFacts> {
-    probe(root, overrides, false)
+    probe(root, overrides, true)
 }
 
-fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<RootFacts> {
+/// `store_only`: [`inspect_store`], else [`inspect`].
+fn probe(root: &Root, overrides: &Overrides, store_only: bool) -> Result<RootFacts> {
+    let read_versions = !store_only;
     let platform = match overrides.platform {
         Some(p) => Sourced {
             value: p,
@@ -175,7 +180,11 @@ fn probe(root: &Root, overrides: &Overrides, read_versions: bool) -> Result<Root
         Some(flag) => PathBuf::from(flag),
         None => containerd_root(&config)?,
     };
-    let meta = read_meta(root, containerd_root.join(META_DIR).join(META_DB))?;
+    let meta = read_meta(
+        root,
+        containerd_root.join(META_DIR).join(META_DB),
+        !store_only,
+    )?;
     let address = match owner.owner.row.address_flag {
         Some(flag) => flag.to_string(),
         None => config
@@ -479,9 +488,18 @@ impl ConfigFacts {
 
 // --- meta.db -----------------------------------------------------------------------------
 
-/// A snapshot of the `meta.db` at `path` (inside the root), read without taking its lock.
-fn read_meta(root: &Root, path: PathBuf) -> Result<MetaDb> {
+/// A snapshot of the `meta.db` at `path` (inside the root), read without taking its lock;
+/// of a locked one (a running containerd's), only with `locked_too`.
+fn read_meta(root: &Root, path: PathBuf, locked_too: bool) -> Result<MetaDb> {
     let host = root.resolve(&path)?;
+    if !locked_too && host.is_file() && is_locked(&host)? {
+        return Ok(MetaDb {
+            path,
+            exists: true,
+            locked: true,
+            ..MetaDb::default()
+        });
+    }
     let Some(bytes) = root.read(&path)? else {
         return Ok(MetaDb {
             path,
@@ -606,6 +624,32 @@ mod tests {
             facts.blob_dir,
             PathBuf::from("/data/ctd/io.containerd.content.v1.content/blobs/sha256")
         );
+    }
+
+    #[test]
+    fn import_leaves_a_locked_meta_db_unread_and_verify_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path()).unwrap();
+        let meta_dir = dir.path().join("var/lib/containerd").join(META_DIR);
+        fs::create_dir_all(&meta_dir).unwrap();
+        let path = meta_dir.join(META_DB);
+        let mut db = crate::bolt::Db::create(&path, crate::platform::Endian::Little).unwrap();
+        db.root_mut()
+            .bucket_at_mut(&[b"v1"])
+            .unwrap()
+            .put(b"k", b"v")
+            .unwrap();
+        db.commit().unwrap();
+        drop(db);
+        let store = |root: &Root| inspect_store(root, &Overrides::default()).unwrap().meta;
+        let all = |root: &Root| inspect(root, &Overrides::default()).unwrap().meta;
+        assert!(store(&root).tree.bucket(b"v1").is_some());
+        let held = fs::File::open(&path).unwrap();
+        held.lock().unwrap();
+        let (unread, read) = (store(&root), all(&root));
+        assert!(unread.locked && unread.exists, "{unread:?}");
+        assert_eq!((unread.tree, unread.order, unread.txid), Default::default());
+        assert!(read.locked && read.tree.bucket(b"v1").is_some(), "{read:?}");
     }
 
     #[test]
