@@ -31,15 +31,7 @@ bench_containerd_required live >/dev/null
 
 "$PAUSEBAKE" image --name "$NAME" --output "$work/pause.tar" >/dev/null 2>&1
 
-case $(uname -m) in
-  x86_64) arch=amd64 ;;
-  aarch64) arch=arm64 ;;
-  *) echo "bench live: static binaries exist for amd64 and arm64 only" >&2; exit 1 ;;
-esac
-if [ -z "${STATIC:-}" ]; then
-  make --no-print-directory dist >/dev/null
-  STATIC=$PWD/dist/pausebake-linux-$arch
-fi
+static_release live
 
 best() { sort -n | head -n 1; }
 

@@ -9,15 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PAUSEBAKE=${PAUSEBAKE:-$PWD/target/release/pausebake}
 RUNS=${RUNS:-15}
-case $(uname -m) in
-  x86_64) arch=amd64 ;;
-  aarch64) arch=arm64 ;;
-  *) echo "bench release: static binaries exist for amd64 and arm64 only" >&2; exit 1 ;;
-esac
-if [ -z "${STATIC:-}" ]; then
-  make --no-print-directory dist >/dev/null
-  STATIC=$PWD/dist/pausebake-linux-$arch
-fi
+static_release release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -19,6 +19,20 @@ stamp() {
   printf -v "$1" '%s' "$((10#$stamp_us * 1000))"
 }
 
+# static_release TOPIC: STATIC, the static release binary of this machine's architecture
+# (`arch`), built by `make dist` unless STATIC already names one.
+static_release() {
+  case $(uname -m) in
+    x86_64) arch=amd64 ;;
+    aarch64) arch=arm64 ;;
+    *) echo "bench $1: static binaries exist for amd64 and arm64 only" >&2; exit 1 ;;
+  esac
+  if [ -z "${STATIC:-}" ]; then
+    make --no-print-directory dist >/dev/null
+    STATIC=$PWD/dist/pausebake-linux-$arch
+  fi
+}
+
 # timed CMD...: runs CMD, its output dropped, and prints the nanoseconds it took.
 timed() {
   local timed_t0 timed_t1
