@@ -71,7 +71,7 @@ impl<T: Send + 'static> Pending<T> {
         Pending(tokio::spawn(call))
     }
 
-    /// Its answer, from inside the runtime ([`Client::wait`] from outside it).
+    /// Its answer, from inside the runtime ([`Client::wait_all`] from outside it).
     pub async fn answer(mut self) -> Result<T, Status> {
         answer(&mut self).await
     }
@@ -309,25 +309,18 @@ impl Client {
 
     /// A lease in `namespace` that holds what is written under it (with [`Client::set_lease`])
     /// and expires by itself [`LEASE_EXPIRY`] from its creation: its id, and its creation to
-    /// wait for ([`Pending::answer`]). The one [`Client::dial`] asked for may still be
-    /// under way (containerd got that request first: calls sent now queue behind its
-    /// commit); a new one is created before this returns.
+    /// wait for ([`Pending::answer`]): the one [`Client::dial`] asked for, else a new one.
+    /// Either may still be under way: containerd got its request first, and calls sent now
+    /// normally commit behind it.
     pub fn lease(&mut self, namespace: &str) -> Result<(String, Pending<()>)> {
         match self.early_lease.take() {
             Some(early) if early.namespace == namespace => Ok((early.id, early.created)),
             other => {
                 self.early_lease = other;
                 self.set_namespace(namespace)?;
-                let (id, created) = self.start_lease()?;
-                self.wait_lease(created)?;
-                Ok((id, self.start(async { Ok(()) })))
+                self.start_lease()
             }
         }
-    }
-
-    /// Waits for a lease's creation ([`Client::lease`]).
-    fn wait_lease(&self, created: Pending<()>) -> Result<()> {
-        self.wait(created).map_err(|e| lease_refused(&e))
     }
 
     /// Starts creating a new lease in the current namespace: its id and the pending call.
@@ -412,7 +405,8 @@ impl Client {
 
     /// Starts `call` now, as its own task on the channel: it runs whenever this client waits
     /// on anything (HTTP/2 carries calls side by side), and its answer is taken with
-    /// [`Client::wait`]. Dropped unwaited, it is cancelled.
+    /// [`Client::wait_all`] (or [`Pending::answer`] inside the runtime). Dropped unwaited, it
+    /// is cancelled.
     pub fn start<T, Fut>(&self, call: Fut) -> Pending<T>
     where
         T: Send + 'static,
@@ -421,12 +415,7 @@ impl Client {
         Pending(self.rt.spawn(call))
     }
 
-    /// The answer of a [`Client::start`]ed call, waited for under [`CALL_TIMEOUT`].
-    pub fn wait<T>(&self, pending: Pending<T>) -> Result<T, Status> {
-        self.wait_within(CALL_TIMEOUT, pending)
-    }
-
-    /// [`Client::wait`] under `limit`.
+    /// The answer of a [`Client::start`]ed call, waited for under `limit`.
     fn wait_within<T>(&self, limit: Duration, mut pending: Pending<T>) -> Result<T, Status> {
         self.within(limit, async { answer(&mut pending).await })
     }
