@@ -159,9 +159,14 @@ struct PlannedBlob<'a> {
 
 impl PlannedBlob<'_> {
     fn context(&self, mode: Mode) -> String {
-        let (doing, into) = mode.doing();
-        format!("{doing} blob {} {into} containerd", self.digest)
+        blob_context(mode, self.digest)
     }
+}
+
+/// What a pass was doing to one blob, for its errors.
+fn blob_context(mode: Mode, digest: &str) -> String {
+    let (doing, into) = mode.doing();
+    format!("{doing} blob {digest} {into} containerd")
 }
 
 /// The plan's blobs, in its digest order, each with its bytes from `image`.
@@ -169,10 +174,10 @@ fn blobs<'a>(plan: &'a StorePlan, image: &'a Image, mode: Mode) -> Result<Vec<Pl
     plan.labels
         .iter()
         .map(|(digest, labels)| {
-            let bytes = image.blobs.get(digest).with_context(|| {
-                let (doing, into) = mode.doing();
-                format!("{doing} blob {digest} {into} containerd: not in the image")
-            })?;
+            let bytes = image
+                .blobs
+                .get(digest)
+                .with_context(|| format!("{}: not in the image", blob_context(mode, digest)))?;
             Ok(PlannedBlob {
                 digest,
                 bytes,
