@@ -492,7 +492,8 @@ impl ConfigFacts {
 /// of a locked one (a running containerd's), only with `locked_too`.
 fn read_meta(root: &Root, path: PathBuf, locked_too: bool) -> Result<MetaDb> {
     let host = root.resolve(&path)?;
-    if !locked_too && host.is_file() && is_locked(&host)? {
+    let locked = host.is_file() && is_locked(&host)?;
+    if locked && !locked_too {
         return Ok(MetaDb {
             path,
             exists: true,
@@ -520,7 +521,6 @@ fn read_meta(root: &Root, path: PathBuf, locked_too: bool) -> Result<MetaDb> {
             crate::bolt::txid(&bytes)?,
         ))
     };
-    let locked = is_locked(&host)?;
     let (tree, order, txid) = match read() {
         Ok((tree, order, txid)) => (tree, Some(order), Some(txid)),
         // A running containerd may be mid-write: its API, not the file, is then the truth.
