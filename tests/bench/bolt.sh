@@ -12,9 +12,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -x /usr/bin/time ] || { echo "bench bolt: /usr/bin/time missing (Debian package time)" >&2; exit 1; }
 
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/go-cache" \
-  go build -o "$work/bolt-check" ./tests/bolt-check
-bc="$work/bolt-check"
+bc=$(bolt_check "$work")
 "$bc" images "$work/base.db" 3000
 
 # best_ms BASE RUNS CMD...: the fastest of RUNS runs of CMD, each on a fresh copy of BASE

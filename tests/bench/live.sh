@@ -137,9 +137,8 @@ if [ ${#lts[@]} -eq 0 ]; then
   echo "bench live: no containerd 2.3 to bench a busy node's store with" >&2
   exit 1
 fi
-GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/go-cache" \
-  go build -o "$work/bolt-check" ./tests/bolt-check
-"$work/bolt-check" images "$work/busy.db" 3000
+bc=$(bolt_check "$work")
+"$bc" images "$work/busy.db" 3000
 bench_version "${lts[0]}" "${lts[1]}" busy "$work/busy.db"
 
 # Binary size with and without the live path.

@@ -33,6 +33,13 @@ static_release() {
   fi
 }
 
+# bolt_check DIR: builds tests/bolt-check (Go's bbolt, from Debian's packaged source) into
+# DIR, its build cache there too, and prints the program's path.
+bolt_check() {
+  GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$1/go-cache" \
+    go build -o "$1/bolt-check" ./tests/bolt-check && echo "$1/bolt-check"
+}
+
 # timed CMD...: runs CMD, its output dropped, and prints the nanoseconds it took.
 timed() {
   local timed_t0 timed_t1
