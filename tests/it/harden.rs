@@ -684,7 +684,25 @@ fn locked_meta_db_is_refused_without_waiting() {
     assert!(took < crate::harness::NO_WAIT, "refusing took {took:?}");
     assert_same("locked meta.db", &before, &snapshot(&root));
     drop(held);
+    wait_unlocked(&root.join(META));
     run_ok(&mut import(&archive, &root));
+}
+
+/// Waits (at most [`crate::harness::NO_WAIT`]) until nothing holds the lock of `path`. A
+/// child another test spawned while this process held the lock keeps a copy of that file
+/// (and so the lock) until it execs, which on a loaded machine can come after the drop.
+fn wait_unlocked(path: &Path) {
+    let start = Instant::now();
+    loop {
+        let file = fs::File::open(path).unwrap();
+        match file.try_lock() {
+            Ok(()) => return,
+            Err(fs::TryLockError::WouldBlock) if start.elapsed() < crate::harness::NO_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("{} stays locked: {e}", path.display()),
+        }
+    }
 }
 
 /// The same refusal with a real containerd holding the file.
